@@ -1,0 +1,236 @@
+//! Domains: aggregate kinds bound to one provider, with load, execute and handlers.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::aggregate::{Aggregate, Loaded};
+use crate::cache::AggregateCache;
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::event::{NewEvent, Snapshot};
+use crate::handler::HandlerBuilder;
+use crate::names::{check_aggregate_id, check_stream};
+use crate::provider::Provider;
+
+/// Says that aggregate kind `A` belongs to a domain. Declare it with [`domain!`](crate::domain!).
+#[diagnostic::on_unimplemented(
+    message = "aggregate `{A}` is not part of domain `{Self}`",
+    note = "list it in the `evtstore::domain!` declaration of `{Self}`"
+)]
+pub trait Contains<A: Aggregate> {}
+
+/// Declares a domain: a marker type listing its aggregate kinds.
+///
+/// ```ignore
+/// evtstore::domain!(pub Blog { User, Post });
+/// let blog: Domain<Blog> = Domain::new(provider);
+/// ```
+#[macro_export]
+macro_rules! domain {
+    ($vis:vis $name:ident { $($aggregate:ty),+ $(,)? }) => {
+        /// A domain declared with `evtstore::domain!`.
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+        $(impl $crate::Contains<$aggregate> for $name {})+
+    };
+}
+
+/// A set of aggregate kinds (`D`, declared with [`domain!`](crate::domain!)) on one provider.
+///
+/// Cheap to clone; clones share the provider and the aggregate cache.
+pub struct Domain<D> {
+    provider: Arc<dyn Provider>,
+    cache: Option<Arc<AggregateCache>>,
+    kinds: PhantomData<fn() -> D>,
+}
+
+impl<D> Clone for Domain<D> {
+    fn clone(&self) -> Self {
+        Domain {
+            provider: self.provider.clone(),
+            cache: self.cache.clone(),
+            kinds: PhantomData,
+        }
+    }
+}
+
+impl<D> Domain<D> {
+    /// A domain on a provider.
+    pub fn new(provider: impl Provider) -> Self {
+        Self::with_provider(Arc::new(provider))
+    }
+
+    /// A domain on a shared provider.
+    pub fn with_provider(provider: Arc<dyn Provider>) -> Self {
+        Domain {
+            provider,
+            cache: None,
+            kinds: PhantomData,
+        }
+    }
+
+    /// Keeps up to `capacity` loaded aggregates in memory; a load then reads only newer events.
+    pub fn with_aggregate_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(AggregateCache::new(capacity)));
+        self
+    }
+
+    /// The provider, for direct reads and appends.
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
+    }
+
+    /// Loads an aggregate: version 0 and the initial state when it has no events.
+    pub async fn load<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>>
+    where
+        D: Contains<A>,
+    {
+        let span = tracing::debug_span!("load", stream = A::STREAM, id);
+        self.load_unchecked(id).instrument(span).await
+    }
+
+    /// Executes a command on the aggregate `id` and returns the aggregate with its new events.
+    ///
+    /// Fails with [`Error::Command`] when the handler rejects it and with
+    /// [`Error::VersionConflict`] when another writer appended first; then nothing is written.
+    pub async fn execute<C>(&self, id: &str, command: C) -> Result<Loaded<C::Aggregate>>
+    where
+        C: Command<D>,
+        D: Contains<C::Aggregate>,
+    {
+        let span = tracing::debug_span!("command", stream = C::Aggregate::STREAM, id);
+        async {
+            let aggregate = self.load_unchecked(id).await?;
+            self.execute_on(aggregate, command).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Executes a command on an aggregate already loaded, expecting it still at its version.
+    ///
+    /// Chains: `domain.execute_on(domain.execute(id, a).await?, b).await?`.
+    pub async fn execute_on<C>(
+        &self,
+        aggregate: Loaded<C::Aggregate>,
+        command: C,
+    ) -> Result<Loaded<C::Aggregate>>
+    where
+        C: Command<D>,
+        D: Contains<C::Aggregate>,
+    {
+        let events = command.handle(&aggregate, self).await?;
+        self.append(aggregate, events).await
+    }
+
+    /// Appends events to an aggregate at the versions after `aggregate.version`.
+    pub async fn append<A: Aggregate>(
+        &self,
+        mut aggregate: Loaded<A>,
+        events: Vec<A::Event>,
+    ) -> Result<Loaded<A>>
+    where
+        D: Contains<A>,
+    {
+        if events.is_empty() {
+            return Ok(aggregate);
+        }
+        let new_events = encode_events::<A>(&aggregate, &events)?;
+        let metas = self.provider.append(new_events).await?;
+        for (event, meta) in events.iter().zip(&metas) {
+            aggregate.apply(event, meta);
+        }
+        if A::PERSIST.is_some() {
+            self.provider.save_snapshot(snapshot_of(&aggregate)?).await?;
+        }
+        if let Some(cache) = &self.cache {
+            cache.put(A::STREAM, &aggregate);
+        }
+        Ok(aggregate)
+    }
+
+    /// Starts declaring an event handler with a bookmark of this name.
+    pub fn handler(&self, name: &str) -> HandlerBuilder<D> {
+        HandlerBuilder::new(self.clone(), name)
+    }
+
+    async fn load_unchecked<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
+        check_stream(A::STREAM)?;
+        check_aggregate_id(id)?;
+        let mut aggregate = match self.cache.as_ref().and_then(|c| c.get::<A>(A::STREAM, id)) {
+            Some(cached) => cached,
+            None => self.from_snapshot(id).await?,
+        };
+        let events = self
+            .provider
+            .aggregate_events(A::STREAM, id, aggregate.version)
+            .await?;
+        for stored in &events {
+            aggregate.apply_stored(stored)?;
+        }
+        if let Some(cache) = &self.cache {
+            cache.put(A::STREAM, &aggregate);
+        }
+        Ok(aggregate)
+    }
+
+    async fn from_snapshot<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
+        let Some(tag) = A::PERSIST else {
+            return Ok(Loaded::new(id));
+        };
+        match self.provider.snapshot(A::STREAM, id).await? {
+            Some(snapshot) if snapshot.tag == tag => decode_snapshot(snapshot),
+            _ => Ok(Loaded::new(id)),
+        }
+    }
+}
+
+fn encode_events<A: Aggregate>(aggregate: &Loaded<A>, events: &[A::Event]) -> Result<Vec<NewEvent>> {
+    let encode = |(index, event): (usize, &A::Event)| {
+        let data = serde_json::to_string(event).map_err(|source| Error::Encode {
+            what: format!("event for {}/{}", A::STREAM, aggregate.id),
+            source,
+        })?;
+        Ok(NewEvent {
+            stream: A::STREAM.to_owned(),
+            aggregate_id: aggregate.id.clone(),
+            version: aggregate.version + 1 + index as u64,
+            data,
+        })
+    };
+    events.iter().enumerate().map(encode).collect()
+}
+
+/// The stored copy of a folded aggregate.
+fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
+    let state = serde_json::to_string(&aggregate.state).map_err(|source| Error::Encode {
+        what: format!("aggregate {}/{}", A::STREAM, aggregate.id),
+        source,
+    })?;
+    Ok(Snapshot {
+        stream: A::STREAM.to_owned(),
+        aggregate_id: aggregate.id.clone(),
+        tag: A::PERSIST.unwrap_or_default().to_owned(),
+        version: aggregate.version,
+        position: aggregate.position,
+        state,
+    })
+}
+
+fn decode_snapshot<A: Aggregate>(snapshot: Snapshot) -> Result<Loaded<A>> {
+    let state = serde_json::from_str(&snapshot.state).map_err(|source| Error::Decode {
+        stream: snapshot.stream.clone(),
+        aggregate_id: snapshot.aggregate_id.clone(),
+        version: snapshot.version,
+        position: snapshot.position,
+        source,
+    })?;
+    Ok(Loaded {
+        id: snapshot.aggregate_id,
+        version: snapshot.version,
+        position: snapshot.position,
+        state,
+    })
+}

@@ -1,0 +1,140 @@
+//! One run of a handler: pages of events, callbacks, bookmark saves.
+
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+
+use super::Handler;
+use crate::error::{BoxError, Error, Result};
+use crate::event::{Position, StoredEvent};
+
+impl Handler {
+    /// The cached position, or the bookmark's (tailing as the options say).
+    pub(super) async fn resolve_position(&self, cached: &mut Option<Position>) -> Result<Position> {
+        if let Some(position) = *cached {
+            return Ok(position);
+        }
+        let options = &self.inner.parts.options;
+        let position = if options.always_tail_stream {
+            self.tail().await?
+        } else {
+            match self.load_position().await? {
+                Some(position) => position,
+                None if options.tail_stream => {
+                    let tail = self.tail().await?;
+                    self.save_position(tail).await?;
+                    tail
+                }
+                None => 0,
+            }
+        };
+        *cached = Some(position);
+        Ok(position)
+    }
+
+    pub(super) async fn save_position(&self, position: Position) -> Result<()> {
+        let parts = &self.inner.parts;
+        if parts.options.in_memory_bookmark {
+            return Ok(());
+        }
+        parts.provider.set_bookmark(&parts.name, position).await
+    }
+
+    async fn load_position(&self) -> Result<Option<Position>> {
+        let parts = &self.inner.parts;
+        if parts.options.in_memory_bookmark {
+            return Ok(None);
+        }
+        parts.provider.bookmark(&parts.name).await
+    }
+
+    async fn tail(&self) -> Result<Position> {
+        let parts = &self.inner.parts;
+        let last = parts.provider.last_event(&parts.streams, None).await?;
+        Ok(last.map_or(0, |event| event.meta.position))
+    }
+
+    /// Reads and handles pages until one comes back short; returns how many were handled.
+    pub(super) async fn run_pages(&self, position: &mut Position) -> Result<usize> {
+        let parts = &self.inner.parts;
+        let page_size = parts.options.page_size;
+        let mut total = 0;
+        loop {
+            if let Some(hook) = &parts.hooks.before_run {
+                hook();
+            }
+            let page = parts.provider.events(&parts.streams, *position, page_size).await?;
+            let start = *position;
+            let (handled, outcome) = self.handle_page(&page, position).await;
+            if *position != start {
+                self.save_position(*position).await?;
+            }
+            if let Some(hook) = &parts.hooks.after_run {
+                hook(page.len(), handled);
+            }
+            outcome?;
+            total += handled;
+            if page.len() < page_size {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Handles a page in order, moving `position` past each event done (or skipped).
+    async fn handle_page(&self, page: &[StoredEvent], position: &mut Position) -> (usize, Result<()>) {
+        let parts = &self.inner.parts;
+        let mut handled = 0;
+        for event in page {
+            match self.dispatch(event).await {
+                Ok(true) => handled += 1,
+                Ok(false) => {}
+                Err(error) if parts.options.continue_on_error => {
+                    tracing::warn!(handler = %parts.name, %error, "event skipped");
+                    if let Some(hook) = &parts.hooks.on_error {
+                        hook(&error);
+                    }
+                }
+                Err(error) => return (handled, Err(error)),
+            }
+            *position = event.meta.position;
+        }
+        (handled, Ok(()))
+    }
+
+    /// Runs the event's callback; false when the handler has none for its stream.
+    async fn dispatch(&self, event: &StoredEvent) -> Result<bool> {
+        let parts = &self.inner.parts;
+        let Some(callback) = parts.routes.get(&event.meta.stream) else {
+            return Ok(false);
+        };
+        let call = async { callback(event) };
+        let future = match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(started) => started?,
+            Err(panic) => return Err(self.failure(event, panic_message(panic))),
+        };
+        match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(source)) => Err(self.failure(event, source)),
+            Err(panic) => Err(self.failure(event, panic_message(panic))),
+        }
+    }
+
+    fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
+        Error::Handler {
+            handler: self.inner.parts.name.clone(),
+            stream: event.meta.stream.clone(),
+            aggregate_id: event.meta.aggregate_id.clone(),
+            position: event.meta.position,
+            source,
+        }
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> BoxError {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    format!("callback panicked: {text}").into()
+}

@@ -1,0 +1,34 @@
+//! The core of evtstore: type-safe event sourcing and CQRS.
+//!
+//! Most users depend on the `evtstore` crate, which re-exports this one and the providers.
+//!
+//! # Layout
+//! - [`aggregate`]: the [`Aggregate`] trait (stream, event enum, fold) and [`Loaded`] aggregates.
+//! - [`command`]: the [`Command`] trait: a command's handler turns it into events.
+//! - [`domain`]: [`Domain`], aggregate kinds on one provider: load, execute, handlers;
+//!   [`domain!`] declares which kinds a domain holds, so the compiler checks membership.
+//! - [`handler`]: event handlers (read models, process managers) with bookmarks.
+//! - [`provider`]: the [`Provider`] trait every storage backend implements.
+//! - [`memory`]: [`MemoryProvider`], everything in this process.
+//! - [`event`], [`error`], [`names`]: stored events, the [`Error`] type, name checks.
+//! - `conformance` (feature `testkit`): the test suite every provider passes.
+
+pub mod aggregate;
+mod cache;
+pub mod command;
+pub mod domain;
+pub mod error;
+pub mod event;
+pub mod handler;
+pub mod memory;
+pub mod names;
+pub mod provider;
+
+pub use aggregate::{Aggregate, Loaded};
+pub use command::{Command, Events};
+pub use domain::{Contains, Domain};
+pub use error::{BoxError, CommandError, Error, Result};
+pub use event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
+pub use handler::{Handler, HandlerBuilder};
+pub use memory::MemoryProvider;
+pub use provider::Provider;

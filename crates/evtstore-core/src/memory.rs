@@ -1,0 +1,182 @@
+//! The in-memory provider: for tests and experiments, with the same semantics as the others.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use futures_util::future::{BoxFuture, FutureExt};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent, now_millis};
+use crate::names::check_bookmark;
+use crate::provider::{Provider, expectations};
+
+type AggregateKey = (String, String);
+
+/// Keeps everything in this process; gone when it ends.
+///
+pub struct MemoryProvider {
+    state: Mutex<State>,
+    appended: watch::Sender<Position>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Event at position p is `events[p - 1]`.
+    events: Vec<StoredEvent>,
+    /// Positions of each aggregate's events, in version order.
+    aggregates: HashMap<AggregateKey, Vec<Position>>,
+    bookmarks: HashMap<String, Position>,
+    snapshots: HashMap<AggregateKey, Snapshot>,
+}
+
+impl Default for MemoryProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryProvider {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryProvider {
+            state: Mutex::new(State::default()),
+            appended: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        let mut state = self.lock();
+        for expected in expectations(&events)? {
+            let key = (expected.stream.to_owned(), expected.aggregate_id.to_owned());
+            let actual = state.aggregates.get(&key).map_or(0, |v| v.len() as u64);
+            if actual != expected.current {
+                return Err(Error::VersionConflict {
+                    stream: key.0,
+                    aggregate_id: key.1,
+                    expected: expected.current,
+                    actual,
+                });
+            }
+        }
+        let timestamp = now_millis();
+        let mut metas = Vec::with_capacity(events.len());
+        for event in events {
+            let position = state.events.len() as Position + 1;
+            let key = (event.stream.clone(), event.aggregate_id.clone());
+            state.aggregates.entry(key).or_default().push(position);
+            let stored = event.stored(position, timestamp);
+            metas.push(stored.meta.clone());
+            state.events.push(stored);
+        }
+        let last = state.events.len() as Position;
+        drop(state);
+        self.appended.send_replace(last);
+        Ok(metas)
+    }
+
+    fn aggregate_events_now(&self, stream: &str, id: &str, after: u64) -> Vec<StoredEvent> {
+        let state = self.lock();
+        let key = (stream.to_owned(), id.to_owned());
+        let positions = state.aggregates.get(&key).map_or(&[][..], |v| &v[..]);
+        let newer = positions.iter().skip(after as usize);
+        newer.map(|p| state.events[*p as usize - 1].clone()).collect()
+    }
+
+    fn events_now(&self, streams: &[String], after: Position, limit: usize) -> Vec<StoredEvent> {
+        let state = self.lock();
+        let rest = state.events.iter().skip(after as usize);
+        let matching = rest.filter(|e| streams.contains(&e.meta.stream));
+        matching.take(limit).cloned().collect()
+    }
+
+    fn last_event_now(&self, streams: &[String], id: Option<&str>) -> Option<StoredEvent> {
+        let state = self.lock();
+        let matches = |e: &&StoredEvent| {
+            streams.contains(&e.meta.stream) && id.is_none_or(|id| e.meta.aggregate_id == id)
+        };
+        state.events.iter().rev().find(matches).cloned()
+    }
+}
+
+impl Provider for MemoryProvider {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
+        let appended = self.append_now(events);
+        async move { appended }.boxed()
+    }
+
+    fn aggregate_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        let events = self.aggregate_events_now(stream, aggregate_id, after_version);
+        async move { Ok(events) }.boxed()
+    }
+
+    fn events<'a>(
+        &'a self,
+        streams: &'a [String],
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        let events = self.events_now(streams, after, limit);
+        async move { Ok(events) }.boxed()
+    }
+
+    fn last_event<'a>(
+        &'a self,
+        streams: &'a [String],
+        aggregate_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
+        let last = self.last_event_now(streams, aggregate_id);
+        async move { Ok(last) }.boxed()
+    }
+
+    fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
+        let found = check_bookmark(name).map(|()| self.lock().bookmarks.get(name).copied());
+        async move { found }.boxed()
+    }
+
+    fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
+        let saved = check_bookmark(name).map(|()| {
+            self.lock().bookmarks.insert(name.to_owned(), position);
+        });
+        async move { saved }.boxed()
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        let key = (stream.to_owned(), aggregate_id.to_owned());
+        let found = self.lock().snapshots.get(&key).cloned();
+        async move { Ok(found) }.boxed()
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
+        let key = (snapshot.stream.clone(), snapshot.aggregate_id.clone());
+        let mut state = self.lock();
+        let newer_kept = state.snapshots.get(&key).is_some_and(|kept| {
+            kept.tag == snapshot.tag && kept.version > snapshot.version
+        });
+        if !newer_kept {
+            state.snapshots.insert(key, snapshot);
+        }
+        async { Ok(()) }.boxed()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Position> {
+        self.appended.subscribe()
+    }
+}

@@ -1,0 +1,90 @@
+//! Checks on the names given to evtstore: streams, aggregate ids, bookmarks, tables.
+
+use crate::error::{Error, Result};
+
+/// Longest accepted stream or bookmark name, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+/// Longest accepted aggregate id, in bytes.
+pub const MAX_ID_LEN: usize = 255;
+
+/// A stream name: 1 to 200 ASCII letters, digits, `_`, `-` or `.`.
+pub fn check_stream(name: &str) -> Result<()> {
+    check_identifier("stream", name, MAX_NAME_LEN, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+    })
+}
+
+/// A table or schema name: 1 to 63 ASCII letters, digits or `_`, not starting with a digit.
+///
+/// Providers check every configurable table name with this before using it in SQL.
+pub fn check_table(name: &str) -> Result<()> {
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(invalid("table", name, "must not start with a digit"));
+    }
+    check_identifier("table", name, 63, |c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// An aggregate id: 1 to 255 bytes of text without control characters.
+pub fn check_aggregate_id(id: &str) -> Result<()> {
+    check_text("aggregate id", id, MAX_ID_LEN)
+}
+
+/// A bookmark name: 1 to 200 bytes of text without control characters.
+pub fn check_bookmark(name: &str) -> Result<()> {
+    check_text("bookmark", name, MAX_NAME_LEN)
+}
+
+fn check_text(what: &'static str, value: &str, max: usize) -> Result<()> {
+    check_identifier(what, value, max, |c| !c.is_control())
+}
+
+fn check_identifier(
+    what: &'static str,
+    value: &str,
+    max: usize,
+    allowed: impl Fn(char) -> bool,
+) -> Result<()> {
+    if value.is_empty() {
+        return Err(invalid(what, value, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(invalid(what, value, "is too long"));
+    }
+    if !value.chars().all(allowed) {
+        return Err(invalid(what, value, "contains a character that is not allowed"));
+    }
+    Ok(())
+}
+
+fn invalid(what: &'static str, value: &str, reason: &'static str) -> Error {
+    Error::InvalidName {
+        what,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_names_and_names_them() {
+        let err = check_stream("users; drop table x").unwrap_err();
+        assert!(err.to_string().contains("invalid stream \"users; drop table x\""));
+        assert!(check_stream("").is_err());
+        assert!(check_aggregate_id("").is_err());
+        assert!(check_aggregate_id("a\nb").is_err());
+        assert!(check_table("1abc").is_err());
+        assert!(check_table("events\"").is_err());
+        assert!(check_stream(&"s".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn accepts_ordinary_names() {
+        check_stream("users.v2-x_y").unwrap();
+        check_aggregate_id("user 42 / ünïcode").unwrap();
+        check_table("evt_events").unwrap();
+        check_bookmark("posts-model").unwrap();
+    }
+}

@@ -1,0 +1,161 @@
+//! The storage backend trait. It moves serialised events; typing lives in the domain.
+
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
+use crate::names::{check_aggregate_id, check_stream};
+
+/// A storage backend.
+///
+/// Methods return boxed futures so that a domain can hold any provider as `Arc<dyn Provider>`,
+/// and user types never carry a provider parameter. Implement them with `Box::pin(async move {…})`.
+/// Every provider passes the conformance suite (`evtstore_core::conformance`, feature `testkit`).
+pub trait Provider: Send + Sync + 'static {
+    /// A short name for messages and benchmarks: `"memory"`, `"sqlite"`, `"postgres"`.
+    fn name(&self) -> &'static str;
+
+    /// Appends the events of one or more aggregates atomically, or nothing.
+    ///
+    /// Each aggregate's first event must take its current version plus one (see
+    /// [`expectations`]); otherwise the whole append fails with [`Error::VersionConflict`].
+    /// Returns the envelopes of the appended events, in order.
+    fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>>;
+
+    /// One aggregate's events with a version above `after_version`, in version order.
+    fn aggregate_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>>;
+
+    /// At most `limit` events of the given streams after `after`, in position order.
+    ///
+    /// No event may ever appear later at a position at or below one already returned: a reader
+    /// that resumes after the last position it saw misses nothing.
+    fn events<'a>(
+        &'a self,
+        streams: &'a [String],
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>>;
+
+    /// The last event of the streams, or of one aggregate in them.
+    fn last_event<'a>(
+        &'a self,
+        streams: &'a [String],
+        aggregate_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<StoredEvent>>>;
+
+    /// A named bookmark; `None` when it was never set (read it as the start).
+    fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>>;
+
+    /// Saves a named bookmark.
+    fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>>;
+
+    /// The stored copy of an aggregate's state, if any.
+    fn snapshot<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>>>;
+
+    /// Stores a copy of an aggregate's state, unless a copy of a later version is stored.
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>>;
+
+    /// Signals new events: the value changes after each append that this process can see.
+    ///
+    /// Handlers wait on it and poll as a fallback for writers this signal does not reach.
+    fn subscribe(&self) -> watch::Receiver<Position>;
+}
+
+/// What an append expects of one aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expectation<'a> {
+    /// The aggregate kind.
+    pub stream: &'a str,
+    /// The aggregate.
+    pub aggregate_id: &'a str,
+    /// The version the aggregate must be at now.
+    pub current: u64,
+    /// The indexes of the events that belong to it: `events[range.0..range.1]`.
+    pub range: (usize, usize),
+}
+
+/// Checks an append's names and versions, and says which version each aggregate must be at now.
+///
+/// Each aggregate's events must be adjacent and consecutive. Providers call this first.
+pub fn expectations(events: &[NewEvent]) -> Result<Vec<Expectation<'_>>> {
+    let mut found: Vec<Expectation<'_>> = Vec::new();
+    for (index, event) in events.iter().enumerate() {
+        check_stream(&event.stream)?;
+        check_aggregate_id(&event.aggregate_id)?;
+        match found.last_mut() {
+            Some(last) if same_aggregate(last, event) => {
+                if event.version != last.current + 1 + (index - last.range.0) as u64 {
+                    return Err(not_consecutive(event));
+                }
+                last.range.1 = index + 1;
+            }
+            _ => {
+                if event.version == 0 || found.iter().any(|e| same_aggregate(e, event)) {
+                    return Err(not_consecutive(event));
+                }
+                found.push(Expectation {
+                    stream: &event.stream,
+                    aggregate_id: &event.aggregate_id,
+                    current: event.version - 1,
+                    range: (index, index + 1),
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn same_aggregate(expectation: &Expectation<'_>, event: &NewEvent) -> bool {
+    expectation.stream == event.stream && expectation.aggregate_id == event.aggregate_id
+}
+
+fn not_consecutive(event: &NewEvent) -> Error {
+    Error::backend(
+        format!(
+            "append of {}/{} version {}",
+            event.stream, event.aggregate_id, event.version
+        ),
+        "an aggregate's events must be adjacent, start above 0 and have consecutive versions",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, version: u64) -> NewEvent {
+        NewEvent {
+            stream: "s".into(),
+            aggregate_id: id.into(),
+            version,
+            data: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn groups_events_per_aggregate() {
+        let events = [event("a", 3), event("a", 4), event("b", 1)];
+        let found = expectations(&events).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[0].current, found[0].range), (2, (0, 2)));
+        assert_eq!((found[1].current, found[1].range), (0, (2, 3)));
+    }
+
+    #[test]
+    fn refuses_gaps_and_split_aggregates() {
+        assert!(expectations(&[event("a", 1), event("a", 3)]).is_err());
+        assert!(expectations(&[event("a", 1), event("b", 1), event("a", 2)]).is_err());
+        assert!(expectations(&[event("a", 0)]).is_err());
+        assert!(expectations(&[event("", 1)]).is_err());
+    }
+}
