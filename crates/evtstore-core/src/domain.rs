@@ -161,7 +161,7 @@ impl<D> Domain<D> {
         check_aggregate_id(id)?;
         let mut aggregate = match self.cache.as_ref().and_then(|c| c.get::<A>(A::STREAM, id)) {
             Some(cached) => cached,
-            None => self.from_snapshot(id).await?,
+            None => self.start_from_snapshot(id).await?,
         };
         let events = self
             .provider
@@ -176,7 +176,7 @@ impl<D> Domain<D> {
         Ok(aggregate)
     }
 
-    async fn from_snapshot<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
+    async fn start_from_snapshot<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
         let Some(tag) = A::PERSIST else {
             return Ok(Loaded::new(id));
         };

@@ -51,11 +51,13 @@ impl Default for Options {
     }
 }
 
+type Hook<F> = Option<Box<F>>;
+
 #[derive(Default)]
 struct Hooks {
-    on_error: Option<Box<dyn Fn(&Error) + Send + Sync>>,
-    before_run: Option<Box<dyn Fn() + Send + Sync>>,
-    after_run: Option<Box<dyn Fn(usize, usize) + Send + Sync>>,
+    on_error: Hook<dyn Fn(&Error) + Send + Sync>,
+    before_run: Hook<dyn Fn() + Send + Sync>,
+    after_run: Hook<dyn Fn(usize, usize) + Send + Sync>,
 }
 
 /// Everything a handler is built from.
