@@ -1,0 +1,157 @@
+//! Reads, on a small pool of connections, off the async threads.
+
+use std::sync::{Arc, Mutex};
+
+use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params_from_iter};
+
+use crate::Config;
+
+/// Read connections, opened on demand and kept for reuse.
+pub(crate) struct Readers {
+    config: Arc<Config>,
+    idle: Mutex<Vec<Connection>>,
+}
+
+const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp, data";
+
+impl Readers {
+    pub(crate) fn new(config: Arc<Config>) -> Self {
+        Readers {
+            config,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `read` on a pooled connection in a blocking thread.
+    pub(crate) async fn with<T, F>(self: &Arc<Self>, what: &str, read: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = read(&conn);
+            readers
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+            result
+        })
+        .await;
+        let result = joined.map_err(|e| self.config.error(what, e))?;
+        result.map_err(|e| self.config.error(what, e))
+    }
+
+    fn take(&self) -> rusqlite::Result<Connection> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => self.config.connect(),
+        }
+    }
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let meta = EventMeta {
+        stream: row.get(0)?,
+        aggregate_id: row.get(1)?,
+        version: row.get(2)?,
+        position: row.get(3)?,
+        timestamp: row.get(4)?,
+    };
+    Ok(StoredEvent {
+        meta,
+        data: row.get(5)?,
+    })
+}
+
+pub(crate) fn aggregate_events(
+    conn: &Connection,
+    stream: &str,
+    id: &str,
+    after_version: u64,
+) -> rusqlite::Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3 ORDER BY version"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map((stream, id, after_version), event_from_row)?;
+    rows.collect()
+}
+
+pub(crate) fn events(
+    conn: &Connection,
+    streams: &[String],
+    after: Position,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE position > ?1 AND stream IN ({}) ORDER BY position LIMIT ?2",
+        placeholders(streams.len(), 3)
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let bounds = [Value::Integer(after as i64), Value::Integer(limit as i64)];
+    let params = bounds
+        .into_iter()
+        .chain(streams.iter().cloned().map(Value::Text));
+    let rows = statement.query_map(params_from_iter(params), event_from_row)?;
+    rows.collect()
+}
+
+pub(crate) fn last_event(
+    conn: &Connection,
+    streams: &[String],
+    id: Option<&str>,
+) -> rusqlite::Result<Option<StoredEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE (?1 IS NULL OR aggregate_id = ?1) AND stream IN ({})
+         ORDER BY position DESC LIMIT 1",
+        placeholders(streams.len(), 2)
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let id = Value::from(id.map(str::to_owned));
+    let params = std::iter::once(id).chain(streams.iter().cloned().map(Value::Text));
+    let mut rows = statement.query_map(params_from_iter(params), event_from_row)?;
+    rows.next().transpose()
+}
+
+pub(crate) fn bookmark(conn: &Connection, name: &str) -> rusqlite::Result<Option<Position>> {
+    let mut statement = conn.prepare_cached("SELECT position FROM bookmarks WHERE name = ?1")?;
+    let mut rows = statement.query_map([name], |row| row.get(0))?;
+    rows.next().transpose()
+}
+
+pub(crate) fn snapshot(
+    conn: &Connection,
+    stream: &str,
+    id: &str,
+) -> rusqlite::Result<Option<Snapshot>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT tag, version, position, state FROM snapshots
+         WHERE stream = ?1 AND aggregate_id = ?2",
+    )?;
+    let mut rows = statement.query_map([stream, id], |row| {
+        Ok(Snapshot {
+            stream: stream.to_owned(),
+            aggregate_id: id.to_owned(),
+            tag: row.get(0)?,
+            version: row.get(1)?,
+            position: row.get(2)?,
+            state: row.get(3)?,
+        })
+    })?;
+    rows.next().transpose()
+}
+
+/// `?first, ?first+1, …`: `count` numbered placeholders.
+fn placeholders(count: usize, first: usize) -> String {
+    let numbered = (first..first + count).map(|n| format!("?{n}"));
+    numbered.collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,40 @@
+//! The schema, created and upgraded on open. Its version is SQLite's `user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Each migration takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &["CREATE TABLE events (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        UNIQUE (stream, aggregate_id, version)
+    );
+    CREATE INDEX events_stream_position ON events (stream, position);
+    CREATE TABLE bookmarks (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE snapshots (
+        stream TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (stream, aggregate_id)
+    ) WITHOUT ROWID;"];
+
+/// Brings the schema up to date. Safe when several processes open the file at once: the
+/// version is read and raised inside one write transaction.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    for (version, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+    }
+    tx.commit()
+}

@@ -1,0 +1,282 @@
+//! The one writer: a thread that commits the writes of many waiting callers in one transaction.
+//!
+//! Each append is still checked against its own aggregate's version inside a savepoint, so one
+//! caller's conflict never touches another's events; a batch costs one commit (one fsync).
+
+use std::sync::Arc;
+
+use evtstore_core::provider::expectations;
+use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::Config;
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// A write waiting for the writer thread.
+pub(crate) enum Job {
+    Append(Vec<NewEvent>, oneshot::Sender<Result<Vec<EventMeta>>>),
+    Bookmark(String, Position, oneshot::Sender<Result<()>>),
+    Snapshot(Snapshot, oneshot::Sender<Result<()>>),
+}
+
+/// A job done inside the transaction, its answer held until the commit.
+enum Done {
+    Append(
+        Result<Vec<EventMeta>>,
+        oneshot::Sender<Result<Vec<EventMeta>>>,
+    ),
+    Other(Result<()>, oneshot::Sender<Result<()>>),
+}
+
+/// The handle to the writer thread; the thread ends when the handle is dropped.
+pub(crate) struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+    config: Arc<Config>,
+}
+
+impl Writer {
+    pub(crate) fn spawn(
+        conn: Connection,
+        config: Arc<Config>,
+        appended: Arc<watch::Sender<Position>>,
+    ) -> Self {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let thread_config = config.clone();
+        std::thread::Builder::new()
+            .name("evtstore-sqlite-writer".into())
+            .spawn(move || run(conn, &thread_config, queue, &appended))
+            .expect("cannot start the SQLite writer thread");
+        Writer { jobs, config }
+    }
+
+    /// Queues a job and waits for its answer.
+    pub(crate) async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || self.config.error("write", "the writer thread has stopped");
+        self.jobs.send(job(reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    config: &Config,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    appended: &watch::Sender<Position>,
+) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Some(last) = commit_batch(&mut conn, config, batch) {
+            appended.send_replace(last);
+        }
+    }
+}
+
+/// Commits the batch and answers every job; returns the last position appended, if any.
+fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Option<Position> {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            fail_all(
+                batch.into_iter().map(|job| job.done_with(Ok(Vec::new()))),
+                config,
+                &e,
+            );
+            return None;
+        }
+    };
+    let timestamp = evtstore_core::event::now_millis();
+    let done: Vec<Done> = batch
+        .into_iter()
+        .map(|job| apply_in_savepoint(&mut tx, config, job, timestamp))
+        .collect();
+    if let Err(e) = tx.commit() {
+        fail_all(done.into_iter(), config, &e);
+        return None;
+    }
+    let mut last = None;
+    for job in done {
+        if let Done::Append(Ok(metas), _) = &job {
+            last = metas.last().map(|m| m.position).or(last);
+        }
+        job.answer();
+    }
+    last
+}
+
+fn apply_in_savepoint(tx: &mut Transaction<'_>, config: &Config, job: Job, timestamp: i64) -> Done {
+    let savepoint = match tx.savepoint() {
+        Ok(savepoint) => savepoint,
+        Err(e) => return job.done_with(Err(config.error("write", e))),
+    };
+    let done = match job {
+        Job::Append(events, reply) => {
+            Done::Append(append(&savepoint, config, &events, timestamp), reply)
+        }
+        Job::Bookmark(name, position, reply) => Done::Other(
+            set_bookmark(&savepoint, &name, position).map_err(|e| config.error("save bookmark", e)),
+            reply,
+        ),
+        Job::Snapshot(snapshot, reply) => Done::Other(
+            save_snapshot(&savepoint, &snapshot).map_err(|e| config.error("save snapshot", e)),
+            reply,
+        ),
+    };
+    let kept = if done.is_ok() {
+        savepoint.commit()
+    } else {
+        savepoint.finish()
+    };
+    match kept {
+        Ok(()) => done,
+        Err(e) => done.fail(config.error("write", e)),
+    }
+}
+
+fn append(
+    conn: &Connection,
+    config: &Config,
+    events: &[NewEvent],
+    timestamp: i64,
+) -> Result<Vec<EventMeta>> {
+    for expected in expectations(events)? {
+        let actual = current_version(conn, expected.stream, expected.aggregate_id)
+            .map_err(|e| config.error("append", e))?;
+        if actual != expected.current {
+            return Err(conflict(
+                expected.stream,
+                expected.aggregate_id,
+                expected.current,
+                actual,
+            ));
+        }
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(|e| config.error("append", e))?;
+    let mut metas = Vec::with_capacity(events.len());
+    for event in events {
+        let inserted = insert.execute((
+            &event.stream,
+            &event.aggregate_id,
+            event.version,
+            timestamp,
+            &event.data,
+        ));
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                return Err(conflict(
+                    &event.stream,
+                    &event.aggregate_id,
+                    event.version - 1,
+                    event.version,
+                ));
+            }
+            Err(e) => return Err(config.error("append", e)),
+        }
+        let position = conn.last_insert_rowid() as Position;
+        metas.push(event.clone().stored(position, timestamp).meta);
+    }
+    Ok(metas)
+}
+
+fn current_version(conn: &Connection, stream: &str, id: &str) -> rusqlite::Result<u64> {
+    let mut statement = conn.prepare_cached(
+        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?1 AND aggregate_id = ?2",
+    )?;
+    statement.query_row([stream, id], |row| row.get(0))
+}
+
+fn set_bookmark(conn: &Connection, name: &str, position: Position) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO bookmarks (name, position) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )?;
+    statement.execute((name, position)).map(|_| ())
+}
+
+fn save_snapshot(conn: &Connection, s: &Snapshot) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO snapshots (stream, aggregate_id, tag, version, position, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (stream, aggregate_id) DO UPDATE SET
+           tag = excluded.tag, version = excluded.version,
+           position = excluded.position, state = excluded.state
+         WHERE excluded.tag <> snapshots.tag OR excluded.version >= snapshots.version",
+    )?;
+    let row = (
+        &s.stream,
+        &s.aggregate_id,
+        &s.tag,
+        s.version,
+        s.position,
+        &s.state,
+    );
+    statement.execute(row).map(|_| ())
+}
+
+fn conflict(stream: &str, id: &str, expected: u64, actual: u64) -> Error {
+    Error::VersionConflict {
+        stream: stream.to_owned(),
+        aggregate_id: id.to_owned(),
+        expected,
+        actual,
+    }
+}
+
+fn fail_all(done: impl Iterator<Item = Done>, config: &Config, cause: &rusqlite::Error) {
+    for job in done {
+        job.fail(config.error("commit", cause.to_string())).answer();
+    }
+}
+
+impl Job {
+    fn done_with(self, appended: Result<Vec<EventMeta>>) -> Done {
+        match self {
+            Job::Append(_, reply) => Done::Append(appended, reply),
+            Job::Bookmark(_, _, reply) | Job::Snapshot(_, reply) => {
+                Done::Other(appended.map(|_| ()), reply)
+            }
+        }
+    }
+}
+
+impl Done {
+    fn is_ok(&self) -> bool {
+        match self {
+            Done::Append(result, _) => result.is_ok(),
+            Done::Other(result, _) => result.is_ok(),
+        }
+    }
+
+    fn fail(self, error: Error) -> Done {
+        match self {
+            Done::Append(_, reply) => Done::Append(Err(error), reply),
+            Done::Other(_, reply) => Done::Other(Err(error), reply),
+        }
+    }
+
+    fn answer(self) {
+        // A caller that stopped waiting no longer needs its answer.
+        match self {
+            Done::Append(result, reply) => drop(reply.send(result)),
+            Done::Other(result, reply) => drop(reply.send(result)),
+        }
+    }
+}
