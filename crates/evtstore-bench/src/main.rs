@@ -1,1 +1,134 @@
-fn main() {}
+//! The standard evtstore workload (`shared/bench/WORKLOAD.md`), printed as JSON lines.
+//!
+//! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite [--scale K]
+//! [--durability full|normal] [--raw]`. `--raw` adds the raw SQLite ceiling for W1.
+
+mod counter;
+mod raw;
+mod report;
+mod workloads;
+
+use std::path::PathBuf;
+
+use evtstore::sqlite::{Durability, SqliteOptions};
+use evtstore::{Domain, MemoryProvider, SqliteProvider};
+
+use counter::Bench;
+use report::Reporter;
+use workloads::Sizes;
+
+struct Args {
+    provider: String,
+    scale: usize,
+    durability: Durability,
+    raw: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        provider: "memory".into(),
+        scale: 1,
+        durability: Durability::Full,
+        raw: false,
+    };
+    let mut given = std::env::args().skip(1);
+    while let Some(flag) = given.next() {
+        let mut value = || given.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--provider" => args.provider = value()?,
+            "--scale" => args.scale = value()?.parse().map_err(|e| format!("--scale: {e}"))?,
+            "--durability" => {
+                args.durability = match value()?.as_str() {
+                    "full" => Durability::Full,
+                    "normal" => Durability::Normal,
+                    other => return Err(format!("--durability: {other:?} is not full or normal")),
+                }
+            }
+            "--raw" => args.raw = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn fresh_file(name: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("evtstore-bench-{}-{name}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
+}
+
+async fn domain(args: &Args) -> Result<(Domain<Bench>, Option<PathBuf>), String> {
+    match args.provider.as_str() {
+        "memory" => Ok((Domain::new(MemoryProvider::new()), None)),
+        "sqlite" => {
+            let path = fresh_file("store");
+            let options = SqliteOptions {
+                durability: args.durability,
+                ..SqliteOptions::default()
+            };
+            let provider = SqliteProvider::open_with(&path, options).map_err(|e| e.to_string())?;
+            Ok((Domain::new(provider), Some(path)))
+        }
+        other => Err(format!("unknown provider {other:?}: memory or sqlite")),
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let out = Reporter {
+        system: "evtstore-rs",
+        provider: args.provider.clone(),
+    };
+    let sizes = Sizes::at(args.scale);
+    let (domain, file) = domain(&args).await?;
+    let fail = |e: evtstore::Error| e.to_string();
+    eprintln!(
+        "running W1..W5 on {} at scale {}",
+        args.provider, args.scale
+    );
+    workloads::sequential(&domain, &sizes, &out)
+        .await
+        .map_err(fail)?;
+    workloads::concurrent(&domain, &sizes, &out)
+        .await
+        .map_err(fail)?;
+    workloads::hydrate(&domain, &sizes, &out)
+        .await
+        .map_err(fail)?;
+    workloads::catch_up(&domain, &sizes, &out)
+        .await
+        .map_err(fail)?;
+    workloads::latency(&domain, &out).await.map_err(fail)?;
+    if args.raw && args.provider == "sqlite" {
+        let synchronous = if args.durability == Durability::Full {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
+        let raw = Reporter {
+            system: "raw-sqlite",
+            provider: "sqlite".into(),
+        };
+        raw::sqlite_single_inserts(&fresh_file("raw"), synchronous, 5000 * args.scale, &raw);
+    }
+    if let Some(path) = file {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let outcome = match parse_args() {
+        Ok(args) => run(args).await,
+        Err(message) => Err(message),
+    };
+    if let Err(message) = outcome {
+        eprintln!("evtstore-bench: {message}");
+        std::process::exit(1);
+    }
+}

@@ -9,9 +9,13 @@
 //!
 //! # Layout
 //! - `schema`: tables, created and upgraded on open.
-//! - `writer`: one writer thread; appends of concurrent callers share one transaction (and one
-//!   fsync), each checked for its own aggregate's version.
-//! - `reader`: reads on pooled connections in blocking threads; WAL lets them run beside writes.
+//! - `writer`: one write connection with group commit: appends of concurrent callers share one
+//!   transaction (and one fsync), each checked for its own aggregate's version.
+//! - `reader`: reads on pooled connections; WAL lets them run beside writes.
+//!
+//! SQLite calls block. Short ones (an aggregate's events, a commit) run on the calling task's
+//! thread: a hop to another thread costs more than they do. Pages of events for handlers run
+//! inside `tokio::task::block_in_place` on a multi-threaded runtime.
 //!
 //! # Durability
 //! [`Durability::Full`] (the default) syncs the WAL on every commit: an appended event survives
@@ -39,7 +43,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
 
-use reader::Readers;
+use reader::{Readers, run_bulk};
 use writer::{Job, Writer};
 
 /// When a commit reaches the disk.
@@ -127,7 +131,7 @@ impl SqliteProvider {
         let appended = Arc::new(watch::channel(0).0);
         Ok(SqliteProvider {
             readers: Arc::new(Readers::new(config.clone())),
-            writer: Writer::spawn(conn, config, appended.clone()),
+            writer: Writer::new(conn, config, appended.clone()),
             appended,
         })
     }
@@ -150,9 +154,9 @@ impl Provider for SqliteProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        let (stream, id) = (stream.to_owned(), aggregate_id.to_owned());
-        let read = move |c: &Connection| reader::aggregate_events(c, &stream, &id, after_version);
-        self.readers.with("read aggregate", read).boxed()
+        let read =
+            move |c: &Connection| reader::aggregate_events(c, stream, aggregate_id, after_version);
+        async move { self.readers.with("read aggregate", read) }.boxed()
     }
 
     fn events<'a>(
@@ -161,9 +165,8 @@ impl Provider for SqliteProvider {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        let streams = streams.to_vec();
-        let read = move |c: &Connection| reader::events(c, &streams, after, limit);
-        self.readers.with("read events", read).boxed()
+        let read = move |c: &Connection| reader::events(c, streams, after, limit);
+        async move { run_bulk(|| self.readers.with("read events", read)) }.boxed()
     }
 
     fn last_event<'a>(
@@ -171,17 +174,15 @@ impl Provider for SqliteProvider {
         streams: &'a [String],
         aggregate_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
-        let (streams, id) = (streams.to_vec(), aggregate_id.map(str::to_owned));
-        let read = move |c: &Connection| reader::last_event(c, &streams, id.as_deref());
-        self.readers.with("read last event", read).boxed()
+        let read = move |c: &Connection| reader::last_event(c, streams, aggregate_id);
+        async move { self.readers.with("read last event", read) }.boxed()
     }
 
     fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
-        let name = name.to_owned();
         async move {
-            check_bookmark(&name)?;
-            let read = move |c: &Connection| reader::bookmark(c, &name);
-            self.readers.with("read bookmark", read).await
+            check_bookmark(name)?;
+            self.readers
+                .with("read bookmark", |c| reader::bookmark(c, name))
         }
         .boxed()
     }
@@ -200,9 +201,8 @@ impl Provider for SqliteProvider {
         stream: &'a str,
         aggregate_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
-        let (stream, id) = (stream.to_owned(), aggregate_id.to_owned());
-        let read = move |c: &Connection| reader::snapshot(c, &stream, &id);
-        self.readers.with("read snapshot", read).boxed()
+        let read = move |c: &Connection| reader::snapshot(c, stream, aggregate_id);
+        async move { self.readers.with("read snapshot", read) }.boxed()
     }
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {

@@ -24,25 +24,19 @@ impl Readers {
         }
     }
 
-    /// Runs `read` on a pooled connection in a blocking thread.
-    pub(crate) async fn with<T, F>(self: &Arc<Self>, what: &str, read: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    {
-        let readers = self.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let conn = readers.take()?;
-            let result = read(&conn);
-            readers
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
-            result
-        })
-        .await;
-        let result = joined.map_err(|e| self.config.error(what, e))?;
+    /// Runs `read` on a pooled connection, on this thread: short reads cost less than a hop
+    /// to another thread would.
+    pub(crate) fn with<T>(
+        &self,
+        what: &str,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let conn = self.take().map_err(|e| self.config.error(what, e))?;
+        let result = read(&conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
         result.map_err(|e| self.config.error(what, e))
     }
 
@@ -154,4 +148,14 @@ pub(crate) fn snapshot(
 fn placeholders(count: usize, first: usize) -> String {
     let numbered = (first..first + count).map(|n| format!("?{n}"));
     numbered.collect::<Vec<_>>().join(", ")
+}
+
+/// Runs bulk SQLite work (a page of events) on this thread, telling a multi-threaded Tokio
+/// runtime to move its other tasks elsewhere meanwhile.
+pub(crate) fn run_bulk<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }

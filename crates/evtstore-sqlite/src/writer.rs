@@ -1,21 +1,24 @@
-//! The one writer: a thread that commits the writes of many waiting callers in one transaction.
+//! The one writer connection, with group commit: whoever finds it free commits its own write
+//! and every write queued meanwhile, in one transaction, on its own thread.
 //!
+//! An uncontended write costs no thread hop; concurrent writes share one commit (one fsync).
 //! Each append is still checked against its own aggregate's version inside a savepoint, so one
-//! caller's conflict never touches another's events; a batch costs one commit (one fsync).
+//! caller's conflict never touches another's events.
 
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use evtstore_core::provider::expectations;
 use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::Config;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
 
-/// A write waiting for the writer thread.
+/// A write waiting for a commit.
 pub(crate) enum Job {
     Append(Vec<NewEvent>, oneshot::Sender<Result<Vec<EventMeta>>>),
     Bookmark(String, Position, oneshot::Sender<Result<()>>),
@@ -31,55 +34,80 @@ enum Done {
     Other(Result<()>, oneshot::Sender<Result<()>>),
 }
 
-/// The handle to the writer thread; the thread ends when the handle is dropped.
+/// The write connection (absent while a caller commits with it) and the writes queued for it.
+struct Queue {
+    conn: Option<Connection>,
+    jobs: Vec<Job>,
+}
+
+/// Commits writes, batching concurrent ones.
 pub(crate) struct Writer {
-    jobs: mpsc::UnboundedSender<Job>,
+    queue: Mutex<Queue>,
     config: Arc<Config>,
+    appended: Arc<watch::Sender<Position>>,
 }
 
 impl Writer {
-    pub(crate) fn spawn(
+    pub(crate) fn new(
         conn: Connection,
         config: Arc<Config>,
         appended: Arc<watch::Sender<Position>>,
     ) -> Self {
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let thread_config = config.clone();
-        std::thread::Builder::new()
-            .name("evtstore-sqlite-writer".into())
-            .spawn(move || run(conn, &thread_config, queue, &appended))
-            .expect("cannot start the SQLite writer thread");
-        Writer { jobs, config }
+        let queue = Queue {
+            conn: Some(conn),
+            jobs: Vec::new(),
+        };
+        Writer {
+            queue: Mutex::new(queue),
+            config,
+            appended,
+        }
     }
 
-    /// Queues a job and waits for its answer.
+    /// Queues a job, commits the queue if no one else is, and waits for the job's answer.
     pub(crate) async fn submit<T>(
         &self,
         job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
-        let gone = || self.config.error("write", "the writer thread has stopped");
-        self.jobs.send(job(reply)).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
-fn run(
-    mut conn: Connection,
-    config: &Config,
-    mut queue: mpsc::UnboundedReceiver<Job>,
-    appended: &watch::Sender<Position>,
-) {
-    while let Some(first) = queue.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+        let free_conn = {
+            let mut queue = self.lock();
+            queue.jobs.push(job(reply));
+            queue.conn.take()
+        };
+        if let Some(conn) = free_conn {
+            self.commit_queue(conn);
         }
-        if let Some(last) = commit_batch(&mut conn, config, batch) {
-            appended.send_replace(last);
+        let lost = || {
+            self.config
+                .error("write", "the write was lost: a commit panicked")
+        };
+        answer.await.map_err(|_| lost())?
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits batches until the queue is empty, then gives the connection back.
+    fn commit_queue(&self, mut conn: Connection) {
+        loop {
+            let batch = {
+                let mut queue = self.lock();
+                if queue.jobs.is_empty() {
+                    queue.conn = Some(conn);
+                    return;
+                }
+                let take = queue.jobs.len().min(MAX_BATCH);
+                queue.jobs.drain(..take).collect::<Vec<_>>()
+            };
+            // A panic drops the batch's reply senders: its callers get an error, others go on.
+            let committed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                commit_batch(&mut conn, &self.config, batch)
+            }));
+            if let Ok(Some(last)) = committed {
+                self.appended.send_replace(last);
+            }
         }
     }
 }

@@ -1,0 +1,42 @@
+//! The JSON lines of WORKLOAD.md, on stdout.
+
+use serde_json::{Value, json};
+
+/// Who is measured: the system and its provider.
+pub(crate) struct Reporter {
+    pub(crate) system: &'static str,
+    pub(crate) provider: String,
+}
+
+impl Reporter {
+    /// A throughput line: `n` operations in `ms` milliseconds.
+    pub(crate) fn rate(&self, workload: &str, n: usize, ms: f64) {
+        let per_s = n as f64 / (ms / 1000.0);
+        self.line(
+            workload,
+            json!({ "n": n, "ms": round(ms), "per_s": round(per_s) }),
+        );
+    }
+
+    /// A latency line: percentiles of `samples_ms`.
+    pub(crate) fn latency(&self, workload: &str, mut samples_ms: Vec<f64>) {
+        samples_ms.sort_by(f64::total_cmp);
+        let at = |q: f64| samples_ms[((samples_ms.len() - 1) as f64 * q).round() as usize];
+        let fields =
+            json!({ "n": samples_ms.len(), "p50_ms": round(at(0.5)), "p99_ms": round(at(0.99)) });
+        self.line(workload, fields);
+    }
+
+    fn line(&self, workload: &str, fields: Value) {
+        let mut line =
+            json!({ "system": self.system, "provider": self.provider, "workload": workload });
+        if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {
+            line.extend(fields);
+        }
+        println!("{line}");
+    }
+}
+
+fn round(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
