@@ -1,0 +1,170 @@
+//! Run: `cargo run --example quickstart` (twice: the second run carries on from the first).
+//!
+//! The users-and-posts domain of the original evtstore README, on an SQLite file
+//! (`quickstart.db` in the current directory), with a read model of posts per user.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use evtstore::{
+    Aggregate, Command, CommandError, Domain, EventMeta, Events, Loaded, SqliteProvider,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+enum UserEvent {
+    Created { name: String },
+    Disabled,
+    Enabled,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct User {
+    name: String,
+    enabled: bool,
+}
+
+impl Aggregate for User {
+    const STREAM: &'static str = "users";
+    type Event = UserEvent;
+
+    fn fold(&mut self, event: &UserEvent, _meta: &EventMeta) {
+        match event {
+            UserEvent::Created { name } => (self.name, self.enabled) = (name.clone(), true),
+            UserEvent::Disabled => self.enabled = false,
+            UserEvent::Enabled => self.enabled = true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+enum PostEvent {
+    PostCreated { user_id: String, content: String },
+    PostArchived,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Post {
+    user_id: String,
+    content: String,
+    archived: bool,
+}
+
+impl Aggregate for Post {
+    const STREAM: &'static str = "posts";
+    type Event = PostEvent;
+
+    fn fold(&mut self, event: &PostEvent, _meta: &EventMeta) {
+        match event {
+            PostEvent::PostCreated { user_id, content } => {
+                (self.user_id, self.content) = (user_id.clone(), content.clone())
+            }
+            PostEvent::PostArchived => self.archived = true,
+        }
+    }
+}
+
+evtstore::domain!(Blog { User, Post });
+
+enum UserCommand {
+    Create { name: String },
+    Disable,
+    Enable,
+}
+
+impl Command<Blog> for UserCommand {
+    type Aggregate = User;
+
+    async fn handle(self, user: &Loaded<User>, _: &Domain<Blog>) -> Result<Events<User>, CommandError> {
+        match self {
+            UserCommand::Create { .. } if user.version > 0 => Err(CommandError::new("user exists")),
+            UserCommand::Create { name } => Ok(vec![UserEvent::Created { name }]),
+            UserCommand::Disable if !user.enabled => Ok(vec![]),
+            UserCommand::Disable => Ok(vec![UserEvent::Disabled]),
+            UserCommand::Enable if user.enabled => Ok(vec![]),
+            UserCommand::Enable => Ok(vec![UserEvent::Enabled]),
+        }
+    }
+}
+
+enum PostCommand {
+    Create { user_id: String, content: String },
+    Archive { user_id: String },
+}
+
+impl Command<Blog> for PostCommand {
+    type Aggregate = Post;
+
+    async fn handle(self, post: &Loaded<Post>, blog: &Domain<Blog>) -> Result<Events<Post>, CommandError> {
+        match self {
+            PostCommand::Create { user_id, content } => {
+                if post.version > 0 {
+                    return Err(CommandError::new("post already exists"));
+                }
+                // A command handler may read other aggregates of its domain.
+                let user = blog.load::<User>(&user_id).await.map_err(|e| CommandError::new(e.to_string()))?;
+                if !user.enabled {
+                    return Err(CommandError::with_code("unknown or disabled user", "UNAUTHORIZED"));
+                }
+                Ok(vec![PostEvent::PostCreated { user_id, content }])
+            }
+            PostCommand::Archive { user_id } if user_id != post.user_id => {
+                Err(CommandError::with_code("only the author may archive a post", "FORBIDDEN"))
+            }
+            PostCommand::Archive { .. } if post.archived => Ok(vec![]),
+            PostCommand::Archive { .. } => Ok(vec![PostEvent::PostArchived]),
+        }
+    }
+}
+
+/// The read model: live post ids per user.
+type PostsPerUser = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let blog: Domain<Blog> = Domain::new(SqliteProvider::open("quickstart.db")?);
+
+    let alice = blog.load::<User>("alice").await?;
+    if alice.version == 0 {
+        blog.execute("alice", UserCommand::Create { name: "Alice".into() }).await?;
+        println!("created user alice");
+    } else {
+        println!("user alice exists already: version {}, carried on from the last run", alice.version);
+    }
+    blog.execute("alice", UserCommand::Disable).await?;
+    blog.execute("alice", UserCommand::Enable).await?;
+
+    let post_id = format!("post-{}", blog.load::<User>("alice").await?.version);
+    let content = format!("hello from {post_id}");
+    let post = blog.execute(&post_id, PostCommand::Create { user_id: "alice".into(), content }).await?;
+    println!("{post_id} created at version {}", post.version);
+
+    let stolen = blog.execute(&post_id, PostCommand::Archive { user_id: "mallory".into() }).await;
+    println!("mallory archiving {post_id}: {}", stolen.err().map_or("allowed?!".into(), |e| e.to_string()));
+    if post_id != "post-3" {
+        blog.execute("post-3", PostCommand::Archive { user_id: "alice".into() }).await.ok();
+    }
+
+    let model = PostsPerUser::default();
+    let posts = posts_model(&blog, model.clone())?;
+    let handled = posts.run_once().await?;
+    println!("read model built from {handled} post events: {:?}", model.lock().unwrap());
+    Ok(())
+}
+
+/// The posts-per-user read model, rebuilt from the start of history on every run.
+fn posts_model(blog: &Domain<Blog>, model: PostsPerUser) -> evtstore::Result<evtstore::Handler> {
+    blog.handler("posts-per-user")
+        .in_memory_bookmark()
+        .handle::<Post, _, _>(move |post_id, event, _meta| {
+            let mut posts = model.lock().unwrap();
+            match event {
+                PostEvent::PostCreated { user_id, .. } => posts.entry(user_id).or_default().push(post_id),
+                PostEvent::PostArchived => posts.values_mut().for_each(|ids| ids.retain(|id| *id != post_id)),
+            }
+            async { Ok(()) }
+        })
+        .build()
+}
