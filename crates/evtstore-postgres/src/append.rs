@@ -1,0 +1,129 @@
+//! Appends: one statement checks every aggregate's version and inserts every event, or none.
+
+use evtstore_core::provider::{Expectation, expectations};
+use evtstore_core::{Error, EventMeta, NewEvent, Result};
+use tokio_postgres::ToStatement;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+
+use crate::PgProvider;
+
+/// The statement's array parameters: events, then each aggregate's expectation.
+struct Params<'a> {
+    streams: Vec<&'a str>,
+    ids: Vec<&'a str>,
+    versions: Vec<i64>,
+    data: Vec<&'a str>,
+    expected_streams: Vec<&'a str>,
+    expected_ids: Vec<&'a str>,
+    expected_current: Vec<i64>,
+}
+
+impl<'a> Params<'a> {
+    fn new(events: &'a [NewEvent], expected: &[Expectation<'a>]) -> Self {
+        Params {
+            streams: events.iter().map(|e| e.stream.as_str()).collect(),
+            ids: events.iter().map(|e| e.aggregate_id.as_str()).collect(),
+            versions: events.iter().map(|e| e.version as i64).collect(),
+            data: events.iter().map(|e| e.data.as_str()).collect(),
+            expected_streams: expected.iter().map(|x| x.stream).collect(),
+            expected_ids: expected.iter().map(|x| x.aggregate_id).collect(),
+            expected_current: expected.iter().map(|x| x.current as i64).collect(),
+        }
+    }
+
+    fn as_slice(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.streams,
+            &self.ids,
+            &self.versions,
+            &self.data,
+            &self.expected_streams,
+            &self.expected_ids,
+            &self.expected_current,
+        ]
+    }
+}
+
+impl PgProvider {
+    /// Appends on a pooled connection, in a transaction of its own.
+    pub(crate) async fn append_pooled(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.sql.append)
+            .await
+            .map_err(|e| self.fail("append", e))?;
+        self.append_on(&**client, &statement, &events).await
+    }
+
+    /// Appends with a client or inside a caller's transaction.
+    pub(crate) async fn append_on<C, S>(
+        &self,
+        client: &C,
+        statement: &S,
+        events: &[NewEvent],
+    ) -> Result<Vec<EventMeta>>
+    where
+        C: GenericClient + Sync,
+        S: ToStatement + Sync + Send + ?Sized,
+    {
+        let expected = expectations(events)?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let params = Params::new(events, &expected);
+        let rows = match client.query(statement, &params.as_slice()).await {
+            Ok(rows) => rows,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(self.conflict(client, &expected).await);
+            }
+            Err(e) => return Err(self.fail("append", e)),
+        };
+        if rows.len() != events.len() {
+            return Err(self.conflict(client, &expected).await);
+        }
+        Ok(metas(events, &rows))
+    }
+
+    /// The version conflict of the first aggregate not at its expected version.
+    async fn conflict<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        expected: &[Expectation<'_>],
+    ) -> Error {
+        for x in expected {
+            let found = client
+                .query_one(&self.sql.current_version, &[&x.stream, &x.aggregate_id])
+                .await;
+            // In a caller's aborted transaction the version cannot be read: it is at least one more.
+            let actual = found.map_or(x.current + 1, |row| row.get::<_, i64>(0) as u64);
+            if actual != x.current {
+                return conflict(x, actual);
+            }
+        }
+        conflict(&expected[0], expected[0].current + 1)
+    }
+}
+
+fn conflict(x: &Expectation<'_>, actual: u64) -> Error {
+    Error::VersionConflict {
+        stream: x.stream.to_owned(),
+        aggregate_id: x.aggregate_id.to_owned(),
+        expected: x.current,
+        actual,
+    }
+}
+
+fn metas(events: &[NewEvent], rows: &[Row]) -> Vec<EventMeta> {
+    let placed = events.iter().zip(rows);
+    placed
+        .map(|(event, row)| EventMeta {
+            stream: event.stream.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            version: event.version,
+            position: row.get::<_, i64>(0) as u64,
+            timestamp: row.get(1),
+        })
+        .collect()
+}

@@ -1,0 +1,188 @@
+//! The PostgreSQL provider for evtstore: the production backend.
+//!
+//! ```no_run
+//! # async fn run() -> evtstore_core::Result<()> {
+//! use evtstore_postgres::PgProvider;
+//! let provider = PgProvider::connect("postgres://root@127.0.0.1/test").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Driver
+//! `tokio-postgres` with a `deadpool-postgres` pool: the native asynchronous driver, with
+//! cached prepared statements and the binary protocol. It measured faster than `sqlx` for the
+//! one-statement appends and the page reads this provider is made of, and its pool checks
+//! connections cheaply (a closed connection is dropped and replaced after a server restart).
+//!
+//! # Layout
+//! - `tables`: configurable, validated table names ([`PgOptions`]).
+//! - `schema`: versioned migrations under an advisory lock.
+//! - `sql`: the statements, and why no event is ever skipped (read its docs).
+//! - `append`, `read`: the provider's work; `listen`: LISTEN/NOTIFY push with reconnection.
+//! - `transaction`: appends inside your own transaction, and transactional handlers.
+
+mod append;
+mod listen;
+mod read;
+mod schema;
+mod sql;
+mod tables;
+mod transaction;
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use evtstore_core::names::check_bookmark;
+use evtstore_core::{
+    Error, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
+};
+use futures_util::future::{BoxFuture, FutureExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+pub use tables::PgOptions;
+pub use transaction::{TxCallback, TxHandler, TxHandlerBuilder};
+
+use sql::Sql;
+use tables::Tables;
+
+/// Events in PostgreSQL. Needs a Tokio runtime.
+pub struct PgProvider {
+    pool: Pool,
+    sql: Arc<Sql>,
+    appended: Arc<watch::Sender<Position>>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for PgProvider {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PgProvider {
+    /// Connects with the default tables (`public.events`, …), creating or upgrading them.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PgOptions::default()).await
+    }
+
+    /// Connects with the given tables, creating or upgrading them.
+    pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
+        let tables = Tables::new(&options)?;
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::backend(format!("invalid PostgreSQL URL {url:?}"), e))?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = Manager::from_config(config.clone(), NoTls, manager_config);
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .build()
+            .map_err(|e| Error::backend("cannot build the PostgreSQL pool", e))?;
+        let appended = Arc::new(watch::channel(0).0);
+        let listener = tokio::spawn(listen::listen(
+            config,
+            tables.channel.clone(),
+            appended.clone(),
+        ));
+        let provider = PgProvider {
+            pool,
+            sql: Arc::new(Sql::new(&tables)),
+            appended,
+            listener,
+        };
+        let mut client = provider.client().await?;
+        schema::migrate(&mut client, &tables)
+            .await
+            .map_err(|e| provider.fail("migrate the schema", e))?;
+        Ok(provider)
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> Result<Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| Error::backend("cannot reach PostgreSQL", e))
+    }
+
+    /// The pool, for the caller's own transactions.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// An error saying what failed in PostgreSQL.
+    pub(crate) fn fail(&self, what: &str, cause: tokio_postgres::Error) -> Error {
+        Error::backend(format!("PostgreSQL: {what}"), cause)
+    }
+}
+
+impl Provider for PgProvider {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
+        self.append_pooled(events).boxed()
+    }
+
+    fn aggregate_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        self.read_aggregate(stream, aggregate_id, after_version)
+            .boxed()
+    }
+
+    fn events<'a>(
+        &'a self,
+        streams: &'a [String],
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        self.read_page(streams, after, limit).boxed()
+    }
+
+    fn last_event<'a>(
+        &'a self,
+        streams: &'a [String],
+        aggregate_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
+        self.read_last(streams, aggregate_id).boxed()
+    }
+
+    fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
+        async move {
+            check_bookmark(name)?;
+            self.read_bookmark(name).await
+        }
+        .boxed()
+    }
+
+    fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
+        async move {
+            check_bookmark(name)?;
+            self.write_bookmark(name, position).await
+        }
+        .boxed()
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        self.read_snapshot(stream, aggregate_id).boxed()
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
+        async move { self.write_snapshot(&snapshot).await }.boxed()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Position> {
+        self.appended.subscribe()
+    }
+}

@@ -1,0 +1,174 @@
+//! Reads: aggregates, pages of events (waiting for the horizon), bookmarks, snapshots.
+
+use std::time::{Duration, Instant};
+
+use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
+use tokio_postgres::Row;
+
+use crate::PgProvider;
+
+/// How long a short page waits for transactions that hold committed events beyond the horizon.
+const HORIZON_WAIT: Duration = Duration::from_secs(2);
+
+pub(crate) fn event_from_row(row: &Row) -> StoredEvent {
+    let meta = EventMeta {
+        stream: row.get(0),
+        aggregate_id: row.get(1),
+        version: row.get::<_, i64>(2) as u64,
+        position: row.get::<_, i64>(3) as u64,
+        timestamp: row.get(4),
+    };
+    StoredEvent {
+        meta,
+        data: row.get(5),
+    }
+}
+
+impl PgProvider {
+    pub(crate) async fn read_aggregate(
+        &self,
+        stream: &str,
+        id: &str,
+        after: u64,
+    ) -> Result<Vec<StoredEvent>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.sql.aggregate_events)
+            .await
+            .map_err(|e| self.fail("read aggregate", e))?;
+        let rows = client
+            .query(&statement, &[&stream, &id, &(after as i64)])
+            .await
+            .map_err(|e| self.fail("read aggregate", e))?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    /// A page after `after`; when it is short but committed events wait beyond the horizon,
+    /// waits (a little longer each time) for the transactions holding it back.
+    pub(crate) async fn read_page(
+        &self,
+        streams: &[String],
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let deadline = Instant::now() + HORIZON_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let page = self
+                .query_events(&self.sql.events, streams, after, limit)
+                .await?;
+            if page.len() >= limit
+                || Instant::now() >= deadline
+                || !self.pending_beyond(streams, after).await?
+            {
+                return Ok(page);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    async fn query_events(
+        &self,
+        sql: &str,
+        streams: &[String],
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.fail("read events", e))?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&(after as i64), &streams, &(limit as i64)];
+        let rows = client
+            .query(&statement, &params)
+            .await
+            .map_err(|e| self.fail("read events", e))?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    async fn pending_beyond(&self, streams: &[String], after: Position) -> Result<bool> {
+        let client = self.client().await?;
+        let sql = &self.sql.pending_beyond_horizon;
+        let row = client
+            .query_one(sql, &[&(after as i64), &streams])
+            .await
+            .map_err(|e| self.fail("read events", e))?;
+        Ok(row.get(0))
+    }
+
+    pub(crate) async fn read_last(
+        &self,
+        streams: &[String],
+        id: Option<&str>,
+    ) -> Result<Option<StoredEvent>> {
+        let client = self.client().await?;
+        let row = match id {
+            Some(id) => {
+                client
+                    .query_opt(&self.sql.last_aggregate_event, &[&streams, &id])
+                    .await
+            }
+            None => client.query_opt(&self.sql.last_event, &[&streams]).await,
+        };
+        let row = row.map_err(|e| self.fail("read last event", e))?;
+        Ok(row.as_ref().map(event_from_row))
+    }
+
+    pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&self.sql.bookmark, &[&name])
+            .await
+            .map_err(|e| self.fail("read bookmark", e))?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    pub(crate) async fn write_bookmark(&self, name: &str, position: Position) -> Result<()> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.sql.set_bookmark)
+            .await
+            .map_err(|e| self.fail("save bookmark", e))?;
+        client
+            .execute(&statement, &[&name, &(position as i64)])
+            .await
+            .map_err(|e| self.fail("save bookmark", e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_snapshot(&self, stream: &str, id: &str) -> Result<Option<Snapshot>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&self.sql.snapshot, &[&stream, &id])
+            .await
+            .map_err(|e| self.fail("read snapshot", e))?;
+        Ok(row.map(|r| Snapshot {
+            stream: stream.to_owned(),
+            aggregate_id: id.to_owned(),
+            tag: r.get(0),
+            version: r.get::<_, i64>(1) as u64,
+            position: r.get::<_, i64>(2) as u64,
+            state: r.get(3),
+        }))
+    }
+
+    pub(crate) async fn write_snapshot(&self, s: &Snapshot) -> Result<()> {
+        let client = self.client().await?;
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &s.stream,
+            &s.aggregate_id,
+            &s.tag,
+            &(s.version as i64),
+            &(s.position as i64),
+            &s.state,
+        ];
+        client
+            .execute(&self.sql.save_snapshot, &row)
+            .await
+            .map_err(|e| self.fail("save snapshot", e))?;
+        Ok(())
+    }
+}

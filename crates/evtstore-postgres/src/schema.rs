@@ -1,0 +1,77 @@
+//! Versioned migrations, safe when several processes start at once (an advisory lock).
+
+use deadpool_postgres::Object;
+
+use crate::tables::Tables;
+
+/// Each migration takes the schema from version `index` to `index + 1`.
+fn migrations(t: &Tables) -> Vec<String> {
+    vec![format!(
+        "CREATE TABLE {events} (
+            position BIGINT PRIMARY KEY,
+            stream TEXT NOT NULL,
+            aggregate_id TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            timestamp_ms BIGINT NOT NULL DEFAULT (extract(epoch FROM now()) * 1000)::bigint,
+            data JSONB NOT NULL,
+            UNIQUE (stream, aggregate_id, version)
+        );
+        CREATE INDEX ON {events} (stream, position);
+        CREATE TABLE {bookmarks} (name TEXT PRIMARY KEY, position BIGINT NOT NULL);
+        CREATE TABLE {snapshots} (
+            stream TEXT NOT NULL,
+            aggregate_id TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            position BIGINT NOT NULL,
+            state JSONB NOT NULL,
+            PRIMARY KEY (stream, aggregate_id)
+        );
+        CREATE FUNCTION {notify}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$;
+        CREATE TRIGGER notify_appended AFTER INSERT ON {events}
+            FOR EACH STATEMENT EXECUTE FUNCTION {notify}();",
+        events = t.events,
+        bookmarks = t.bookmarks,
+        snapshots = t.snapshots,
+        channel = t.channel,
+        notify = t.notify_function,
+    )]
+}
+
+/// Brings the tables up to date.
+pub(crate) async fn migrate(
+    client: &mut Object,
+    tables: &Tables,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&tables.migration_lock],
+    )
+    .await?;
+    let versions = format!("{}.\"evtstore_migrations\"", tables.schema);
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {versions} (events_table TEXT PRIMARY KEY, version INT NOT NULL)",
+        schema = tables.schema,
+    ))
+    .await?;
+    let row = tx
+        .query_opt(
+            &format!("SELECT version FROM {versions} WHERE events_table = $1"),
+            &[&tables.events],
+        )
+        .await?;
+    let current = row.map_or(0, |r| r.get::<_, i32>(0)) as usize;
+    let all = migrations(tables);
+    for migration in all.iter().skip(current) {
+        tx.batch_execute(migration).await?;
+    }
+    let upsert = format!(
+        "INSERT INTO {versions} VALUES ($1, $2) ON CONFLICT (events_table) DO UPDATE SET version = $2"
+    );
+    tx.execute(&upsert, &[&tables.events, &(all.len() as i32)])
+        .await?;
+    tx.commit().await
+}

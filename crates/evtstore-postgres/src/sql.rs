@@ -1,0 +1,127 @@
+//! The statements, written once per table set.
+//!
+//! # Positions: why no event is ever skipped
+//! A sequence value is visible before its row commits, so a reader trusting
+//! `position > bookmark` can pass an event that commits late. Here an event's position is its
+//! transaction's id shifted left by 20 bits, plus its index within the transaction. Readers
+//! return only events of transactions below `pg_snapshot_xmin(pg_current_snapshot())`, the
+//! oldest transaction still running: every transaction below it has committed or rolled back,
+//! and every later one has a larger id, so no event can ever appear below a position a reader
+//! has passed. No lock orders the appends, and no gap is skipped after a timeout. Positions are
+//! sparse: they grow, but not by one.
+//!
+//! A page that comes back short while committed events wait beyond the horizon (behind a
+//! transaction still running) is read again after a short wait, so a run started after a
+//! commit handles it.
+
+use crate::tables::Tables;
+
+/// The SQL of one table set.
+pub(crate) struct Sql {
+    pub(crate) append: String,
+    pub(crate) current_version: String,
+    pub(crate) aggregate_events: String,
+    pub(crate) events: String,
+    pub(crate) pending_beyond_horizon: String,
+    pub(crate) last_event: String,
+    pub(crate) last_aggregate_event: String,
+    pub(crate) bookmark: String,
+    pub(crate) set_bookmark: String,
+    pub(crate) create_bookmark: String,
+    pub(crate) lock_bookmark: String,
+    pub(crate) snapshot: String,
+    pub(crate) save_snapshot: String,
+}
+
+/// Columns of a stored event, in the order `read::event_from_row` takes them.
+const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp_ms, data::text";
+
+/// The highest position readers may see: below the oldest running transaction.
+const HORIZON: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)";
+
+impl Sql {
+    pub(crate) fn new(t: &Tables) -> Self {
+        let events = &t.events;
+        Sql {
+            append: append(events),
+            current_version: format!(
+                "SELECT COALESCE(MAX(version), 0) FROM {events} WHERE stream = $1 AND aggregate_id = $2"
+            ),
+            aggregate_events: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE stream = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version"
+            ),
+            events: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE position > $1 AND position < {HORIZON} AND stream = ANY($2)
+                 ORDER BY position LIMIT $3"
+            ),
+            pending_beyond_horizon: format!(
+                "SELECT EXISTS (SELECT 1 FROM {events}
+                 WHERE position > $1 AND position >= {HORIZON} AND stream = ANY($2))"
+            ),
+            last_event: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE position < {HORIZON} AND stream = ANY($1) ORDER BY position DESC LIMIT 1"
+            ),
+            last_aggregate_event: format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE aggregate_id = $2 AND stream = ANY($1) ORDER BY position DESC LIMIT 1"
+            ),
+            bookmark: format!("SELECT position FROM {} WHERE name = $1", t.bookmarks),
+            set_bookmark: format!(
+                "INSERT INTO {} (name, position) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                t.bookmarks
+            ),
+            create_bookmark: format!(
+                "INSERT INTO {} (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+                t.bookmarks
+            ),
+            lock_bookmark: format!(
+                "SELECT position FROM {} WHERE name = $1 FOR UPDATE",
+                t.bookmarks
+            ),
+            snapshot: format!(
+                "SELECT tag, version, position, state::text FROM {}
+                 WHERE stream = $1 AND aggregate_id = $2",
+                t.snapshots
+            ),
+            save_snapshot: format!(
+                "INSERT INTO {s} AS kept (stream, aggregate_id, tag, version, position, state)
+                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
+                 ON CONFLICT (stream, aggregate_id) DO UPDATE SET
+                   tag = excluded.tag, version = excluded.version,
+                   position = excluded.position, state = excluded.state
+                 WHERE excluded.tag <> kept.tag OR excluded.version >= kept.version",
+                s = t.snapshots
+            ),
+        }
+    }
+}
+
+/// One statement that checks every aggregate's version and inserts all events, or none.
+///
+/// `$1..$4`: the events' streams, ids, versions and bodies; `$5..$7`: each aggregate's stream,
+/// id and expected current version. Returns the new positions and timestamps, in order.
+fn append(events: &str) -> String {
+    let xid = "pg_current_xact_id()::text::bigint";
+    format!(
+        "WITH expected AS (
+            SELECT x.current, COALESCE((SELECT MAX(e.version) FROM {events} e
+                WHERE e.stream = x.stream AND e.aggregate_id = x.aggregate_id), 0) AS actual
+            FROM unnest($5::text[], $6::text[], $7::bigint[]) AS x(stream, aggregate_id, current)
+        ), base AS (
+            SELECT COALESCE(MAX(position), {xid} << 20) AS position FROM {events}
+            WHERE position > {xid} << 20 AND position < ({xid} + 1) << 20
+        ), inserted AS (
+            INSERT INTO {events} (position, stream, aggregate_id, version, data)
+            SELECT base.position + n.ord, n.stream, n.aggregate_id, n.version, n.data::jsonb
+            FROM base, unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+                WITH ORDINALITY AS n(stream, aggregate_id, version, data, ord)
+            WHERE (SELECT bool_and(current = actual) FROM expected)
+            RETURNING position, timestamp_ms
+        )
+        SELECT position, timestamp_ms FROM inserted ORDER BY position"
+    )
+}

@@ -1,0 +1,70 @@
+//! Configurable, validated table names, and the SQL written with them.
+
+use evtstore_core::Result;
+use evtstore_core::names::check_table;
+
+/// Where the provider keeps its tables. Every name is checked with
+/// [`check_table`](evtstore_core::names::check_table) before it reaches SQL.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// The schema holding the tables (default `public`); created when missing.
+    pub schema: String,
+    /// The events table (default `events`).
+    pub events_table: String,
+    /// The bookmarks table (default `bookmarks`).
+    pub bookmarks_table: String,
+    /// The aggregate persistence table (default `snapshots`).
+    pub snapshots_table: String,
+    /// Most pooled connections (default 16).
+    pub pool_size: usize,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            schema: "public".into(),
+            events_table: "events".into(),
+            bookmarks_table: "bookmarks".into(),
+            snapshots_table: "snapshots".into(),
+            pool_size: 16,
+        }
+    }
+}
+
+/// Quoted, schema-qualified table names, checked once.
+#[derive(Debug, Clone)]
+pub(crate) struct Tables {
+    pub(crate) schema: String,
+    pub(crate) events: String,
+    pub(crate) bookmarks: String,
+    pub(crate) snapshots: String,
+    /// The trigger function that notifies of appends.
+    pub(crate) notify_function: String,
+    /// The LISTEN/NOTIFY channel of the events table.
+    pub(crate) channel: String,
+    /// The advisory lock key that serialises migrations of these tables.
+    pub(crate) migration_lock: String,
+}
+
+impl Tables {
+    pub(crate) fn new(options: &PgOptions) -> Result<Self> {
+        for name in [
+            &options.schema,
+            &options.events_table,
+            &options.bookmarks_table,
+            &options.snapshots_table,
+        ] {
+            check_table(name)?;
+        }
+        let qualified = |table: &str| format!("\"{}\".\"{table}\"", options.schema);
+        Ok(Tables {
+            schema: format!("\"{}\"", options.schema),
+            events: qualified(&options.events_table),
+            bookmarks: qualified(&options.bookmarks_table),
+            snapshots: qualified(&options.snapshots_table),
+            notify_function: qualified(&format!("{}_notify", options.events_table)),
+            channel: format!("evtstore_{}_{}", options.schema, options.events_table),
+            migration_lock: format!("evtstore:{}.{}", options.schema, options.events_table),
+        })
+    }
+}

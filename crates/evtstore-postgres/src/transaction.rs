@@ -1,0 +1,204 @@
+//! Transactions: appends inside the caller's transaction, and transactional handlers whose
+//! read-model writes and bookmark commit together (each event applied exactly once).
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use evtstore_core::aggregate::decode_event;
+use evtstore_core::names::{check_bookmark, check_stream};
+use evtstore_core::{
+    Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
+};
+use futures_util::future::BoxFuture;
+use tokio_postgres::Transaction;
+
+use crate::PgProvider;
+
+impl PgProvider {
+    /// Appends inside the caller's own transaction: the events commit or roll back with it.
+    ///
+    /// Pair it with `Domain::batch` to execute commands inside the transaction.
+    /// Other readers see the events once the transaction commits.
+    pub async fn append_in(
+        &self,
+        tx: &Transaction<'_>,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<EventMeta>> {
+        self.append_on(tx, self.sql.append.as_str(), &events).await
+    }
+
+    /// Starts declaring a transactional handler over aggregate kinds of domain `D`.
+    pub fn tx_handler<D>(self: &Arc<Self>, name: &str) -> TxHandlerBuilder<D> {
+        TxHandlerBuilder {
+            provider: self.clone(),
+            name: name.to_owned(),
+            routes: Vec::new(),
+            page_size: 1000,
+            domain: PhantomData,
+        }
+    }
+}
+
+/// A callback of a transactional handler: it gets the transaction and the event.
+pub type TxCallback<E> = Box<
+    dyn for<'t> Fn(&'t Transaction<'t>, String, E, EventMeta) -> BoxFuture<'t, Result<(), BoxError>>
+        + Send
+        + Sync,
+>;
+
+type Route = Arc<
+    dyn for<'t> Fn(&'t Transaction<'t>, &StoredEvent) -> Result<BoxFuture<'t, Result<(), BoxError>>>
+        + Send
+        + Sync,
+>;
+
+/// Declares a [`TxHandler`]; get one from [`PgProvider::tx_handler`].
+pub struct TxHandlerBuilder<D> {
+    provider: Arc<PgProvider>,
+    name: String,
+    routes: Vec<(String, Route)>,
+    page_size: usize,
+    domain: PhantomData<fn() -> D>,
+}
+
+impl<D> TxHandlerBuilder<D> {
+    /// Calls `callback(tx, aggregate_id, event, meta)` for each event of aggregate kind `A`,
+    /// inside the transaction that also moves the bookmark past the event.
+    pub fn handle<A>(mut self, callback: TxCallback<A::Event>) -> Self
+    where
+        A: Aggregate,
+        D: Contains<A>,
+    {
+        let route: Route = Arc::new(move |tx, stored| {
+            let event = decode_event::<A::Event>(stored)?;
+            Ok(callback(
+                tx,
+                stored.meta.aggregate_id.clone(),
+                event,
+                stored.meta.clone(),
+            ))
+        });
+        self.routes.push((A::STREAM.to_owned(), route));
+        self
+    }
+
+    /// Events per transaction (default 1,000).
+    pub fn page_size(mut self, events: usize) -> Self {
+        self.page_size = events.max(1);
+        self
+    }
+
+    /// Checks the declaration and gives the handler.
+    pub fn build(self) -> Result<TxHandler> {
+        check_bookmark(&self.name)?;
+        let mut routes = HashMap::new();
+        for (stream, route) in self.routes {
+            check_stream(&stream)?;
+            routes.insert(stream, route);
+        }
+        if routes.is_empty() {
+            return Err(Error::InvalidName {
+                what: "handler",
+                value: self.name,
+                reason: "has no callbacks: call `handle` for at least one aggregate kind",
+            });
+        }
+        let streams = routes.keys().cloned().collect();
+        Ok(TxHandler {
+            provider: self.provider,
+            name: self.name,
+            streams,
+            routes,
+            page_size: self.page_size,
+        })
+    }
+}
+
+/// A handler whose callbacks write in the same transaction as its bookmark: a read model in
+/// the same database sees each event exactly once, even when the process dies mid-page.
+///
+/// Each page is one transaction that first locks the bookmark's row, so one process at a time
+/// runs the handler; others wait for the lock. A failing callback rolls the page back: the
+/// bookmark stays before it and the next run retries it.
+pub struct TxHandler {
+    provider: Arc<PgProvider>,
+    name: String,
+    streams: Vec<String>,
+    routes: HashMap<String, Route>,
+    page_size: usize,
+}
+
+impl TxHandler {
+    /// Handles every pending event, a page per transaction; returns how many were handled.
+    pub async fn run_once(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let (read, handled) = self.run_page().await?;
+            total += handled;
+            if read < self.page_size {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The position the handler has committed.
+    pub async fn position(&self) -> Result<Position> {
+        use evtstore_core::Provider;
+        Ok(self.provider.bookmark(&self.name).await?.unwrap_or(0))
+    }
+
+    async fn run_page(&self) -> Result<(usize, usize)> {
+        let provider = &self.provider;
+        let fail = |what: &'static str| move |e| provider.fail(what, e);
+        let mut client = provider.client().await?;
+        let tx = client.transaction().await.map_err(fail("begin"))?;
+        let position = self.lock_bookmark(&tx).await?;
+        let page = provider
+            .read_page(&self.streams, position, self.page_size)
+            .await?;
+        let mut handled = 0;
+        for event in &page {
+            if let Some(route) = self.routes.get(&event.meta.stream) {
+                let outcome = match route(&tx, event) {
+                    Ok(call) => call.await.map_err(|source| self.failure(event, source)),
+                    Err(decode) => Err(decode),
+                };
+                outcome?; // dropping `tx` rolls the page back
+                handled += 1;
+            }
+        }
+        if let Some(last) = page.last() {
+            let sql = &provider.sql.set_bookmark;
+            tx.execute(sql, &[&self.name, &(last.meta.position as i64)])
+                .await
+                .map_err(fail("save bookmark"))?;
+        }
+        tx.commit().await.map_err(fail("commit"))?;
+        Ok((page.len(), handled))
+    }
+
+    /// Reads the bookmark and locks its row until the transaction ends.
+    async fn lock_bookmark(&self, tx: &Transaction<'_>) -> Result<Position> {
+        let fail = |e| self.provider.fail("lock bookmark", e);
+        let sql = &self.provider.sql;
+        tx.execute(&sql.create_bookmark, &[&self.name])
+            .await
+            .map_err(fail)?;
+        let row = tx
+            .query_one(&sql.lock_bookmark, &[&self.name])
+            .await
+            .map_err(fail)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
+        Error::Handler {
+            handler: self.name.clone(),
+            stream: event.meta.stream.clone(),
+            aggregate_id: event.meta.aggregate_id.clone(),
+            position: event.meta.position,
+            source,
+        }
+    }
+}
