@@ -31,7 +31,9 @@ use crate::event::{EventMeta, Position, StoredEvent};
 ///     }
 /// }
 /// ```
-pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Aggregate:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The stream that holds this kind's events, e.g. `"users"`.
     const STREAM: &'static str;
 

@@ -143,7 +143,9 @@ impl<D> Domain<D> {
             aggregate.apply(event, meta);
         }
         if A::PERSIST.is_some() {
-            self.provider.save_snapshot(snapshot_of(&aggregate)?).await?;
+            self.provider
+                .save_snapshot(snapshot_of(&aggregate)?)
+                .await?;
         }
         if let Some(cache) = &self.cache {
             cache.put(A::STREAM, &aggregate);
@@ -187,7 +189,10 @@ impl<D> Domain<D> {
     }
 }
 
-fn encode_events<A: Aggregate>(aggregate: &Loaded<A>, events: &[A::Event]) -> Result<Vec<NewEvent>> {
+fn encode_events<A: Aggregate>(
+    aggregate: &Loaded<A>,
+    events: &[A::Event],
+) -> Result<Vec<NewEvent>> {
     let encode = |(index, event): (usize, &A::Event)| {
         let data = serde_json::to_string(event).map_err(|source| Error::Encode {
             what: format!("event for {}/{}", A::STREAM, aggregate.id),

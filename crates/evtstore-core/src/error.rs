@@ -94,7 +94,9 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// An event handler's callback failed or panicked on an event.
-    #[error("handler {handler:?} failed on {stream}/{aggregate_id} at position {position}: {source}")]
+    #[error(
+        "handler {handler:?} failed on {stream}/{aggregate_id} at position {position}: {source}"
+    )]
     Handler {
         /// The handler's name.
         handler: String,

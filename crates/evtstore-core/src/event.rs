@@ -78,6 +78,8 @@ pub struct Snapshot {
 
 /// Milliseconds since the Unix epoch, for providers without a clock of their own.
 pub fn now_millis() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     since.as_millis() as i64
 }

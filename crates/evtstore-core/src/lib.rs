@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`aggregate`]: the [`Aggregate`] trait (stream, event enum, fold) and [`Loaded`] aggregates.
 //! - [`command`]: the [`Command`] trait: a command's handler turns it into events.
-//! - [`domain`]: [`Domain`], aggregate kinds on one provider: load, execute, handlers;
+//! - [`domain`](mod@domain): [`Domain`], aggregate kinds on one provider: load, execute, handlers;
 //!   [`domain!`] declares which kinds a domain holds, so the compiler checks membership.
 //! - [`handler`]: event handlers (read models, process managers) with bookmarks.
 //! - [`provider`]: the [`Provider`] trait every storage backend implements.
@@ -16,6 +16,8 @@
 pub mod aggregate;
 mod cache;
 pub mod command;
+#[cfg(feature = "testkit")]
+pub mod conformance;
 pub mod domain;
 pub mod error;
 pub mod event;

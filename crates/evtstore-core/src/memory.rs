@@ -84,7 +84,9 @@ impl MemoryProvider {
         let key = (stream.to_owned(), id.to_owned());
         let positions = state.aggregates.get(&key).map_or(&[][..], |v| &v[..]);
         let newer = positions.iter().skip(after as usize);
-        newer.map(|p| state.events[*p as usize - 1].clone()).collect()
+        newer
+            .map(|p| state.events[*p as usize - 1].clone())
+            .collect()
     }
 
     fn events_now(&self, streams: &[String], after: Position, limit: usize) -> Vec<StoredEvent> {
@@ -167,9 +169,10 @@ impl Provider for MemoryProvider {
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         let key = (snapshot.stream.clone(), snapshot.aggregate_id.clone());
         let mut state = self.lock();
-        let newer_kept = state.snapshots.get(&key).is_some_and(|kept| {
-            kept.tag == snapshot.tag && kept.version > snapshot.version
-        });
+        let newer_kept = state
+            .snapshots
+            .get(&key)
+            .is_some_and(|kept| kept.tag == snapshot.tag && kept.version > snapshot.version);
         if !newer_kept {
             state.snapshots.insert(key, snapshot);
         }

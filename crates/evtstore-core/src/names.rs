@@ -51,7 +51,11 @@ fn check_identifier(
         return Err(invalid(what, value, "is too long"));
     }
     if !value.chars().all(allowed) {
-        return Err(invalid(what, value, "contains a character that is not allowed"));
+        return Err(invalid(
+            what,
+            value,
+            "contains a character that is not allowed",
+        ));
     }
     Ok(())
 }
@@ -71,7 +75,10 @@ mod tests {
     #[test]
     fn refuses_bad_names_and_names_them() {
         let err = check_stream("users; drop table x").unwrap_err();
-        assert!(err.to_string().contains("invalid stream \"users; drop table x\""));
+        assert!(
+            err.to_string()
+                .contains("invalid stream \"users; drop table x\"")
+        );
         assert!(check_stream("").is_err());
         assert!(check_aggregate_id("").is_err());
         assert!(check_aggregate_id("a\nb").is_err());

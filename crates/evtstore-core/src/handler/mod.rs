@@ -136,5 +136,4 @@ impl Handler {
     pub async fn reset(&self) {
         *self.inner.position.lock().await = None;
     }
-
 }

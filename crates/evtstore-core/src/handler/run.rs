@@ -63,7 +63,10 @@ impl Handler {
             if let Some(hook) = &parts.hooks.before_run {
                 hook();
             }
-            let page = parts.provider.events(&parts.streams, *position, page_size).await?;
+            let page = parts
+                .provider
+                .events(&parts.streams, *position, page_size)
+                .await?;
             let start = *position;
             let (handled, outcome) = self.handle_page(&page, position).await;
             if *position != start {
@@ -81,7 +84,11 @@ impl Handler {
     }
 
     /// Handles a page in order, moving `position` past each event done (or skipped).
-    async fn handle_page(&self, page: &[StoredEvent], position: &mut Position) -> (usize, Result<()>) {
+    async fn handle_page(
+        &self,
+        page: &[StoredEvent],
+        position: &mut Position,
+    ) -> (usize, Result<()>) {
         let parts = &self.inner.parts;
         let mut handled = 0;
         for event in page {

@@ -32,7 +32,12 @@ impl Handler {
 
     /// Stops the background run, after the page in hand is done.
     pub async fn stop(&self) {
-        let worker = self.inner.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let worker = self
+            .inner
+            .worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(worker) = worker {
             let _ = worker.stop.send(true);
             let _ = worker.task.await;

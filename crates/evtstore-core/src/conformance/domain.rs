@@ -1,0 +1,395 @@
+//! The domain the suite exercises: users, posts, counters, groups and persisted profiles.
+//!
+//! - [`User`] (`"users"`: `created`, `disabled`, `enabled`) and [`Post`] (`"posts"`:
+//!   `postCreated`, `postArchived`), as in the original README; creating a post reads the user
+//!   through the domain.
+//! - [`Counter`] (`"counters"`: `added`): [`Bump`] returns as many events as it is given values,
+//!   and each event records the version its command saw.
+//! - [`Group`] (`"groups"`: `created`) shares the `created` event type with [`User`].
+//! - [`Profile`] and [`ProfileV2`] are one stream (`"profiles"`) persisted under version strings
+//!   `"v1"` and `"v2"`; their `folded` field tells how many events a load folded in.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Barrier;
+
+use crate::{Aggregate, Command, CommandError, Contains, Domain, EventMeta, Events, Loaded};
+
+crate::domain!(pub Tests { User, Post, Counter, Group, Profile, ProfileV2 });
+
+/// What happens to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum UserEvent {
+    /// The user was created.
+    Created {
+        /// The user's name.
+        name: String,
+    },
+    /// The user was disabled.
+    Disabled,
+    /// The user was enabled again.
+    Enabled,
+}
+
+/// A user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user's name.
+    pub name: String,
+    /// False until created, and while disabled.
+    pub enabled: bool,
+}
+
+impl Aggregate for User {
+    const STREAM: &'static str = "users";
+    type Event = UserEvent;
+
+    fn fold(&mut self, event: &UserEvent, _meta: &EventMeta) {
+        match event {
+            UserEvent::Created { name } => {
+                self.name = name.clone();
+                self.enabled = true;
+            }
+            UserEvent::Disabled => self.enabled = false,
+            UserEvent::Enabled => self.enabled = true,
+        }
+    }
+}
+
+/// Creates a user; rejected with code `EXISTS` when the user has events.
+pub struct CreateUser {
+    /// The user's name.
+    pub name: String,
+}
+
+impl<D> Command<D> for CreateUser {
+    type Aggregate = User;
+
+    async fn handle(
+        self,
+        user: &Loaded<User>,
+        _: &Domain<D>,
+    ) -> Result<Events<User>, CommandError> {
+        if user.version != 0 {
+            return Err(CommandError::with_code("user already exists", "EXISTS"));
+        }
+        Ok(vec![UserEvent::Created { name: self.name }])
+    }
+}
+
+/// Disables a user.
+pub struct DisableUser;
+
+impl<D> Command<D> for DisableUser {
+    type Aggregate = User;
+
+    async fn handle(self, _: &Loaded<User>, _: &Domain<D>) -> Result<Events<User>, CommandError> {
+        Ok(vec![UserEvent::Disabled])
+    }
+}
+
+/// Enables a user.
+pub struct EnableUser;
+
+impl<D> Command<D> for EnableUser {
+    type Aggregate = User;
+
+    async fn handle(self, _: &Loaded<User>, _: &Domain<D>) -> Result<Events<User>, CommandError> {
+        Ok(vec![UserEvent::Enabled])
+    }
+}
+
+/// What happens to a post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum PostEvent {
+    /// The post was written.
+    PostCreated {
+        /// Its author.
+        user_id: String,
+        /// Its text.
+        content: String,
+    },
+    /// The post was archived.
+    PostArchived,
+}
+
+/// A post.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Post {
+    /// Its author.
+    pub user_id: String,
+    /// Its text.
+    pub content: String,
+    /// Whether it was archived.
+    pub archived: bool,
+}
+
+impl Aggregate for Post {
+    const STREAM: &'static str = "posts";
+    type Event = PostEvent;
+
+    fn fold(&mut self, event: &PostEvent, _meta: &EventMeta) {
+        match event {
+            PostEvent::PostCreated { user_id, content } => {
+                self.user_id = user_id.clone();
+                self.content = content.clone();
+            }
+            PostEvent::PostArchived => self.archived = true,
+        }
+    }
+}
+
+/// Writes a post. Reads the author through the domain: rejected with `UNAUTHORIZED` when the
+/// user does not exist, and with `EXISTS` when the post does.
+pub struct CreatePost {
+    /// The author.
+    pub user_id: String,
+    /// The text.
+    pub content: String,
+}
+
+impl<D: Contains<User>> Command<D> for CreatePost {
+    type Aggregate = Post;
+
+    async fn handle(
+        self,
+        post: &Loaded<Post>,
+        domain: &Domain<D>,
+    ) -> Result<Events<Post>, CommandError> {
+        if post.version != 0 {
+            return Err(CommandError::with_code("post already exists", "EXISTS"));
+        }
+        let user = domain.load::<User>(&self.user_id).await;
+        let user = user.map_err(|e| CommandError::with_code(e.to_string(), "LOAD"))?;
+        if user.version == 0 {
+            return Err(CommandError::with_code("no such user", "UNAUTHORIZED"));
+        }
+        let (user_id, content) = (self.user_id, self.content);
+        Ok(vec![PostEvent::PostCreated { user_id, content }])
+    }
+}
+
+/// Archives a post: rejected with `NOT_ALLOWED` unless by its author; no event when archived.
+pub struct ArchivePost {
+    /// Who archives it.
+    pub user_id: String,
+}
+
+impl<D> Command<D> for ArchivePost {
+    type Aggregate = Post;
+
+    async fn handle(
+        self,
+        post: &Loaded<Post>,
+        _: &Domain<D>,
+    ) -> Result<Events<Post>, CommandError> {
+        if self.user_id != post.user_id {
+            return Err(CommandError::with_code("not the author", "NOT_ALLOWED"));
+        }
+        if post.archived {
+            return Ok(vec![]);
+        }
+        Ok(vec![PostEvent::PostArchived])
+    }
+}
+
+/// What happens to a counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum CounterEvent {
+    /// A value was added.
+    Added {
+        /// The value.
+        by: i64,
+        /// The counter's version when the command that added it ran.
+        seen_version: u64,
+    },
+}
+
+/// A counter that remembers what was added, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    /// The sum of the values.
+    pub total: i64,
+    /// The values, in order.
+    pub history: Vec<i64>,
+    /// The version each adding command saw, in order.
+    pub seen_versions: Vec<u64>,
+}
+
+impl Aggregate for Counter {
+    const STREAM: &'static str = "counters";
+    type Event = CounterEvent;
+
+    fn fold(&mut self, event: &CounterEvent, _meta: &EventMeta) {
+        let CounterEvent::Added { by, seen_version } = event;
+        self.total += by;
+        self.history.push(*by);
+        self.seen_versions.push(*seen_version);
+    }
+}
+
+/// Adds each value as its own event: no event, one, or several.
+pub struct Bump {
+    /// The values.
+    pub by: Vec<i64>,
+}
+
+impl<D> Command<D> for Bump {
+    type Aggregate = Counter;
+
+    async fn handle(
+        self,
+        counter: &Loaded<Counter>,
+        _: &Domain<D>,
+    ) -> Result<Events<Counter>, CommandError> {
+        let seen_version = counter.version;
+        Ok(self
+            .by
+            .into_iter()
+            .map(|by| CounterEvent::Added { by, seen_version })
+            .collect())
+    }
+}
+
+/// Adds one value after every command sharing its barrier has loaded the counter.
+pub struct Contend {
+    /// The value.
+    pub by: i64,
+    /// Waited on between load and append.
+    pub barrier: Arc<Barrier>,
+}
+
+impl<D> Command<D> for Contend {
+    type Aggregate = Counter;
+
+    async fn handle(
+        self,
+        counter: &Loaded<Counter>,
+        _: &Domain<D>,
+    ) -> Result<Events<Counter>, CommandError> {
+        self.barrier.wait().await;
+        let seen_version = counter.version;
+        Ok(vec![CounterEvent::Added {
+            by: self.by,
+            seen_version,
+        }])
+    }
+}
+
+/// What happens to a group: its `created` type is also a user event type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum GroupEvent {
+    /// The group was created.
+    Created {
+        /// The group's title.
+        title: String,
+    },
+}
+
+/// A group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// The group's title.
+    pub title: String,
+}
+
+impl Aggregate for Group {
+    const STREAM: &'static str = "groups";
+    type Event = GroupEvent;
+
+    fn fold(&mut self, event: &GroupEvent, _meta: &EventMeta) {
+        let GroupEvent::Created { title } = event;
+        self.title = title.clone();
+    }
+}
+
+/// Creates a group.
+pub struct CreateGroup {
+    /// The group's title.
+    pub title: String,
+}
+
+impl<D> Command<D> for CreateGroup {
+    type Aggregate = Group;
+
+    async fn handle(self, _: &Loaded<Group>, _: &Domain<D>) -> Result<Events<Group>, CommandError> {
+        Ok(vec![GroupEvent::Created { title: self.title }])
+    }
+}
+
+/// What happens to a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ProfileEvent {
+    /// The profile was given a name.
+    Renamed {
+        /// The new name.
+        name: String,
+    },
+}
+
+/// Declares a persisted profile kind and its rename command.
+macro_rules! profile_kind {
+    ($(#[$doc:meta])* $name:ident, $(#[$cmd_doc:meta])* $command:ident, $tag:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct $name {
+            /// The current name.
+            pub name: String,
+            /// How many times it was renamed.
+            pub renames: u64,
+            /// Events folded into this value in this process; not stored, so a load from a
+            /// stored copy starts at 0 and counts only the newer events.
+            #[serde(skip)]
+            pub folded: u64,
+        }
+
+        impl Aggregate for $name {
+            const STREAM: &'static str = "profiles";
+            const PERSIST: Option<&'static str> = Some($tag);
+            type Event = ProfileEvent;
+
+            fn fold(&mut self, event: &ProfileEvent, _meta: &EventMeta) {
+                let ProfileEvent::Renamed { name } = event;
+                self.name = name.clone();
+                self.renames += 1;
+                self.folded += 1;
+            }
+        }
+
+        $(#[$cmd_doc])*
+        pub struct $command {
+            /// The new name.
+            pub name: String,
+        }
+
+        impl<D> Command<D> for $command {
+            type Aggregate = $name;
+
+            async fn handle(self, _: &Loaded<$name>, _: &Domain<D>) -> Result<Events<$name>, CommandError> {
+                Ok(vec![ProfileEvent::Renamed { name: self.name }])
+            }
+        }
+    };
+}
+
+profile_kind!(
+    /// A profile persisted under version string `"v1"`.
+    Profile,
+    /// Renames a [`Profile`].
+    RenameProfile,
+    "v1"
+);
+
+profile_kind!(
+    /// The same stream as [`Profile`], persisted under version string `"v2"`.
+    ProfileV2,
+    /// Renames a [`ProfileV2`].
+    RenameProfileV2,
+    "v2"
+);

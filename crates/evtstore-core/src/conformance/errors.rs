@@ -1,0 +1,144 @@
+//! Refusals: undecodable events and stored copies on load, invalid names.
+
+use std::sync::Arc;
+
+use super::domain::*;
+use super::support::{all_events, domain, raw};
+use crate::{Error, Position, Provider, Snapshot};
+
+/// Asserts a decode error naming a place.
+fn assert_decode(error: &Error, stream: &str, id: &str, version: u64, position: Position) {
+    let Error::Decode {
+        stream: s,
+        aggregate_id,
+        version: v,
+        position: p,
+        ..
+    } = error
+    else {
+        panic!("expected Error::Decode, got {error:?}");
+    };
+    let place = (s.as_str(), aggregate_id.as_str(), *v, *p);
+    assert_eq!(
+        place,
+        (stream, id, version, position),
+        "the error names the event: {error}"
+    );
+}
+
+/// Loading an aggregate whose event no longer decodes fails with `Error::Decode` naming the
+/// event; a command on it fails the same way and writes nothing. So does a stored copy that no
+/// longer decodes under a matching version string.
+pub async fn undecodable_event_fails_load(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    let good = domain
+        .execute("c1", Bump { by: vec![1] })
+        .await
+        .expect("bumping c1");
+    let bad = provider
+        .append(vec![raw("counters", "c1", 2, r#"{"type":"exploded"}"#)])
+        .await;
+    let bad = bad.expect("appending an event of an unknown type")[0].position;
+    assert!(bad > good.position);
+    let error = domain
+        .load::<Counter>("c1")
+        .await
+        .expect_err("the load must fail");
+    assert_decode(&error, "counters", "c1", 2, bad);
+    let error = domain
+        .execute("c1", Bump { by: vec![1] })
+        .await
+        .expect_err("the command too");
+    assert_decode(&error, "counters", "c1", 2, bad);
+    assert_eq!(
+        all_events(&provider, &["counters"]).await.len(),
+        2,
+        "nothing more written"
+    );
+
+    let renamed = domain
+        .execute("x", RenameProfile { name: "ada".into() })
+        .await
+        .expect("rename");
+    let broken = Snapshot {
+        stream: "profiles".into(),
+        aggregate_id: "x".into(),
+        tag: "v1".into(),
+        version: 1,
+        position: renamed.position,
+        state: "not json".into(),
+    };
+    provider
+        .save_snapshot(broken)
+        .await
+        .expect("saving a broken copy");
+    let error = domain
+        .load::<Profile>("x")
+        .await
+        .expect_err("a broken copy must fail the load");
+    assert_decode(&error, "profiles", "x", 1, renamed.position);
+    let v2 = domain
+        .load::<ProfileV2>("x")
+        .await
+        .expect("another version string refolds");
+    assert_eq!((v2.version, v2.name.as_str()), (1, "ada"));
+}
+
+/// Asserts that an outcome is `Error::InvalidName` for `what`.
+fn assert_invalid<T: std::fmt::Debug>(outcome: crate::Result<T>, what: &str, value: &str) {
+    match outcome {
+        Err(Error::InvalidName {
+            what: w, value: v, ..
+        }) => {
+            assert_eq!((w, v.as_str()), (what, value), "which name was refused");
+        }
+        other => panic!("{what} {value:?} must be refused with InvalidName, got {other:?}"),
+    }
+}
+
+/// Invalid aggregate ids and stream names (empty, control characters, too long, not a name) are
+/// refused with `Error::InvalidName` by loads, commands, appends and handlers; nothing is written.
+pub async fn invalid_names_are_refused(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    let long = "x".repeat(256);
+    for id in ["", "a\nb", "nul\0", "tab\t", "\u{7f}", long.as_str()] {
+        assert_invalid(domain.load::<User>(id).await, "aggregate id", id);
+        assert_invalid(
+            domain.execute(id, CreateUser { name: "x".into() }).await,
+            "aggregate id",
+            id,
+        );
+        let event = raw("users", id, 1, r#"{"type":"disabled"}"#);
+        assert_invalid(provider.append(vec![event]).await, "aggregate id", id);
+    }
+    for stream in ["", "bad stream", "users;drop table events", "a\nb"] {
+        let event = raw(stream, "u1", 1, r#"{"type":"disabled"}"#);
+        assert_invalid(provider.append(vec![event]).await, "stream", stream);
+    }
+    let good_then_bad = vec![
+        raw("users", "u1", 1, r#"{"type":"created","name":"ada"}"#),
+        raw("users", "", 1, r#"{"type":"disabled"}"#),
+    ];
+    assert_invalid(provider.append(good_then_bad).await, "aggregate id", "");
+    assert!(
+        all_events(&provider, &["users"]).await.is_empty(),
+        "nothing written"
+    );
+
+    for name in ["", "a\nb"] {
+        let builder = domain
+            .handler(name)
+            .handle::<User, _, _>(|_, _, _| async { Ok(()) });
+        assert_invalid(builder.build().map(|_| ()), "bookmark", name);
+    }
+    let fine = "user 42 / ünïcode";
+    let user = domain
+        .execute(fine, CreateUser { name: "ok".into() })
+        .await
+        .expect("a fine id");
+    assert_eq!(
+        domain.load::<User>(fine).await.expect("loading it"),
+        user,
+        "unicode ids work"
+    );
+}

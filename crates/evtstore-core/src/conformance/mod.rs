@@ -1,0 +1,179 @@
+//! The provider conformance suite: what every storage backend must do, written once.
+//!
+//! Each case is an async function taking a fresh, empty provider and the page size its
+//! handlers read with; it panics with a message saying what went wrong. The cases cover the
+//! parity checklist of the original evtstore (items 1–17), optimistic concurrency under racing
+//! commands, atomic appends, failing, panicking and undecodable events, invalid names, pushed
+//! handlers, bookmarks, positions, hooks, aggregate persistence and the aggregate cache.
+//! [`domain`] holds the aggregates they use.
+//!
+//! # Running it for a backend
+//!
+//! [`conformance_tests!`](crate::conformance_tests) writes one test per case and page size
+//! (modules `page_default`, page 1,000, and `page_one`, page 1). Give it the path of an async
+//! function that returns a fresh, empty store on each call (tests run in parallel, so each
+//! needs its own file, schema or table prefix, which must live as long as the provider); it
+//! must be nameable from a child module of where the macro is called (a function of that
+//! module, or a `crate::` path).
+//! The backend crate needs, as dev-dependencies, `evtstore-core` with feature `testkit` and
+//! `tokio` with features `macros` and `rt-multi-thread`. In `tests/conformance.rs`:
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use evtstore_core::{MemoryProvider, Provider};
+//!
+//! async fn make() -> Arc<dyn Provider> {
+//!     Arc::new(MemoryProvider::new())
+//! }
+//!
+//! evtstore_core::conformance_tests!(make);
+//! # fn main() {}
+//! ```
+//!
+//! To run it twice in one test crate (say, for two configurations), call it inside two modules.
+
+mod commands;
+mod conflicts;
+pub mod domain;
+mod errors;
+mod handler_control;
+mod handler_errors;
+mod handlers;
+mod pages;
+mod persistence;
+mod provider_reads;
+mod support;
+
+pub use commands::*;
+pub use conflicts::*;
+pub use errors::*;
+pub use handler_control::*;
+pub use handler_errors::*;
+pub use handlers::*;
+pub use pages::*;
+pub use persistence::*;
+pub use provider_reads::*;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// How long one case may take before it fails as hung.
+pub const CASE_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs one case, failing it when it takes longer than [`CASE_TIME_LIMIT`] (a provider call that
+/// never returns, a lock that is never released). Called by the tests `conformance_tests!` writes.
+pub async fn within_time_limit(case: &str, run: impl Future<Output = ()>) {
+    if tokio::time::timeout(CASE_TIME_LIMIT, run).await.is_err() {
+        panic!("{case} took longer than {CASE_TIME_LIMIT:?}: some call hangs");
+    }
+}
+
+/// Writes the conformance suite's tests for a provider: see [`conformance`](crate::conformance).
+///
+/// `conformance_tests!(make)` expands to modules `page_default` and `page_one`, each with one
+/// `#[tokio::test]` per case, calling `evtstore_core::conformance::<case>(make().await, page)`
+/// within [`CASE_TIME_LIMIT`](crate::conformance::CASE_TIME_LIMIT).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@module page_default, 1000, $make);
+        $crate::conformance_tests!(@module page_one, 1, $make);
+    };
+    (@module $module:ident, $page:literal, $make:path) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $crate::conformance_tests!(@cases $page, $make;
+                command_appends_and_returns_version_1,
+                second_command_returns_version_2,
+                every_command_returns_the_new_aggregate,
+                two_events_advance_the_version_by_two,
+                loaded_aggregate_chains_commands,
+                missing_aggregate_loads_at_version_0,
+                command_sees_the_current_version,
+                append_at_existing_version_conflicts,
+                conflicting_multi_event_append_writes_nothing,
+                concurrent_commands_one_winner_per_version,
+                handler_updates_read_model,
+                second_aggregate_is_independent,
+                unset_bookmark_reads_as_start,
+                in_memory_bookmark_handles_each_event_once,
+                handler_gets_only_registered_streams,
+                one_handler_routes_several_kinds,
+                hooks_see_read_and_handled_per_page,
+                bookmark_saved_once_per_page,
+                tail_stream_starts_at_the_end,
+                started_handler_is_pushed_and_stops,
+                set_position_0_replays,
+                reset_rereads_the_bookmark,
+                continue_on_error_reports_and_skips,
+                failing_event_stops_handler_before_it,
+                undecodable_event_fails_handler,
+                panicking_callback_is_a_failure,
+                unpersisted_aggregate_stores_no_copy,
+                persisted_aggregate_stores_a_copy,
+                matching_copy_is_used_on_load,
+                mismatched_copy_is_refolded,
+                append_under_new_version_rewrites_copy,
+                aggregate_cache_matches_uncached_loads,
+                undecodable_event_fails_load,
+                invalid_names_are_refused,
+                events_are_read_in_position_order,
+                last_event_of_streams_and_aggregate,
+                bookmarks_round_trip,
+            );
+        }
+    };
+    (@cases $page:literal, $make:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let run = async { $crate::conformance::$case($make().await, $page).await };
+                $crate::conformance::within_time_limit(stringify!($case), run).await;
+            }
+        )+
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every public case of every file is listed in `conformance_tests!`, and nothing else is.
+    #[test]
+    fn the_macro_lists_every_case() {
+        let files = [
+            include_str!("commands.rs"),
+            include_str!("conflicts.rs"),
+            include_str!("errors.rs"),
+            include_str!("handler_control.rs"),
+            include_str!("handler_errors.rs"),
+            include_str!("handlers.rs"),
+            include_str!("pages.rs"),
+            include_str!("persistence.rs"),
+            include_str!("provider_reads.rs"),
+        ];
+        let lines = files.iter().flat_map(|f| f.lines());
+        let names = lines.filter_map(|line| line.strip_prefix("pub async fn "));
+        let mut cases: Vec<&str> = names.filter_map(|rest| rest.split('(').next()).collect();
+        let this = include_str!("mod.rs");
+        let list = this
+            .split("@cases $page, $make;")
+            .nth(1)
+            .expect("the macro's case list");
+        let list = list.split(");").next().unwrap_or_default();
+        let mut listed: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert!(
+            cases.len() > 30,
+            "found only {} cases: {cases:?}",
+            cases.len()
+        );
+        cases.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(cases, listed, "the cases and the macro's list differ");
+    }
+}

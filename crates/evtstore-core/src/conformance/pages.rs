@@ -1,0 +1,114 @@
+//! Handlers read in pages: hooks per page and one bookmark save per page.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::domain::*;
+use super::support::{Counting, Log, Outcome, all_events, bookmark, domain, run};
+use crate::{Domain, Provider};
+
+/// The (read, handled) of each page when the events fail as `fails` says.
+fn expected_pages(fails: &[bool], page: usize) -> Vec<(usize, usize)> {
+    let mut pages: Vec<_> = fails
+        .chunks(page)
+        .map(|c| (c.len(), c.iter().filter(|f| !**f).count()))
+        .collect();
+    if fails.len().is_multiple_of(page) {
+        pages.push((0, 0)); // a full page is followed by a read that comes back short
+    }
+    pages
+}
+
+/// Hooks: `before_run` is called before each page and `after_run` after it with (events read,
+/// events handled), a skipped failure being read but not handled.
+pub async fn hooks_see_read_and_handled_per_page(provider: Arc<dyn Provider>, page: usize) {
+    let domain = domain(&provider);
+    for by in [1, 13, 2, 3] {
+        domain
+            .execute("c1", Bump { by: vec![by] })
+            .await
+            .expect("bumping c1");
+    }
+    let befores = Arc::new(AtomicUsize::new(0));
+    let afters = Arc::new(Mutex::new(Vec::new()));
+    let log = Log::default();
+    let fail_13 = |e: &serde_json::Value| {
+        if e["by"] == 13 {
+            Outcome::Fail
+        } else {
+            Outcome::Handle
+        }
+    };
+    let (before, after) = (befores.clone(), afters.clone());
+    let handler = domain
+        .handler("hooked")
+        .page_size(page)
+        .continue_on_error(true)
+        .before_run(move || {
+            before.fetch_add(1, Ordering::SeqCst);
+        })
+        .after_run(move |read, handled| after.lock().unwrap().push((read, handled)))
+        .handle::<Counter, _, _>(log.acting::<Counter>(fail_13))
+        .build()
+        .expect("building");
+    assert_eq!(run(&handler).await, 3, "three of four events handled");
+    let mut expected = expected_pages(&[false, true, false, false], page);
+    assert_eq!(
+        *afters.lock().unwrap(),
+        expected,
+        "after_run's (read, handled) per page"
+    );
+    assert_eq!(
+        befores.load(Ordering::SeqCst),
+        expected.len(),
+        "before_run once per page"
+    );
+    assert_eq!(run(&handler).await, 0);
+    expected.push((0, 0));
+    assert_eq!(
+        *afters.lock().unwrap(),
+        expected,
+        "an idle run reads one empty page"
+    );
+    assert_eq!(befores.load(Ordering::SeqCst), expected.len());
+}
+
+/// Handlers read pages of at most the page size and save the bookmark once per page read, not
+/// once per event, and not at all when nothing is read.
+pub async fn bookmark_saved_once_per_page(provider: Arc<dyn Provider>, page: usize) {
+    let counting = Counting::new(provider.clone());
+    let domain = Domain::<Tests>::with_provider(counting.clone());
+    for id in ["u1", "u2", "u3", "u4", "u5"] {
+        domain
+            .execute(id, CreateUser { name: id.into() })
+            .await
+            .expect("creating a user");
+    }
+    let log = Log::default();
+    let builder = domain.handler("paged").page_size(page);
+    let handler = builder
+        .handle::<User, _, _>(log.recorder::<User>())
+        .build()
+        .expect("build");
+    assert_eq!(run(&handler).await, 5);
+    assert_eq!(
+        counting.bookmark_saves(),
+        5_usize.div_ceil(page),
+        "one save per page read"
+    );
+    let last = all_events(&provider, &["users"])
+        .await
+        .last()
+        .map(|e| e.meta.position);
+    assert_eq!(
+        bookmark(&provider, "paged").await,
+        last,
+        "saved at the last event"
+    );
+    assert_eq!(run(&handler).await, 0);
+    assert_eq!(
+        counting.bookmark_saves(),
+        5_usize.div_ceil(page),
+        "no save when nothing is read"
+    );
+}

@@ -1,0 +1,232 @@
+//! Aggregate persistence (parity item 16) and the aggregate cache.
+
+use std::sync::Arc;
+
+use super::domain::*;
+use super::support::{Counting, domain, raw};
+use crate::{Domain, Loaded, Provider, Snapshot};
+
+/// The stored copy of profile `id`.
+async fn stored_copy(provider: &Arc<dyn Provider>, id: &str) -> Option<Snapshot> {
+    let copy = provider.snapshot("profiles", id).await;
+    copy.unwrap_or_else(|e| panic!("reading the stored copy of profiles/{id}: {e}"))
+}
+
+/// Renames profile `id` (persisted under `"v1"`) to each name in turn.
+async fn rename_each(domain: &Domain<Tests>, id: &str, names: &[&str]) -> Loaded<Profile> {
+    let mut profile = None;
+    for name in names {
+        let renamed = domain
+            .execute(
+                id,
+                RenameProfile {
+                    name: name.to_string(),
+                },
+            )
+            .await;
+        profile = Some(renamed.unwrap_or_else(|e| panic!("renaming {id} to {name}: {e}")));
+    }
+    profile.expect("at least one name")
+}
+
+/// Item 16: an aggregate without a version string stores no copy of its state.
+pub async fn unpersisted_aggregate_stores_no_copy(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    domain
+        .execute("u1", CreateUser { name: "ada".into() })
+        .await
+        .expect("creating u1");
+    domain
+        .execute("u1", DisableUser)
+        .await
+        .expect("disabling u1");
+    let copy = provider
+        .snapshot("users", "u1")
+        .await
+        .expect("reading a stored copy");
+    assert_eq!(copy, None, "users are not persisted");
+    assert_eq!(
+        stored_copy(&provider, "u1").await,
+        None,
+        "nor is a profile that has no events"
+    );
+}
+
+/// Item 16: an aggregate with a version string stores a copy of its state with each append,
+/// carrying the version string, version and position.
+pub async fn persisted_aggregate_stores_a_copy(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    for (version, name) in [(1, "ada"), (2, "bea")] {
+        let profile = rename_each(&domain, "x", &[name]).await;
+        let copy = stored_copy(&provider, "x")
+            .await
+            .expect("a stored copy after the append");
+        assert_eq!(
+            (copy.stream.as_str(), copy.aggregate_id.as_str()),
+            ("profiles", "x")
+        );
+        assert_eq!(
+            (copy.tag.as_str(), copy.version),
+            ("v1", version),
+            "copy {copy:?}"
+        );
+        assert_eq!(
+            copy.position, profile.position,
+            "the copy is at the last event"
+        );
+        let state: serde_json::Value = serde_json::from_str(&copy.state).expect("state is JSON");
+        assert_eq!(
+            (&state["name"], &state["renames"]),
+            (&name.into(), &version.into()),
+            "{state}"
+        );
+    }
+    assert_eq!(
+        stored_copy(&provider, "y").await,
+        None,
+        "another profile has no copy"
+    );
+}
+
+/// Item 16: a load uses the stored copy when its version string matches (folding only newer
+/// events, here one appended without a copy).
+pub async fn matching_copy_is_used_on_load(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    let written = rename_each(&domain, "x", &["ada", "bea"]).await;
+    let loaded = domain.load::<Profile>("x").await.expect("loading x");
+    assert_eq!(
+        loaded.folded, 0,
+        "a load from a matching copy folds no event: {loaded:?}"
+    );
+    assert_eq!((loaded.version, loaded.position), (2, written.position));
+    assert_eq!((loaded.name.as_str(), loaded.renames), ("bea", 2));
+
+    let newer = raw("profiles", "x", 3, r#"{"type":"renamed","name":"cy"}"#);
+    provider
+        .append(vec![newer])
+        .await
+        .expect("appending an event without a copy");
+    let loaded = domain.load::<Profile>("x").await.expect("loading x again");
+    assert_eq!(
+        loaded.folded, 1,
+        "only the event after the copy is folded: {loaded:?}"
+    );
+    assert_eq!(
+        (loaded.version, loaded.name.as_str(), loaded.renames),
+        (3, "cy", 3)
+    );
+}
+
+/// Item 16: a stored copy with another version string is ignored and the state refolded.
+pub async fn mismatched_copy_is_refolded(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    rename_each(&domain, "x", &["ada", "bea"]).await;
+    let loaded = domain
+        .load::<ProfileV2>("x")
+        .await
+        .expect("loading x as v2");
+    assert_eq!(loaded.folded, 2, "a v1 copy is ignored by v2: {loaded:?}");
+    assert_eq!(
+        (loaded.version, loaded.name.as_str(), loaded.renames),
+        (2, "bea", 2)
+    );
+}
+
+/// Item 16: after an append under a new version string the stored copy carries it; loads under
+/// the new string use it and loads under the old one refold.
+pub async fn append_under_new_version_rewrites_copy(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    rename_each(&domain, "x", &["ada", "bea"]).await;
+    let renamed = domain
+        .execute("x", RenameProfileV2 { name: "cy".into() })
+        .await;
+    let renamed = renamed.expect("renaming x under v2");
+    assert_eq!(
+        (renamed.version, renamed.folded),
+        (3, 3),
+        "v2 refolded two events, added one"
+    );
+    let copy = stored_copy(&provider, "x").await.expect("a stored copy");
+    assert_eq!(
+        (copy.tag.as_str(), copy.version),
+        ("v2", 3),
+        "the copy is rewritten: {copy:?}"
+    );
+    assert_eq!(copy.position, renamed.position);
+
+    let v2 = domain
+        .load::<ProfileV2>("x")
+        .await
+        .expect("loading x as v2");
+    assert_eq!(
+        (v2.folded, v2.version, v2.name.as_str(), v2.renames),
+        (0, 3, "cy", 3)
+    );
+    let v1 = domain.load::<Profile>("x").await.expect("loading x as v1");
+    assert_eq!(
+        (v1.folded, v1.version, v1.name.as_str(), v1.renames),
+        (3, 3, "cy", 3)
+    );
+}
+
+/// The aggregate cache gives what uncached loads give, reads only events newer than what it
+/// holds, and sees events appended through another domain on the same provider.
+pub async fn aggregate_cache_matches_uncached_loads(provider: Arc<dyn Provider>, _page: usize) {
+    let counting = Counting::new(provider.clone());
+    let cached = Domain::<Tests>::with_provider(counting.clone()).with_aggregate_cache(16);
+    let plain = domain(&provider);
+    let same = |id: &'static str| {
+        let (cached, plain) = (cached.clone(), plain.clone());
+        async move {
+            let from_cache = cached.load::<Counter>(id).await.expect("a cached load");
+            let uncached = plain.load::<Counter>(id).await.expect("an uncached load");
+            assert_eq!(
+                from_cache, uncached,
+                "the cache must give what an uncached load gives"
+            );
+            from_cache
+        }
+    };
+    cached
+        .execute("c1", Bump { by: vec![1, 2] })
+        .await
+        .expect("bumping c1 via the cache");
+    counting.take_aggregate_reads();
+    assert_eq!(same("c1").await.version, 2);
+    assert_eq!(
+        counting.take_aggregate_reads(),
+        [2],
+        "a cached load reads only newer events"
+    );
+
+    plain
+        .execute("c1", Bump { by: vec![3] })
+        .await
+        .expect("bumping c1 via another domain");
+    let counter = same("c1").await;
+    assert_eq!(
+        (counter.version, &counter.history[..]),
+        (3, &[1, 2, 3][..]),
+        "it sees it"
+    );
+    let direct = raw(
+        "counters",
+        "c1",
+        4,
+        r#"{"type":"added","by":4,"seen_version":3}"#,
+    );
+    provider
+        .append(vec![direct])
+        .await
+        .expect("appending directly");
+    let counter = same("c1").await;
+    assert_eq!((counter.version, counter.total), (4, 10));
+
+    let c2 = cached
+        .execute("c2", Bump { by: vec![5] })
+        .await
+        .expect("bumping c2");
+    assert_eq!(same("c2").await, c2, "ids are cached apart");
+    assert_eq!(same("c1").await.version, 4);
+    assert_eq!(same("none").await, Loaded::new("none"));
+}

@@ -1,0 +1,188 @@
+//! The provider's reads taken directly: events by page, last events, bookmarks.
+
+use std::sync::Arc;
+
+use super::domain::*;
+use super::support::{all_events, domain, positions, streams};
+use crate::{Provider, StoredEvent};
+
+/// Fills the store: users u1..u3, counter c1 (two events), group g1, interleaved.
+async fn fill(provider: &Arc<dyn Provider>) {
+    let domain = domain(provider);
+    domain
+        .execute("u1", CreateUser { name: "ada".into() })
+        .await
+        .expect("creating u1");
+    domain
+        .execute("c1", Bump { by: vec![1, 2] })
+        .await
+        .expect("bumping c1");
+    domain
+        .execute("u2", CreateUser { name: "bob".into() })
+        .await
+        .expect("creating u2");
+    domain
+        .execute("u1", DisableUser)
+        .await
+        .expect("disabling u1");
+    domain
+        .execute(
+            "g1",
+            CreateGroup {
+                title: "admins".into(),
+            },
+        )
+        .await
+        .expect("creating g1");
+    domain
+        .execute("u3", CreateUser { name: "cy".into() })
+        .await
+        .expect("creating u3");
+}
+
+/// Reads the streams in pages of `page` events, checking each page's size.
+async fn read_paged(
+    provider: &Arc<dyn Provider>,
+    names: &[&str],
+    after: u64,
+    page: usize,
+) -> Vec<StoredEvent> {
+    let (names, mut after, mut read) = (streams(names), after, Vec::new());
+    loop {
+        let events = provider
+            .events(&names, after, page)
+            .await
+            .expect("reading a page");
+        assert!(
+            events.len() <= page,
+            "a page of {} events over limit {page}",
+            events.len()
+        );
+        let Some(last) = events.last() else {
+            return read;
+        };
+        after = last.meta.position;
+        read.extend(events);
+    }
+}
+
+/// `events` gives the given streams' events after a position, in strictly increasing position
+/// order, at most `limit` at a time, and paging through them misses nothing.
+pub async fn events_are_read_in_position_order(provider: Arc<dyn Provider>, page: usize) {
+    assert!(
+        all_events(&provider, &["users"]).await.is_empty(),
+        "a fresh store is empty"
+    );
+    fill(&provider).await;
+    let every = all_events(&provider, &["users", "counters", "groups"]).await;
+    assert_eq!(every.len(), 7, "all events: {every:?}");
+    assert!(
+        positions(&every).windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing: {every:?}"
+    );
+    let kinds: Vec<&str> = every.iter().map(|e| e.meta.stream.as_str()).collect();
+    let expected = [
+        "users", "counters", "counters", "users", "users", "groups", "users",
+    ];
+    assert_eq!(kinds, expected, "in append order");
+
+    let users = read_paged(&provider, &["users"], 0, page).await;
+    let only_users: Vec<_> = every
+        .iter()
+        .filter(|e| e.meta.stream == "users")
+        .cloned()
+        .collect();
+    assert_eq!(users, only_users, "one stream, paged");
+    let two = read_paged(&provider, &["users", "groups"], 0, page).await;
+    let only_two: Vec<_> = every
+        .iter()
+        .filter(|e| e.meta.stream != "counters")
+        .cloned()
+        .collect();
+    assert_eq!(two, only_two, "two streams, paged");
+    let after = every[3].meta.position;
+    let later = read_paged(&provider, &["users", "counters", "groups"], after, page).await;
+    assert_eq!(later, every[4..], "only events after the position");
+    let none = read_paged(&provider, &["posts"], 0, page).await;
+    assert!(none.is_empty(), "a stream without events: {none:?}");
+}
+
+/// `last_event` gives the last event of the streams, or of one aggregate in them.
+pub async fn last_event_of_streams_and_aggregate(provider: Arc<dyn Provider>, _page: usize) {
+    let last = |names: &'static [&'static str], id: Option<&'static str>| {
+        let provider = provider.clone();
+        async move {
+            let read = provider.last_event(&streams(names), id).await;
+            let read = read.unwrap_or_else(|e| panic!("last event of {names:?} {id:?}: {e}"));
+            read.map(|e| (e.meta.stream, e.meta.aggregate_id, e.meta.version))
+        }
+    };
+    assert_eq!(
+        last(&["users"], None).await,
+        None,
+        "an empty store has no last event"
+    );
+    fill(&provider).await;
+    let at = |s: &str, id: &str, v: u64| Some((s.to_owned(), id.to_owned(), v));
+    assert_eq!(last(&["users"], None).await, at("users", "u3", 1));
+    assert_eq!(last(&["counters"], None).await, at("counters", "c1", 2));
+    assert_eq!(
+        last(&["counters", "groups"], None).await,
+        at("groups", "g1", 1)
+    );
+    assert_eq!(last(&["users"], Some("u1")).await, at("users", "u1", 2));
+    assert_eq!(
+        last(&["users", "counters"], Some("c1")).await,
+        at("counters", "c1", 2)
+    );
+    assert_eq!(last(&["users"], Some("c1")).await, None, "c1 is no user");
+    assert_eq!(
+        last(&["posts"], None).await,
+        None,
+        "a stream without events"
+    );
+    let every = all_events(&provider, &["users", "counters", "groups"]).await;
+    let newest = provider
+        .last_event(&streams(&["users", "counters", "groups"]), None)
+        .await;
+    assert_eq!(
+        newest.expect("last event").as_ref(),
+        every.last(),
+        "the whole stored event"
+    );
+}
+
+/// Bookmarks read `None` until set, then the last position set (which may go back, or be 0);
+/// names are independent.
+pub async fn bookmarks_round_trip(provider: Arc<dyn Provider>, _page: usize) {
+    let get = |name: &'static str| {
+        let provider = provider.clone();
+        async move { provider.bookmark(name).await.expect("reading a bookmark") }
+    };
+    let set = |name: &'static str, position: u64| {
+        let provider = provider.clone();
+        async move {
+            provider
+                .set_bookmark(name, position)
+                .await
+                .expect("setting a bookmark")
+        }
+    };
+    assert_eq!(get("model").await, None, "never set");
+    set("model", 5).await;
+    assert_eq!(get("model").await, Some(5));
+    set("model", 9).await;
+    assert_eq!(get("model").await, Some(9), "overwritten");
+    set("model", 3).await;
+    assert_eq!(get("model").await, Some(3), "moved back");
+    set("model", 0).await;
+    assert_eq!(
+        get("model").await,
+        Some(0),
+        "0 is a set bookmark, not an absent one"
+    );
+    set("read model ü/2", 7).await;
+    assert_eq!(get("read model ü/2").await, Some(7), "any text name");
+    assert_eq!(get("model").await, Some(0), "names are independent");
+    assert_eq!(get("other").await, None);
+}

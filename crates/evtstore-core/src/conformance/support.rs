@@ -1,0 +1,312 @@
+//! Helpers shared by the cases: the domain, a recording callback, waiting, a counting provider.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt};
+use tokio::sync::watch;
+
+use super::domain::Tests;
+use crate::{
+    Aggregate, BoxError, Domain, Error, EventMeta, Handler, NewEvent, Position, Provider, Result,
+    Snapshot, StoredEvent,
+};
+
+/// How long a case waits for something a running handler should do at once.
+pub(super) const PROMPTLY: Duration = Duration::from_secs(2);
+
+/// The test domain on a provider.
+pub(super) fn domain(provider: &Arc<dyn Provider>) -> Domain<Tests> {
+    Domain::with_provider(provider.clone())
+}
+
+/// Stream names as the provider takes them.
+pub(super) fn streams(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// An event to append directly, with a raw JSON body.
+pub(super) fn raw(stream: &str, id: &str, version: u64, data: &str) -> NewEvent {
+    NewEvent {
+        stream: stream.into(),
+        aggregate_id: id.into(),
+        version,
+        data: data.into(),
+    }
+}
+
+/// Every event of the streams, read in one go.
+pub(super) async fn all_events(provider: &Arc<dyn Provider>, names: &[&str]) -> Vec<StoredEvent> {
+    let names = streams(names);
+    let read = provider.events(&names, 0, 100_000).await;
+    read.unwrap_or_else(|e| panic!("reading all events of {names:?}: {e}"))
+}
+
+/// Positions of the events, in order.
+pub(super) fn positions(events: &[StoredEvent]) -> Vec<Position> {
+    events.iter().map(|e| e.meta.position).collect()
+}
+
+/// A handler's saved bookmark.
+pub(super) async fn bookmark(provider: &Arc<dyn Provider>, name: &str) -> Option<Position> {
+    let read = provider.bookmark(name).await;
+    read.unwrap_or_else(|e| panic!("reading bookmark {name:?}: {e}"))
+}
+
+/// Runs a handler once and returns how many events it handled.
+pub(super) async fn run(handler: &Handler) -> usize {
+    let ran = handler.run_once().await;
+    ran.unwrap_or_else(|e| panic!("run_once of {}: {e}", handler.name()))
+}
+
+/// What a recording callback does with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Records it and succeeds.
+    Handle,
+    /// Returns an error.
+    Fail,
+    /// Panics before returning its future.
+    Panic,
+    /// Returns a future that panics.
+    PanicLater,
+}
+
+/// One event as a callback handled it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Seen {
+    /// The stream of the callback that got it.
+    pub(super) callback: &'static str,
+    /// The event's stream.
+    pub(super) stream: String,
+    /// The aggregate id the callback was given.
+    pub(super) id: String,
+    /// The event's position.
+    pub(super) position: Position,
+    /// The event's `type`.
+    pub(super) kind: String,
+    /// The decoded event, serialised again.
+    pub(super) event: serde_json::Value,
+}
+
+/// What callbacks saw, shared between them and the case.
+#[derive(Clone, Default)]
+pub(super) struct Log {
+    handled: Arc<Mutex<Vec<Seen>>>,
+    attempts: Arc<AtomicUsize>,
+}
+
+type Recorder<E> =
+    Box<dyn Fn(String, E, EventMeta) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>;
+
+impl Log {
+    /// A callback for kind `A` that records every event it is given.
+    pub(super) fn recorder<A: Aggregate>(&self) -> Recorder<A::Event> {
+        self.acting::<A>(|_| Outcome::Handle)
+    }
+
+    /// A callback for kind `A` that does what `outcome` says for each event, recording those
+    /// it handles.
+    pub(super) fn acting<A: Aggregate>(
+        &self,
+        outcome: impl Fn(&serde_json::Value) -> Outcome + Send + Sync + 'static,
+    ) -> Recorder<A::Event> {
+        let log = self.clone();
+        Box::new(move |id, event, meta| {
+            log.attempts.fetch_add(1, Ordering::SeqCst);
+            let event = serde_json::to_value(&event).expect("test events serialise");
+            match outcome(&event) {
+                Outcome::Handle => {}
+                Outcome::Fail => return async { Err("callback failed on purpose".into()) }.boxed(),
+                Outcome::Panic => panic!("callback panicked on purpose"),
+                Outcome::PanicLater => {
+                    return async { panic!("callback future panicked on purpose") }.boxed();
+                }
+            }
+            let kind = event["type"].as_str().unwrap_or_default().to_owned();
+            let (stream, position) = (meta.stream, meta.position);
+            let callback = A::STREAM;
+            let seen = Seen {
+                callback,
+                stream,
+                id,
+                position,
+                kind,
+                event,
+            };
+            log.handled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(seen);
+            async { Ok(()) }.boxed()
+        })
+    }
+
+    /// Every event handled, in order.
+    pub(super) fn seen(&self) -> Vec<Seen> {
+        self.handled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Positions of the events handled, in order.
+    pub(super) fn positions(&self) -> Vec<Position> {
+        self.seen().iter().map(|s| s.position).collect()
+    }
+
+    /// How many times a callback was called, failures included.
+    pub(super) fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+/// One error reported to `on_error`: the event's position, the rendered error, and its kind
+/// (`"handler"`, `"decode"` or `"other"`).
+pub(super) type Report = (Option<Position>, String, &'static str);
+
+/// Errors reported to a handler's `on_error`.
+#[derive(Clone, Default)]
+pub(super) struct Reported(Arc<Mutex<Vec<Report>>>);
+
+impl Reported {
+    /// A hook for `on_error`.
+    pub(super) fn hook(&self) -> impl Fn(&Error) + Send + Sync + 'static {
+        let reported = self.0.clone();
+        move |error| {
+            let (position, kind) = match error {
+                Error::Handler { position, .. } => (Some(*position), "handler"),
+                Error::Decode { position, .. } => (Some(*position), "decode"),
+                _ => (None, "other"),
+            };
+            let entry = (position, error.to_string(), kind);
+            reported
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(entry);
+        }
+    }
+
+    /// Everything reported so far.
+    pub(super) fn all(&self) -> Vec<Report> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Waits until `check` holds, polling; panics after `within` naming `what`.
+pub(super) async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        if tokio::time::Instant::now() >= deadline {
+            panic!("waited {within:?} in vain until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A provider that passes everything through and counts some calls.
+pub(super) struct Counting {
+    inner: Arc<dyn Provider>,
+    bookmark_saves: AtomicUsize,
+    aggregate_reads: Mutex<Vec<u64>>,
+}
+
+impl Counting {
+    /// Wraps a provider.
+    pub(super) fn new(inner: Arc<dyn Provider>) -> Arc<Self> {
+        let aggregate_reads = Mutex::new(Vec::new());
+        Arc::new(Counting {
+            inner,
+            bookmark_saves: AtomicUsize::new(0),
+            aggregate_reads,
+        })
+    }
+
+    /// How many times a bookmark was saved.
+    pub(super) fn bookmark_saves(&self) -> usize {
+        self.bookmark_saves.load(Ordering::SeqCst)
+    }
+
+    /// The `after_version` of each aggregate read since the last call.
+    pub(super) fn take_aggregate_reads(&self) -> Vec<u64> {
+        std::mem::take(
+            &mut *self
+                .aggregate_reads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+}
+
+impl Provider for Counting {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
+        self.inner.append(events)
+    }
+
+    fn aggregate_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        let mut reads = self
+            .aggregate_reads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        reads.push(after_version);
+        self.inner
+            .aggregate_events(stream, aggregate_id, after_version)
+    }
+
+    fn events<'a>(
+        &'a self,
+        streams: &'a [String],
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        self.inner.events(streams, after, limit)
+    }
+
+    fn last_event<'a>(
+        &'a self,
+        streams: &'a [String],
+        aggregate_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
+        self.inner.last_event(streams, aggregate_id)
+    }
+
+    fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
+        self.inner.bookmark(name)
+    }
+
+    fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
+        self.bookmark_saves.fetch_add(1, Ordering::SeqCst);
+        self.inner.set_bookmark(name, position)
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        self.inner.snapshot(stream, aggregate_id)
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
+        self.inner.save_snapshot(snapshot)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Position> {
+        self.inner.subscribe()
+    }
+}
