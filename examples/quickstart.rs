@@ -77,7 +77,11 @@ enum UserCommand {
 impl Command<Blog> for UserCommand {
     type Aggregate = User;
 
-    async fn handle(self, user: &Loaded<User>, _: &Domain<Blog>) -> Result<Events<User>, CommandError> {
+    async fn handle(
+        self,
+        user: &Loaded<User>,
+        _: &Domain<Blog>,
+    ) -> Result<Events<User>, CommandError> {
         match self {
             UserCommand::Create { .. } if user.version > 0 => Err(CommandError::new("user exists")),
             UserCommand::Create { name } => Ok(vec![UserEvent::Created { name }]),
@@ -97,22 +101,32 @@ enum PostCommand {
 impl Command<Blog> for PostCommand {
     type Aggregate = Post;
 
-    async fn handle(self, post: &Loaded<Post>, blog: &Domain<Blog>) -> Result<Events<Post>, CommandError> {
+    async fn handle(
+        self,
+        post: &Loaded<Post>,
+        blog: &Domain<Blog>,
+    ) -> Result<Events<Post>, CommandError> {
         match self {
             PostCommand::Create { user_id, content } => {
                 if post.version > 0 {
                     return Err(CommandError::new("post already exists"));
                 }
                 // A command handler may read other aggregates of its domain.
-                let user = blog.load::<User>(&user_id).await.map_err(|e| CommandError::new(e.to_string()))?;
+                let user = blog
+                    .load::<User>(&user_id)
+                    .await
+                    .map_err(|e| CommandError::new(e.to_string()))?;
                 if !user.enabled {
-                    return Err(CommandError::with_code("unknown or disabled user", "UNAUTHORIZED"));
+                    return Err(CommandError::with_code(
+                        "unknown or disabled user",
+                        "UNAUTHORIZED",
+                    ));
                 }
                 Ok(vec![PostEvent::PostCreated { user_id, content }])
             }
-            PostCommand::Archive { user_id } if user_id != post.user_id => {
-                Err(CommandError::with_code("only the author may archive a post", "FORBIDDEN"))
-            }
+            PostCommand::Archive { user_id } if user_id != post.user_id => Err(
+                CommandError::with_code("only the author may archive a post", "FORBIDDEN"),
+            ),
             PostCommand::Archive { .. } if post.archived => Ok(vec![]),
             PostCommand::Archive { .. } => Ok(vec![PostEvent::PostArchived]),
         }
@@ -128,29 +142,66 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let alice = blog.load::<User>("alice").await?;
     if alice.version == 0 {
-        blog.execute("alice", UserCommand::Create { name: "Alice".into() }).await?;
+        blog.execute(
+            "alice",
+            UserCommand::Create {
+                name: "Alice".into(),
+            },
+        )
+        .await?;
         println!("created user alice");
     } else {
-        println!("user alice exists already: version {}, carried on from the last run", alice.version);
+        println!(
+            "user alice exists already: version {}, carried on from the last run",
+            alice.version
+        );
     }
     blog.execute("alice", UserCommand::Disable).await?;
     blog.execute("alice", UserCommand::Enable).await?;
 
     let post_id = format!("post-{}", blog.load::<User>("alice").await?.version);
     let content = format!("hello from {post_id}");
-    let post = blog.execute(&post_id, PostCommand::Create { user_id: "alice".into(), content }).await?;
+    let post = blog
+        .execute(
+            &post_id,
+            PostCommand::Create {
+                user_id: "alice".into(),
+                content,
+            },
+        )
+        .await?;
     println!("{post_id} created at version {}", post.version);
 
-    let stolen = blog.execute(&post_id, PostCommand::Archive { user_id: "mallory".into() }).await;
-    println!("mallory archiving {post_id}: {}", stolen.err().map_or("allowed?!".into(), |e| e.to_string()));
+    let stolen = blog
+        .execute(
+            &post_id,
+            PostCommand::Archive {
+                user_id: "mallory".into(),
+            },
+        )
+        .await;
+    println!(
+        "mallory archiving {post_id}: {}",
+        stolen.err().map_or("allowed?!".into(), |e| e.to_string())
+    );
     if post_id != "post-3" {
-        blog.execute("post-3", PostCommand::Archive { user_id: "alice".into() }).await.ok();
+        blog.execute(
+            "post-3",
+            PostCommand::Archive {
+                user_id: "alice".into(),
+            },
+        )
+        .await
+        .ok();
     }
 
     let model = PostsPerUser::default();
     let posts = posts_model(&blog, model.clone())?;
     let handled = posts.run_once().await?;
-    println!("read model built from {handled} post events: {:?}", model.lock().unwrap());
+    println!(
+        "read model built from {handled} post events: {:?}",
+        model.lock().unwrap()
+    );
     Ok(())
 }
 
@@ -161,8 +212,12 @@ fn posts_model(blog: &Domain<Blog>, model: PostsPerUser) -> evtstore::Result<evt
         .handle::<Post, _, _>(move |post_id, event, _meta| {
             let mut posts = model.lock().unwrap();
             match event {
-                PostEvent::PostCreated { user_id, .. } => posts.entry(user_id).or_default().push(post_id),
-                PostEvent::PostArchived => posts.values_mut().for_each(|ids| ids.retain(|id| *id != post_id)),
+                PostEvent::PostCreated { user_id, .. } => {
+                    posts.entry(user_id).or_default().push(post_id)
+                }
+                PostEvent::PostArchived => posts
+                    .values_mut()
+                    .for_each(|ids| ids.retain(|id| *id != post_id)),
             }
             async { Ok(()) }
         })

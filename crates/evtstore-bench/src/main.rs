@@ -1,9 +1,12 @@
 //! The standard evtstore workload (`shared/bench/WORKLOAD.md`), printed as JSON lines.
 //!
-//! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite [--scale K]
-//! [--durability full|normal] [--raw]`. `--raw` adds the raw SQLite ceiling for W1.
+//! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres [--scale K]
+//! [--durability full|normal] [--raw]`. `--raw` adds the raw SQLite ceiling for W1. Postgres:
+//! the server of `EVTSTORE_PG_URL` (default `postgres://root@127.0.0.1:5432/postgres`), database
+//! `evtbench`, dropped and created by the run.
 
 mod counter;
+mod postgres;
 mod raw;
 mod report;
 mod workloads;
@@ -72,7 +75,10 @@ async fn domain(args: &Args) -> Result<(Domain<Bench>, Option<PathBuf>), String>
             let provider = SqliteProvider::open_with(&path, options).map_err(|e| e.to_string())?;
             Ok((Domain::new(provider), Some(path)))
         }
-        other => Err(format!("unknown provider {other:?}: memory or sqlite")),
+        "postgres" => Ok((Domain::new(postgres::fresh_database().await?), None)),
+        other => Err(format!(
+            "unknown provider {other:?}: memory, sqlite or postgres"
+        )),
     }
 }
 

@@ -189,7 +189,7 @@ impl<D> Domain<D> {
     }
 }
 
-fn encode_events<A: Aggregate>(
+pub(crate) fn encode_events<A: Aggregate>(
     aggregate: &Loaded<A>,
     events: &[A::Event],
 ) -> Result<Vec<NewEvent>> {

@@ -14,6 +14,7 @@
 //! - `conformance` (feature `testkit`): the test suite every provider passes.
 
 pub mod aggregate;
+mod batch;
 mod cache;
 pub mod command;
 #[cfg(feature = "testkit")]
@@ -27,6 +28,7 @@ pub mod names;
 pub mod provider;
 
 pub use aggregate::{Aggregate, Loaded};
+pub use batch::Batch;
 pub use command::{Command, Events};
 pub use domain::{Contains, Domain};
 pub use error::{BoxError, CommandError, Error, Result};

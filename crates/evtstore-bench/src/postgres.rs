@@ -1,0 +1,38 @@
+//! The benchmark's PostgreSQL store: database `evtbench`, dropped and created by each run.
+
+use evtstore::postgres::{PgOptions, PgProvider};
+use tokio_postgres::NoTls;
+
+const DEFAULT_URL: &str = "postgres://root@127.0.0.1:5432/postgres";
+const DATABASE: &str = "evtbench";
+
+/// A provider on a new, empty `evtbench` database of the server of `EVTSTORE_PG_URL`.
+pub(crate) async fn fresh_database() -> Result<PgProvider, String> {
+    let url = std::env::var("EVTSTORE_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let config: tokio_postgres::Config =
+        url.parse().map_err(|e| format!("EVTSTORE_PG_URL: {e}"))?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let driver = tokio::spawn(connection);
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
+        format!("CREATE DATABASE {DATABASE}"),
+    ] {
+        let done = client.batch_execute(&statement).await;
+        done.map_err(|e| {
+            format!(
+                "{statement}: {}",
+                e.as_db_error().map_or(e.to_string(), |d| d.to_string())
+            )
+        })?;
+    }
+    drop(client);
+    let _ = driver.await;
+    let mut bench = config.clone();
+    bench.dbname(DATABASE);
+    PgProvider::connect_config(bench, PgOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}

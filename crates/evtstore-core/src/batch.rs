@@ -1,0 +1,85 @@
+//! Batches: commands on several aggregates, appended in one atomic append.
+
+use crate::aggregate::{Aggregate, Loaded};
+use crate::command::Command;
+use crate::domain::{Contains, Domain, encode_events};
+use crate::error::{Error, Result};
+use crate::event::{EventMeta, NewEvent, now_millis};
+
+/// Commands on several aggregates whose events are appended together, each aggregate checked
+/// against its own expected version: all are written, or none.
+///
+/// [`commit`](Self::commit) appends them; or take [`into_events`](Self::into_events) and append
+/// them inside your own database transaction (e.g. `PgProvider::append_in`).
+///
+/// ```ignore
+/// let mut batch = bank.batch();
+/// batch.execute("alice", Withdraw { amount: 10 }).await?;
+/// batch.execute("bob", Deposit { amount: 10 }).await?;
+/// batch.commit().await?; // both or neither
+/// ```
+pub struct Batch<D> {
+    domain: Domain<D>,
+    events: Vec<NewEvent>,
+}
+
+impl<D> Domain<D> {
+    /// Starts a batch of commands appended atomically.
+    pub fn batch(&self) -> Batch<D> {
+        Batch {
+            domain: self.clone(),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<D> Batch<D> {
+    /// Decides a command and stages its events. Returns the aggregate as it will be once the
+    /// batch commits (its events' positions are 0 until then). One command per aggregate.
+    pub async fn execute<C>(&mut self, id: &str, command: C) -> Result<Loaded<C::Aggregate>>
+    where
+        C: Command<D>,
+        D: Contains<C::Aggregate>,
+    {
+        let stream = C::Aggregate::STREAM;
+        if self
+            .events
+            .iter()
+            .any(|e| e.stream == stream && e.aggregate_id == id)
+        {
+            return Err(Error::InvalidName {
+                what: "aggregate id",
+                value: id.to_owned(),
+                reason: "is already in this batch: one command per aggregate",
+            });
+        }
+        let mut aggregate = self.domain.load::<C::Aggregate>(id).await?;
+        let events = command.handle(&aggregate, &self.domain).await?;
+        let staged = encode_events(&aggregate, &events)?;
+        let timestamp = now_millis();
+        for (event, new) in events.iter().zip(&staged) {
+            aggregate.apply(event, &new.clone().stored(0, timestamp).meta);
+        }
+        self.events.extend(staged);
+        Ok(aggregate)
+    }
+
+    /// The staged events.
+    pub fn events(&self) -> &[NewEvent] {
+        &self.events
+    }
+
+    /// The staged events, to append inside your own transaction.
+    pub fn into_events(self) -> Vec<NewEvent> {
+        self.events
+    }
+
+    /// Appends every staged event atomically; fails with a version conflict, writing nothing,
+    /// when any aggregate moved since it was loaded.
+    pub async fn commit(self) -> Result<Vec<EventMeta>> {
+        if self.events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.domain.provider().append(self.events).await
+    }
+}
