@@ -143,14 +143,24 @@ impl<D> Domain<D> {
             aggregate.apply(event, meta);
         }
         if A::PERSIST.is_some() {
-            self.provider
-                .save_snapshot(snapshot_of(&aggregate)?)
-                .await?;
+            self.persist(&aggregate).await;
         }
         if let Some(cache) = &self.cache {
             cache.put(A::STREAM, &aggregate);
         }
         Ok(aggregate)
+    }
+
+    /// Stores the folded aggregate. The events are committed already, so a failure here only
+    /// costs the next load a refold: it is logged, not returned.
+    async fn persist<A: Aggregate>(&self, aggregate: &Loaded<A>) {
+        let saved = match snapshot_of(aggregate) {
+            Ok(snapshot) => self.provider.save_snapshot(snapshot).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = saved {
+            tracing::warn!(stream = A::STREAM, id = %aggregate.id, %error, "aggregate copy not stored");
+        }
     }
 
     /// Starts declaring an event handler with a bookmark of this name.

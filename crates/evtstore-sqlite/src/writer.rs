@@ -126,10 +126,22 @@ fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Opti
         }
     };
     let timestamp = evtstore_core::event::now_millis();
-    let done: Vec<Done> = batch
-        .into_iter()
-        .map(|job| apply_in_savepoint(&mut tx, config, job, timestamp))
-        .collect();
+    let done: Vec<Done> = if batch.len() == 1 {
+        // Alone in its transaction: no savepoint needed; a failed job rolls it all back.
+        let done: Vec<Done> = batch
+            .into_iter()
+            .map(|job| apply(&tx, config, job, timestamp))
+            .collect();
+        if !done[0].is_ok() {
+            drop(tx);
+            done.into_iter().for_each(Done::answer);
+            return None;
+        }
+        done
+    } else {
+        let apply = |job| apply_in_savepoint(&mut tx, config, job, timestamp);
+        batch.into_iter().map(apply).collect()
+    };
     if let Err(e) = tx.commit() {
         fail_all(done.into_iter(), config, &e);
         return None;
@@ -149,19 +161,7 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, config: &Config, job: Job, times
         Ok(savepoint) => savepoint,
         Err(e) => return job.done_with(Err(config.error("write", e))),
     };
-    let done = match job {
-        Job::Append(events, reply) => {
-            Done::Append(append(&savepoint, config, &events, timestamp), reply)
-        }
-        Job::Bookmark(name, position, reply) => Done::Other(
-            set_bookmark(&savepoint, &name, position).map_err(|e| config.error("save bookmark", e)),
-            reply,
-        ),
-        Job::Snapshot(snapshot, reply) => Done::Other(
-            save_snapshot(&savepoint, &snapshot).map_err(|e| config.error("save snapshot", e)),
-            reply,
-        ),
-    };
+    let done = apply(&savepoint, config, job, timestamp);
     let kept = if done.is_ok() {
         savepoint.commit()
     } else {
@@ -170,6 +170,20 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, config: &Config, job: Job, times
     match kept {
         Ok(()) => done,
         Err(e) => done.fail(config.error("write", e)),
+    }
+}
+
+fn apply(conn: &Connection, config: &Config, job: Job, timestamp: i64) -> Done {
+    match job {
+        Job::Append(events, reply) => Done::Append(append(conn, config, &events, timestamp), reply),
+        Job::Bookmark(name, position, reply) => {
+            let saved = set_bookmark(conn, &name, position);
+            Done::Other(saved.map_err(|e| config.error("save bookmark", e)), reply)
+        }
+        Job::Snapshot(snapshot, reply) => {
+            let saved = save_snapshot(conn, &snapshot);
+            Done::Other(saved.map_err(|e| config.error("save snapshot", e)), reply)
+        }
     }
 }
 

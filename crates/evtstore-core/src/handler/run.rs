@@ -80,6 +80,12 @@ impl Handler {
             if page.len() < page_size {
                 return Ok(total);
             }
+            if *position == start {
+                return Err(Error::backend(
+                    format!("handler {:?}", parts.name),
+                    "the provider returned a full page without moving past the position",
+                ));
+            }
         }
     }
 
