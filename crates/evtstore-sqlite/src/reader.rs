@@ -69,12 +69,23 @@ pub(crate) fn aggregate_events(
     id: &str,
     after_version: u64,
 ) -> rusqlite::Result<Vec<StoredEvent>> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events
-         WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3 ORDER BY version"
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map((stream, id, after_version), event_from_row)?;
+    let mut statement = conn.prepare_cached(
+        "SELECT version, position, timestamp, data FROM events
+         WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3 ORDER BY version",
+    )?;
+    let rows = statement.query_map((stream, id, after_version), |row| {
+        let meta = EventMeta {
+            stream: stream.to_owned(),
+            aggregate_id: id.to_owned(),
+            version: row.get(0)?,
+            position: row.get(1)?,
+            timestamp: row.get(2)?,
+        };
+        Ok(StoredEvent {
+            meta,
+            data: row.get(3)?,
+        })
+    })?;
     rows.collect()
 }
 
