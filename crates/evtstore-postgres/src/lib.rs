@@ -51,12 +51,13 @@ pub struct PgProvider {
     pool: Pool,
     sql: Arc<Sql>,
     appended: Arc<watch::Sender<Position>>,
-    listener: JoinHandle<()>,
+    pending_notify: Arc<tokio::sync::Notify>,
+    tasks: [JoinHandle<()>; 2],
 }
 
 impl Drop for PgProvider {
     fn drop(&mut self) {
-        self.listener.abort();
+        self.tasks.iter().for_each(JoinHandle::abort);
     }
 }
 
@@ -68,29 +69,44 @@ impl PgProvider {
 
     /// Connects with the given tables, creating or upgrading them.
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
-        let tables = Tables::new(&options)?;
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::backend(format!("invalid PostgreSQL URL {url:?}"), e))?;
+        Self::connect_config(config, options).await
+    }
+
+    /// Connects with a driver configuration and the given tables.
+    pub async fn connect_config(
+        config: tokio_postgres::Config,
+        options: PgOptions,
+    ) -> Result<Self> {
+        let tables = Tables::new(&options)?;
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = Manager::from_config(config.clone(), NoTls, manager_config);
+        let manager = Manager::from_config(pooled(&config), NoTls, manager_config);
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
             .build()
             .map_err(|e| Error::backend("cannot build the PostgreSQL pool", e))?;
         let appended = Arc::new(watch::channel(0).0);
-        let listener = tokio::spawn(listen::listen(
-            config,
-            tables.channel.clone(),
-            appended.clone(),
-        ));
+        let pending_notify = Arc::new(tokio::sync::Notify::new());
+        let channel = tables.channel.clone();
+        let tasks = [
+            tokio::spawn(listen::listen(config, channel.clone(), appended.clone())),
+            tokio::spawn(listen::notify(
+                pool.clone(),
+                channel,
+                pending_notify.clone(),
+            )),
+        ];
+        let sql = Arc::new(Sql::new(&tables));
         let provider = PgProvider {
             pool,
-            sql: Arc::new(Sql::new(&tables)),
+            sql,
             appended,
-            listener,
+            pending_notify,
+            tasks,
         };
         let mut client = provider.client().await?;
         schema::migrate(&mut client, &tables)
@@ -107,6 +123,16 @@ impl PgProvider {
             .map_err(|e| Error::backend("cannot reach PostgreSQL", e))
     }
 
+    /// Wakes the handlers of this process at once, and of other processes by a NOTIFY.
+    ///
+    /// Appends through the provider call it themselves; after committing a transaction that
+    /// used [`append_in`](Self::append_in), call it to deliver the events without waiting
+    /// for the handlers' poll.
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n += 1);
+        self.pending_notify.notify_one();
+    }
+
     /// The pool, for the caller's own transactions.
     pub fn pool(&self) -> &Pool {
         &self.pool
@@ -116,6 +142,17 @@ impl PgProvider {
     pub(crate) fn fail(&self, what: &str, cause: tokio_postgres::Error) -> Error {
         Error::backend(format!("PostgreSQL: {what}"), cause)
     }
+}
+
+/// The pool's connection settings: the caller's, with generic plans for prepared statements.
+/// The append statement's plan depends on no parameter value, and planning it afresh for each
+/// append (PostgreSQL's default for its first executions, and whenever it guesses a custom plan
+/// is cheaper) costs more than running it.
+fn pooled(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut pooled = config.clone();
+    let options = config.get_options().unwrap_or_default();
+    pooled.options(format!("{options} -c plan_cache_mode=force_generic_plan").trim());
+    pooled
 }
 
 impl Provider for PgProvider {

@@ -1,5 +1,11 @@
-//! Push delivery: a connection that LISTENs for appends and wakes handlers, reconnecting by
-//! itself. Handlers also poll, so a lost notification only delays them.
+//! Push delivery. After each append commits, the provider wakes this process's handlers and
+//! sends a NOTIFY (one at a time, bursts coalesced) for other processes; a connection LISTENs
+//! for those and reconnects by itself. Handlers also poll, so a lost notification only delays
+//! them.
+//!
+//! The NOTIFY is sent after the commit, not from a trigger inside the appending transaction:
+//! PostgreSQL serialises the commits of notifying transactions, which would undo group commit
+//! for concurrent appends.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -68,4 +74,30 @@ async fn listen_once(
     };
     driver.abort();
     outcome
+}
+
+/// Sends one NOTIFY per wake-up of `pending`, so bursts of appends cost one notification.
+pub(crate) async fn notify(
+    pool: deadpool_postgres::Pool,
+    channel: String,
+    pending: Arc<tokio::sync::Notify>,
+) {
+    // A NOTIFY commits a transaction of its own; it need not wait for the disk (a notification
+    // lost in a crash only delays handlers until they poll), so it costs no fsync. The channel
+    // is made of checked names only.
+    let statement =
+        format!("BEGIN; SET LOCAL synchronous_commit TO off; NOTIFY \"{channel}\"; COMMIT;");
+    loop {
+        pending.notified().await;
+        let sent = async {
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            client
+                .batch_execute(&statement)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Err(error) = sent.await {
+            tracing::debug!(%error, "NOTIFY not sent; other processes will poll");
+        }
+    }
 }

@@ -27,8 +27,7 @@ pub(crate) struct Sql {
     pub(crate) last_aggregate_event: String,
     pub(crate) bookmark: String,
     pub(crate) set_bookmark: String,
-    pub(crate) create_bookmark: String,
-    pub(crate) lock_bookmark: String,
+    pub(crate) lock_handler: String,
     pub(crate) snapshot: String,
     pub(crate) save_snapshot: String,
 }
@@ -51,18 +50,25 @@ impl Sql {
                 "SELECT {EVENT_COLUMNS} FROM {events}
                  WHERE stream = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version"
             ),
+            // Each stream's page comes in order from the (stream, position) index; the pages
+            // are merged. One scan over `stream = ANY(..)` would read and sort every event.
             events: format!(
-                "SELECT {EVENT_COLUMNS} FROM {events}
-                 WHERE position > $1 AND position < {HORIZON} AND stream = ANY($2)
-                 ORDER BY position LIMIT $3"
+                "SELECT e.* FROM unnest($2::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
+                 LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
+                    WHERE stream = s.stream AND position > $1 AND position < h.below
+                    ORDER BY position LIMIT $3) AS e
+                 ORDER BY e.position LIMIT $3"
             ),
             pending_beyond_horizon: format!(
                 "SELECT EXISTS (SELECT 1 FROM {events}
                  WHERE position > $1 AND position >= {HORIZON} AND stream = ANY($2))"
             ),
             last_event: format!(
-                "SELECT {EVENT_COLUMNS} FROM {events}
-                 WHERE position < {HORIZON} AND stream = ANY($1) ORDER BY position DESC LIMIT 1"
+                "SELECT e.* FROM unnest($1::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
+                 LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
+                    WHERE stream = s.stream AND position < h.below
+                    ORDER BY position DESC LIMIT 1) AS e
+                 ORDER BY e.position DESC LIMIT 1"
             ),
             last_aggregate_event: format!(
                 "SELECT {EVENT_COLUMNS} FROM {events}
@@ -74,12 +80,8 @@ impl Sql {
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 t.bookmarks
             ),
-            create_bookmark: format!(
-                "INSERT INTO {} (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
-                t.bookmarks
-            ),
-            lock_bookmark: format!(
-                "SELECT position FROM {} WHERE name = $1 FOR UPDATE",
+            lock_handler: format!(
+                "SELECT pg_advisory_xact_lock(hashtext('{}'), hashtext($1))",
                 t.bookmarks
             ),
             snapshot: format!(
