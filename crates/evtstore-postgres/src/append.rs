@@ -54,7 +54,10 @@ impl PgProvider {
             .prepare_cached(&self.sql.append)
             .await
             .map_err(|e| self.fail("append", e))?;
-        self.append_on(&**client, &statement, &events).await
+        let appended = self.append_on(&**client, &statement, &events).await?;
+        drop(client);
+        self.notify_appended();
+        Ok(appended)
     }
 
     /// Appends with a client or inside a caller's transaction.

@@ -26,16 +26,10 @@ fn migrations(t: &Tables) -> Vec<String> {
             position BIGINT NOT NULL,
             state JSONB NOT NULL,
             PRIMARY KEY (stream, aggregate_id)
-        );
-        CREATE FUNCTION {notify}() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$;
-        CREATE TRIGGER notify_appended AFTER INSERT ON {events}
-            FOR EACH STATEMENT EXECUTE FUNCTION {notify}();",
+        );",
         events = t.events,
         bookmarks = t.bookmarks,
         snapshots = t.snapshots,
-        channel = t.channel,
-        notify = t.notify_function,
     )]
 }
 

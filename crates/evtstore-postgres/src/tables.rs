@@ -38,8 +38,6 @@ pub(crate) struct Tables {
     pub(crate) events: String,
     pub(crate) bookmarks: String,
     pub(crate) snapshots: String,
-    /// The trigger function that notifies of appends.
-    pub(crate) notify_function: String,
     /// The LISTEN/NOTIFY channel of the events table.
     pub(crate) channel: String,
     /// The advisory lock key that serialises migrations of these tables.
@@ -62,7 +60,6 @@ impl Tables {
             events: qualified(&options.events_table),
             bookmarks: qualified(&options.bookmarks_table),
             snapshots: qualified(&options.snapshots_table),
-            notify_function: qualified(&format!("{}_notify", options.events_table)),
             channel: format!("evtstore_{}_{}", options.schema, options.events_table),
             migration_lock: format!("evtstore:{}.{}", options.schema, options.events_table),
         })
