@@ -54,10 +54,7 @@ impl PgProvider {
             .prepare_cached(&self.sql.append)
             .await
             .map_err(|e| self.fail("append", e))?;
-        let appended = self.append_on(&**client, &statement, &events).await?;
-        drop(client);
-        self.notify_appended();
-        Ok(appended)
+        self.append_on(&**client, &statement, &events).await
     }
 
     /// Appends with a client or inside a caller's transaction.

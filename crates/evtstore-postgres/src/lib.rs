@@ -21,6 +21,7 @@
 //! - `transaction`: appends inside your own transaction, and transactional handlers.
 
 mod append;
+mod group;
 mod listen;
 mod read;
 mod schema;
@@ -52,6 +53,7 @@ pub struct PgProvider {
     sql: Arc<Sql>,
     appended: Arc<watch::Sender<Position>>,
     pending_notify: Arc<tokio::sync::Notify>,
+    queue: group::AppendQueue,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -106,6 +108,7 @@ impl PgProvider {
             sql,
             appended,
             pending_notify,
+            queue: group::AppendQueue::default(),
             tasks,
         };
         let mut client = provider.client().await?;
@@ -161,7 +164,7 @@ impl Provider for PgProvider {
     }
 
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
-        self.append_pooled(events).boxed()
+        self.append_grouped(events).boxed()
     }
 
     fn aggregate_events<'a>(
