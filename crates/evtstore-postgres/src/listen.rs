@@ -15,6 +15,9 @@ use evtstore_core::Position;
 use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+/// Least time between two notifications from this process.
+const NOTIFY_PAUSE: Duration = Duration::from_millis(2);
+
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -76,7 +79,8 @@ async fn listen_once(
     outcome
 }
 
-/// Sends one NOTIFY per wake-up of `pending`, so bursts of appends cost one notification.
+/// Sends a NOTIFY when `pending` is woken, at most one per `NOTIFY_PAUSE`: bursts of appends
+/// cost one notification, and other processes hear of them within a few milliseconds.
 pub(crate) async fn notify(
     pool: deadpool_postgres::Pool,
     channel: String,
@@ -99,5 +103,7 @@ pub(crate) async fn notify(
         if let Err(error) = sent.await {
             tracing::debug!(%error, "NOTIFY not sent; other processes will poll");
         }
+        // Appends during the pause share the next notification.
+        tokio::time::sleep(NOTIFY_PAUSE).await;
     }
 }
