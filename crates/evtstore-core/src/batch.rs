@@ -12,11 +12,16 @@ use crate::event::{EventMeta, NewEvent, now_millis};
 /// [`commit`](Self::commit) appends them; or take [`into_events`](Self::into_events) and append
 /// them inside your own database transaction (e.g. `PgProvider::append_in`).
 ///
-/// ```ignore
-/// let mut batch = bank.batch();
-/// batch.execute("alice", Withdraw { amount: 10 }).await?;
-/// batch.execute("bob", Deposit { amount: 10 }).await?;
+/// ```
+/// # use evtstore_core::conformance::domain::{Bump, Counter};
+/// # use evtstore_core::{Domain, MemoryProvider};
+/// # evtstore_core::domain!(Counters { Counter });
+/// # async fn run(counters: Domain<Counters>) -> evtstore_core::Result<()> {
+/// let mut batch = counters.batch();
+/// batch.execute("a", Bump { by: vec![-10] }).await?;
+/// batch.execute("b", Bump { by: vec![10] }).await?;
 /// batch.commit().await?; // both or neither
+/// # Ok(()) }
 /// ```
 pub struct Batch<D> {
     domain: Domain<D>,

@@ -23,9 +23,33 @@ pub trait Contains<A: Aggregate> {}
 
 /// Declares a domain: a marker type listing its aggregate kinds.
 ///
-/// ```ignore
-/// evtstore::domain!(pub Blog { User, Post });
-/// let blog: Domain<Blog> = Domain::new(provider);
+/// ```
+/// # use evtstore_core::conformance::domain::{User, Post};
+/// use evtstore_core::{Domain, MemoryProvider};
+///
+/// evtstore_core::domain!(pub Blog { User, Post });
+/// let blog: Domain<Blog> = Domain::new(MemoryProvider::new());
+/// ```
+///
+/// The compiler refuses to load, execute on or handle an aggregate kind the domain does not list:
+///
+/// ```compile_fail
+/// # use evtstore_core::conformance::domain::{User, Post};
+/// # use evtstore_core::{Domain, MemoryProvider};
+/// evtstore_core::domain!(Users { User });
+/// # async fn run() {
+/// let users: Domain<Users> = Domain::new(MemoryProvider::new());
+/// let post = users.load::<Post>("p1").await; // error: `Post` is not part of domain `Users`
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # use evtstore_core::conformance::domain::{User, Post};
+/// # use evtstore_core::{Domain, MemoryProvider};
+/// evtstore_core::domain!(Users { User });
+/// let users: Domain<Users> = Domain::new(MemoryProvider::new());
+/// // error: `Post` is not part of domain `Users`
+/// let handler = users.handler("h").handle::<Post, _, _>(|_, _, _| async { Ok(()) });
 /// ```
 #[macro_export]
 macro_rules! domain {

@@ -16,11 +16,22 @@ use crate::names::{check_bookmark, check_stream};
 
 /// Declares an event handler; get one from [`Domain::handler`] and finish with [`build`](Self::build).
 ///
-/// ```ignore
-/// let posts_model = domain
+/// ```
+/// # use evtstore_core::conformance::domain::{Post, PostEvent, User};
+/// # use evtstore_core::{Domain, MemoryProvider};
+/// # evtstore_core::domain!(Blog { User, Post });
+/// # async fn run(blog: Domain<Blog>) -> evtstore_core::Result<()> {
+/// let posts_model = blog
 ///     .handler("posts-model")
-///     .handle::<Post, _, _>(|id, event, meta| async move { Ok(()) })
+///     .handle::<Post, _, _>(|post_id, event, meta| async move {
+///         if let PostEvent::PostCreated { user_id, .. } = event {
+///             println!("{user_id} wrote {post_id} at position {}", meta.position);
+///         }
+///         Ok(())
+///     })
 ///     .build()?;
+/// posts_model.run_once().await?;
+/// # Ok(()) }
 /// ```
 pub struct HandlerBuilder<D> {
     domain: Domain<D>,
