@@ -11,7 +11,7 @@ mod raw;
 mod report;
 mod workloads;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use evtstore::sqlite::{Durability, SqliteOptions};
 use evtstore::{Domain, MemoryProvider, SqliteProvider};
@@ -57,9 +57,7 @@ fn parse_args() -> Result<Args, String> {
 fn fresh_file(name: &str) -> PathBuf {
     let path =
         std::env::temp_dir().join(format!("evtstore-bench-{}-{name}.db", std::process::id()));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_database(&path);
     path
 }
 
@@ -89,42 +87,55 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let sizes = Sizes::at(args.scale);
     let (domain, file) = domain(&args).await?;
-    let fail = |e: evtstore::Error| e.to_string();
     eprintln!(
         "running W1..W5 on {} at scale {}",
         args.provider, args.scale
     );
+    raw_ceiling(&args); // before and after W1, to bracket the machine's noise
     workloads::sequential(&domain, &sizes, &out)
         .await
-        .map_err(fail)?;
+        .map_err(|e| e.to_string())?;
+    raw_ceiling(&args);
     workloads::concurrent(&domain, &sizes, &out)
         .await
-        .map_err(fail)?;
+        .map_err(|e| e.to_string())?;
     workloads::hydrate(&domain, &sizes, &out)
         .await
-        .map_err(fail)?;
+        .map_err(|e| e.to_string())?;
     workloads::catch_up(&domain, &sizes, &out)
         .await
-        .map_err(fail)?;
-    workloads::latency(&domain, &out).await.map_err(fail)?;
-    if args.raw && args.provider == "sqlite" {
-        let synchronous = if args.durability == Durability::Full {
-            "FULL"
-        } else {
-            "NORMAL"
-        };
-        let raw = Reporter {
-            system: "raw-sqlite",
-            provider: "sqlite".into(),
-        };
-        raw::sqlite_single_inserts(&fresh_file("raw"), synchronous, 5000 * args.scale, &raw);
-    }
+        .map_err(|e| e.to_string())?;
+    workloads::latency(&domain, &out)
+        .await
+        .map_err(|e| e.to_string())?;
     if let Some(path) = file {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        remove_database(&path);
     }
     Ok(())
+}
+
+/// With `--raw` on SQLite: W1's ceiling, the raw database on a fresh file beside the store's.
+fn raw_ceiling(args: &Args) {
+    if !args.raw || args.provider != "sqlite" {
+        return;
+    }
+    let synchronous = match args.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    let raw = Reporter {
+        system: "raw-sqlite",
+        provider: "sqlite".into(),
+    };
+    let path = fresh_file("raw");
+    raw::sqlite_single_inserts(&path, synchronous, 5000 * args.scale, &raw);
+    remove_database(&path);
+}
+
+fn remove_database(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }
 
 #[tokio::main]
