@@ -2,8 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::GenericClient;
 use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::PgProvider;
 
@@ -51,52 +53,44 @@ impl PgProvider {
         after: Position,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
+        let client = self.client().await?;
+        self.read_page_on(&client, streams, after, limit).await
+    }
+
+    /// [`read_page`](Self::read_page) with a given connection or transaction.
+    ///
+    /// When the wait ends while events are still held back (a long transaction is running),
+    /// started handlers are woken to read again, rather than wait for the next poll.
+    pub(crate) async fn read_page_on<C: GenericClient>(
+        &self,
+        client: &C,
+        streams: &[String],
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let fail = |e| self.fail("read events", e);
         let deadline = Instant::now() + HORIZON_WAIT;
         let mut pause = Duration::from_millis(1);
+        let events = client
+            .prepare_cached(&self.sql.events)
+            .await
+            .map_err(fail)?;
         loop {
-            let page = self
-                .query_events(&self.sql.events, streams, after, limit)
-                .await?;
-            if page.len() >= limit
-                || Instant::now() >= deadline
-                || !self.pending_beyond(streams, after).await?
-            {
+            let params: [&(dyn ToSql + Sync); 3] = [&(after as i64), &streams, &(limit as i64)];
+            let rows = client.query(&events, &params).await.map_err(fail)?;
+            // Visible events come first; the others are committed but held back.
+            let visible = rows.iter().take_while(|row| row.get::<_, bool>(6)).count();
+            let page = rows[..visible].iter().map(event_from_row).collect();
+            if visible == rows.len() {
+                return Ok(page);
+            }
+            if Instant::now() >= deadline {
+                self.appended.send_modify(|n| *n += 1);
                 return Ok(page);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }
-    }
-
-    async fn query_events(
-        &self,
-        sql: &str,
-        streams: &[String],
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.fail("read events", e))?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-            [&(after as i64), &streams, &(limit as i64)];
-        let rows = client
-            .query(&statement, &params)
-            .await
-            .map_err(|e| self.fail("read events", e))?;
-        Ok(rows.iter().map(event_from_row).collect())
-    }
-
-    async fn pending_beyond(&self, streams: &[String], after: Position) -> Result<bool> {
-        let client = self.client().await?;
-        let sql = &self.sql.pending_beyond_horizon;
-        let row = client
-            .query_one(sql, &[&(after as i64), &streams])
-            .await
-            .map_err(|e| self.fail("read events", e))?;
-        Ok(row.get(0))
     }
 
     pub(crate) async fn read_last(

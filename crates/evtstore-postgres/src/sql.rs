@@ -12,7 +12,8 @@
 //!
 //! A page that comes back short while committed events wait beyond the horizon (behind a
 //! transaction still running) is read again after a short wait, so a run started after a
-//! commit handles it.
+//! commit handles it. The page's statement itself tells (a second statement would see a later
+//! horizon, below which the held-back event may already be: the reader would stop without it).
 
 use crate::tables::Tables;
 
@@ -22,7 +23,6 @@ pub(crate) struct Sql {
     pub(crate) current_version: String,
     pub(crate) aggregate_events: String,
     pub(crate) events: String,
-    pub(crate) pending_beyond_horizon: String,
     pub(crate) last_event: String,
     pub(crate) last_aggregate_event: String,
     pub(crate) bookmark: String,
@@ -52,16 +52,15 @@ impl Sql {
             ),
             // Each stream's page comes in order from the (stream, position) index; the pages
             // are merged. One scan over `stream = ANY(..)` would read and sort every event.
+            // Events at or beyond the horizon come too, marked not visible: the reader stops
+            // before them, and knows from this same snapshot that committed events wait.
             events: format!(
-                "SELECT e.* FROM unnest($2::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
+                "SELECT e.*, e.position < h.below AS visible
+                 FROM unnest($2::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
                  LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
-                    WHERE stream = s.stream AND position > $1 AND position < h.below
+                    WHERE stream = s.stream AND position > $1
                     ORDER BY position LIMIT $3) AS e
                  ORDER BY e.position LIMIT $3"
-            ),
-            pending_beyond_horizon: format!(
-                "SELECT EXISTS (SELECT 1 FROM {events}
-                 WHERE position > $1 AND position >= {HORIZON} AND stream = ANY($2))"
             ),
             last_event: format!(
                 "SELECT e.* FROM unnest($1::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,

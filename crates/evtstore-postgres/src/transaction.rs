@@ -11,7 +11,7 @@ use evtstore_core::{
     Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
 };
 use futures_util::future::BoxFuture;
-use tokio_postgres::Transaction;
+use tokio_postgres::{IsolationLevel, Transaction};
 
 use crate::PgProvider;
 
@@ -95,7 +95,13 @@ impl<D> TxHandlerBuilder<D> {
         let mut routes = HashMap::new();
         for (stream, route) in self.routes {
             check_stream(&stream)?;
-            routes.insert(stream, route);
+            if routes.insert(stream, route).is_some() {
+                return Err(Error::InvalidName {
+                    what: "handler",
+                    value: self.name,
+                    reason: "has two callbacks for one aggregate kind: match on the event instead",
+                });
+            }
         }
         if routes.is_empty() {
             return Err(Error::InvalidName {
@@ -118,8 +124,8 @@ impl<D> TxHandlerBuilder<D> {
 /// A handler whose callbacks write in the same transaction as its bookmark: a read model in
 /// the same database sees each event exactly once, even when the process dies mid-page.
 ///
-/// Each page is one transaction that first locks the bookmark's row, so one process at a time
-/// runs the handler; others wait for the lock. A failing callback rolls the page back: the
+/// Each page is one transaction that first takes a lock named after the handler, so one process
+/// at a time runs the handler; others wait for the lock. A failing callback rolls the page back: the
 /// bookmark stays before it and the next run retries it.
 pub struct TxHandler {
     provider: Arc<PgProvider>,
@@ -152,10 +158,17 @@ impl TxHandler {
         let provider = &self.provider;
         let fail = |what: &'static str| move |e| provider.fail(what, e);
         let mut client = provider.client().await?;
-        let tx = client.transaction().await.map_err(fail("begin"))?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(fail("begin"))?;
         let position = self.lock_bookmark(&tx).await?;
+        // On this transaction's own connection: taking a second one could wait forever on a
+        // pool that running handlers have emptied.
         let page = provider
-            .read_page(&self.streams, position, self.page_size)
+            .read_page_on(&tx, &self.streams, position, self.page_size)
             .await?;
         let mut handled = 0;
         for event in &page {
@@ -178,18 +191,21 @@ impl TxHandler {
         Ok((page.len(), handled))
     }
 
-    /// Reads the bookmark and locks its row until the transaction ends.
+    /// Takes the handler's lock until the transaction ends, then reads the bookmark.
+    ///
+    /// An advisory lock, not a row lock: a row lock would give the transaction an id before the
+    /// page is read, and the page would then wait for the transaction's own end (see `sql`).
     async fn lock_bookmark(&self, tx: &Transaction<'_>) -> Result<Position> {
         let fail = |e| self.provider.fail("lock bookmark", e);
         let sql = &self.provider.sql;
-        tx.execute(&sql.create_bookmark, &[&self.name])
+        tx.execute(&sql.lock_handler, &[&self.name])
             .await
             .map_err(fail)?;
         let row = tx
-            .query_one(&sql.lock_bookmark, &[&self.name])
+            .query_opt(&sql.bookmark, &[&self.name])
             .await
             .map_err(fail)?;
-        Ok(row.get::<_, i64>(0) as u64)
+        Ok(row.map_or(0, |row| row.get::<_, i64>(0) as u64))
     }
 
     fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {

@@ -1,0 +1,219 @@
+//! Transactions: appends inside the caller's own transaction, atomic batches over several
+//! aggregates, and transactional handlers whose read-model writes commit with their bookmark
+//! (each event applied exactly once; a failed page is rolled back as a whole).
+
+mod counters;
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use counters::{Add, Counter, Counters, add, admin, applied, connect, create_model, model_handler};
+use evtstore_core::{Domain, Error, Provider};
+
+#[tokio::test]
+async fn append_in_commits_and_rolls_back_with_the_callers_transaction() {
+    let Some(url) = support::url() else { return };
+    let schema = support::unique_schema();
+    let p = connect(&url, &schema, 4).await;
+    let domain = Domain::<Counters>::with_provider(p.clone());
+    let mut client = p.pool().get().await.unwrap();
+    let notes = format!("\"{schema}\".notes");
+    client
+        .batch_execute(&format!("CREATE TABLE {notes} (note TEXT)"))
+        .await
+        .unwrap();
+    let insert = format!("INSERT INTO {notes} VALUES ($1)");
+    let count = format!("SELECT count(*) FROM {notes}");
+    let streams = ["counters".to_owned()];
+
+    for commit in [false, true] {
+        let tx = client.transaction().await.unwrap();
+        tx.execute(&insert, &[&"mine"]).await.unwrap();
+        let mut batch = domain.batch();
+        batch.execute("a", Add(1)).await.unwrap();
+        batch.execute("b", Add(2)).await.unwrap();
+        let metas = p.append_in(&tx, batch.into_events()).await.unwrap();
+        assert_eq!(metas.len(), 2);
+        let outside = p.events(&streams, 0, 10).await.unwrap();
+        assert!(
+            outside.is_empty(),
+            "others see the events only after the commit"
+        );
+        if commit {
+            tx.commit().await.unwrap()
+        } else {
+            tx.rollback().await.unwrap()
+        }
+        let notes: i64 = client.query_one(&count, &[]).await.unwrap().get(0);
+        let events = p.events(&streams, 0, 10).await.unwrap();
+        let (a, b) = (
+            domain.load::<Counter>("a").await.unwrap(),
+            domain.load::<Counter>("b").await.unwrap(),
+        );
+        if commit {
+            assert_eq!(
+                (notes, events.len()),
+                (1, 2),
+                "commit: the row and both events"
+            );
+            assert_eq!((a.version, a.total, b.version, b.total), (1, 1, 1, 2));
+            let positions: Vec<u64> = events.iter().map(|e| e.meta.position).collect();
+            assert_eq!(
+                positions,
+                metas.iter().map(|m| m.position).collect::<Vec<_>>()
+            );
+        } else {
+            assert_eq!(
+                (notes, events.len()),
+                (0, 0),
+                "rollback: neither the row nor the events"
+            );
+            assert_eq!((a.version, b.version), (0, 0));
+        }
+    }
+}
+
+#[tokio::test]
+async fn batch_commits_two_aggregates_atomically_or_neither() {
+    let Some(url) = support::url() else { return };
+    let p = connect(&url, &support::unique_schema(), 4).await;
+    let domain = Domain::<Counters>::with_provider(p.clone());
+    add(&domain, &["a", "b"]).await;
+
+    let mut batch = domain.batch();
+    batch.execute("a", Add(10)).await.unwrap();
+    batch.execute("b", Add(20)).await.unwrap();
+    domain.execute("b", Add(100)).await.unwrap(); // b moves between load and commit
+    match batch.commit().await {
+        Err(Error::VersionConflict {
+            aggregate_id,
+            expected: 1,
+            actual: 2,
+            ..
+        }) => assert_eq!(aggregate_id, "b"),
+        other => panic!("expected a version conflict on b, got {other:?}"),
+    }
+    let a = domain.load::<Counter>("a").await.unwrap();
+    let b = domain.load::<Counter>("b").await.unwrap();
+    assert_eq!(
+        (a.version, a.total),
+        (1, 1),
+        "a's staged event was not written"
+    );
+    assert_eq!(
+        (b.version, b.total),
+        (2, 101),
+        "only the other writer's event on b"
+    );
+
+    let mut batch = domain.batch();
+    batch.execute("a", Add(10)).await.unwrap();
+    batch.execute("b", Add(20)).await.unwrap();
+    let metas = batch.commit().await.unwrap();
+    assert_eq!(
+        metas
+            .iter()
+            .map(|m| (m.aggregate_id.as_str(), m.version))
+            .collect::<Vec<_>>(),
+        [("a", 2), ("b", 3)]
+    );
+    let a = domain.load::<Counter>("a").await.unwrap();
+    let b = domain.load::<Counter>("b").await.unwrap();
+    assert_eq!((a.total, b.total), (11, 121));
+}
+
+#[tokio::test]
+async fn tx_handler_applies_each_event_once_and_rolls_back_a_failed_page() {
+    let Some(url) = support::url() else { return };
+    let (schema, admin) = (support::unique_schema(), admin(&url).await);
+    let p = connect(&url, &schema, 4).await;
+    create_model(&admin, &schema).await;
+    let domain = Domain::<Counters>::with_provider(p.clone());
+    let fail = Arc::new(AtomicBool::new(false));
+    let handler = model_handler(&p, &schema, 3, fail.clone(), None);
+
+    add(&domain, &["a", "b", "a", "c"]).await;
+    assert_eq!(handler.run_once().await.unwrap(), 4);
+    add(&domain, &["b", "d"]).await;
+    assert_eq!(handler.run_once().await.unwrap(), 2);
+    assert_eq!(handler.run_once().await.unwrap(), 0);
+    let model = applied(&admin, &schema).await;
+    assert!(
+        model.len() == 6 && model.iter().all(|&(_, n)| n == 1),
+        "{model:?}"
+    );
+    let before = handler.position().await.unwrap();
+    assert_eq!(before, model[5].0);
+
+    // One page of three: "bad" is second, so the page's first event was written, then undone.
+    add(&domain, &["e", "bad", "f"]).await;
+    fail.store(true, Ordering::SeqCst);
+    let bad = p.aggregate_events("counters", "bad", 0).await.unwrap()[0]
+        .meta
+        .position;
+    match handler.run_once().await {
+        Err(Error::Handler { position, .. }) => assert_eq!(position, bad),
+        other => panic!("expected the callback's failure, got {other:?}"),
+    }
+    assert_eq!(
+        handler.position().await.unwrap(),
+        before,
+        "the bookmark stays before the page"
+    );
+    let model = applied(&admin, &schema).await;
+    assert!(model[..6].iter().all(|&(_, n)| n == 1), "{model:?}");
+    assert!(
+        model[6..].iter().all(|&(_, n)| n == 0),
+        "none of the page's rows: {model:?}"
+    );
+
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(handler.run_once().await.unwrap(), 3);
+    let model = applied(&admin, &schema).await;
+    assert!(
+        model.len() == 9 && model.iter().all(|&(_, n)| n == 1),
+        "{model:?}"
+    );
+}
+
+#[tokio::test]
+async fn tx_handler_needs_one_connection_and_does_not_wait_for_itself() {
+    let Some(url) = support::url() else { return };
+    let (schema, admin) = (support::unique_schema(), admin(&url).await);
+    let p = connect(&url, &schema, 1).await;
+    create_model(&admin, &schema).await;
+    let domain = Domain::<Counters>::with_provider(p.clone());
+    let handler = model_handler(&p, &schema, 1000, Arc::default(), None);
+    add(&domain, &["a", "b"]).await;
+    let run = tokio::time::timeout(Duration::from_secs(10), handler.run_once()).await;
+    assert_eq!(run.expect("a pool of one connection is enough").unwrap(), 2);
+
+    // Appends committed while a page's transaction is open must not hold that page back.
+    let writer = Domain::<Counters>::with_provider(connect(&url, &schema, 2).await);
+    let writing = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            writer.execute("w", Add(1)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await; // small pages, short runs
+        }
+    });
+    let mut slowest = Duration::ZERO;
+    while !writing.is_finished() {
+        let started = Instant::now();
+        handler.run_once().await.unwrap();
+        slowest = slowest.max(started.elapsed());
+    }
+    writing.await.unwrap();
+    handler.run_once().await.unwrap();
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "a run took {slowest:?}"
+    );
+    let model = applied(&admin, &schema).await;
+    assert!(
+        model.len() > 2 && model.iter().all(|&(_, n)| n == 1),
+        "{model:?}"
+    );
+}
