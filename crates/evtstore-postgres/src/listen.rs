@@ -18,7 +18,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 /// Least time between two notifications from this process.
 const NOTIFY_PAUSE: Duration = Duration::from_millis(2);
 
-/// Longest wait between reconnection attempts.
+/// Shortest and longest wait between reconnection attempts.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Listens on `channel` until `appended` has no receivers left and the provider is dropped.
@@ -27,13 +28,10 @@ pub(crate) async fn listen(
     channel: String,
     appended: Arc<watch::Sender<Position>>,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = MIN_BACKOFF;
     loop {
-        match listen_once(&config, &channel, &appended).await {
-            Ok(()) => backoff = Duration::from_millis(50),
-            Err(error) => {
-                tracing::warn!(%error, "postgres notification connection failed; reconnecting");
-            }
+        if let Err(error) = listen_once(&config, &channel, &appended, &mut backoff).await {
+            tracing::warn!(%error, "postgres notification connection failed; reconnecting");
         }
         // Events may have been appended while no one listened: wake the handlers.
         appended.send_modify(|n| *n += 1);
@@ -42,11 +40,13 @@ pub(crate) async fn listen(
     }
 }
 
-/// One connection: LISTEN, then forward notifications until it breaks.
+/// One connection: LISTEN, then forward notifications until it breaks. Once listening, the
+/// next reconnection starts again from the shortest wait.
 async fn listen_once(
     config: &tokio_postgres::Config,
     channel: &str,
     appended: &watch::Sender<Position>,
+    backoff: &mut Duration,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (messages, mut received) = tokio::sync::mpsc::unbounded_channel();
@@ -67,6 +67,7 @@ async fn listen_once(
     client
         .batch_execute(&format!("LISTEN \"{channel}\""))
         .await?;
+    *backoff = MIN_BACKOFF;
     appended.send_modify(|n| *n += 1);
     let outcome = loop {
         match received.recv().await {
