@@ -217,3 +217,18 @@ async fn tx_handler_needs_one_connection_and_does_not_wait_for_itself() {
         "{model:?}"
     );
 }
+
+#[tokio::test]
+async fn tx_handler_refuses_two_callbacks_for_one_kind() {
+    let Some(url) = support::url() else { return };
+    let p = connect(&url, &support::unique_schema(), 1).await;
+    let built = p
+        .tx_handler::<Counters>("twice")
+        .handle::<Counter>(Box::new(|_, _, _, _| Box::pin(async { Ok(()) })))
+        .handle::<Counter>(Box::new(|_, _, _, _| Box::pin(async { Ok(()) })))
+        .build();
+    assert!(
+        matches!(built, Err(Error::InvalidName { .. })),
+        "the first callback would be lost"
+    );
+}
