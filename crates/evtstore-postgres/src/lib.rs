@@ -9,9 +9,12 @@
 //!
 //! # Driver
 //! `tokio-postgres` with a `deadpool-postgres` pool: the native asynchronous driver, with
-//! cached prepared statements and the binary protocol. It measured faster than `sqlx` for the
-//! one-statement appends and the page reads this provider is made of, and its pool checks
-//! connections cheaply (a closed connection is dropped and replaced after a server restart).
+//! cached prepared statements. Measured against `sqlx` 0.8 (PgPool, default settings) on this
+//! project's machine, same server, same statements, median of 3 runs: one-aggregate reads
+//! 1.5× faster, 16 concurrent single-row appends 1.47× faster, sequential appends 1.1–1.4×
+//! faster; `sqlx` decoded 1,000-row pages about 13% faster. Appends and aggregate reads are
+//! what commands wait on, so `tokio-postgres` it is. Its pool drops a closed connection and
+//! opens a new one after a server restart.
 //!
 //! # Layout
 //! - `tables`: configurable, validated table names ([`PgOptions`]).

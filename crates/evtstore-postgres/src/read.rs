@@ -99,16 +99,37 @@ impl PgProvider {
         id: Option<&str>,
     ) -> Result<Option<StoredEvent>> {
         let client = self.client().await?;
-        let row = match id {
-            Some(id) => {
-                client
-                    .query_opt(&self.sql.last_aggregate_event, &[&streams, &id])
-                    .await
+        let fail = |e| self.fail("read last event", e);
+        if let Some(id) = id {
+            let sql = &self.sql.last_aggregate_event;
+            let row = client
+                .query_opt(sql, &[&streams, &id])
+                .await
+                .map_err(fail)?;
+            return Ok(row.as_ref().map(event_from_row));
+        }
+        // The end of history is the last committed event, once nothing older can still appear.
+        let deadline = Instant::now() + HORIZON_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let row = client
+                .query_opt(&self.sql.last_event, &[&streams])
+                .await
+                .map_err(fail)?;
+            match row {
+                Some(row) if !row.get::<_, bool>(6) && Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Some(row) if row.get::<_, bool>(6) => return Ok(Some(event_from_row(&row))),
+                None => return Ok(None),
+                Some(_) => {
+                    let sql = &self.sql.last_visible_event;
+                    let row = client.query_opt(sql, &[&streams]).await.map_err(fail)?;
+                    return Ok(row.as_ref().map(event_from_row));
+                }
             }
-            None => client.query_opt(&self.sql.last_event, &[&streams]).await,
-        };
-        let row = row.map_err(|e| self.fail("read last event", e))?;
-        Ok(row.as_ref().map(event_from_row))
+        }
     }
 
     pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {

@@ -24,7 +24,7 @@ fn migrations(t: &Tables) -> Vec<String> {
             tag TEXT NOT NULL,
             version BIGINT NOT NULL,
             position BIGINT NOT NULL,
-            state JSONB NOT NULL,
+            state TEXT NOT NULL,
             PRIMARY KEY (stream, aggregate_id)
         );",
         events = t.events,

@@ -24,6 +24,7 @@ pub(crate) struct Sql {
     pub(crate) aggregate_events: String,
     pub(crate) events: String,
     pub(crate) last_event: String,
+    pub(crate) last_visible_event: String,
     pub(crate) last_aggregate_event: String,
     pub(crate) bookmark: String,
     pub(crate) set_bookmark: String,
@@ -62,7 +63,15 @@ impl Sql {
                     ORDER BY position LIMIT $3) AS e
                  ORDER BY e.position LIMIT $3"
             ),
+            // The last committed event, marked whether it is below the horizon yet.
             last_event: format!(
+                "SELECT e.*, e.position < h.below AS visible
+                 FROM unnest($1::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
+                 LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
+                    WHERE stream = s.stream ORDER BY position DESC LIMIT 1) AS e
+                 ORDER BY e.position DESC LIMIT 1"
+            ),
+            last_visible_event: format!(
                 "SELECT e.* FROM unnest($1::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
                  LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
                     WHERE stream = s.stream AND position < h.below
@@ -84,13 +93,13 @@ impl Sql {
                 t.bookmarks
             ),
             snapshot: format!(
-                "SELECT tag, version, position, state::text FROM {}
+                "SELECT tag, version, position, state FROM {}
                  WHERE stream = $1 AND aggregate_id = $2",
                 t.snapshots
             ),
             save_snapshot: format!(
                 "INSERT INTO {s} AS kept (stream, aggregate_id, tag, version, position, state)
-                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (stream, aggregate_id) DO UPDATE SET
                    tag = excluded.tag, version = excluded.version,
                    position = excluded.position, state = excluded.state
