@@ -59,7 +59,7 @@ async fn writer(provider: Arc<PgProvider>, w: usize) -> BTreeSet<u64> {
         };
         let metas = provider.append_in(&tx, vec![event]).await.unwrap();
         tokio::time::sleep(Duration::from_micros(next_random(&mut random) % 4000)).await;
-        if next_random(&mut random) % 10 == 0 {
+        if next_random(&mut random).is_multiple_of(10) {
             tx.rollback().await.unwrap();
         } else {
             tx.commit().await.unwrap();
