@@ -1,4 +1,13 @@
-#![doc = include_str!("../README.md")]
+#![doc = concat!(
+    "Type-safe event sourcing and CQRS, on SQLite (the embedded default, feature `sqlite`), ",
+    "PostgreSQL (feature `postgres`) and in memory.\n\n",
+    "This crate re-exports [`evtstore_core`] (aggregates, commands, domains, handlers, the ",
+    "provider trait, the in-memory provider) and each provider behind its feature. ",
+    "The README walks through it; here is the quickstart, `examples/quickstart.rs`:\n\n",
+    "```rust,no_run\n",
+    include_str!("../examples/quickstart.rs"),
+    "\n```\n"
+)]
 
 pub use evtstore_core::*;
 
