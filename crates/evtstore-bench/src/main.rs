@@ -84,6 +84,7 @@ async fn run(args: Args) -> Result<(), String> {
     let out = Reporter {
         system: "evtstore-rs",
         provider: args.provider.clone(),
+        durability: (args.provider == "sqlite").then(|| synchronous(args.durability)),
     };
     let sizes = Sizes::at(args.scale);
     let (domain, file) = domain(&args).await?;
@@ -119,17 +120,22 @@ fn raw_ceiling(args: &Args) {
     if !args.raw || args.provider != "sqlite" {
         return;
     }
-    let synchronous = match args.durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
+    let synchronous = synchronous(args.durability);
     let raw = Reporter {
         system: "raw-sqlite",
         provider: "sqlite".into(),
+        durability: Some(synchronous),
     };
     let path = fresh_file("raw");
     raw::sqlite_single_inserts(&path, synchronous, 5000 * args.scale, &raw);
     remove_database(&path);
+}
+
+fn synchronous(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    }
 }
 
 fn remove_database(path: &Path) {

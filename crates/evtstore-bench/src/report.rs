@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 pub(crate) struct Reporter {
     pub(crate) system: &'static str,
     pub(crate) provider: String,
+    /// SQLite's synchronous setting, printed beside SQLite figures.
+    pub(crate) durability: Option<&'static str>,
 }
 
 impl Reporter {
@@ -32,6 +34,9 @@ impl Reporter {
             json!({ "system": self.system, "provider": self.provider, "workload": workload });
         if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {
             line.extend(fields);
+            if let Some(durability) = self.durability {
+                line.insert("durability".into(), durability.into());
+            }
         }
         println!("{line}");
     }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs this project's benchmark beside the original evtstore and cqrs-es, in one go, and prints
+# every JSON line (see ../../../shared/bench/WORKLOAD.md).
+# usage: crates/evtstore-bench/compare.sh [memory sqlite postgres]   (from the repository root)
+set -euo pipefail
+shared=${SHARED:-$(cd "$(dirname "$0")/../../.." && pwd)/shared}
+export EVTSTORE_PG_URL="${EVTSTORE_PG_URL:-postgres://root@127.0.0.1:5432/postgres}"
+cargo build -q --release -p evtstore-bench
+bench="${CARGO_TARGET_DIR:-target}/release/evtstore-bench"
+for provider in "${@:-memory sqlite postgres}"; do
+  for p in $provider; do
+    "$shared/bench/evtstore-js/run.sh" "$p"
+    case "$p" in
+      sqlite)
+        # The original's better-sqlite3 runs WAL with synchronous=NORMAL: compare at both.
+        "$bench" --provider sqlite --durability normal --raw
+        "$bench" --provider sqlite --durability full --raw ;;
+      postgres)
+        "$bench" --provider postgres
+        "$shared/bench/cqrs-es/run.sh" postgres ;;
+      *) "$bench" --provider "$p" ;;
+    esac
+  done
+done
