@@ -46,6 +46,18 @@ use tokio::sync::watch;
 use reader::{Readers, run_bulk};
 use writer::{Job, Writer};
 
+/// Turns off SQLite's memory statistics, which take a process-wide mutex on every allocation
+/// (contended once several threads use SQLite). Works only before SQLite's first use in the
+/// process; afterwards SQLite refuses it and nothing changes.
+fn disable_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; sqlite3_config is safe to call before
+        // sqlite3_initialize and returns SQLITE_MISUSE, changing nothing, after it.
+        unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0) };
+    });
+}
+
 /// How much of the file readers map into memory.
 const MMAP_BYTES: i64 = 1 << 30;
 
@@ -85,6 +97,7 @@ pub(crate) struct Config {
 
 impl Config {
     fn connect(&self) -> rusqlite::Result<Connection> {
+        disable_memory_statistics();
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use evtstore_core::provider::expectations;
 use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{oneshot, watch};
 
 use crate::Config;
@@ -114,35 +114,33 @@ impl Writer {
 
 /// Commits the batch and answers every job; returns the last position appended, if any.
 fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Option<Position> {
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            fail_all(
-                batch.into_iter().map(|job| job.done_with(Ok(Vec::new()))),
-                config,
-                &e,
-            );
-            return None;
-        }
-    };
+    if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
+        fail_all(
+            batch.into_iter().map(|job| job.done_with(Ok(Vec::new()))),
+            config,
+            &e,
+        );
+        return None;
+    }
     let timestamp = evtstore_core::event::now_millis();
     let done: Vec<Done> = if batch.len() == 1 {
         // Alone in its transaction: no savepoint needed; a failed job rolls it all back.
         let done: Vec<Done> = batch
             .into_iter()
-            .map(|job| apply(&tx, config, job, timestamp))
+            .map(|job| apply(conn, config, job, timestamp))
             .collect();
         if !done[0].is_ok() {
-            drop(tx);
+            let _ = run(conn, "ROLLBACK");
             done.into_iter().for_each(Done::answer);
             return None;
         }
         done
     } else {
-        let apply = |job| apply_in_savepoint(&mut tx, config, job, timestamp);
+        let apply = |job| apply_in_savepoint(conn, config, job, timestamp);
         batch.into_iter().map(apply).collect()
     };
-    if let Err(e) = tx.commit() {
+    if let Err(e) = run(conn, "COMMIT") {
+        let _ = run(conn, "ROLLBACK");
         fail_all(done.into_iter(), config, &e);
         return None;
     }
@@ -156,16 +154,21 @@ fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Opti
     last
 }
 
-fn apply_in_savepoint(tx: &mut Transaction<'_>, config: &Config, job: Job, timestamp: i64) -> Done {
-    let savepoint = match tx.savepoint() {
-        Ok(savepoint) => savepoint,
-        Err(e) => return job.done_with(Err(config.error("write", e))),
-    };
-    let done = apply(&savepoint, config, job, timestamp);
+/// Runs a transaction-control statement, prepared once per connection (parsing it on every
+/// commit showed up in profiles).
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn apply_in_savepoint(conn: &Connection, config: &Config, job: Job, timestamp: i64) -> Done {
+    if let Err(e) = run(conn, "SAVEPOINT job") {
+        return job.done_with(Err(config.error("write", e)));
+    }
+    let done = apply(conn, config, job, timestamp);
     let kept = if done.is_ok() {
-        savepoint.commit()
+        run(conn, "RELEASE job")
     } else {
-        savepoint.finish()
+        run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
     };
     match kept {
         Ok(()) => done,
