@@ -63,6 +63,12 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
+/// An aggregate's events after a version, in version order.
+///
+/// The rows come in version order from the `(stream, aggregate_id, version)` index; the query
+/// has no ORDER BY because SQLite re-plans such a query on every run (its bound values feed the
+/// planner), which costs more than reading the rows. The order is checked, and restored if a
+/// different plan ever returns them otherwise.
 pub(crate) fn aggregate_events(
     conn: &Connection,
     stream: &str,
@@ -71,7 +77,7 @@ pub(crate) fn aggregate_events(
 ) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut statement = conn.prepare_cached(
         "SELECT version, position, timestamp, data FROM events
-         WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3 ORDER BY version",
+         WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3",
     )?;
     let rows = statement.query_map((stream, id, after_version), |row| {
         let meta = EventMeta {
@@ -86,7 +92,11 @@ pub(crate) fn aggregate_events(
             data: row.get(3)?,
         })
     })?;
-    rows.collect()
+    let mut events: Vec<StoredEvent> = rows.collect::<rusqlite::Result<_>>()?;
+    if !events.is_sorted_by_key(|e| e.meta.version) {
+        events.sort_by_key(|e| e.meta.version);
+    }
+    Ok(events)
 }
 
 pub(crate) fn events(

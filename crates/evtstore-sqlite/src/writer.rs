@@ -196,16 +196,15 @@ fn append(
     events: &[NewEvent],
     timestamp: i64,
 ) -> Result<Vec<EventMeta>> {
+    // The version check is a point lookup of the aggregate's current version (the insert's
+    // unique index refuses the next one if it exists): SQLite re-plans a MAX() or ORDER BY
+    // query on every run, which cost more than the rest of the append.
     for expected in expectations(events)? {
-        let actual = current_version(conn, expected.stream, expected.aggregate_id)
-            .map_err(|e| config.error("append", e))?;
-        if actual != expected.current {
-            return Err(conflict(
-                expected.stream,
-                expected.aggregate_id,
-                expected.current,
-                actual,
-            ));
+        let (stream, id, current) = (expected.stream, expected.aggregate_id, expected.current);
+        let found = current == 0
+            || has_version(conn, stream, id, current).map_err(|e| config.error("append", e))?;
+        if !found {
+            return Err(conflict_found(conn, config, stream, id, current));
         }
     }
     let mut insert = conn
@@ -226,12 +225,8 @@ fn append(
         match inserted {
             Ok(_) => {}
             Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                return Err(conflict(
-                    &event.stream,
-                    &event.aggregate_id,
-                    event.version - 1,
-                    event.version,
-                ));
+                let (stream, id) = (&event.stream, &event.aggregate_id);
+                return Err(conflict_found(conn, config, stream, id, event.version - 1));
             }
             Err(e) => return Err(config.error("append", e)),
         }
@@ -239,6 +234,27 @@ fn append(
         metas.push(event.clone().stored(position, timestamp).meta);
     }
     Ok(metas)
+}
+
+fn has_version(conn: &Connection, stream: &str, id: &str, version: u64) -> rusqlite::Result<bool> {
+    let mut statement = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE stream = ?1 AND aggregate_id = ?2 AND version = ?3)",
+    )?;
+    statement.query_row((stream, id, version), |row| row.get(0))
+}
+
+/// The conflict error, with the version the aggregate is actually at.
+fn conflict_found(
+    conn: &Connection,
+    config: &Config,
+    stream: &str,
+    id: &str,
+    expected: u64,
+) -> Error {
+    match current_version(conn, stream, id) {
+        Ok(actual) => conflict(stream, id, expected, actual),
+        Err(e) => config.error("append", e),
+    }
 }
 
 fn current_version(conn: &Connection, stream: &str, id: &str) -> rusqlite::Result<u64> {
