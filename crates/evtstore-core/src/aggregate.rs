@@ -81,13 +81,6 @@ impl<A: Aggregate> Loaded<A> {
         }
     }
 
-    /// Decodes a stored event and folds it in.
-    pub fn apply_stored(&mut self, stored: &StoredEvent) -> Result<()> {
-        let event = decode_event::<A::Event>(stored)?;
-        self.apply(&event, &stored.meta);
-        Ok(())
-    }
-
     /// Folds an event in and moves the version and position to its own.
     pub fn apply(&mut self, event: &A::Event, meta: &EventMeta) {
         self.state.fold(event, meta);
@@ -98,11 +91,16 @@ impl<A: Aggregate> Loaded<A> {
 
 /// Decodes a stored event's body; the error names the event's place.
 pub fn decode_event<E: DeserializeOwned>(stored: &StoredEvent) -> Result<E> {
-    serde_json::from_str(&stored.data).map_err(|source| Error::Decode {
-        stream: stored.meta.stream.clone(),
-        aggregate_id: stored.meta.aggregate_id.clone(),
-        version: stored.meta.version,
-        position: stored.meta.position,
+    decode_data(&stored.meta, &stored.data)
+}
+
+/// Decodes an event body; the error names the event's place.
+pub fn decode_data<E: DeserializeOwned>(meta: &EventMeta, data: &str) -> Result<E> {
+    serde_json::from_str(data).map_err(|source| Error::Decode {
+        stream: meta.stream.clone(),
+        aggregate_id: meta.aggregate_id.clone(),
+        version: meta.version,
+        position: meta.position,
         source,
     })
 }

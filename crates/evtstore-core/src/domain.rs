@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use crate::aggregate::{Aggregate, Loaded};
+use crate::aggregate::{Aggregate, Loaded, decode_data};
 use crate::cache::AggregateCache;
 use crate::command::Command;
 use crate::error::{Error, Result};
-use crate::event::{NewEvent, Snapshot};
+use crate::event::{EventMeta, NewEvent, Snapshot};
 use crate::handler::HandlerBuilder;
 use crate::names::{check_aggregate_id, check_stream};
 use crate::provider::Provider;
@@ -199,13 +199,16 @@ impl<D> Domain<D> {
             Some(cached) => cached,
             None => self.start_from_snapshot(id).await?,
         };
-        let events = self
+        let after = aggregate.version;
+        let mut fold = |meta: &EventMeta, data: &str| {
+            let event = decode_data::<A::Event>(meta, data)?;
+            aggregate.apply(&event, meta);
+            Ok(())
+        };
+        let visited = self
             .provider
-            .aggregate_events(A::STREAM, id, aggregate.version)
-            .await?;
-        for stored in &events {
-            aggregate.apply_stored(stored)?;
-        }
+            .visit_aggregate(A::STREAM, id, after, &mut fold);
+        visited.await?;
         if let Some(cache) = &self.cache {
             cache.put(A::STREAM, &aggregate);
         }

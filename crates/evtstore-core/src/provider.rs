@@ -31,6 +31,25 @@ pub trait Provider: Send + Sync + 'static {
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>>;
 
+    /// Calls `visit` with each of an aggregate's events above `after_version`, in version order,
+    /// without collecting them: how aggregates are loaded. The default reads them with
+    /// [`aggregate_events`](Self::aggregate_events); a provider may stream them instead.
+    fn visit_aggregate<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+        visit: &'a mut Visitor<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let events = self.aggregate_events(stream, aggregate_id, after_version);
+            for event in events.await? {
+                visit(&event.meta, &event.data)?;
+            }
+            Ok(())
+        })
+    }
+
     /// At most `limit` events of the given streams after `after`, in position order.
     ///
     /// No event may ever appear later at a position at or below one already returned: a reader
@@ -70,6 +89,9 @@ pub trait Provider: Send + Sync + 'static {
     /// Handlers wait on it and poll as a fallback for writers this signal does not reach.
     fn subscribe(&self) -> watch::Receiver<Position>;
 }
+
+/// Receives one stored event: its envelope and its JSON body.
+pub type Visitor<'v> = dyn FnMut(&EventMeta, &str) -> Result<()> + Send + 'v;
 
 /// What an append expects of one aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evtstore_core::names::check_bookmark;
+use evtstore_core::provider::Visitor;
 use evtstore_core::{
     Error, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
 };
@@ -175,6 +176,19 @@ impl Provider for SqliteProvider {
         let read =
             move |c: &Connection| reader::aggregate_events(c, stream, aggregate_id, after_version);
         async move { self.readers.with("read aggregate", read) }.boxed()
+    }
+
+    fn visit_aggregate<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+        visit: &'a mut Visitor<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let read = move |c: &Connection| {
+            reader::visit_aggregate(c, stream, aggregate_id, after_version, visit)
+        };
+        async move { self.readers.with("read aggregate", read)? }.boxed()
     }
 
     fn events<'a>(
