@@ -53,9 +53,9 @@ impl<D> Batch<D> {
             .any(|e| e.stream == stream && e.aggregate_id == id)
         {
             return Err(Error::InvalidName {
-                what: "aggregate id",
-                value: id.to_owned(),
-                reason: "is already in this batch: one command per aggregate",
+                what: "aggregate",
+                value: format!("{stream}/{id}"),
+                reason: "already has a command in this batch: one command per aggregate",
             });
         }
         let mut aggregate = self.domain.load::<C::Aggregate>(id).await?;

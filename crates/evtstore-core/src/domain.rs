@@ -219,9 +219,16 @@ impl<D> Domain<D> {
         let Some(tag) = A::PERSIST else {
             return Ok(Loaded::new(id));
         };
-        match self.provider.snapshot(A::STREAM, id).await? {
-            Some(snapshot) if snapshot.tag == tag => decode_snapshot(snapshot),
-            _ => Ok(Loaded::new(id)),
+        let stored = self.provider.snapshot(A::STREAM, id).await?;
+        let decoded = stored.filter(|s| s.tag == tag).map(decode_snapshot::<A>);
+        match decoded {
+            Some(Ok(aggregate)) => Ok(aggregate),
+            Some(Err(error)) => {
+                // Only a cache: refold from the events rather than fail the load.
+                tracing::warn!(stream = A::STREAM, id, %error, "stored aggregate copy does not decode; refolding");
+                Ok(Loaded::new(id))
+            }
+            None => Ok(Loaded::new(id)),
         }
     }
 }
@@ -261,14 +268,8 @@ fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
     })
 }
 
-fn decode_snapshot<A: Aggregate>(snapshot: Snapshot) -> Result<Loaded<A>> {
-    let state = serde_json::from_str(&snapshot.state).map_err(|source| Error::Decode {
-        stream: snapshot.stream.clone(),
-        aggregate_id: snapshot.aggregate_id.clone(),
-        version: snapshot.version,
-        position: snapshot.position,
-        source,
-    })?;
+fn decode_snapshot<A: Aggregate>(snapshot: Snapshot) -> serde_json::Result<Loaded<A>> {
+    let state = serde_json::from_str(&snapshot.state)?;
     Ok(Loaded {
         id: snapshot.aggregate_id,
         version: snapshot.version,

@@ -119,14 +119,6 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// A feature was asked of a provider that does not offer it.
-    #[error("{provider} does not support {feature}")]
-    Unsupported {
-        /// The provider.
-        provider: &'static str,
-        /// The feature.
-        feature: &'static str,
-    },
 }
 
 impl Error {

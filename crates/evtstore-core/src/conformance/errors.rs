@@ -72,11 +72,12 @@ pub async fn undecodable_event_fails_load(provider: Arc<dyn Provider>, _page: us
         .save_snapshot(broken)
         .await
         .expect("saving a broken copy");
-    let error = domain
+    // A stored copy is a cache: one that no longer decodes is ignored, and the events refold.
+    let refolded = domain
         .load::<Profile>("x")
         .await
-        .expect_err("a broken copy must fail the load");
-    assert_decode(&error, "profiles", "x", 1, renamed.position);
+        .expect("a broken copy is refolded from the events");
+    assert_eq!((refolded.version, refolded.name.as_str()), (1, "ada"));
     let v2 = domain
         .load::<ProfileV2>("x")
         .await

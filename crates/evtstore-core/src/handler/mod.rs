@@ -111,10 +111,8 @@ impl Handler {
     /// stays just before it, so the next run retries it.
     pub async fn run_once(&self) -> Result<usize> {
         let mut cached = self.inner.position.lock().await;
-        let mut position = self.resolve_position(&mut cached).await?;
-        let outcome = self.run_pages(&mut position).await;
-        *cached = Some(position);
-        outcome
+        let position = self.resolve_position(&mut cached).await?;
+        self.run_pages(position, &mut cached).await
     }
 
     /// The position after which the handler reads next.

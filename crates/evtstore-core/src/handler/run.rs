@@ -55,7 +55,14 @@ impl Handler {
     }
 
     /// Reads and handles pages until one comes back short; returns how many were handled.
-    pub(super) async fn run_pages(&self, position: &mut Position) -> Result<usize> {
+    ///
+    /// `cached` follows each saved page, so a run cancelled midway resumes after the last page
+    /// it saved rather than handing those events out again.
+    pub(super) async fn run_pages(
+        &self,
+        mut position: Position,
+        cached: &mut Option<Position>,
+    ) -> Result<usize> {
         let parts = &self.inner.parts;
         let page_size = parts.options.page_size;
         let mut total = 0;
@@ -65,12 +72,13 @@ impl Handler {
             }
             let page = parts
                 .provider
-                .events(&parts.streams, *position, page_size)
+                .events(&parts.streams, position, page_size)
                 .await?;
-            let start = *position;
-            let (handled, outcome) = self.handle_page(&page, position).await;
-            if *position != start {
-                self.save_position(*position).await?;
+            let start = position;
+            let (handled, outcome) = self.handle_page(&page, &mut position).await;
+            if position != start {
+                self.save_position(position).await?;
+                *cached = Some(position);
             }
             if let Some(hook) = &parts.hooks.after_run {
                 hook(page.len(), handled);
@@ -80,7 +88,7 @@ impl Handler {
             if page.len() < page_size {
                 return Ok(total);
             }
-            if *position == start {
+            if position == start {
                 return Err(Error::backend(
                     format!("handler {:?}", parts.name),
                     "the provider returned a full page without moving past the position",

@@ -22,15 +22,15 @@ impl Handler {
     /// after `retry_delay`. Starting a started handler does nothing.
     pub fn start(&self) {
         let mut worker = self.inner.worker.lock().unwrap_or_else(|e| e.into_inner());
-        if worker.is_some() {
-            return;
+        if worker.as_ref().is_some_and(|w| !w.task.is_finished()) {
+            return; // running; a worker that died (a hook panicked) is replaced
         }
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(self.clone().run_until_stopped(stopped));
         *worker = Some(Worker { stop, task });
     }
 
-    /// Stops the background run, after the page in hand is done.
+    /// Stops the background run once its current `run_once` (everything pending) is done.
     pub async fn stop(&self) {
         let worker = self
             .inner
