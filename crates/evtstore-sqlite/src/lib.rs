@@ -13,9 +13,12 @@
 //!   transaction (and one fsync), each checked for its own aggregate's version.
 //! - `reader`: reads on pooled connections; WAL lets them run beside writes.
 //!
-//! SQLite calls block. Short ones (an aggregate's events, a commit) run on the calling task's
-//! thread: a hop to another thread costs more than they do. Pages of events for handlers run
-//! inside `tokio::task::block_in_place` on a multi-threaded runtime.
+//! SQLite calls block. Reads of one aggregate and commits run on the calling task's thread: a
+//! hop to another thread costs more than they do (a commit takes one fsync under
+//! `Durability::Full`). The caller that finds the write connection free also commits the
+//! writes queued meanwhile, so under a steady stream of writes its own call can take several
+//! commits. Pages of events for handlers run inside `tokio::task::block_in_place` on a
+//! multi-threaded runtime.
 //!
 //! # Durability
 //! [`Durability::Full`] (the default) syncs the WAL on every commit: an appended event survives
@@ -175,7 +178,7 @@ impl Provider for SqliteProvider {
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         let read =
             move |c: &Connection| reader::aggregate_events(c, stream, aggregate_id, after_version);
-        async move { self.readers.with("read aggregate", read) }.boxed()
+        async move { self.readers.with("read aggregate", read)? }.boxed()
     }
 
     fn visit_aggregate<'a>(

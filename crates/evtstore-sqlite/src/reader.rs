@@ -64,45 +64,32 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-/// An aggregate's events after a version, in version order.
-///
-/// The rows come in version order from the `(stream, aggregate_id, version)` index; the query
-/// has no ORDER BY because SQLite re-plans such a query on every run (its bound values feed the
-/// planner), which costs more than reading the rows. The order is checked, and restored if a
-/// different plan ever returns them otherwise.
+/// An aggregate's events after a version, in version order, collected.
 pub(crate) fn aggregate_events(
     conn: &Connection,
     stream: &str,
     id: &str,
     after_version: u64,
-) -> rusqlite::Result<Vec<StoredEvent>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT version, position, timestamp, data FROM events
-         WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3",
-    )?;
-    let rows = statement.query_map((stream, id, after_version), |row| {
-        let meta = EventMeta {
-            stream: stream.to_owned(),
-            aggregate_id: id.to_owned(),
-            version: row.get(0)?,
-            position: row.get(1)?,
-            timestamp: row.get(2)?,
+) -> rusqlite::Result<evtstore_core::Result<Vec<StoredEvent>>> {
+    let mut events = Vec::new();
+    let visited = {
+        let mut collect = |meta: &EventMeta, data: &str| {
+            let (meta, data) = (meta.clone(), data.to_owned());
+            events.push(StoredEvent { meta, data });
+            Ok(())
         };
-        Ok(StoredEvent {
-            meta,
-            data: row.get(3)?,
-        })
-    })?;
-    let mut events: Vec<StoredEvent> = rows.collect::<rusqlite::Result<_>>()?;
-    if !events.is_sorted_by_key(|e| e.meta.version) {
-        events.sort_by_key(|e| e.meta.version);
-    }
-    Ok(events)
+        visit_aggregate(conn, stream, id, after_version, &mut collect)?
+    };
+    Ok(visited.map(|()| events))
 }
 
 /// Streams an aggregate's events after a version to `visit`, in version order, borrowing each
-/// body from SQLite: loading allocates nothing per event. See [`aggregate_events`] on the
-/// missing ORDER BY; here a row out of order is an error, not a silent misfold.
+/// body from SQLite: loading allocates nothing per event.
+///
+/// The rows come in version order from the `(stream, aggregate_id, version)` index. The query
+/// has no ORDER BY: SQLite re-plans such a query on every run (its bound values feed the
+/// planner), which costs more than reading the rows. A row out of order would be an error,
+/// never a silent misfold.
 pub(crate) fn visit_aggregate(
     conn: &Connection,
     stream: &str,

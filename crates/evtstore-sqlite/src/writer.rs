@@ -105,8 +105,11 @@ impl Writer {
             let committed = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 commit_batch(&mut conn, &self.config, batch)
             }));
-            if let Ok(Some(last)) = committed {
-                self.appended.send_replace(last);
+            match committed {
+                Ok(Some(last)) => drop(self.appended.send_replace(last)),
+                Ok(None) => {}
+                Err(_) if !conn.is_autocommit() => drop(conn.execute_batch("ROLLBACK")),
+                Err(_) => {}
             }
         }
     }
@@ -115,11 +118,8 @@ impl Writer {
 /// Commits the batch and answers every job; returns the last position appended, if any.
 fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Option<Position> {
     if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
-        fail_all(
-            batch.into_iter().map(|job| job.done_with(Ok(Vec::new()))),
-            config,
-            &e,
-        );
+        let undone = batch.into_iter().map(|job| job.done_with(Ok(Vec::new())));
+        fail_all(undone, config, "begin a write", &e);
         return None;
     }
     let timestamp = evtstore_core::event::now_millis();
@@ -136,12 +136,27 @@ fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Opti
         }
         done
     } else {
-        let apply = |job| apply_in_savepoint(conn, config, job, timestamp);
-        batch.into_iter().map(apply).collect()
+        let mut done = Vec::with_capacity(batch.len());
+        let mut jobs = batch.into_iter();
+        while let Some(job) = jobs.next() {
+            match apply_in_savepoint(conn, config, job, timestamp) {
+                Ok(one) => done.push(one),
+                Err((one, e)) => {
+                    // A savepoint that cannot be released or rolled back taints the whole
+                    // transaction: roll it all back and fail every job, written or not.
+                    let _ = run(conn, "ROLLBACK");
+                    done.push(one);
+                    let rest = jobs.map(|job| job.done_with(Ok(Vec::new())));
+                    fail_all(done.into_iter().chain(rest), config, "write", &e);
+                    return None;
+                }
+            }
+        }
+        done
     };
     if let Err(e) = run(conn, "COMMIT") {
         let _ = run(conn, "ROLLBACK");
-        fail_all(done.into_iter(), config, &e);
+        fail_all(done.into_iter(), config, "commit", &e);
         return None;
     }
     let mut last = None;
@@ -160,9 +175,16 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn apply_in_savepoint(conn: &Connection, config: &Config, job: Job, timestamp: i64) -> Done {
+/// Applies a job inside a savepoint; `Err` when the savepoint itself failed, which the caller
+/// must treat as a failure of the whole transaction.
+fn apply_in_savepoint(
+    conn: &Connection,
+    config: &Config,
+    job: Job,
+    timestamp: i64,
+) -> std::result::Result<Done, (Done, rusqlite::Error)> {
     if let Err(e) = run(conn, "SAVEPOINT job") {
-        return job.done_with(Err(config.error("write", e)));
+        return Err((job.done_with(Ok(Vec::new())), e));
     }
     let done = apply(conn, config, job, timestamp);
     let kept = if done.is_ok() {
@@ -171,8 +193,8 @@ fn apply_in_savepoint(conn: &Connection, config: &Config, job: Job, timestamp: i
         run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
     };
     match kept {
-        Ok(()) => done,
-        Err(e) => done.fail(config.error("write", e)),
+        Ok(()) => Ok(done),
+        Err(e) => Err((done, e)),
     }
 }
 
@@ -301,9 +323,14 @@ fn conflict(stream: &str, id: &str, expected: u64, actual: u64) -> Error {
     }
 }
 
-fn fail_all(done: impl Iterator<Item = Done>, config: &Config, cause: &rusqlite::Error) {
+fn fail_all(
+    done: impl Iterator<Item = Done>,
+    config: &Config,
+    what: &str,
+    cause: &rusqlite::Error,
+) {
     for job in done {
-        job.fail(config.error("commit", cause.to_string())).answer();
+        job.fail(config.error(what, cause.to_string())).answer();
     }
 }
 
