@@ -140,8 +140,8 @@ fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Opti
         let mut jobs = batch.into_iter();
         while let Some(job) = jobs.next() {
             match apply_in_savepoint(conn, config, job, timestamp) {
-                Ok(one) => done.push(one),
-                Err((one, e)) => {
+                (one, None) => done.push(one),
+                (one, Some(e)) => {
                     // A savepoint that cannot be released or rolled back taints the whole
                     // transaction: roll it all back and fail every job, written or not.
                     let _ = run(conn, "ROLLBACK");
@@ -175,16 +175,16 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Applies a job inside a savepoint; `Err` when the savepoint itself failed, which the caller
-/// must treat as a failure of the whole transaction.
+/// Applies a job inside a savepoint: the job's answer, and the savepoint's own failure if any,
+/// which the caller must treat as a failure of the whole transaction.
 fn apply_in_savepoint(
     conn: &Connection,
     config: &Config,
     job: Job,
     timestamp: i64,
-) -> std::result::Result<Done, (Done, rusqlite::Error)> {
+) -> (Done, Option<rusqlite::Error>) {
     if let Err(e) = run(conn, "SAVEPOINT job") {
-        return Err((job.done_with(Ok(Vec::new())), e));
+        return (job.done_with(Ok(Vec::new())), Some(e));
     }
     let done = apply(conn, config, job, timestamp);
     let kept = if done.is_ok() {
@@ -192,10 +192,7 @@ fn apply_in_savepoint(
     } else {
         run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
     };
-    match kept {
-        Ok(()) => Ok(done),
-        Err(e) => Err((done, e)),
-    }
+    (done, kept.err())
 }
 
 fn apply(conn: &Connection, config: &Config, job: Job, timestamp: i64) -> Done {
