@@ -86,7 +86,7 @@ impl PgProvider {
         Ok(metas(events, &rows))
     }
 
-    /// The version conflict of the first aggregate not at its expected version.
+    /// Why an append wrote nothing: the first aggregate not at its expected version.
     async fn conflict<C: GenericClient + Sync>(
         &self,
         client: &C,
@@ -102,7 +102,9 @@ impl PgProvider {
                 return conflict(x, actual);
             }
         }
-        conflict(&expected[0], expected[0].current + 1)
+        // Every version was as expected: the transaction ran out of positions.
+        let cause = "one transaction may append at most 1,048,575 events";
+        Error::backend("PostgreSQL: append", cause)
     }
 }
 

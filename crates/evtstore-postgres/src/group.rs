@@ -43,13 +43,21 @@ impl AppendQueue {
     }
 }
 
-/// Ends a claim, even when the committing caller is cancelled, and wakes the waiters.
-struct Claim<'a>(&'a AppendQueue);
+/// The groups a caller has claimed and not yet sent. When the caller is cancelled, dropping
+/// the claim puts them back in the queue for another caller, and wakes the waiters.
+struct Claim<'a> {
+    queue: &'a AppendQueue,
+    untried: Vec<Vec<Job>>,
+}
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.0.lock().committing = false;
-        self.0.batch_done.notify_waiters();
+        let mut state = self.queue.lock();
+        let untried = self.untried.drain(..).rev().flatten();
+        state.jobs.splice(0..0, untried);
+        state.committing = false;
+        drop(state);
+        self.queue.batch_done.notify_waiters();
     }
 }
 
@@ -71,18 +79,23 @@ impl PgProvider {
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             if let Some(jobs) = self.queue.claim() {
-                let _claim = Claim(&self.queue);
-                self.commit_jobs(jobs).await;
+                let mut untried = disjoint_groups(jobs);
+                untried.reverse();
+                let claim = Claim {
+                    queue: &self.queue,
+                    untried,
+                };
+                self.commit_claim(claim).await;
                 continue;
             }
             batch_done.await;
         }
     }
 
-    /// Commits jobs in groups of distinct aggregates, one statement per group.
-    async fn commit_jobs(&self, jobs: Vec<Job>) {
+    /// Commits the claimed groups of distinct aggregates, one statement per group.
+    async fn commit_claim(&self, mut claim: Claim<'_>) {
         let mut any = false;
-        for group in disjoint_groups(jobs) {
+        while let Some(group) = claim.untried.pop() {
             any |= self.commit_group(group).await;
         }
         if any {
@@ -111,7 +124,8 @@ impl PgProvider {
                 }
                 true
             }
-            Err(_) => {
+            // Someone's conflict: the others may well succeed alone.
+            Err(error) if error.is_version_conflict() => {
                 let mut stored = false;
                 for (events, reply) in group {
                     let result = self.append_pooled(events).await;
@@ -119,6 +133,13 @@ impl PgProvider {
                     let _ = reply.send(result);
                 }
                 stored
+            }
+            Err(error) => {
+                for (_, reply) in group {
+                    let cause = error.to_string();
+                    let _ = reply.send(Err(Error::backend("PostgreSQL: append", cause)));
+                }
+                false
             }
         }
     }

@@ -58,6 +58,8 @@ pub struct PgProvider {
     pending_notify: Arc<tokio::sync::Notify>,
     queue: group::AppendQueue,
     tasks: [JoinHandle<()>; 2],
+    /// `host:port/database`, for messages (never the password).
+    server: String,
 }
 
 impl Drop for PgProvider {
@@ -76,7 +78,7 @@ impl PgProvider {
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
         let config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| Error::backend(format!("invalid PostgreSQL URL {url:?}"), e))?;
+            .map_err(|e| Error::backend("invalid PostgreSQL URL", e))?; // may hold a password
         Self::connect_config(config, options).await
     }
 
@@ -86,6 +88,7 @@ impl PgProvider {
         options: PgOptions,
     ) -> Result<Self> {
         let tables = Tables::new(&options)?;
+        let server = describe(&config);
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -107,6 +110,7 @@ impl PgProvider {
         ];
         let sql = Arc::new(Sql::new(&tables));
         let provider = PgProvider {
+            server,
             pool,
             sql,
             appended,
@@ -126,7 +130,7 @@ impl PgProvider {
         self.pool
             .get()
             .await
-            .map_err(|e| Error::backend("cannot reach PostgreSQL", e))
+            .map_err(|e| Error::backend(format!("cannot reach PostgreSQL {}", self.server), e))
     }
 
     /// Wakes the handlers of this process at once, and of other processes by a NOTIFY.
@@ -139,7 +143,8 @@ impl PgProvider {
         self.pending_notify.notify_one();
     }
 
-    /// The pool, for the caller's own transactions.
+    /// The pool, for the caller's own transactions. Its connections plan prepared statements
+    /// generically (`plan_cache_mode=force_generic_plan`).
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -159,6 +164,19 @@ fn pooled(config: &tokio_postgres::Config) -> tokio_postgres::Config {
     let options = config.get_options().unwrap_or_default();
     pooled.options(format!("{options} -c plan_cache_mode=force_generic_plan").trim());
     pooled
+}
+
+/// `host:port/database` of a configuration, without credentials.
+fn describe(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let database = config.get_dbname().or(config.get_user()).unwrap_or("");
+    format!("{host}:{port}/{database}")
 }
 
 impl Provider for PgProvider {

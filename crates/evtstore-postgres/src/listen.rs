@@ -22,7 +22,7 @@ const NOTIFY_PAUSE: Duration = Duration::from_millis(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Listens on `channel` until `appended` has no receivers left and the provider is dropped.
+/// Listens on `channel` and wakes `appended`, reconnecting, until the provider drops the task.
 pub(crate) async fn listen(
     config: tokio_postgres::Config,
     channel: String,

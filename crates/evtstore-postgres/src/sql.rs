@@ -113,7 +113,8 @@ impl Sql {
 /// One statement that checks every aggregate's version and inserts all events, or none.
 ///
 /// `$1..$4`: the events' streams, ids, versions and bodies; `$5..$7`: each aggregate's stream,
-/// id and expected current version. Returns the new positions and timestamps, in order.
+/// id and expected current version. Returns the new positions and timestamps, in order; none
+/// when a version is not as expected, or when the transaction would pass its 2^20 positions.
 fn append(events: &str) -> String {
     let xid = "pg_current_xact_id()::text::bigint";
     format!(
@@ -130,6 +131,7 @@ fn append(events: &str) -> String {
             FROM base, unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
                 WITH ORDINALITY AS n(stream, aggregate_id, version, data, ord)
             WHERE (SELECT bool_and(current = actual) FROM expected)
+                AND base.position + cardinality($1::text[]) < ({xid} + 1) << 20
             RETURNING position, timestamp_ms
         )
         SELECT position, timestamp_ms FROM inserted ORDER BY position"
