@@ -37,9 +37,11 @@ pub trait Aggregate:
     /// The stream that holds this kind's events, e.g. `"users"`.
     const STREAM: &'static str;
 
-    /// Aggregate persistence: when set, every append stores the folded state beside the events,
-    /// and loads start from it while this version string is unchanged. Change the string
-    /// whenever `fold` changes, and stored copies are ignored until rewritten.
+    /// Aggregate persistence: when set, every command executed (or append made) through the
+    /// domain stores the folded state beside the events, and loads start from it while this
+    /// version string is unchanged. Change the string whenever `fold` changes, and stored
+    /// copies are ignored until rewritten. (`Batch` and appends inside your own transaction
+    /// store no copy; the next command does.)
     const PERSIST: Option<&'static str> = None;
 
     /// The event enum of this kind.
