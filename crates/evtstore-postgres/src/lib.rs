@@ -26,6 +26,7 @@
 mod append;
 mod group;
 mod listen;
+mod loads;
 mod read;
 mod schema;
 mod sql;
@@ -57,6 +58,7 @@ pub struct PgProvider {
     appended: Arc<watch::Sender<Position>>,
     pending_notify: Arc<tokio::sync::Notify>,
     queue: group::AppendQueue,
+    loads: loads::LoadQueue,
     tasks: [JoinHandle<()>; 2],
     /// `host:port/database`, for messages (never the password).
     server: String,
@@ -116,6 +118,7 @@ impl PgProvider {
             appended,
             pending_notify,
             queue: group::AppendQueue::default(),
+            loads: loads::LoadQueue::default(),
             tasks,
         };
         let mut client = provider.client().await?;
@@ -194,7 +197,7 @@ impl Provider for PgProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.read_aggregate(stream, aggregate_id, after_version)
+        self.read_aggregate_grouped(stream, aggregate_id, after_version)
             .boxed()
     }
 

@@ -22,6 +22,7 @@ pub(crate) struct Sql {
     pub(crate) append: String,
     pub(crate) current_version: String,
     pub(crate) aggregate_events: String,
+    pub(crate) aggregates_events: String,
     pub(crate) events: String,
     pub(crate) last_event: String,
     pub(crate) last_visible_event: String,
@@ -50,6 +51,16 @@ impl Sql {
             aggregate_events: format!(
                 "SELECT {EVENT_COLUMNS} FROM {events}
                  WHERE stream = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version"
+            ),
+            // Several aggregates at once; `n` says which request each row answers.
+            aggregates_events: format!(
+                "SELECT e.stream, e.aggregate_id, e.version, e.position, e.timestamp_ms,
+                        e.data::text, x.n
+                 FROM unnest($1::text[], $2::text[], $3::bigint[])
+                    WITH ORDINALITY AS x(stream, aggregate_id, after, n)
+                 JOIN {events} e ON e.stream = x.stream AND e.aggregate_id = x.aggregate_id
+                    AND e.version > x.after
+                 ORDER BY x.n, e.version"
             ),
             // Each stream's page comes in order from the (stream, position) index; the pages
             // are merged. One scan over `stream = ANY(..)` would read and sort every event.
