@@ -16,7 +16,8 @@ for provider in "${@:-memory sqlite postgres}"; do
         "$bench" --provider sqlite --durability normal --raw
         "$bench" --provider sqlite --durability full --raw ;;
       postgres)
-        "$bench" --provider postgres
+        "$bench" --provider postgres                  # single-threaded runtime, the default here
+        "$bench" --provider postgres --runtime multi
         "$shared/bench/cqrs-es/run.sh" postgres ;;
       *) "$bench" --provider "$p" ;;
     esac

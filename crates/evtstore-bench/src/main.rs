@@ -1,9 +1,10 @@
 //! The standard evtstore workload (`shared/bench/WORKLOAD.md`), printed as JSON lines.
 //!
-//! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres [--scale K]
-//! [--durability full|normal] [--raw]`. `--raw` adds the raw SQLite ceiling for W1. Postgres:
-//! the server of `EVTSTORE_PG_URL` (default `postgres://root@127.0.0.1:5432/postgres`), database
-//! `evtbench`, dropped and created by the run.
+//! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres
+//! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]`.
+//! `--raw` adds the raw SQLite ceiling for W1. Postgres: the server of `EVTSTORE_PG_URL`
+//! (default `postgres://root@127.0.0.1:5432/postgres`), database `evtbench`, dropped and
+//! created by the run. Each line names the Tokio runtime it ran on.
 
 mod counter;
 mod postgres;
@@ -25,6 +26,8 @@ struct Args {
     scale: usize,
     durability: Durability,
     raw: bool,
+    /// Tokio's single-threaded runtime instead of the multi-threaded one.
+    single_thread: Option<bool>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -33,6 +36,7 @@ fn parse_args() -> Result<Args, String> {
         scale: 1,
         durability: Durability::Full,
         raw: false,
+        single_thread: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -48,6 +52,13 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--raw" => args.raw = true,
+            "--runtime" => {
+                args.single_thread = match value()?.as_str() {
+                    "single" => Some(true),
+                    "multi" => Some(false),
+                    other => return Err(format!("--runtime: {other:?} is not single or multi")),
+                }
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -85,6 +96,7 @@ async fn run(args: Args) -> Result<(), String> {
         system: "evtstore-rs",
         provider: args.provider.clone(),
         durability: (args.provider == "sqlite").then(|| synchronous(args.durability)),
+        runtime: runtime_name(&args),
     };
     let sizes = Sizes::at(args.scale);
     let (domain, file) = domain(&args).await?;
@@ -125,6 +137,7 @@ fn raw_ceiling(args: &Args) {
         system: "raw-sqlite",
         provider: "sqlite".into(),
         durability: Some(synchronous),
+        runtime: runtime_name(args),
     };
     let path = fresh_file("raw");
     raw::sqlite_single_inserts(&path, synchronous, 5000 * args.scale, &raw);
@@ -144,12 +157,35 @@ fn remove_database(path: &Path) {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let outcome = match parse_args() {
-        Ok(args) => run(args).await,
-        Err(message) => Err(message),
+/// The runtime: by default single-threaded for PostgreSQL, whose driver only waits on the
+/// network (cross-thread wake-ups cost more than they bring on a small machine), and
+/// multi-threaded for SQLite, whose blocking commits let other tasks queue their writes.
+fn runtime(args: &Args) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if single_thread(args) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
     };
+    builder.enable_all().build()
+}
+
+fn single_thread(args: &Args) -> bool {
+    args.single_thread.unwrap_or(args.provider == "postgres")
+}
+
+fn runtime_name(args: &Args) -> &'static str {
+    if single_thread(args) {
+        "single"
+    } else {
+        "multi"
+    }
+}
+
+fn main() {
+    let outcome = parse_args().and_then(|args| {
+        let runtime = runtime(&args).map_err(|e| format!("cannot start Tokio: {e}"))?;
+        runtime.block_on(run(args))
+    });
     if let Err(message) = outcome {
         eprintln!("evtstore-bench: {message}");
         std::process::exit(1);

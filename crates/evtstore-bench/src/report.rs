@@ -8,6 +8,8 @@ pub(crate) struct Reporter {
     pub(crate) provider: String,
     /// SQLite's synchronous setting, printed beside SQLite figures.
     pub(crate) durability: Option<&'static str>,
+    /// The Tokio runtime: "single" or "multi" threaded.
+    pub(crate) runtime: &'static str,
 }
 
 impl Reporter {
@@ -34,6 +36,7 @@ impl Reporter {
             json!({ "system": self.system, "provider": self.provider, "workload": workload });
         if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {
             line.extend(fields);
+            line.insert("runtime".into(), self.runtime.into());
             if let Some(durability) = self.durability {
                 line.insert("durability".into(), durability.into());
             }
