@@ -60,7 +60,7 @@ impl PgProvider {
     /// [`read_page`](Self::read_page) with a given connection or transaction.
     ///
     /// When the wait ends while events are still held back (a long transaction is running),
-    /// started handlers are woken to read again, rather than wait for the next poll.
+    /// the page stops before them; the next run or poll reads them.
     pub(crate) async fn read_page_on<C: GenericClient>(
         &self,
         client: &C,
@@ -69,8 +69,7 @@ impl PgProvider {
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         let fail = |e| self.fail("read events", e);
-        let deadline = Instant::now() + HORIZON_WAIT;
-        let mut pause = Duration::from_millis(1);
+        let mut wait = HorizonWait::new();
         let events = client
             .prepare_cached(&self.sql.events)
             .await
@@ -81,14 +80,9 @@ impl PgProvider {
             // Visible events come first; the others are committed but held back.
             let visible = rows.iter().take_while(|row| row.get::<_, bool>(6)).count();
             let page = rows[..visible].iter().map(event_from_row).collect();
-            if visible == rows.len() {
+            if visible == rows.len() || !wait.again().await {
                 return Ok(page);
             }
-            if Instant::now() >= deadline {
-                return Ok(page); // a long transaction somewhere: the next poll tries again
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 
@@ -108,20 +102,16 @@ impl PgProvider {
             return Ok(row.as_ref().map(event_from_row));
         }
         // The end of history is the last committed event, once nothing older can still appear.
-        let deadline = Instant::now() + HORIZON_WAIT;
-        let mut pause = Duration::from_millis(1);
+        let mut wait = HorizonWait::new();
         loop {
             let row = client
                 .query_opt(&self.sql.last_event, &[&streams])
                 .await
                 .map_err(fail)?;
             match row {
-                Some(row) if !row.get::<_, bool>(6) && Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Some(row) if row.get::<_, bool>(6) => return Ok(Some(event_from_row(&row))),
                 None => return Ok(None),
+                Some(row) if row.get::<_, bool>(6) => return Ok(Some(event_from_row(&row))),
+                Some(_) if wait.again().await => {}
                 Some(_) => {
                     let sql = &self.sql.last_visible_event;
                     let row = client.query_opt(sql, &[&streams]).await.map_err(fail)?;
@@ -184,5 +174,30 @@ impl PgProvider {
             .await
             .map_err(|e| self.fail("save snapshot", e))?;
         Ok(())
+    }
+}
+
+/// Waits, a little longer each time, for transactions that hold committed events back.
+struct HorizonWait {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl HorizonWait {
+    fn new() -> Self {
+        HorizonWait {
+            deadline: Instant::now() + HORIZON_WAIT,
+            pause: Duration::from_millis(1),
+        }
+    }
+
+    /// Sleeps and returns true; false, at once, when the wait is over.
+    async fn again(&mut self) -> bool {
+        if Instant::now() >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(50));
+        true
     }
 }
