@@ -106,13 +106,13 @@ impl<D> HandlerBuilder<D> {
     /// How often a running handler checks for events from writers in other processes
     /// (default 1 s); events appended through this process wake it at once.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.options.poll_interval = interval;
+        self.options.timing.poll_interval = interval;
         self
     }
 
     /// How long a running handler waits after a failed run before it retries (default 1 s).
     pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.options.retry_delay = delay;
+        self.options.timing.retry_delay = delay;
         self
     }
 

@@ -7,20 +7,20 @@
 
 mod builder;
 mod run;
+mod runner;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
 pub use builder::HandlerBuilder;
+pub use runner::{Runner, Timing};
 
 use crate::error::{BoxError, Error, Result};
 use crate::event::{Position, StoredEvent};
 use crate::provider::Provider;
-use worker::Worker;
 
 /// Decodes an event and starts its callback.
 type Callback =
@@ -33,8 +33,7 @@ struct Options {
     continue_on_error: bool,
     in_memory_bookmark: bool,
     page_size: usize,
-    poll_interval: Duration,
-    retry_delay: Duration,
+    timing: Timing,
 }
 
 impl Default for Options {
@@ -45,8 +44,7 @@ impl Default for Options {
             continue_on_error: false,
             in_memory_bookmark: false,
             page_size: 1000,
-            poll_interval: Duration::from_secs(1),
-            retry_delay: Duration::from_secs(1),
+            timing: Timing::default(),
         }
     }
 }
@@ -80,7 +78,7 @@ struct Inner {
     parts: Parts,
     /// The cached position; `None` until read from the bookmark. Held for a whole run.
     position: tokio::sync::Mutex<Option<Position>>,
-    worker: Mutex<Option<Worker>>,
+    runner: Runner,
 }
 
 impl Handler {
@@ -88,7 +86,7 @@ impl Handler {
         let inner = Inner {
             parts,
             position: tokio::sync::Mutex::new(None),
-            worker: Mutex::new(None),
+            runner: Runner::default(),
         };
         Handler {
             inner: Arc::new(inner),

@@ -1,0 +1,130 @@
+//! Running a handler in the background: woken by appends, polling as a fallback.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::event::Position;
+
+/// How a background run waits between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The longest wait for new events when no append signal comes (other processes' writes).
+    pub poll_interval: Duration,
+    /// The wait after a failed run before the next.
+    pub retry_delay: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            poll_interval: Duration::from_secs(1),
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A background task that calls a handler's run again and again until stopped: the core
+/// [`Handler`](super::Handler) uses it, and so do providers' transactional handlers.
+#[derive(Default)]
+pub struct Runner {
+    worker: Mutex<Option<Worker>>,
+}
+
+struct Worker {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Runner {
+    /// Starts calling `run` in the background, unless it is running already. Needs a Tokio
+    /// runtime. A run comes at once after a change of `appended`, after
+    /// `timing.poll_interval` otherwise, and `timing.retry_delay` after a failure, which goes
+    /// to `report`. A worker that died (a panic) is replaced.
+    pub fn start<F, Fut>(
+        &self,
+        run: F,
+        appended: watch::Receiver<Position>,
+        timing: Timing,
+        report: impl Fn(Error) + Send + 'static,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<usize>> + Send + 'static,
+    {
+        let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        if worker.as_ref().is_some_and(|w| !w.task.is_finished()) {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run_until_stopped(run, appended, timing, report, stopped));
+        *worker = Some(Worker { stop, task });
+    }
+
+    /// Stops the background run once its current run (everything pending) is done.
+    pub async fn stop(&self) {
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(worker) = worker {
+            let _ = worker.stop.send(true);
+            let _ = worker.task.await;
+        }
+    }
+
+    /// True between `start` and `stop`, while the worker lives.
+    pub fn is_running(&self) -> bool {
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        worker.as_ref().is_some_and(|w| !w.task.is_finished())
+    }
+}
+
+async fn run_until_stopped<F, Fut>(
+    mut run: F,
+    mut appended: watch::Receiver<Position>,
+    timing: Timing,
+    report: impl Fn(Error),
+    mut stopped: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize>>,
+{
+    loop {
+        appended.borrow_and_update();
+        if *stopped.borrow() {
+            return;
+        }
+        // The run itself is never cancelled: a stop waits for it.
+        let succeeded = match run().await {
+            Ok(_) => true,
+            Err(error) => {
+                report(error);
+                false
+            }
+        };
+        let next = async {
+            if succeeded {
+                next_signal(&mut appended, timing.poll_interval).await
+            } else {
+                tokio::time::sleep(timing.retry_delay).await
+            }
+        };
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = next => {}
+        }
+    }
+}
+
+/// Waits for an append signal or the poll interval, whichever comes first.
+async fn next_signal(appended: &mut watch::Receiver<Position>, wait: Duration) {
+    tokio::select! {
+        changed = appended.changed() => {
+            if changed.is_err() {
+                tokio::time::sleep(wait).await; // the provider is gone: poll only
+            }
+        }
+        _ = tokio::time::sleep(wait) => {}
+    }
+}
