@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use evtstore_core::aggregate::decode_event;
+use evtstore_core::handler::{Runner, Timing};
 use evtstore_core::names::{check_bookmark, check_stream};
 use evtstore_core::{
     Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
@@ -35,6 +37,8 @@ impl PgProvider {
             name: name.to_owned(),
             routes: Vec::new(),
             page_size: 1000,
+            timing: Timing::default(),
+            on_error: None,
             domain: PhantomData,
         }
     }
@@ -59,8 +63,12 @@ pub struct TxHandlerBuilder<D> {
     name: String,
     routes: Vec<(String, Route)>,
     page_size: usize,
+    timing: Timing,
+    on_error: Option<ErrorHook>,
     domain: PhantomData<fn() -> D>,
 }
+
+type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 impl<D> TxHandlerBuilder<D> {
     /// Calls `callback(tx, aggregate_id, event, meta)` for each event of aggregate kind `A`,
@@ -89,6 +97,25 @@ impl<D> TxHandlerBuilder<D> {
         self
     }
 
+    /// How often a started handler checks for events from other processes (default 1 s);
+    /// appends through this provider wake it at once.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.timing.poll_interval = interval;
+        self
+    }
+
+    /// How long a started handler waits after a failed run (default 1 s).
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.timing.retry_delay = delay;
+        self
+    }
+
+    /// Called with each failed run of a started handler.
+    pub fn on_error(mut self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
     /// Checks the declaration and gives the handler.
     pub fn build(self) -> Result<TxHandler> {
         check_bookmark(&self.name)?;
@@ -111,12 +138,18 @@ impl<D> TxHandlerBuilder<D> {
             });
         }
         let streams = routes.keys().cloned().collect();
-        Ok(TxHandler {
+        let inner = TxInner {
             provider: self.provider,
             name: self.name,
             streams,
             routes,
             page_size: self.page_size,
+            timing: self.timing,
+            on_error: self.on_error,
+            runner: Runner::default(),
+        };
+        Ok(TxHandler {
+            inner: Arc::new(inner),
         })
     }
 }
@@ -126,18 +159,66 @@ impl<D> TxHandlerBuilder<D> {
 ///
 /// Each page is one transaction that first takes a lock named after the handler, so one process
 /// at a time runs the handler; others wait for the lock. A failing callback rolls the page back: the
-/// bookmark stays before it and the next run retries it.
+/// bookmark stays before it and the next run retries it. Cheap to clone.
+#[derive(Clone)]
 pub struct TxHandler {
+    inner: Arc<TxInner>,
+}
+
+struct TxInner {
     provider: Arc<PgProvider>,
     name: String,
     streams: Vec<String>,
     routes: HashMap<String, Route>,
     page_size: usize,
+    timing: Timing,
+    on_error: Option<ErrorHook>,
+    runner: Runner,
 }
 
 impl TxHandler {
     /// Handles every pending event, a page per transaction; returns how many were handled.
     pub async fn run_once(&self) -> Result<usize> {
+        self.inner.run_once().await
+    }
+
+    /// The position the handler has committed.
+    pub async fn position(&self) -> Result<Position> {
+        use evtstore_core::Provider;
+        let inner = &self.inner;
+        Ok(inner.provider.bookmark(&inner.name).await?.unwrap_or(0))
+    }
+
+    /// Runs the handler in the background until [`stop`](Self::stop), woken at once by
+    /// appends through this provider (and by NOTIFY from other processes), polling as a
+    /// fallback. A failed run goes to `on_error` and is retried after `retry_delay`.
+    pub fn start(&self) {
+        let inner = self.inner.clone();
+        let run = move || {
+            let inner = inner.clone();
+            async move { inner.run_once().await }
+        };
+        let reporter = self.inner.clone();
+        let report = move |error: Error| {
+            tracing::warn!(handler = %reporter.name, %error, "transactional handler run failed");
+            if let Some(hook) = &reporter.on_error {
+                hook(&error);
+            }
+        };
+        let appended = evtstore_core::Provider::subscribe(&*self.inner.provider);
+        self.inner
+            .runner
+            .start(run, appended, self.inner.timing, report);
+    }
+
+    /// Stops the background run once its current run is done.
+    pub async fn stop(&self) {
+        self.inner.runner.stop().await;
+    }
+}
+
+impl TxInner {
+    async fn run_once(&self) -> Result<usize> {
         let mut total = 0;
         loop {
             let (read, handled) = self.run_page().await?;
@@ -146,12 +227,6 @@ impl TxHandler {
                 return Ok(total);
             }
         }
-    }
-
-    /// The position the handler has committed.
-    pub async fn position(&self) -> Result<Position> {
-        use evtstore_core::Provider;
-        Ok(self.provider.bookmark(&self.name).await?.unwrap_or(0))
     }
 
     async fn run_page(&self) -> Result<(usize, usize)> {

@@ -232,3 +232,49 @@ async fn tx_handler_refuses_two_callbacks_for_one_kind() {
         "the first callback would be lost"
     );
 }
+
+/// A started transactional handler applies appended events within moments (its poll is a
+/// minute away, so only the append signal explains it), each once, and stops on request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_tx_handler_applies_appends_at_once_and_stops() {
+    let Some(url) = support::url() else { return };
+    let (schema, admin) = (support::unique_schema(), admin(&url).await);
+    let p = connect(&url, &schema, 4).await;
+    create_model(&admin, &schema).await;
+    let domain = Domain::<Counters>::with_provider(p.clone());
+    let sql = format!("INSERT INTO \"{schema}\".applied (position) VALUES ($1)");
+    let handler = p
+        .tx_handler::<Counters>("started")
+        .poll_interval(Duration::from_secs(60))
+        .handle::<Counter>(Box::new(move |tx, _, _, meta| {
+            let sql = sql.clone();
+            Box::pin(async move {
+                tx.execute(&sql, &[&(meta.position as i64)]).await?;
+                Ok(())
+            })
+        }))
+        .build()
+        .unwrap();
+    handler.start();
+    for round in 1..=3 {
+        add(&domain, &["s"]).await;
+        let caught_up = async {
+            while applied(&admin, &schema).await.len() < round
+                || applied(&admin, &schema).await.iter().any(|&(_, n)| n == 0)
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let waited = tokio::time::timeout(Duration::from_secs(2), caught_up).await;
+        assert!(waited.is_ok(), "event {round} not applied within 2 s");
+    }
+    handler.stop().await;
+    add(&domain, &["s"]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let model = applied(&admin, &schema).await;
+    assert_eq!(
+        model.iter().map(|&(_, n)| n).collect::<Vec<_>>(),
+        [1, 1, 1, 0],
+        "stopped: the fourth is not applied"
+    );
+}
