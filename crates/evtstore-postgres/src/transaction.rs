@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evtstore_core::aggregate::decode_event;
-use evtstore_core::handler::{Runner, Timing};
-use evtstore_core::names::{check_bookmark, check_stream};
+use evtstore_core::handler::{Runner, Timing, check_routes};
 use evtstore_core::{
     Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
 };
@@ -118,26 +117,7 @@ impl<D> TxHandlerBuilder<D> {
 
     /// Checks the declaration and gives the handler.
     pub fn build(self) -> Result<TxHandler> {
-        check_bookmark(&self.name)?;
-        let mut routes = HashMap::new();
-        for (stream, route) in self.routes {
-            check_stream(&stream)?;
-            if routes.insert(stream, route).is_some() {
-                return Err(Error::InvalidName {
-                    what: "handler",
-                    value: self.name,
-                    reason: "has two callbacks for one aggregate kind: match on the event instead",
-                });
-            }
-        }
-        if routes.is_empty() {
-            return Err(Error::InvalidName {
-                what: "handler",
-                value: self.name,
-                reason: "has no callbacks: call `handle` for at least one aggregate kind",
-            });
-        }
-        let streams = routes.keys().cloned().collect();
+        let (streams, routes) = check_routes(&self.name, self.routes)?;
         let inner = TxInner {
             provider: self.provider,
             name: self.name,

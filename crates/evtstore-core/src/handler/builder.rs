@@ -136,27 +136,7 @@ impl<D> HandlerBuilder<D> {
 
     /// Checks the declaration and gives the handler.
     pub fn build(self) -> Result<Handler> {
-        check_bookmark(&self.name)?;
-        if self.routes.is_empty() {
-            return Err(Error::InvalidName {
-                what: "handler",
-                value: self.name,
-                reason: "has no callbacks: call `handle` for at least one aggregate kind",
-            });
-        }
-        let mut routes = HashMap::new();
-        let mut streams = Vec::new();
-        for (stream, callback) in self.routes {
-            check_stream(&stream)?;
-            if routes.insert(stream.clone(), callback).is_some() {
-                return Err(Error::InvalidName {
-                    what: "handler",
-                    value: self.name,
-                    reason: "has two callbacks for one aggregate kind: match on the event instead",
-                });
-            }
-            streams.push(stream);
-        }
+        let (streams, routes) = check_routes(&self.name, self.routes)?;
         let provider = self.domain.provider().clone();
         let parts = Parts {
             name: self.name,
@@ -168,4 +148,36 @@ impl<D> HandlerBuilder<D> {
         };
         Ok(Handler::new(parts))
     }
+}
+
+/// Checks a handler's name and its callbacks, one per stream and at least one; returns the
+/// streams in the order registered and the callbacks by stream. For every kind of handler,
+/// including providers' own.
+pub fn check_routes<R>(
+    name: &str,
+    routes: Vec<(String, R)>,
+) -> Result<(Vec<String>, HashMap<String, R>)> {
+    check_bookmark(name)?;
+    let refuse = |reason| Error::InvalidName {
+        what: "handler",
+        value: name.to_owned(),
+        reason,
+    };
+    if routes.is_empty() {
+        return Err(refuse(
+            "has no callbacks: call `handle` for at least one aggregate kind",
+        ));
+    }
+    let mut by_stream = HashMap::new();
+    let mut streams = Vec::new();
+    for (stream, route) in routes {
+        check_stream(&stream)?;
+        if by_stream.insert(stream.clone(), route).is_some() {
+            return Err(refuse(
+                "has two callbacks for one aggregate kind: match on the event instead",
+            ));
+        }
+        streams.push(stream);
+    }
+    Ok((streams, by_stream))
 }

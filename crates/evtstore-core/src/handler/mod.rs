@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-pub use builder::HandlerBuilder;
+pub use builder::{HandlerBuilder, check_routes};
 pub use runner::{Runner, Timing};
 
 use crate::error::{BoxError, Error, Result};
