@@ -67,7 +67,19 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
-    /// A stored event (or persisted aggregate) no longer deserialises into its type.
+    /// An append that breaks the rules: nothing of it was written.
+    #[error("invalid append to {stream}/{aggregate_id} at version {version}: {reason}")]
+    InvalidAppend {
+        /// The aggregate kind.
+        stream: String,
+        /// The aggregate.
+        aggregate_id: String,
+        /// The offending event's version.
+        version: u64,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A stored event no longer deserialises into its type.
     #[error(
         "cannot decode event {stream}/{aggregate_id} version {version} at position {position}: {source}"
     )]

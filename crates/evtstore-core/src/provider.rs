@@ -117,13 +117,16 @@ pub fn expectations(events: &[NewEvent]) -> Result<Vec<Expectation<'_>>> {
         match found.last_mut() {
             Some(last) if same_aggregate(last, event) => {
                 if event.version != last.current + 1 + (index - last.range.0) as u64 {
-                    return Err(not_consecutive(event));
+                    return Err(invalid(event, "versions must follow each other"));
                 }
                 last.range.1 = index + 1;
             }
             _ => {
-                if event.version == 0 || found.iter().any(|e| same_aggregate(e, event)) {
-                    return Err(not_consecutive(event));
+                if event.version == 0 {
+                    return Err(invalid(event, "versions start at 1"));
+                }
+                if found.iter().any(|e| same_aggregate(e, event)) {
+                    return Err(invalid(event, "an aggregate's events must be adjacent"));
                 }
                 found.push(Expectation {
                     stream: &event.stream,
@@ -141,14 +144,13 @@ fn same_aggregate(expectation: &Expectation<'_>, event: &NewEvent) -> bool {
     expectation.stream == event.stream && expectation.aggregate_id == event.aggregate_id
 }
 
-fn not_consecutive(event: &NewEvent) -> Error {
-    Error::backend(
-        format!(
-            "append of {}/{} version {}",
-            event.stream, event.aggregate_id, event.version
-        ),
-        "an aggregate's events must be adjacent, start above 0 and have consecutive versions",
-    )
+fn invalid(event: &NewEvent, reason: &'static str) -> Error {
+    Error::InvalidAppend {
+        stream: event.stream.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        version: event.version,
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -177,7 +179,11 @@ mod tests {
     fn refuses_gaps_and_split_aggregates() {
         assert!(expectations(&[event("a", 1), event("a", 3)]).is_err());
         assert!(expectations(&[event("a", 1), event("b", 1), event("a", 2)]).is_err());
-        assert!(expectations(&[event("a", 0)]).is_err());
+        let error = expectations(&[event("a", 0)]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid append to s/a at version 0: versions start at 1"
+        );
         assert!(expectations(&[event("", 1)]).is_err());
     }
 }
