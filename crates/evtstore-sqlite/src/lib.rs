@@ -11,7 +11,9 @@
 //! - `schema`: tables, created and upgraded on open.
 //! - `writer`: one write connection with group commit: appends of concurrent callers share one
 //!   transaction (and one fsync), each checked for its own aggregate's version.
-//! - `reader`: reads on pooled connections; WAL lets them run beside writes.
+//! - `reader`: reads on pooled connections; WAL lets them run beside writes. An aggregate
+//!   load uses the write connection instead when it is idle: its cache holds what was just
+//!   written, so the load costs no system call (writes queued meanwhile wait for the load).
 //!
 //! SQLite calls block. Reads of one aggregate and commits run on the calling task's thread: a
 //! hop to another thread costs more than they do (a commit takes one fsync under
@@ -62,9 +64,6 @@ fn disable_memory_statistics() {
     });
 }
 
-/// How much of the file readers map into memory.
-const MMAP_BYTES: i64 = 1 << 30;
-
 /// When a commit reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -112,8 +111,6 @@ impl Config {
             Durability::Normal => "NORMAL",
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
-        // Reads through a memory map instead of a system call per page.
-        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         Ok(conn)
     }
 
@@ -188,10 +185,17 @@ impl Provider for SqliteProvider {
         after_version: u64,
         visit: &'a mut Visitor<'_>,
     ) -> BoxFuture<'a, Result<()>> {
-        let read = move |c: &Connection| {
-            reader::visit_aggregate(c, stream, aggregate_id, after_version, visit)
-        };
-        async move { self.readers.with("read aggregate", read)? }.boxed()
+        async move {
+            let mut read = |c: &Connection| {
+                reader::visit_aggregate(c, stream, aggregate_id, after_version, &mut *visit)
+            };
+            let fail = |e| self.readers.error("read aggregate", e);
+            match self.writer.read_if_idle(&mut read) {
+                Some(read) => read.map_err(fail)?,
+                None => self.readers.with("read aggregate", read)?,
+            }
+        }
+        .boxed()
     }
 
     fn events<'a>(

@@ -41,6 +41,11 @@ impl Readers {
         result.map_err(|e| self.config.error(what, e))
     }
 
+    /// An error naming the database, what was being read and why.
+    pub(crate) fn error(&self, what: &str, cause: rusqlite::Error) -> evtstore_core::Error {
+        self.config.error(what, cause)
+    }
+
     fn take(&self) -> rusqlite::Result<Connection> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match pooled {

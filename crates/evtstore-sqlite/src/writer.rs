@@ -85,6 +85,19 @@ impl Writer {
         answer.await.map_err(|_| lost())?
     }
 
+    /// Runs a read on the write connection if it is idle (its cache holds what was just
+    /// written, so the read costs no system call), then commits whatever was queued meanwhile.
+    /// `None` when a writer has the connection.
+    pub(crate) fn read_if_idle<T>(&self, read: impl FnOnce(&Connection) -> T) -> Option<T> {
+        let conn = self.lock().conn.take()?;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| read(&conn)));
+        self.commit_queue(conn);
+        match result {
+            Ok(result) => Some(result),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
