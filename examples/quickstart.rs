@@ -139,69 +139,59 @@ type PostsPerUser = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let blog: Domain<Blog> = Domain::new(SqliteProvider::open("quickstart.db")?);
-
-    let alice = blog.load::<User>("alice").await?;
-    if alice.version == 0 {
-        blog.execute(
-            "alice",
-            UserCommand::Create {
-                name: "Alice".into(),
-            },
-        )
-        .await?;
-        println!("created user alice");
-    } else {
-        println!(
-            "user alice exists already: version {}, carried on from the last run",
-            alice.version
-        );
-    }
+    ensure_alice(&blog).await?;
     blog.execute("alice", UserCommand::Disable).await?;
     blog.execute("alice", UserCommand::Enable).await?;
-
-    let post_id = format!("post-{}", blog.load::<User>("alice").await?.version);
-    let content = format!("hello from {post_id}");
-    let post = blog
-        .execute(
-            &post_id,
-            PostCommand::Create {
-                user_id: "alice".into(),
-                content,
-            },
-        )
-        .await?;
-    println!("{post_id} created at version {}", post.version);
-
-    let stolen = blog
-        .execute(
-            &post_id,
-            PostCommand::Archive {
-                user_id: "mallory".into(),
-            },
-        )
-        .await;
-    println!(
-        "mallory archiving {post_id}: {}",
-        stolen.err().map_or("allowed?!".into(), |e| e.to_string())
-    );
-    if post_id != "post-3" {
-        blog.execute(
-            "post-3",
-            PostCommand::Archive {
-                user_id: "alice".into(),
-            },
-        )
-        .await
-        .ok();
-    }
+    write_posts(&blog).await?;
 
     let model = PostsPerUser::default();
-    let posts = posts_model(&blog, model.clone())?;
-    let handled = posts.run_once().await?;
-    println!(
-        "read model built from {handled} post events: {:?}",
-        model.lock().unwrap()
-    );
+    let handled = posts_model(&blog, model.clone())?.run_once().await?;
+    let posts = model.lock().unwrap();
+    println!("read model built from {handled} post events: {posts:?}");
+    Ok(())
+}
+
+/// Creates user alice on the first run; later runs find her, carried over in the file.
+async fn ensure_alice(blog: &Domain<Blog>) -> evtstore::Result<()> {
+    let alice = blog.load::<User>("alice").await?;
+    if alice.version > 0 {
+        let version = alice.version;
+        println!("user alice exists already: version {version}, carried on from the last run");
+        return Ok(());
+    }
+    let create = UserCommand::Create {
+        name: "Alice".into(),
+    };
+    blog.execute("alice", create).await?;
+    println!("created user alice");
+    Ok(())
+}
+
+/// Alice writes a post; mallory may not archive it; alice archives her first post.
+async fn write_posts(blog: &Domain<Blog>) -> evtstore::Result<()> {
+    let post_id = format!("post-{}", blog.load::<User>("alice").await?.version);
+    let content = format!("hello from {post_id}");
+    let create = PostCommand::Create {
+        user_id: "alice".into(),
+        content,
+    };
+    let post = blog.execute(&post_id, create).await?;
+    println!("{post_id} created at version {}", post.version);
+
+    let steal = PostCommand::Archive {
+        user_id: "mallory".into(),
+    };
+    let refused = blog.execute(&post_id, steal).await.err();
+    let outcome = refused.map_or("allowed?!".into(), |e| e.to_string());
+    println!("mallory archiving {post_id}: {outcome}");
+
+    if post_id != "post-3" {
+        let archive = PostCommand::Archive {
+            user_id: "alice".into(),
+        };
+        blog.execute("post-3", archive).await?;
+        println!("alice archived post-3");
+    }
     Ok(())
 }
 

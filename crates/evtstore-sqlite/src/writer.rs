@@ -136,36 +136,10 @@ fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Opti
         return None;
     }
     let timestamp = evtstore_core::event::now_millis();
-    let done: Vec<Done> = if batch.len() == 1 {
-        // Alone in its transaction: no savepoint needed; a failed job rolls it all back.
-        let done: Vec<Done> = batch
-            .into_iter()
-            .map(|job| apply(conn, config, job, timestamp))
-            .collect();
-        if !done[0].is_ok() {
-            let _ = run(conn, "ROLLBACK");
-            done.into_iter().for_each(Done::answer);
-            return None;
-        }
-        done
+    let done = if batch.len() == 1 {
+        apply_alone(conn, config, batch, timestamp)?
     } else {
-        let mut done = Vec::with_capacity(batch.len());
-        let mut jobs = batch.into_iter();
-        while let Some(job) = jobs.next() {
-            match apply_in_savepoint(conn, config, job, timestamp) {
-                (one, None) => done.push(one),
-                (one, Some(e)) => {
-                    // A savepoint that cannot be released or rolled back taints the whole
-                    // transaction: roll it all back and fail every job, written or not.
-                    let _ = run(conn, "ROLLBACK");
-                    done.push(one);
-                    let rest = jobs.map(|job| job.done_with(Ok(Vec::new())));
-                    fail_all(done.into_iter().chain(rest), config, "write", &e);
-                    return None;
-                }
-            }
-        }
-        done
+        apply_each_in_savepoint(conn, config, batch, timestamp)?
     };
     if let Err(e) = run(conn, "COMMIT") {
         let _ = run(conn, "ROLLBACK");
@@ -180,6 +154,50 @@ fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Opti
         job.answer();
     }
     last
+}
+
+/// A job alone in its transaction needs no savepoint: if it fails, the transaction is rolled
+/// back, the job answered, and `None` returned.
+fn apply_alone(
+    conn: &Connection,
+    config: &Config,
+    batch: Vec<Job>,
+    timestamp: i64,
+) -> Option<Vec<Done>> {
+    let done: Vec<Done> = batch
+        .into_iter()
+        .map(|job| apply(conn, config, job, timestamp))
+        .collect();
+    if done.iter().all(Done::is_ok) {
+        return Some(done);
+    }
+    let _ = run(conn, "ROLLBACK");
+    done.into_iter().for_each(Done::answer);
+    None
+}
+
+/// Each job in its own savepoint, so one job's failure leaves the others. A savepoint that
+/// cannot be released or rolled back taints the whole transaction: then everything is rolled
+/// back, every job failed, written or not, and `None` returned.
+fn apply_each_in_savepoint(
+    conn: &Connection,
+    config: &Config,
+    batch: Vec<Job>,
+    timestamp: i64,
+) -> Option<Vec<Done>> {
+    let mut done = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
+        let (one, failure) = apply_in_savepoint(conn, config, job, timestamp);
+        done.push(one);
+        if let Some(e) = failure {
+            let _ = run(conn, "ROLLBACK");
+            let rest = jobs.map(|job| job.done_with(Ok(Vec::new())));
+            fail_all(done.into_iter().chain(rest), config, "write", &e);
+            return None;
+        }
+    }
+    Some(done)
 }
 
 /// Runs a transaction-control statement, prepared once per connection (parsing it on every
