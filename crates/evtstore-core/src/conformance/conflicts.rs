@@ -236,3 +236,60 @@ pub async fn concurrent_commands_one_winner_per_version(provider: Arc<dyn Provid
         "no loser's event is stored"
     );
 }
+
+/// Appends racing at once, one of them at a version that exists: only that one fails, with a
+/// version conflict, and every other is stored with its own positions (providers that commit
+/// concurrent appends together must still answer each caller alone).
+pub async fn one_conflict_among_concurrent_appends_fails_alone(
+    provider: Arc<dyn Provider>,
+    _page: usize,
+) {
+    const CALLERS: usize = 12;
+    let body = r#"{"type":"disabled"}"#;
+    provider
+        .append(vec![raw("users", "taken", 1, body)])
+        .await
+        .expect("first append");
+    let start = Arc::new(Barrier::new(CALLERS));
+    let appends = (0..CALLERS).map(|n| {
+        let (provider, start) = (provider.clone(), start.clone());
+        tokio::spawn(async move {
+            let id = if n == 0 {
+                "taken".to_owned()
+            } else {
+                format!("free-{n}")
+            };
+            start.wait().await;
+            (n, provider.append(vec![raw("users", &id, 1, body)]).await)
+        })
+    });
+    let mut stored = Vec::new();
+    for append in appends.collect::<Vec<_>>() {
+        match append.await.expect("append task") {
+            (0, Err(error)) => assert_conflict(error, "taken", 0, 1),
+            (0, Ok(_)) => panic!("an append at an existing version must conflict"),
+            (n, Err(error)) => panic!("append {n} failed for a neighbour's conflict: {error}"),
+            (n, Ok(metas)) => {
+                assert_eq!(metas.len(), 1, "append {n}: its one event");
+                assert_eq!(
+                    metas[0].aggregate_id,
+                    format!("free-{n}"),
+                    "its own aggregate"
+                );
+                stored.push(metas[0].position);
+            }
+        }
+    }
+    let all = all_events(&provider, &["users"]).await;
+    assert_eq!(
+        all.len(),
+        CALLERS,
+        "the first event and every free append, nothing else"
+    );
+    for position in stored {
+        assert!(
+            positions(&all).contains(&position),
+            "reported position {position} is stored"
+        );
+    }
+}

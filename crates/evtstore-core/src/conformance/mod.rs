@@ -116,6 +116,7 @@ macro_rules! conformance_tests {
                 append_at_existing_version_conflicts,
                 conflicting_multi_event_append_writes_nothing,
                 concurrent_commands_one_winner_per_version,
+                one_conflict_among_concurrent_appends_fails_alone,
                 handler_updates_read_model,
                 second_aggregate_is_independent,
                 unset_bookmark_reads_as_start,
