@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 /// Least time between two notifications from this process.
-const NOTIFY_PAUSE: Duration = Duration::from_millis(2);
+const NOTIFY_PAUSE: Duration = Duration::from_millis(5);
 
 /// Shortest and longest wait between reconnection attempts.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
