@@ -20,6 +20,7 @@ use crate::tables::Tables;
 /// The SQL of one table set.
 pub(crate) struct Sql {
     pub(crate) append: String,
+    pub(crate) append_in: String,
     pub(crate) current_version: String,
     pub(crate) aggregate_events: String,
     pub(crate) aggregates_events: String,
@@ -44,7 +45,8 @@ impl Sql {
     pub(crate) fn new(t: &Tables) -> Self {
         let events = &t.events;
         Sql {
-            append: append(events),
+            append: append(events, true),
+            append_in: append(events, false),
             current_version: format!(
                 "SELECT COALESCE(MAX(version), 0) FROM {events} WHERE stream = $1 AND aggregate_id = $2"
             ),
@@ -126,17 +128,24 @@ impl Sql {
 /// `$1..$4`: the events' streams, ids, versions and bodies; `$5..$7`: each aggregate's stream,
 /// id and expected current version. Returns the new positions and timestamps, in order; none
 /// when a version is not as expected, or when the transaction would pass its 2^20 positions.
-fn append(events: &str) -> String {
+fn append(events: &str, fresh_transaction: bool) -> String {
     let xid = "pg_current_xact_id()::text::bigint";
+    // In a transaction of its own the append is the first: its positions start at xid << 20.
+    // In a caller's transaction, earlier appends may have taken some already.
+    let base = if fresh_transaction {
+        format!("SELECT {xid} << 20 AS position")
+    } else {
+        format!(
+            "SELECT COALESCE(MAX(position), {xid} << 20) AS position FROM {events}
+             WHERE position > {xid} << 20 AND position < ({xid} + 1) << 20"
+        )
+    };
     format!(
         "WITH expected AS (
             SELECT x.current, COALESCE((SELECT MAX(e.version) FROM {events} e
                 WHERE e.stream = x.stream AND e.aggregate_id = x.aggregate_id), 0) AS actual
             FROM unnest($5::text[], $6::text[], $7::bigint[]) AS x(stream, aggregate_id, current)
-        ), base AS (
-            SELECT COALESCE(MAX(position), {xid} << 20) AS position FROM {events}
-            WHERE position > {xid} << 20 AND position < ({xid} + 1) << 20
-        ), inserted AS (
+        ), base AS ({base}), inserted AS (
             INSERT INTO {events} (position, stream, aggregate_id, version, data)
             SELECT base.position + n.ord, n.stream, n.aggregate_id, n.version, n.data::jsonb
             FROM base, unnest($1::text[], $2::text[], $3::bigint[], $4::text[])

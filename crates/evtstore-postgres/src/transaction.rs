@@ -26,7 +26,8 @@ impl PgProvider {
         tx: &Transaction<'_>,
         events: Vec<NewEvent>,
     ) -> Result<Vec<EventMeta>> {
-        self.append_on(tx, self.sql.append.as_str(), &events).await
+        self.append_on(tx, self.sql.append_in.as_str(), &events)
+            .await
     }
 
     /// Starts declaring a transactional handler over aggregate kinds of domain `D`.
