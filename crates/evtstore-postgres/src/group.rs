@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 
+use evtstore_core::provider::expectations;
 use evtstore_core::{Error, EventMeta, NewEvent, Result};
 use tokio::sync::{Notify, oneshot};
 
@@ -79,7 +80,7 @@ impl PgProvider {
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             if let Some(jobs) = self.queue.claim() {
-                let mut untried = disjoint_groups(jobs);
+                let mut untried = disjoint_groups(valid_only(jobs));
                 untried.reverse();
                 let claim = Claim {
                     queue: &self.queue,
@@ -124,8 +125,9 @@ impl PgProvider {
                 }
                 true
             }
-            // Someone's conflict: the others may well succeed alone.
-            Err(error) if error.is_version_conflict() => {
+            // The server refused the statement (someone's conflict, a body that is not JSON):
+            // nothing was stored, and the others may well succeed alone.
+            Err(error) if refused_by_server(&error) => {
                 let mut stored = false;
                 for (events, reply) in group {
                     let result = self.append_pooled(events).await;
@@ -134,6 +136,7 @@ impl PgProvider {
                 }
                 stored
             }
+            // Lost on the way: the events may or may not be stored; retrying could store twice.
             Err(error) => {
                 for (_, reply) in group {
                     let cause = error.to_string();
@@ -142,6 +145,30 @@ impl PgProvider {
                 false
             }
         }
+    }
+}
+
+/// Answers the jobs whose events break the append rules (each with its own error), so one
+/// caller's bad input never fails a group; returns the others.
+fn valid_only(jobs: Vec<Job>) -> Vec<Job> {
+    let mut valid = Vec::with_capacity(jobs.len());
+    for (events, reply) in jobs {
+        match expectations(&events) {
+            Ok(_) => valid.push((events, reply)),
+            Err(error) => drop(reply.send(Err(error))),
+        }
+    }
+    valid
+}
+
+/// True when PostgreSQL itself refused an append: nothing of it was stored.
+fn refused_by_server(error: &Error) -> bool {
+    match error {
+        Error::VersionConflict { .. } => true,
+        Error::Backend { source, .. } => source
+            .downcast_ref::<tokio_postgres::Error>()
+            .is_some_and(|e| e.as_db_error().is_some()),
+        _ => false,
     }
 }
 

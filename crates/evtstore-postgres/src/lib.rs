@@ -152,9 +152,14 @@ impl PgProvider {
         &self.pool
     }
 
-    /// An error saying what failed in PostgreSQL.
+    /// An error saying what failed in PostgreSQL, with the server's own words when it refused
+    /// a statement (the driver's error alone only says "db error").
     pub(crate) fn fail(&self, what: &str, cause: tokio_postgres::Error) -> Error {
-        Error::backend(format!("PostgreSQL: {what}"), cause)
+        let context = match cause.as_db_error() {
+            Some(refusal) => format!("PostgreSQL {}: {what} refused: {refusal}", self.server),
+            None => format!("PostgreSQL {}: {what}", self.server),
+        };
+        Error::backend(context, cause)
     }
 }
 

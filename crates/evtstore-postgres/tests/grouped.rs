@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use counters::{Add, Counter, Counters};
-use evtstore_core::{Domain, NewEvent, Provider};
+use evtstore_core::{Domain, Error, NewEvent, Provider};
 
 const CALLERS: usize = 24;
 
@@ -47,30 +47,34 @@ async fn concurrent_loads_each_get_their_own_events() {
     }
 }
 
+/// Caller 0 conflicts, caller 1 sends a body that is not JSON, caller 2 no aggregate id: each
+/// gets its own error, and every other caller's append is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_conflict_in_a_group_fails_only_its_caller() {
+async fn bad_appends_in_a_group_fail_only_their_callers() {
     let Some(url) = support::url() else { return };
     let provider = support::fresh(&url).await;
     provider.append(vec![event("taken", 1)]).await.unwrap();
-    for _round in 0..5 {
+    for round in 0..5 {
         let appends = (0..CALLERS).map(|n| {
             let provider: Arc<dyn Provider> = provider.clone();
             tokio::spawn(async move {
-                // Caller 0 appends at a version that exists; the others at new aggregates.
-                let (id, version) = if n == 0 {
-                    ("taken".to_owned(), 1)
-                } else {
-                    (format!("free-{n}-{}", rand_suffix()), 1)
-                };
-                (n, provider.append(vec![event(&id, version)]).await)
+                let mut new = event(&format!("free-{round}-{n}"), 1);
+                match n {
+                    0 => new.aggregate_id = "taken".into(),
+                    1 => new.data = "not json".into(),
+                    2 => new.aggregate_id.clear(),
+                    _ => {}
+                }
+                (n, provider.append(vec![new]).await)
             })
         });
         for append in appends.collect::<Vec<_>>() {
-            let (n, result) = append.await.unwrap();
-            match (n, result) {
+            match append.await.unwrap() {
                 (0, Err(error)) => assert!(error.is_version_conflict(), "{error}"),
-                (0, Ok(_)) => panic!("appending at an existing version must conflict"),
-                (n, Err(error)) => panic!("caller {n} failed for a neighbour's conflict: {error}"),
+                (1, Err(error)) => assert!(error.to_string().contains("json"), "{error}"),
+                (2, Err(Error::InvalidName { .. })) => {}
+                (n @ 0..=2, outcome) => panic!("caller {n} must fail alone, got {outcome:?}"),
+                (n, Err(error)) => panic!("caller {n} failed for a neighbour's error: {error}"),
                 (_, Ok(metas)) => assert_eq!(metas.len(), 1),
             }
         }
@@ -81,8 +85,8 @@ async fn one_conflict_in_a_group_fails_only_its_caller() {
         .unwrap();
     assert_eq!(
         stored.len(),
-        1 + 5 * (CALLERS - 1),
-        "every free append stored, the conflict not"
+        1 + 5 * (CALLERS - 3),
+        "every good append stored, no bad one"
     );
 }
 
@@ -93,11 +97,4 @@ fn event(id: &str, version: u64) -> NewEvent {
         version,
         data: r#"{"type":"Added","by":1}"#.into(),
     }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
