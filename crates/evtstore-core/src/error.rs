@@ -122,7 +122,41 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// The storage backend failed: unreachable, down, refused a statement.
+    /// An append inside a caller's transaction that began writing before the aggregate's last
+    /// event was committed: its events would come before that event in position order. Nothing
+    /// was written; retry in a new transaction.
+    #[error(
+        "append to {stream}/{aggregate_id} refused: this transaction began writing before the \
+         aggregate's last event was committed, so its events would be ordered before it; \
+         retry in a new transaction"
+    )]
+    StaleTransaction {
+        /// The aggregate kind.
+        stream: String,
+        /// The aggregate.
+        aggregate_id: String,
+    },
+    /// Writers got in each other's way (a deadlock, a busy database): nothing was written, and
+    /// the same work may succeed when retried.
+    #[error("{context}: {source}")]
+    Contention {
+        /// What evtstore was doing, and on what.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store could not be reached or did not answer in time: the connection was lost, the
+    /// server is down, a time limit passed. Worth retrying later.
+    #[error("{context}: {source}")]
+    Unavailable {
+        /// What evtstore was doing, and on what.
+        context: String,
+        /// The cause: the driver's error, or the limit that passed.
+        #[source]
+        source: BoxError,
+    },
+    /// The storage backend refused for another reason: a permission, a full disk, a schema.
     #[error("{context}: {source}")]
     Backend {
         /// What evtstore was doing.
@@ -133,7 +167,73 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is, so a caller can react without reading its text.
+///
+/// ```
+/// use evtstore_core::{Error, ErrorKind};
+/// let error = Error::unavailable("PostgreSQL 127.0.0.1:5432/test: append", "connection lost");
+/// assert_eq!(error.kind(), ErrorKind::Unavailable);
+/// assert!(error.is_retryable());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The command handler refused the command.
+    Rejected,
+    /// Another writer got there first, or writers got in each other's way: reload and retry.
+    Conflict,
+    /// The input breaks a rule (a name, an event, an append): the same input fails the same way.
+    InvalidInput,
+    /// The store could not be reached or did not answer in time: retry later.
+    Unavailable,
+    /// Stored data cannot be read back: an event that no longer decodes.
+    Corrupt,
+    /// An event handler's callback failed.
+    Handler,
+    /// The store refused for another reason (a permission, a full disk, a schema).
+    Backend,
+}
+
 impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::VersionConflict { .. }
+            | Error::StaleTransaction { .. }
+            | Error::Contention { .. } => ErrorKind::Conflict,
+            Error::Command(_) => ErrorKind::Rejected,
+            Error::InvalidName { .. } | Error::InvalidAppend { .. } | Error::Encode { .. } => {
+                ErrorKind::InvalidInput
+            }
+            Error::Decode { .. } => ErrorKind::Corrupt,
+            Error::Handler { .. } => ErrorKind::Handler,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Backend { .. } => ErrorKind::Backend,
+        }
+    }
+
+    /// True when the same call may succeed if made again: a conflict (after reloading) or an
+    /// unavailable store (after a wait).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Conflict | ErrorKind::Unavailable)
+    }
+
+    /// Wraps a failure to reach the store, or a time limit that passed, with what was being done.
+    pub fn unavailable(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Unavailable {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Wraps a deadlock or busy store, with what was being done.
+    pub fn contention(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Contention {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     /// Wraps a backend error with what was being done.
     pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Backend {
@@ -142,9 +242,13 @@ impl Error {
         }
     }
 
-    /// True when another writer got to the aggregate first.
+    /// True when another writer got to the aggregate first, or this append came too late in
+    /// a transaction that must be retried: reload the aggregate and try again.
     pub fn is_version_conflict(&self) -> bool {
-        matches!(self, Error::VersionConflict { .. })
+        matches!(
+            self,
+            Error::VersionConflict { .. } | Error::StaleTransaction { .. }
+        )
     }
 
     /// The command handler's rejection, when that is what this is.

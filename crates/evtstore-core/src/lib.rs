@@ -31,7 +31,7 @@ pub use aggregate::{Aggregate, Loaded};
 pub use batch::Batch;
 pub use command::{Command, Events};
 pub use domain::{Contains, Domain};
-pub use error::{BoxError, CommandError, Error, Result};
+pub use error::{BoxError, CommandError, Error, ErrorKind, Result};
 pub use event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
 pub use handler::{Handler, HandlerBuilder};
 pub use memory::MemoryProvider;

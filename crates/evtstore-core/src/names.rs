@@ -63,9 +63,30 @@ fn check_identifier(
 fn invalid(what: &'static str, value: &str, reason: &'static str) -> Error {
     Error::InvalidName {
         what,
-        value: value.to_owned(),
+        value: shorten(value),
         reason,
     }
+}
+
+/// Longest part of a user's input that an error message repeats, in bytes.
+const MAX_ECHO: usize = 100;
+
+/// The input as an error message may repeat it: whole when short, else its start and its size.
+///
+/// ```
+/// let long = "x".repeat(1 << 20);
+/// assert_eq!(evtstore_core::names::shorten(&long).len(), 124);
+/// assert_eq!(evtstore_core::names::shorten("ok"), "ok");
+/// ```
+pub fn shorten(value: &str) -> String {
+    if value.len() <= MAX_ECHO {
+        return value.to_owned();
+    }
+    let mut end = MAX_ECHO;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &value[..end], value.len())
 }
 
 #[cfg(test)]
@@ -85,6 +106,15 @@ mod tests {
         assert!(check_table("1abc").is_err());
         assert!(check_table("events\"").is_err());
         assert!(check_stream(&"s".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn a_huge_input_is_cut_short_in_the_message() {
+        let message = check_aggregate_id(&"x".repeat(1 << 20))
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 300, "{message}");
+        assert!(message.contains("(1048576 bytes)"), "{message}");
     }
 
     #[test]
