@@ -86,12 +86,39 @@ impl PgProvider {
         Ok(metas(events, &rows))
     }
 
-    /// Why an append wrote nothing: the first aggregate not at its expected version.
+    /// Why an append wrote nothing: the first aggregate not at its expected version, or whose
+    /// last event lies above this transaction's positions.
     async fn conflict<C: GenericClient + Sync>(
         &self,
         client: &C,
         expected: &[Expectation<'_>],
     ) -> Error {
+        if let Some(error) = self.version_conflict(client, expected).await {
+            return error;
+        }
+        for x in expected {
+            let params: [&(dyn ToSql + Sync); 2] = [&x.stream, &x.aggregate_id];
+            let stale = client.query_opt(&self.sql.stale, &params).await;
+            if let Ok(Some(row)) = stale
+                && row.get::<_, bool>(0)
+            {
+                return Error::StaleTransaction {
+                    stream: x.stream.to_owned(),
+                    aggregate_id: x.aggregate_id.to_owned(),
+                };
+            }
+        }
+        // Every version was as expected: the transaction ran out of positions.
+        let cause = "one transaction may append at most 1,048,575 events";
+        Error::backend("PostgreSQL: append", cause)
+    }
+
+    /// The first aggregate not at its expected version.
+    async fn version_conflict<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        expected: &[Expectation<'_>],
+    ) -> Option<Error> {
         for x in expected {
             let found = client
                 .query_one(&self.sql.current_version, &[&x.stream, &x.aggregate_id])
@@ -99,12 +126,10 @@ impl PgProvider {
             // In a caller's aborted transaction the version cannot be read: it is at least one more.
             let actual = found.map_or(x.current + 1, |row| row.get::<_, i64>(0) as u64);
             if actual != x.current {
-                return conflict(x, actual);
+                return Some(conflict(x, actual));
             }
         }
-        // Every version was as expected: the transaction ran out of positions.
-        let cause = "one transaction may append at most 1,048,575 events";
-        Error::backend("PostgreSQL: append", cause)
+        None
     }
 }
 

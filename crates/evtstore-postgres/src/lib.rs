@@ -27,6 +27,7 @@ mod append;
 mod group;
 mod listen;
 mod loads;
+mod positions;
 mod read;
 mod schema;
 mod sql;
@@ -34,8 +35,11 @@ mod tables;
 mod transaction;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod,
+};
 use evtstore_core::names::check_bookmark;
 use evtstore_core::{
     Error, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
@@ -95,8 +99,11 @@ impl PgProvider {
             recycling_method: RecyclingMethod::Fast,
         };
         let manager = Manager::from_config(pooled(&config), NoTls, manager_config);
+        let sql = Arc::new(Sql::new(&tables));
+        let migrated = Arc::new(AtomicBool::new(false));
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
+            .post_create(positions_hook(sql.clone(), migrated.clone()))
             .build()
             .map_err(|e| Error::backend("cannot build the PostgreSQL pool", e))?;
         let appended = Arc::new(watch::channel(0).0);
@@ -110,7 +117,6 @@ impl PgProvider {
                 pending_notify.clone(),
             )),
         ];
-        let sql = Arc::new(Sql::new(&tables));
         let provider = PgProvider {
             server,
             pool,
@@ -125,6 +131,10 @@ impl PgProvider {
         schema::migrate(&mut client, &tables)
             .await
             .map_err(|e| provider.fail("migrate the schema", e))?;
+        positions::ensure_ahead(&client, &provider.sql)
+            .await
+            .map_err(|e| Error::backend(format!("PostgreSQL {}", provider.server), e))?;
+        migrated.store(true, Ordering::Release);
         Ok(provider)
     }
 
@@ -161,6 +171,22 @@ impl PgProvider {
         };
         Error::backend(context, cause)
     }
+}
+
+/// Checks each new connection's transaction counter against the stored positions (see
+/// `positions`), once the tables exist.
+fn positions_hook(sql: Arc<Sql>, migrated: Arc<AtomicBool>) -> Hook {
+    Hook::async_fn(move |client: &mut ClientWrapper, _| {
+        let sql = sql.clone();
+        let migrated = migrated.load(Ordering::Acquire);
+        Box::pin(async move {
+            if migrated {
+                let checked = positions::ensure_ahead(client, &sql).await;
+                checked.map_err(HookError::message)?;
+            }
+            Ok(())
+        })
+    })
 }
 
 /// The pool's connection settings: the caller's, with generic plans for prepared statements.

@@ -6,7 +6,7 @@ use crate::tables::Tables;
 
 /// Each migration takes the schema from version `index` to `index + 1`.
 fn migrations(t: &Tables) -> Vec<String> {
-    vec![format!(
+    let first = format!(
         "CREATE TABLE {events} (
             position BIGINT PRIMARY KEY,
             stream TEXT NOT NULL,
@@ -30,7 +30,13 @@ fn migrations(t: &Tables) -> Vec<String> {
         events = t.events,
         bookmarks = t.bookmarks,
         snapshots = t.snapshots,
-    )]
+    );
+    // The offset added to transaction ids, so positions survive a move to another server.
+    let offset = format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS xid_offset BIGINT NOT NULL DEFAULT 0",
+        t.migrations
+    );
+    vec![first, offset]
 }
 
 /// Brings the tables up to date.
@@ -44,7 +50,7 @@ pub(crate) async fn migrate(
         &[&tables.migration_lock],
     )
     .await?;
-    let versions = format!("{}.\"evtstore_migrations\"", tables.schema);
+    let versions = &tables.migrations;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {versions} (events_table TEXT PRIMARY KEY, version INT NOT NULL)",

@@ -10,6 +10,16 @@
 //! has passed. No lock orders the appends, and no gap is skipped after a timeout. Positions are
 //! sparse: they grow, but not by one.
 //!
+//! Transaction ids are the server's, so a store moved to another server (a restore from a
+//! dump, a logical-replication upgrade) would take lower ones. Each store keeps an offset,
+//! added to every transaction id, that `positions` raises when a connection finds the
+//! server's counter behind the highest stored position: positions never go backwards.
+//!
+//! An aggregate's events take increasing positions too. An append in a transaction of its own
+//! takes its id after every committed event it saw; an append inside a caller's transaction
+//! that took its id earlier is refused when the aggregate's last event lies above it
+//! ([`Error::StaleTransaction`](evtstore_core::Error::StaleTransaction)).
+//!
 //! A page that comes back short while committed events wait beyond the horizon (behind a
 //! transaction still running) is read again after a short wait, so a run started after a
 //! commit handles it. The page's statement itself tells (a second statement would see a later
@@ -33,20 +43,33 @@ pub(crate) struct Sql {
     pub(crate) lock_handler: String,
     pub(crate) snapshot: String,
     pub(crate) save_snapshot: String,
+    pub(crate) stale: String,
+    pub(crate) clock: String,
+    pub(crate) raise_offset: String,
 }
 
 /// Columns of a stored event, in the order `read::event_from_row` takes them.
 const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp_ms, data::text";
 
-/// The highest position readers may see: below the oldest running transaction.
-const HORIZON: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)";
+/// The store's offset, added to every transaction id (see the module docs).
+fn offset(t: &Tables) -> String {
+    format!(
+        "(SELECT xid_offset FROM {} WHERE events_table = '{}')",
+        t.migrations, t.events
+    )
+}
 
 impl Sql {
     pub(crate) fn new(t: &Tables) -> Self {
         let events = &t.events;
+        let offset = offset(t);
+        // The highest position readers may see: below the oldest running transaction.
+        let horizon =
+            format!("((pg_snapshot_xmin(pg_current_snapshot())::text::bigint + {offset}) << 20)");
+        let next_xid = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
         Sql {
-            append: append(events, true),
-            append_in: append(events, false),
+            append: append(t, &offset, true),
+            append_in: append(t, &offset, false),
             current_version: format!(
                 "SELECT COALESCE(MAX(version), 0) FROM {events} WHERE stream = $1 AND aggregate_id = $2"
             ),
@@ -70,7 +93,7 @@ impl Sql {
             // before them, and knows from this same snapshot that committed events wait.
             events: format!(
                 "SELECT e.*, e.position < h.below AS visible
-                 FROM unnest($2::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
+                 FROM unnest($2::text[]) AS s(stream), (SELECT {horizon} AS below) AS h,
                  LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
                     WHERE stream = s.stream AND position > $1
                     ORDER BY position LIMIT $3) AS e
@@ -79,13 +102,13 @@ impl Sql {
             // The last committed event, marked whether it is below the horizon yet.
             last_event: format!(
                 "SELECT e.*, e.position < h.below AS visible
-                 FROM unnest($1::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
+                 FROM unnest($1::text[]) AS s(stream), (SELECT {horizon} AS below) AS h,
                  LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
                     WHERE stream = s.stream ORDER BY position DESC LIMIT 1) AS e
                  ORDER BY e.position DESC LIMIT 1"
             ),
             last_visible_event: format!(
-                "SELECT e.* FROM unnest($1::text[]) AS s(stream), (SELECT {HORIZON} AS below) AS h,
+                "SELECT e.* FROM unnest($1::text[]) AS s(stream), (SELECT {horizon} AS below) AS h,
                  LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
                     WHERE stream = s.stream AND position < h.below
                     ORDER BY position DESC LIMIT 1) AS e
@@ -119,6 +142,22 @@ impl Sql {
                  WHERE excluded.tag <> kept.tag OR excluded.version >= kept.version",
                 s = t.snapshots
             ),
+            // Whether an aggregate's last event lies above this transaction's positions.
+            stale: format!(
+                "SELECT position > (pg_current_xact_id()::text::bigint + {offset}) << 20
+                 FROM {events} WHERE stream = $1 AND aggregate_id = $2
+                 ORDER BY version DESC LIMIT 1"
+            ),
+            // The last stored transaction, and the next one this server gives, both offset.
+            clock: format!(
+                "SELECT COALESCE((SELECT MAX(position) FROM {events}), 0) >> 20, {next_xid} + {offset}"
+            ),
+            raise_offset: format!(
+                "UPDATE {m} SET xid_offset = GREATEST(xid_offset,
+                    (COALESCE((SELECT MAX(position) FROM {events}), 0) >> 20) + 1 - {next_xid})
+                 WHERE events_table = '{events}' RETURNING xid_offset",
+                m = t.migrations
+            ),
         }
     }
 }
@@ -127,9 +166,11 @@ impl Sql {
 ///
 /// `$1..$4`: the events' streams, ids, versions and bodies; `$5..$7`: each aggregate's stream,
 /// id and expected current version. Returns the new positions and timestamps, in order; none
-/// when a version is not as expected, or when the transaction would pass its 2^20 positions.
-fn append(events: &str, fresh_transaction: bool) -> String {
-    let xid = "pg_current_xact_id()::text::bigint";
+/// when a version is not as expected, when an aggregate's last event lies above the new
+/// positions, or when the transaction would pass its 2^20 positions.
+fn append(t: &Tables, offset: &str, fresh_transaction: bool) -> String {
+    let events = &t.events;
+    let xid = format!("(pg_current_xact_id()::text::bigint + {offset})");
     // In a transaction of its own the append is the first: its positions start at xid << 20.
     // In a caller's transaction, earlier appends may have taken some already.
     let base = if fresh_transaction {
@@ -142,15 +183,17 @@ fn append(events: &str, fresh_transaction: bool) -> String {
     };
     format!(
         "WITH expected AS (
-            SELECT x.current, COALESCE((SELECT MAX(e.version) FROM {events} e
-                WHERE e.stream = x.stream AND e.aggregate_id = x.aggregate_id), 0) AS actual
+            SELECT x.current, COALESCE(last.version, 0) AS actual, COALESCE(last.position, 0) AS at
             FROM unnest($5::text[], $6::text[], $7::bigint[]) AS x(stream, aggregate_id, current)
+            LEFT JOIN LATERAL (SELECT e.version, e.position FROM {events} e
+                WHERE e.stream = x.stream AND e.aggregate_id = x.aggregate_id
+                ORDER BY e.version DESC LIMIT 1) AS last ON true
         ), base AS ({base}), inserted AS (
             INSERT INTO {events} (position, stream, aggregate_id, version, data)
             SELECT base.position + n.ord, n.stream, n.aggregate_id, n.version, n.data::jsonb
             FROM base, unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
                 WITH ORDINALITY AS n(stream, aggregate_id, version, data, ord)
-            WHERE (SELECT bool_and(current = actual) FROM expected)
+            WHERE (SELECT bool_and(current = actual AND at <= base.position) FROM expected)
                 AND base.position + cardinality($1::text[]) < ({xid} + 1) << 20
             RETURNING position, timestamp_ms
         )

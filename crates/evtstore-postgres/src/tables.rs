@@ -38,6 +38,8 @@ pub(crate) struct Tables {
     pub(crate) events: String,
     pub(crate) bookmarks: String,
     pub(crate) snapshots: String,
+    /// The schema's table of stores: each one's schema version and position offset.
+    pub(crate) migrations: String,
     /// The LISTEN/NOTIFY channel of the events table.
     pub(crate) channel: String,
     /// The advisory lock key that serialises migrations of these tables.
@@ -60,6 +62,7 @@ impl Tables {
             events: qualified(&options.events_table),
             bookmarks: qualified(&options.bookmarks_table),
             snapshots: qualified(&options.snapshots_table),
+            migrations: qualified("evtstore_migrations"),
             channel: format!("evtstore_{}_{}", options.schema, options.events_table),
             migration_lock: format!("evtstore:{}.{}", options.schema, options.events_table),
         })

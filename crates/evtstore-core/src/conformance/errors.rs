@@ -91,7 +91,12 @@ fn assert_invalid<T: std::fmt::Debug>(outcome: crate::Result<T>, what: &str, val
         Err(Error::InvalidName {
             what: w, value: v, ..
         }) => {
-            assert_eq!((w, v.as_str()), (what, value), "which name was refused");
+            let echoed = crate::names::shorten(value);
+            assert_eq!(
+                (w, v.as_str()),
+                (what, echoed.as_str()),
+                "which name was refused"
+            );
         }
         other => panic!("{what} {value:?} must be refused with InvalidName, got {other:?}"),
     }
