@@ -238,7 +238,7 @@ pub(crate) fn encode_events<A: Aggregate>(
     events: &[A::Event],
 ) -> Result<Vec<NewEvent>> {
     let encode = |(index, event): (usize, &A::Event)| {
-        let data = serde_json::to_string(event).map_err(|source| Error::Encode {
+        let data = crate::body::encode(event).map_err(|source| Error::Encode {
             what: format!("event for {}/{}", A::STREAM, aggregate.id),
             source,
         })?;

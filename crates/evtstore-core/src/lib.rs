@@ -10,11 +10,13 @@
 //! - [`handler`]: event handlers (read models, process managers) with bookmarks.
 //! - [`provider`]: the [`Provider`] trait every storage backend implements.
 //! - [`memory`]: [`MemoryProvider`], everything in this process.
-//! - [`event`], [`error`], [`names`]: stored events, the [`Error`] type, name checks.
+//! - [`event`], [`error`], [`names`], [`body`]: stored events, the [`Error`] type, checks of
+//!   names and of event bodies.
 //! - `conformance` (feature `testkit`): the test suite every provider passes.
 
 pub mod aggregate;
 mod batch;
+pub mod body;
 mod cache;
 pub mod command;
 #[cfg(feature = "testkit")]

@@ -75,7 +75,7 @@ const MAX_ECHO: usize = 100;
 ///
 /// ```
 /// let long = "x".repeat(1 << 20);
-/// assert_eq!(evtstore_core::names::shorten(&long).len(), 124);
+/// assert!(evtstore_core::names::shorten(&long).ends_with("x… (1048576 bytes)"));
 /// assert_eq!(evtstore_core::names::shorten("ok"), "ok");
 /// ```
 pub fn shorten(value: &str) -> String {

@@ -114,6 +114,7 @@ pub fn expectations(events: &[NewEvent]) -> Result<Vec<Expectation<'_>>> {
     for (index, event) in events.iter().enumerate() {
         check_stream(&event.stream)?;
         check_aggregate_id(&event.aggregate_id)?;
+        crate::body::check(&event.data).map_err(|reason| invalid(event, reason))?;
         match found.last_mut() {
             Some(last) if same_aggregate(last, event) => {
                 if event.version != last.current + 1 + (index - last.range.0) as u64 {

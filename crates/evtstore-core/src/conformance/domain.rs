@@ -16,7 +16,7 @@ use tokio::sync::Barrier;
 
 use crate::{Aggregate, Command, CommandError, Contains, Domain, EventMeta, Events, Loaded};
 
-crate::domain!(pub Tests { User, Post, Counter, Group, Profile, ProfileV2 });
+crate::domain!(pub Tests { User, Post, Counter, Group, Profile, ProfileV2, Reading });
 
 /// What happens to a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,6 +319,48 @@ impl<D> Command<D> for CreateGroup {
 
     async fn handle(self, _: &Loaded<Group>, _: &Domain<D>) -> Result<Events<Group>, CommandError> {
         Ok(vec![GroupEvent::Created { title: self.title }])
+    }
+}
+
+/// A measurement was recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ReadingEvent {
+    /// A value was measured.
+    Recorded {
+        /// The value.
+        value: f64,
+    },
+}
+
+/// A sensor's last reading.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// The last value.
+    pub value: f64,
+}
+
+impl Aggregate for Reading {
+    const STREAM: &'static str = "readings";
+    type Event = ReadingEvent;
+
+    fn fold(&mut self, ReadingEvent::Recorded { value }: &ReadingEvent, _meta: &EventMeta) {
+        self.value = *value;
+    }
+}
+
+/// Records a value.
+pub struct Record(pub f64);
+
+impl<D> Command<D> for Record {
+    type Aggregate = Reading;
+
+    async fn handle(
+        self,
+        _: &Loaded<Reading>,
+        _: &Domain<D>,
+    ) -> Result<Events<Reading>, CommandError> {
+        Ok(vec![ReadingEvent::Recorded { value: self.0 }])
     }
 }
 

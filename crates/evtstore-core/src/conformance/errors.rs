@@ -148,3 +148,40 @@ pub async fn invalid_names_are_refused(provider: Arc<dyn Provider>, _page: usize
         "unicode ids work"
     );
 }
+
+/// Every provider refuses the same bad events at append time and stores nothing of them: a
+/// body that is not JSON, a body with a NUL character, a float that is NaN or infinite (which
+/// JSON cannot hold), each with an error naming the aggregate.
+pub async fn bad_bodies_are_refused_at_append(provider: Arc<dyn Provider>, _page: usize) {
+    for (body, reason) in [("not json", "not JSON"), (r#"{"a":"x\u0000"}"#, "NUL")] {
+        let refused = provider.append(vec![raw("readings", "r1", 1, body)]).await;
+        match refused {
+            Err(Error::InvalidAppend {
+                aggregate_id,
+                reason: why,
+                ..
+            }) => {
+                assert_eq!(aggregate_id, "r1");
+                assert!(why.contains(reason), "{body}: {why}");
+            }
+            other => panic!("{body} must be refused with InvalidAppend, got {other:?}"),
+        }
+    }
+    let domain = domain(&provider);
+    for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let refused = domain.execute("r1", Record(value)).await.unwrap_err();
+        assert!(matches!(refused, Error::Encode { .. }), "{refused:?}");
+        let message = refused.to_string();
+        assert!(
+            message.contains("readings/r1") && message.contains("NaN or infinite"),
+            "{message}"
+        );
+    }
+    let stored = all_events(&provider, &["readings"]).await;
+    assert!(stored.is_empty(), "nothing was stored");
+    let good = domain
+        .execute("r1", Record(1.5))
+        .await
+        .expect("a finite value");
+    assert_eq!((good.version, good.value), (1, 1.5));
+}

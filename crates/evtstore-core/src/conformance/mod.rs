@@ -141,6 +141,7 @@ macro_rules! conformance_tests {
                 aggregate_cache_matches_uncached_loads,
                 undecodable_event_fails_load,
                 invalid_names_are_refused,
+                bad_bodies_are_refused_at_append,
                 events_are_read_in_position_order,
                 last_event_of_streams_and_aggregate,
                 bookmarks_round_trip,
