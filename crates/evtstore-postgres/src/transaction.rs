@@ -160,7 +160,7 @@ struct TxInner {
 impl TxHandler {
     /// Handles every pending event, a page per transaction; returns how many were handled.
     pub async fn run_once(&self) -> Result<usize> {
-        self.inner.run_once().await
+        self.inner.run_pages(&|| false).await
     }
 
     /// The position the handler has committed.
@@ -177,7 +177,7 @@ impl TxHandler {
         let inner = self.inner.clone();
         let run = move || {
             let inner = inner.clone();
-            async move { inner.run_once().await }
+            async move { inner.run_pages(&|| inner.runner.is_stopping()).await }
         };
         let reporter = self.inner.clone();
         let report = move |error: Error| {
@@ -192,19 +192,20 @@ impl TxHandler {
             .start(run, appended, self.inner.timing, report);
     }
 
-    /// Stops the background run once its current run is done.
+    /// Stops the background run after the page (transaction) it is handling.
     pub async fn stop(&self) {
         self.inner.runner.stop().await;
     }
 }
 
 impl TxInner {
-    async fn run_once(&self) -> Result<usize> {
+    /// Runs pages until one comes back short, or `stop()` says so between pages.
+    async fn run_pages(&self, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize> {
         let mut total = 0;
         loop {
             let (read, handled) = self.run_page().await?;
             total += handled;
-            if read < self.page_size {
+            if read < self.page_size || stop() {
                 return Ok(total);
             }
         }

@@ -43,6 +43,7 @@ mod handlers;
 mod pages;
 mod persistence;
 mod provider_reads;
+mod stopping;
 mod support;
 
 pub use commands::*;
@@ -54,6 +55,7 @@ pub use handlers::*;
 pub use pages::*;
 pub use persistence::*;
 pub use provider_reads::*;
+pub use stopping::*;
 
 use std::future::Future;
 use std::time::Duration;
@@ -145,6 +147,7 @@ macro_rules! conformance_tests {
                 events_are_read_in_position_order,
                 last_event_of_streams_and_aggregate,
                 bookmarks_round_trip,
+                stop_takes_effect_within_a_page,
             );
         }
     };
@@ -178,6 +181,7 @@ mod tests {
             include_str!("pages.rs"),
             include_str!("persistence.rs"),
             include_str!("provider_reads.rs"),
+            include_str!("stopping.rs"),
         ];
         let lines = files.iter().flat_map(|f| f.lines());
         let names = lines.filter_map(|line| line.strip_prefix("pub async fn "));

@@ -76,7 +76,7 @@ pub struct Handler {
 
 struct Inner {
     parts: Parts,
-    /// The cached position; `None` until read from the bookmark. Held for a whole run.
+    /// The cached position; `None` until read from the bookmark. Held for a page at a time.
     position: tokio::sync::Mutex<Option<Position>>,
     runner: Runner,
 }
@@ -108,9 +108,7 @@ impl Handler {
     /// Without `continue_on_error` a failing event stops the run with its error; the bookmark
     /// stays just before it, so the next run retries it.
     pub async fn run_once(&self) -> Result<usize> {
-        let mut cached = self.inner.position.lock().await;
-        let position = self.resolve_position(&mut cached).await?;
-        self.run_pages(position, &mut cached).await
+        self.run_pages(&|| false).await
     }
 
     /// The position after which the handler reads next.

@@ -54,47 +54,52 @@ impl Handler {
         Ok(last.map_or(0, |event| event.meta.position))
     }
 
-    /// Reads and handles pages until one comes back short; returns how many were handled.
+    /// Reads and handles pages until one comes back short or `stop()` says so between pages;
+    /// returns how many events were handled.
     ///
-    /// `cached` follows each saved page, so a run cancelled midway resumes after the last page
-    /// it saved rather than handing those events out again.
-    pub(super) async fn run_pages(
-        &self,
-        mut position: Position,
-        cached: &mut Option<Position>,
-    ) -> Result<usize> {
-        let parts = &self.inner.parts;
-        let page_size = parts.options.page_size;
+    /// Each page holds the position lock only while it runs, so a `reset` or `set_position`
+    /// takes effect from the next page.
+    pub(super) async fn run_pages(&self, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize> {
         let mut total = 0;
         loop {
-            if let Some(hook) = &parts.hooks.before_run {
-                hook();
-            }
-            let page = parts
-                .provider
-                .events(&parts.streams, position, page_size)
-                .await?;
-            let start = position;
-            let (handled, outcome) = self.handle_page(&page, &mut position).await;
-            if position != start {
-                self.save_position(position).await?;
-                *cached = Some(position);
-            }
-            if let Some(hook) = &parts.hooks.after_run {
-                hook(page.len(), handled);
-            }
-            outcome?;
+            let (read, handled) = self.run_page().await?;
             total += handled;
-            if page.len() < page_size {
+            if read < self.inner.parts.options.page_size || stop() {
                 return Ok(total);
             }
-            if position == start {
-                return Err(Error::backend(
-                    format!("handler {:?}", parts.name),
-                    "the provider returned a full page without moving past the position",
-                ));
-            }
         }
+    }
+
+    /// Reads and handles one page, saving the bookmark after it; returns (read, handled).
+    async fn run_page(&self) -> Result<(usize, usize)> {
+        let parts = &self.inner.parts;
+        let page_size = parts.options.page_size;
+        let mut cached = self.inner.position.lock().await;
+        let mut position = self.resolve_position(&mut cached).await?;
+        if let Some(hook) = &parts.hooks.before_run {
+            hook();
+        }
+        let page = parts
+            .provider
+            .events(&parts.streams, position, page_size)
+            .await?;
+        let start = position;
+        let (handled, outcome) = self.handle_page(&page, &mut position).await;
+        if position != start {
+            self.save_position(position).await?;
+            *cached = Some(position);
+        }
+        if let Some(hook) = &parts.hooks.after_run {
+            hook(page.len(), handled);
+        }
+        outcome?;
+        if page.len() >= page_size && position == start {
+            return Err(Error::backend(
+                format!("handler {:?}", parts.name),
+                "the provider returned a full page without moving past the position",
+            ));
+        }
+        Ok((page.len(), handled))
     }
 
     /// Handles a page in order, moving `position` past each event done (or skipped).

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -33,6 +34,7 @@ impl Default for Timing {
 #[derive(Default)]
 pub struct Runner {
     worker: Mutex<Option<Worker>>,
+    stopping: AtomicBool,
 }
 
 struct Worker {
@@ -59,18 +61,27 @@ impl Runner {
         if worker.as_ref().is_some_and(|w| !w.task.is_finished()) {
             return;
         }
+        self.stopping.store(false, Ordering::SeqCst);
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run_until_stopped(run, appended, timing, report, stopped));
         *worker = Some(Worker { stop, task });
     }
 
-    /// Stops the background run once its current run (everything pending) is done.
+    /// Stops the background run. A run that checks [`is_stopping`](Self::is_stopping) between
+    /// pages ends after its current page; otherwise it ends when everything pending is done.
     pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(worker) = worker {
             let _ = worker.stop.send(true);
             let _ = worker.task.await;
         }
+    }
+
+    /// True from a call of [`stop`](Self::stop) until the next `start`: a run in the
+    /// background checks it between pages, so a stop takes effect within one page.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// True between `start` and `stop`, while the worker lives.

@@ -22,7 +22,8 @@ impl Handler {
                 if always_tail && first.swap(false, Ordering::Relaxed) {
                     handler.reset().await; // every start begins at the end
                 }
-                handler.run_once().await
+                let runner = &handler.inner.runner;
+                handler.run_pages(&|| runner.is_stopping()).await
             }
         };
         let reporter = self.clone();
@@ -38,7 +39,8 @@ impl Handler {
             .start(run, appended, parts.options.timing, report);
     }
 
-    /// Stops the background run once its current `run_once` (everything pending) is done.
+    /// Stops the background run after the page it is handling: the bookmark stays after that
+    /// page, and the next start resumes there.
     pub async fn stop(&self) {
         self.inner.runner.stop().await;
     }

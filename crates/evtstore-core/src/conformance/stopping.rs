@@ -1,0 +1,86 @@
+//! Stopping a handler mid catch-up: the stop takes effect between pages.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::domain::*;
+use super::support::{bookmark, domain, eventually, raw};
+use crate::{NewEvent, Position, Provider};
+
+/// `events` counter events over aggregates of 1,000 events each, stored in large appends.
+async fn store_history(provider: &Arc<dyn Provider>, events: usize) {
+    let body = r#"{"type":"added","by":1,"seen_version":0}"#;
+    let event = |n: usize| {
+        raw(
+            "counters",
+            &format!("c{}", n / 1000),
+            (n % 1000) as u64 + 1,
+            body,
+        )
+    };
+    let all: Vec<NewEvent> = (0..events).map(event).collect();
+    for chunk in all.chunks(20_000) {
+        let stored = provider.append(chunk.to_vec()).await;
+        stored.unwrap_or_else(|e| panic!("storing the history: {e}"));
+    }
+}
+
+/// A started handler catching up on 200,000 events, page size 100 (2,000 events when the suite
+/// runs with page size 1), stops within two pages of `stop()`, never after the whole catch-up;
+/// its bookmark sits on a page boundary; a later start resumes there; every event is handled
+/// exactly once, in order.
+pub async fn stop_takes_effect_within_a_page(provider: Arc<dyn Provider>, page: usize) {
+    let (events, page) = if page == 1 {
+        (2_000, 1)
+    } else {
+        (200_000, 100)
+    };
+    store_history(&provider, events).await;
+    let domain = domain(&provider);
+    let seen: Arc<Mutex<Vec<Position>>> = Arc::default();
+    let pages = Arc::new(AtomicUsize::new(0));
+    let (record, count) = (seen.clone(), pages.clone());
+    let handler = domain
+        .handler("catch-up")
+        .page_size(page)
+        .after_run(move |_, _| {
+            count.fetch_add(1, Ordering::SeqCst);
+        })
+        .handle::<Counter, _, _>(move |_, _, meta| {
+            record.lock().unwrap().push(meta.position);
+            async { Ok(()) }
+        })
+        .build()
+        .expect("a handler");
+    handler.start();
+    let started = || async { pages.load(Ordering::SeqCst) >= 10 };
+    eventually("ten pages are handled", Duration::from_secs(30), started).await;
+    let at_stop = pages.load(Ordering::SeqCst);
+    handler.stop().await;
+    let after_stop = pages.load(Ordering::SeqCst) - at_stop;
+    assert!(after_stop <= 2, "{after_stop} pages ran after stop()");
+    let handled = seen.lock().unwrap().len();
+    assert!(
+        handled < events && handled.is_multiple_of(page),
+        "stopped on a page boundary: {handled}"
+    );
+    let saved = bookmark(&provider, "catch-up").await;
+    assert_eq!(
+        saved,
+        seen.lock().unwrap().last().copied(),
+        "the bookmark after the last page"
+    );
+
+    handler.start();
+    let resumed = || async { seen.lock().unwrap().len() > handled };
+    eventually("the catch-up resumes", Duration::from_secs(30), resumed).await;
+    handler.stop().await;
+    handler.run_once().await.expect("the rest of the catch-up");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), events, "every event once");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "in position order, none twice"
+    );
+}
