@@ -58,6 +58,7 @@ pub use provider_reads::*;
 pub use stopping::*;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one case may take before it fails as hung.
@@ -72,21 +73,28 @@ pub async fn within_time_limit(case: &str, run: impl Future<Output = ()>) {
 }
 
 /// What a backend's `make` function returns: a store, or `None` when the test must skip
-/// (a server-backed provider whose URL is not set).
+/// (a server-backed provider whose URL is not set). A store may come with something to keep
+/// until the test ends, `(store, keep)`: a temporary directory deleted when dropped, say.
 pub trait Store {
-    /// The store, if there is one.
-    fn into_store(self) -> Option<std::sync::Arc<dyn crate::Provider>>;
+    /// The store, if there is one, and what to keep alive with it.
+    fn into_store(self) -> Option<(Arc<dyn crate::Provider>, Box<dyn std::any::Any + Send>)>;
 }
 
-impl Store for std::sync::Arc<dyn crate::Provider> {
-    fn into_store(self) -> Option<std::sync::Arc<dyn crate::Provider>> {
-        Some(self)
+impl Store for Arc<dyn crate::Provider> {
+    fn into_store(self) -> Option<(Arc<dyn crate::Provider>, Box<dyn std::any::Any + Send>)> {
+        Some((self, Box::new(())))
     }
 }
 
-impl Store for Option<std::sync::Arc<dyn crate::Provider>> {
-    fn into_store(self) -> Option<std::sync::Arc<dyn crate::Provider>> {
-        self
+impl Store for Option<Arc<dyn crate::Provider>> {
+    fn into_store(self) -> Option<(Arc<dyn crate::Provider>, Box<dyn std::any::Any + Send>)> {
+        self.and_then(Store::into_store)
+    }
+}
+
+impl<K: Send + 'static> Store for (Arc<dyn crate::Provider>, K) {
+    fn into_store(self) -> Option<(Arc<dyn crate::Provider>, Box<dyn std::any::Any + Send>)> {
+        Some((self.0, Box::new(self.1)))
     }
 }
 
@@ -155,7 +163,7 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let Some(provider) = $crate::conformance::Store::into_store($make().await) else {
+                let Some((provider, _keep)) = $crate::conformance::Store::into_store($make().await) else {
                     eprintln!("skipped: no store (its server URL is not set)");
                     return;
                 };
