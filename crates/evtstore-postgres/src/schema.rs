@@ -51,12 +51,15 @@ pub(crate) async fn migrate(
     )
     .await?;
     let versions = &tables.migrations;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
-         CREATE TABLE IF NOT EXISTS {versions} (events_table TEXT PRIMARY KEY, version INT NOT NULL)",
-        schema = tables.schema,
-    ))
-    .await?;
+    let exists = "SELECT to_regclass($1) IS NOT NULL";
+    if !tx.query_one(exists, &[versions]).await?.get::<_, bool>(0) {
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {versions} (events_table TEXT PRIMARY KEY, version INT NOT NULL)",
+            schema = tables.schema,
+        ))
+        .await?;
+    }
     let row = tx
         .query_opt(
             &format!("SELECT version FROM {versions} WHERE events_table = $1"),
@@ -65,6 +68,9 @@ pub(crate) async fn migrate(
         .await?;
     let current = row.map_or(0, |r| r.get::<_, i32>(0)) as usize;
     let all = migrations(tables);
+    if current >= all.len() {
+        return tx.commit().await; // up to date: a role that may not write the schema connects
+    }
     for migration in all.iter().skip(current) {
         tx.batch_execute(migration).await?;
     }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use counters::{Add, Counter, Counters, admin, connect};
 use evtstore_core::{Domain, Handler};
+use evtstore_postgres::{PgOptions, PgProvider};
 
 /// A PostgreSQL cluster in a temporary folder, on a port of its own, stopped on drop.
 struct Cluster {
@@ -158,6 +159,26 @@ async fn a_restored_store_on_a_server_with_a_lower_counter_loses_no_event() {
          VALUES (pg_current_xact_id()::text::bigint << 20, 'counters', 'lost', 1, '{{\"type\":\"Added\",\"by\":1}}')"
     );
     control.execute(&insert, &[]).await.unwrap();
+
+    // A role that may not raise the offset is refused rather than writing below the bookmark.
+    let grants = format!(
+        "CREATE ROLE limited LOGIN; GRANT USAGE ON SCHEMA \"{schema}\" TO limited;
+         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA \"{schema}\" TO limited"
+    );
+    control.batch_execute(&grants).await.unwrap();
+    let limited = cluster.url().replace("postgres@", "limited@");
+    let options = PgOptions {
+        schema: schema.clone(),
+        ..PgOptions::default()
+    };
+    let refused = PgProvider::connect_with(&limited, options)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("new positions lie above"),
+        "{refused}"
+    );
 
     let new = Domain::<Counters>::with_provider(connect(&cluster.url(), &schema, 2).await);
     let a = new.execute("a", Add(1)).await.unwrap();
