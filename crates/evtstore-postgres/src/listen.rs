@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evtstore_core::Position;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_postgres::AsyncMessage;
+use tokio_postgres::{AsyncMessage, Connection};
 
 use crate::connect::Target;
 use crate::failure::Limits;
@@ -58,11 +60,42 @@ async fn listen_once(
 ) -> Result<(), String> {
     let Limits { connect, statement } = target.limits;
     let connecting = timeout(connect, target.config.connect(target.tls.clone()));
-    let (client, mut connection) = connecting
+    let (client, connection) = connecting
         .await
         .map_err(|_| target.limits.connect_timed_out().to_string())?
         .map_err(|e| e.to_string())?;
-    let (messages, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (driver, mut received) = drive(connection);
+    let outcome = async {
+        let listen = format!("LISTEN \"{channel}\"");
+        let listening = timeout(statement, client.batch_execute(&listen));
+        answered(listening.await, target.limits)?;
+        *backoff = MIN_BACKOFF;
+        appended.send_modify(|n| *n += 1);
+        loop {
+            match timeout(HEARTBEAT, received.recv()).await {
+                Ok(Some(Ok(()))) => appended.send_modify(|n| *n += 1),
+                Ok(Some(Err(error))) => return Err(error),
+                Ok(None) => return Ok(()),
+                Err(_) => {
+                    let heartbeat = timeout(statement, client.simple_query(""));
+                    answered(heartbeat.await, target.limits)?;
+                }
+            }
+        }
+    };
+    let outcome = outcome.await;
+    driver.abort();
+    outcome
+}
+
+/// Drives a connection in a task of its own, sending on each notification, and the error
+/// that ends the connection.
+fn drive<S, T>(mut connection: Connection<S, T>) -> (JoinHandle<()>, Notifications)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (messages, received) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
@@ -77,30 +110,11 @@ async fn listen_once(
             }
         }
     });
-    let outcome = async {
-        let listen = format!("LISTEN \"{channel}\"");
-        answered(
-            timeout(statement, client.batch_execute(&listen)).await,
-            target.limits,
-        )?;
-        *backoff = MIN_BACKOFF;
-        appended.send_modify(|n| *n += 1);
-        loop {
-            match timeout(HEARTBEAT, received.recv()).await {
-                Ok(Some(Ok(()))) => appended.send_modify(|n| *n += 1),
-                Ok(Some(Err(error))) => return Err(error),
-                Ok(None) => return Ok(()),
-                Err(_) => answered(
-                    timeout(statement, client.simple_query("")).await,
-                    target.limits,
-                )?,
-            }
-        }
-    };
-    let outcome = outcome.await;
-    driver.abort();
-    outcome
+    (driver, received)
 }
+
+/// Notifications as they arrive, then the error that ended the connection, if any.
+type Notifications = mpsc::UnboundedReceiver<Result<(), String>>;
 
 /// The outcome of a call made within `statement_timeout`, as a message when it failed.
 fn answered<T>(

@@ -21,10 +21,10 @@ fn url_for(url: &str, user: &str, database: &str) -> String {
 #[tokio::test]
 async fn an_unknown_role_and_an_unknown_database_are_named() {
     let Some(url) = support::url() else { return };
-    let user = tokio_postgres::Config::from(url.parse().unwrap());
-    let user = user.get_user().unwrap().to_owned();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let user = config.get_user().unwrap();
     let role = PgProvider::connect(&url_for(&url, "evt_no_such_role", "test")).await;
-    let database = PgProvider::connect(&url_for(&url, &user, "evt_no_such_db")).await;
+    let database = PgProvider::connect(&url_for(&url, user, "evt_no_such_db")).await;
     let (role, database) = (role.err().unwrap(), database.err().unwrap());
     let (role_says, database_says) = (role.to_string(), database.to_string());
     eprintln!("{role_says}\n{database_says}");
@@ -73,9 +73,7 @@ async fn a_refused_append_names_its_aggregate_and_the_servers_reason() {
     let Some(url) = support::url() else { return };
     let provider = support::fresh(&url).await;
     let refused = provider.append(vec![event("odd", 1, "not json")]).await;
-    let message = refused
-        .err()
-        .expect("the server refuses a body that is not JSON");
+    let message = refused.expect_err("the server refuses a body that is not JSON");
     let message = message.to_string();
     assert!(message.contains("append to counters/odd"), "{message}");
     assert!(

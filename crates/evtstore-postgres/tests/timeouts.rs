@@ -111,6 +111,15 @@ async fn pump(
     }
 }
 
+/// The URL of the server of `url` through a new proxy.
+async fn through_proxy(url: &str, stalled: Arc<AtomicBool>) -> String {
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let target = format!("127.0.0.1:{}", config.get_ports().first().unwrap_or(&5432));
+    let (user, database) = (config.get_user().unwrap(), config.get_dbname().unwrap());
+    let port = proxy(target, stalled).await;
+    format!("postgres://{user}@127.0.0.1:{port}/{database}")
+}
+
 fn event(id: &str, version: u64) -> NewEvent {
     NewEvent {
         stream: "counters".into(),
@@ -123,11 +132,8 @@ fn event(id: &str, version: u64) -> NewEvent {
 #[tokio::test]
 async fn a_server_that_stops_answering_fails_appends_and_loads_in_time() {
     let Some(url) = support::url() else { return };
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let target = format!("127.0.0.1:{}", config.get_ports().first().unwrap_or(&5432));
-    let (user, database) = (config.get_user().unwrap(), config.get_dbname().unwrap());
     let stalled = Arc::new(AtomicBool::new(false));
-    let port = proxy(target, stalled.clone()).await;
+    let through_proxy = through_proxy(&url, stalled.clone()).await;
     let options = PgOptions {
         schema: support::unique_schema(),
         statement_timeout: Duration::from_secs(1),
@@ -135,7 +141,6 @@ async fn a_server_that_stops_answering_fails_appends_and_loads_in_time() {
         pool_size: 2,
         ..PgOptions::default()
     };
-    let through_proxy = format!("postgres://{user}@127.0.0.1:{port}/{database}");
     let provider = PgProvider::connect_with(&through_proxy, options)
         .await
         .unwrap();

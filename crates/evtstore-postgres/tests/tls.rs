@@ -187,6 +187,20 @@ async fn a_missing_ca_file_is_named() {
     );
 }
 
+/// Whether the server says the LISTEN connection of `application_name` is encrypted, once
+/// there is one.
+async fn listener_is_tls(admin: &tokio_postgres::Client, application_name: &str) -> bool {
+    let sql = "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+               WHERE a.application_name = $1 AND a.query LIKE 'LISTEN%'";
+    for _ in 0..100 {
+        if let Some(row) = admin.query_opt(sql, &[&application_name]).await.unwrap() {
+            return row.get(0);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no LISTEN connection within 5 s");
+}
+
 #[tokio::test]
 async fn push_delivery_works_over_tls() {
     let Some((url, ca)) = server() else { return };
@@ -207,18 +221,10 @@ async fn push_delivery_works_over_tls() {
         .unwrap();
     handler.start();
     let admin = counters::admin(&support::url().unwrap()).await;
-    let sql = "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-               WHERE a.application_name = $1 AND a.query LIKE 'LISTEN%'";
-    let mut listener = None;
-    for _ in 0..100 {
-        listener = admin.query_opt(sql, &[&name]).await.unwrap();
-        if listener.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let listener = listener.expect("a LISTEN connection within 5 s");
-    assert!(listener.get::<_, bool>(0), "the LISTEN connection is TLS");
+    assert!(
+        listener_is_tls(&admin, &name).await,
+        "the LISTEN connection is TLS"
+    );
     // Kept until the end: dropping a provider stops its NOTIFY task.
     let writer = Domain::<Counters>::with_provider(writer);
     writer.execute("pushed", Add(1)).await.unwrap();
