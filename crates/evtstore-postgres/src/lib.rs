@@ -16,8 +16,37 @@
 //! what commands wait on, so `tokio-postgres` it is. Its pool drops a closed connection and
 //! opens a new one after a server restart.
 //!
+//! # Connections
+//! - **Time limits.** A connection (TCP, TLS and start-up) must be made within
+//!   [`PgOptions::connect_timeout`] (10 s; a URL's `connect_timeout` wins), and each statement
+//!   answered within [`PgOptions::statement_timeout`] (30 s), which also bounds the wait for a
+//!   free pooled connection. TCP keepalives (15 s idle, then every 5 s, 3 tries) and
+//!   `tcp_user_timeout` let the system notice a server that vanished; the LISTEN connection
+//!   asks for an answer after 10 s of silence.
+//! - **TLS** with rustls: the URL's `sslmode` (disable, prefer, require, verify-ca,
+//!   verify-full, as libpq) and `sslrootcert`, or [`PgOptions::ssl_mode`] and
+//!   [`PgOptions::ssl_root_cert`]. Without a CA file the system's roots are trusted.
+//!
+//! ```no_run
+//! # async fn run() -> evtstore_core::Result<()> {
+//! use evtstore_postgres::PgProvider;
+//! let url = "postgres://app@db.example.com/app?sslmode=verify-full&connect_timeout=5";
+//! let provider = PgProvider::connect(url).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Errors
+//! A lost connection, a server shutting down and a time limit that passed are
+//! [`ErrorKind::Unavailable`]; a deadlock or serialization failure is a retryable
+//! [`ErrorKind::Conflict`]; anything else is [`ErrorKind::Backend`] with the server's own
+//! message. Each names the server (`host:port/database`, never the password) and what failed
+//! on it (the aggregates of an append). Reads whose connection the server dropped are tried
+//! once more on a fresh connection; appends are not (they may have committed).
+//!
 //! # Layout
-//! - `tables`: configurable, validated table names ([`PgOptions`]).
+//! - `tables`: [`PgOptions`] and configurable, validated table names.
+//! - `connect`: the URL, time limits, keepalives and the pool; `tls`: rustls as `sslmode`
+//!   says; `failure`: driver errors as kinds a caller acts on.
 //! - `schema`: versioned migrations under an advisory lock.
 //! - `sql`: the statements, and why no event is ever skipped (read its docs).
 //! - `append`, `read`: the provider's work; `listen`: LISTEN/NOTIFY push with reconnection.
