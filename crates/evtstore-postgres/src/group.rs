@@ -170,7 +170,7 @@ fn valid_only(jobs: Vec<Job>) -> Vec<Job> {
 /// True when PostgreSQL itself refused an append: nothing of it was stored.
 fn refused_by_server(error: &Error) -> bool {
     match error {
-        Error::VersionConflict { .. } => true,
+        Error::VersionConflict { .. } | Error::Contention { .. } => true,
         Error::Backend { source, .. } => source
             .downcast_ref::<tokio_postgres::Error>()
             .is_some_and(|e| e.as_db_error().is_some()),

@@ -28,8 +28,9 @@ const NOTIFY_PAUSE: Duration = Duration::from_millis(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// After this much silence, the listening connection asks the server for an answer (within
-/// `statement_timeout`), so that a server that stopped answering is noticed.
+/// After this much silence (or `statement_timeout`, if shorter), the listening connection
+/// asks the server for an answer within `statement_timeout`: a server that stopped answering
+/// is noticed, and the connection made again.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Listens on `channel` and wakes `appended`, reconnecting, until the provider drops the task.
@@ -72,12 +73,13 @@ async fn listen_once(
         *backoff = MIN_BACKOFF;
         appended.send_modify(|n| *n += 1);
         loop {
-            match timeout(HEARTBEAT, received.recv()).await {
+            match timeout(HEARTBEAT.min(statement), received.recv()).await {
                 Ok(Some(Ok(()))) => appended.send_modify(|n| *n += 1),
                 Ok(Some(Err(error))) => return Err(error),
                 Ok(None) => return Ok(()),
                 Err(_) => {
-                    let heartbeat = timeout(statement, client.simple_query(""));
+                    // LISTEN again: a no-op that needs an answer.
+                    let heartbeat = timeout(statement, client.batch_execute(&listen));
                     answered(heartbeat.await, target.limits)?;
                 }
             }

@@ -1,11 +1,12 @@
 //! Nothing hangs: a server that accepts connections and never answers, and a server that stops
 //! answering in the middle of a run (a local proxy that stops forwarding), both give an
-//! `Unavailable` error naming the limit that passed, within a wide bound.
+//! `Unavailable` error naming the limit that passed, within a wide bound; the LISTEN
+//! connection notices such a server by itself and connects again.
 
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use evtstore_core::{Error, ErrorKind, NewEvent, Provider, Result};
@@ -76,22 +77,60 @@ async fn connect_to_a_silent_server_fails_within_the_options_connect_timeout() {
     assert!(error.to_string().contains("connect_timeout"), "{error}");
 }
 
-/// A TCP proxy to `target` that forwards until `stalled` is set, then holds every byte.
-async fn proxy(target: String, stalled: Arc<AtomicBool>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(&target).await else {
-                continue;
-            };
-            let (client_in, client_out) = client.into_split();
-            let (server_in, server_out) = server.into_split();
-            tokio::spawn(pump(client_in, server_out, stalled.clone()));
-            tokio::spawn(pump(server_in, client_out, stalled.clone()));
+/// A TCP proxy to the test server that forwards until it is stalled, then holds every byte.
+struct Proxy {
+    /// The server's URL through the proxy.
+    url: String,
+    stalled: Arc<AtomicBool>,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    /// A proxy to the server of `url`.
+    async fn start(url: &str) -> Proxy {
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let target = format!("127.0.0.1:{}", config.get_ports().first().unwrap_or(&5432));
+        let (user, database) = (config.get_user().unwrap(), config.get_dbname().unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stalled, accepted) = (Arc::new(AtomicBool::new(false)), Arc::default());
+        tokio::spawn(forward(
+            listener,
+            target,
+            stalled.clone(),
+            Arc::clone(&accepted),
+        ));
+        let url = format!("postgres://{user}@127.0.0.1:{port}/{database}");
+        Proxy {
+            url,
+            stalled,
+            accepted,
         }
-    });
-    port
+    }
+
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Accepts connections and pumps each to `target` and back.
+async fn forward(
+    listener: TcpListener,
+    target: String,
+    stalled: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+) {
+    while let Ok((client, _)) = listener.accept().await {
+        accepted.fetch_add(1, Ordering::SeqCst);
+        let Ok(server) = TcpStream::connect(&target).await else {
+            continue;
+        };
+        let (client_in, client_out) = client.into_split();
+        let (server_in, server_out) = server.into_split();
+        tokio::spawn(pump(client_in, server_out, stalled.clone()));
+        tokio::spawn(pump(server_in, client_out, stalled.clone()));
+    }
 }
 
 /// Copies bytes one way; once stalled, keeps the connection open and forwards nothing.
@@ -111,15 +150,6 @@ async fn pump(
     }
 }
 
-/// The URL of the server of `url` through a new proxy.
-async fn through_proxy(url: &str, stalled: Arc<AtomicBool>) -> String {
-    let config: tokio_postgres::Config = url.parse().unwrap();
-    let target = format!("127.0.0.1:{}", config.get_ports().first().unwrap_or(&5432));
-    let (user, database) = (config.get_user().unwrap(), config.get_dbname().unwrap());
-    let port = proxy(target, stalled).await;
-    format!("postgres://{user}@127.0.0.1:{port}/{database}")
-}
-
 fn event(id: &str, version: u64) -> NewEvent {
     NewEvent {
         stream: "counters".into(),
@@ -132,8 +162,7 @@ fn event(id: &str, version: u64) -> NewEvent {
 #[tokio::test]
 async fn a_server_that_stops_answering_fails_appends_and_loads_in_time() {
     let Some(url) = support::url() else { return };
-    let stalled = Arc::new(AtomicBool::new(false));
-    let through_proxy = through_proxy(&url, stalled.clone()).await;
+    let proxy = Proxy::start(&url).await;
     let options = PgOptions {
         schema: support::unique_schema(),
         statement_timeout: Duration::from_secs(1),
@@ -141,9 +170,7 @@ async fn a_server_that_stops_answering_fails_appends_and_loads_in_time() {
         pool_size: 2,
         ..PgOptions::default()
     };
-    let provider = PgProvider::connect_with(&through_proxy, options)
-        .await
-        .unwrap();
+    let provider = PgProvider::connect_with(&proxy.url, options).await.unwrap();
     provider.append(vec![event("a", 1)]).await.unwrap();
     assert_eq!(
         provider
@@ -154,7 +181,7 @@ async fn a_server_that_stops_answering_fails_appends_and_loads_in_time() {
         1
     );
 
-    stalled.store(true, Ordering::SeqCst);
+    proxy.stall();
     let error = fails_in_time("append", provider.append(vec![event("a", 2)])).await;
     let message = error.to_string();
     assert!(
@@ -168,4 +195,30 @@ async fn a_server_that_stops_answering_fails_appends_and_loads_in_time() {
     // The stalled connection is not reused: the next call connects afresh, and cannot.
     fails_in_time("load", provider.aggregate_events("counters", "a", 0)).await;
     fails_in_time("read a page", provider.events(&["counters".into()], 0, 10)).await;
+}
+
+#[tokio::test]
+async fn the_listening_connection_is_made_again_when_the_server_stops_answering() {
+    let Some(url) = support::url() else { return };
+    let proxy = Proxy::start(&url).await;
+    let options = PgOptions {
+        schema: support::unique_schema(),
+        statement_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        ..PgOptions::default()
+    };
+    let _provider = PgProvider::connect_with(&proxy.url, options).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await; // the LISTEN connection is made
+    let before = proxy.accepted.load(Ordering::SeqCst);
+    proxy.stall();
+    // Nothing is asked of the provider: only its listener, finding no answer, connects again.
+    let started = Instant::now();
+    while proxy.accepted.load(Ordering::SeqCst) == before {
+        assert!(
+            started.elapsed() < BOUND,
+            "the listener still waits on a silent server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("listener reconnected after {:?}", started.elapsed());
 }
