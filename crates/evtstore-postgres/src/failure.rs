@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use deadpool_postgres::{PoolError, TimeoutType};
-use evtstore_core::Error;
+use evtstore_core::{Error, ErrorKind};
 
 /// A time limit that passed, and which setting holds it.
 #[derive(Debug)]
@@ -24,27 +24,36 @@ impl fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
-/// A driver error as the error kind a caller acts on, with the server's message when it
-/// refused (the driver alone says "db error"), or the driver's causes (it alone says "error
-/// performing TLS handshake"). `context` says what failed and on which server.
+/// A driver error as the error kind a caller acts on, with the server's message (the driver
+/// alone says "db error"), or the driver's causes (it alone says "error performing TLS
+/// handshake"). `context` says what failed and on which server.
 pub(crate) fn classify(context: String, cause: tokio_postgres::Error) -> Error {
+    let kind = kind(&cause);
     let context = match cause.as_db_error() {
-        Some(refusal) => format!("{context} refused: {refusal}"),
+        Some(said) if kind == ErrorKind::Unavailable => format!("{context} failed: {said}"),
+        Some(said) => format!("{context} refused: {said}"),
         None => with_details(context, &cause),
     };
-    if let Some(code) = cause.code().map(|code| code.code()) {
-        return match code {
-            "40P01" | "40001" => Error::contention(context, cause),
-            // Connection exceptions, and the server shutting down or terminating the session.
-            _ if code.starts_with("08") => Error::unavailable(context, cause),
-            "57P01" | "57P02" | "57P03" => Error::unavailable(context, cause),
-            _ => Error::backend(context, cause),
-        };
+    match kind {
+        ErrorKind::Unavailable => Error::unavailable(context, cause),
+        ErrorKind::Conflict => Error::contention(context, cause),
+        _ => Error::backend(context, cause),
     }
-    if cause.is_closed() || (io_failed(&cause) && !tls_refused(&cause)) {
-        return Error::unavailable(context, cause);
+}
+
+/// Unavailable: the connection was lost or the server is going away; Conflict: a deadlock
+/// or serialization failure; else Backend.
+fn kind(cause: &tokio_postgres::Error) -> ErrorKind {
+    match cause.code().map(|code| code.code()) {
+        Some("40P01" | "40001") => ErrorKind::Conflict,
+        // Connection exceptions, and the server shutting down or terminating the session.
+        Some(code) if code.starts_with("08") => ErrorKind::Unavailable,
+        Some("57P01" | "57P02" | "57P03") => ErrorKind::Unavailable,
+        Some(_) => ErrorKind::Backend,
+        None if cause.is_closed() => ErrorKind::Unavailable,
+        None if io_failed(cause) && !tls_refused(cause) => ErrorKind::Unavailable,
+        None => ErrorKind::Backend,
     }
-    Error::backend(context, cause)
 }
 
 /// A pool error: the driver's own when connecting failed, or the limit that passed.

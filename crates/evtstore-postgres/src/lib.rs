@@ -22,7 +22,7 @@
 //!   answered within [`PgOptions::statement_timeout`] (30 s), which also bounds the wait for a
 //!   free pooled connection. TCP keepalives (15 s idle, then every 5 s, 3 tries) and
 //!   `tcp_user_timeout` let the system notice a server that vanished; the LISTEN connection
-//!   asks for an answer after 10 s of silence.
+//!   asks for an answer after 10 s of silence (or `statement_timeout`, if shorter).
 //! - **TLS** with rustls: the URL's `sslmode` (disable, prefer, require, verify-ca,
 //!   verify-full, as libpq) and `sslrootcert`, or [`PgOptions::ssl_mode`] and
 //!   [`PgOptions::ssl_root_cert`]. Without a CA file the system's roots are trusted.
