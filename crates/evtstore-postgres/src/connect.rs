@@ -189,3 +189,39 @@ impl Renewal {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_a_url_and_the_rest_kept() {
+        let url =
+            "postgres://app@db:6432/shop?sslmode=verify-ca&application_name=x&sslrootcert=/ca.pem";
+        let (config, tls) = parse_url(url).unwrap();
+        assert_eq!(tls.mode, Some(PgSslMode::VerifyCa));
+        assert_eq!(tls.root_cert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(config.get_application_name(), Some("x"));
+        assert_eq!(describe(&config), "db:6432/shop");
+    }
+
+    #[test]
+    fn a_key_value_string_goes_to_the_driver_as_it_is() {
+        let (config, tls) = parse_url("host=db user=app sslmode=require").unwrap();
+        assert_eq!((tls.mode, tls.root_cert), (None, None));
+        assert_eq!(PgSslMode::of(&config), PgSslMode::Require);
+    }
+
+    #[test]
+    fn the_urls_connect_timeout_wins_and_keepalives_are_set() {
+        let (config, tls) = parse_url("postgres://app@db/shop?connect_timeout=3").unwrap();
+        let target = Target::new(config, tls, &PgOptions::default()).unwrap();
+        assert_eq!(target.limits.connect, Duration::from_secs(3));
+        assert_eq!(target.limits.statement, Duration::from_secs(30));
+        assert_eq!(target.config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(
+            target.config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(30))
+        );
+    }
+}
