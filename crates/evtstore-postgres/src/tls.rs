@@ -1,4 +1,6 @@
-//! TLS with rustls (the `ring` provider), as libpq's `sslmode` and `sslrootcert` say.
+//! TLS with rustls (the `ring` provider: no C build tools beyond a C compiler), as libpq's
+//! `sslmode` and `sslrootcert` say. `tokio-postgres-rustls` joins it to the driver, including
+//! SCRAM channel binding.
 //!
 //! Without `sslrootcert`, verify-ca and verify-full trust the system's roots, read by
 //! `rustls-native-certs`: that store is where an administrator installs a company CA or a cloud

@@ -1,5 +1,5 @@
 //! Errors a caller can act on: an unknown role and an unknown database are told apart and
-//! named, a bad URL parameter is named, a refused append names its aggregate, a deadlock is a
+//! named, a server that refuses connections is unavailable, a bad URL parameter is named, a refused append names its aggregate, a deadlock is a
 //! retryable conflict, and a read whose pooled connection the server killed is retried on a
 //! fresh one instead of failing.
 
@@ -39,6 +39,23 @@ async fn an_unknown_role_and_an_unknown_database_are_named() {
     for error in [role, database] {
         assert_eq!(error.kind(), ErrorKind::Backend, "no retry helps: {error}");
     }
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_connections_is_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener); // nothing listens there now
+    let url = format!("postgres://root@127.0.0.1:{port}/test");
+    let refused = PgProvider::connect(&url).await;
+    let error = refused.err().expect("nothing to connect to");
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("127.0.0.1:{port}/test")),
+        "{message}"
+    );
+    assert!(message.contains("refused"), "says why: {message}");
 }
 
 #[tokio::test]
