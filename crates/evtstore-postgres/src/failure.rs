@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use deadpool_postgres::{PoolError, TimeoutType};
+use evtstore_core::names::shorten;
 use evtstore_core::{Error, ErrorKind};
 
 /// A time limit that passed, and which setting holds it.
@@ -147,19 +148,48 @@ pub(crate) fn echo(error: &Error) -> Error {
     }
 }
 
-/// `append to stream/id, …`: the aggregates of an append, for messages.
+/// `append to stream/id, …`: the aggregates of an append, for messages (the first three).
 pub(crate) fn append_to(events: &[evtstore_core::NewEvent]) -> String {
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    let mut others = "";
     for event in events {
-        let name = format!("{}/{}", event.stream, event.aggregate_id);
-        if !names.contains(&name) {
-            names.push(name);
+        let name = (event.stream.as_str(), event.aggregate_id.as_str());
+        if names.contains(&name) {
+            continue;
         }
+        if names.len() == 3 {
+            others = " and others";
+            break;
+        }
+        names.push(name);
     }
-    let more = names.len().saturating_sub(3);
-    names.truncate(3);
-    match more {
-        0 => format!("append to {}", names.join(", ")),
-        _ => format!("append to {} and {more} more", names.join(", ")),
+    let names: Vec<String> = names
+        .iter()
+        .map(|(stream, id)| format!("{stream}/{}", shorten(id)))
+        .collect();
+    format!("append to {}{others}", names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use evtstore_core::NewEvent;
+
+    use super::append_to;
+
+    fn events(ids: &[&str]) -> Vec<NewEvent> {
+        let event = |(n, id): (usize, &&str)| NewEvent {
+            stream: "s".into(),
+            aggregate_id: (*id).into(),
+            version: n as u64 + 1,
+            data: "{}".into(),
+        };
+        ids.iter().enumerate().map(event).collect()
+    }
+
+    #[test]
+    fn an_append_is_named_by_its_first_three_aggregates() {
+        assert_eq!(append_to(&events(&["a", "a", "b"])), "append to s/a, s/b");
+        let many = events(&["a", "b", "a", "c", "d", "e"]);
+        assert_eq!(append_to(&many), "append to s/a, s/b, s/c and others");
     }
 }
