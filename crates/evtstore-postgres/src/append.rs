@@ -8,6 +8,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::PgProvider;
+use crate::failure::append_to;
 
 /// The statement's array parameters: events, then each aggregate's expectation.
 struct Params<'a> {
@@ -53,7 +54,7 @@ impl PgProvider {
         let statement = client
             .prepare_cached(&self.sql.append)
             .await
-            .map_err(|e| self.fail("append", e))?;
+            .map_err(|e| self.fail(&append_to(&events), e))?;
         self.append_on(&**client, &statement, &events).await
     }
 
@@ -78,7 +79,7 @@ impl PgProvider {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 return Err(self.conflict(client, &expected).await);
             }
-            Err(e) => return Err(self.fail("append", e)),
+            Err(e) => return Err(self.fail(&append_to(events), e)),
         };
         if rows.len() != events.len() {
             return Err(self.conflict(client, &expected).await);

@@ -11,6 +11,7 @@ use evtstore_core::{Error, EventMeta, NewEvent, Result};
 use tokio::sync::{Notify, oneshot};
 
 use crate::PgProvider;
+use crate::failure::{append_to, echo};
 
 /// An append waiting for a commit, and where its answer goes.
 type Job = (Vec<NewEvent>, oneshot::Sender<Result<Vec<EventMeta>>>);
@@ -108,7 +109,7 @@ impl PgProvider {
     async fn commit_group(&self, mut group: Vec<Job>) -> bool {
         if group.len() == 1 {
             let (events, reply) = group.remove(0);
-            let result = self.append_pooled(events).await;
+            let result = self.append_limited(events).await;
             let stored = result.is_ok();
             let _ = reply.send(result);
             return stored;
@@ -117,7 +118,7 @@ impl PgProvider {
             .iter()
             .flat_map(|(events, _)| events.clone())
             .collect();
-        match self.append_pooled(all).await {
+        match self.append_limited(all).await {
             Ok(metas) => {
                 let mut metas = metas.into_iter();
                 for (events, reply) in group {
@@ -130,7 +131,7 @@ impl PgProvider {
             Err(error) if refused_by_server(&error) => {
                 let mut stored = false;
                 for (events, reply) in group {
-                    let result = self.append_pooled(events).await;
+                    let result = self.append_limited(events).await;
                     stored |= result.is_ok();
                     let _ = reply.send(result);
                 }
@@ -139,12 +140,17 @@ impl PgProvider {
             // Lost on the way: the events may or may not be stored; retrying could store twice.
             Err(error) => {
                 for (_, reply) in group {
-                    let cause = error.to_string();
-                    let _ = reply.send(Err(Error::backend("PostgreSQL: append", cause)));
+                    let _ = reply.send(Err(echo(&error)));
                 }
                 false
             }
         }
+    }
+
+    /// An append on a pooled connection, answered within `statement_timeout`.
+    async fn append_limited(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        let what = append_to(&events);
+        self.within(&what, self.append_pooled(events)).await
     }
 }
 
@@ -164,7 +170,7 @@ fn valid_only(jobs: Vec<Job>) -> Vec<Job> {
 /// True when PostgreSQL itself refused an append: nothing of it was stored.
 fn refused_by_server(error: &Error) -> bool {
     match error {
-        Error::VersionConflict { .. } => true,
+        Error::VersionConflict { .. } | Error::Contention { .. } => true,
         Error::Backend { source, .. } => source
             .downcast_ref::<tokio_postgres::Error>()
             .is_some_and(|e| e.as_db_error().is_some()),

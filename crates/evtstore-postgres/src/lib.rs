@@ -16,14 +16,45 @@
 //! what commands wait on, so `tokio-postgres` it is. Its pool drops a closed connection and
 //! opens a new one after a server restart.
 //!
+//! # Connections
+//! - **Time limits.** A connection (TCP, TLS and start-up) must be made within
+//!   [`PgOptions::connect_timeout`] (10 s; a URL's `connect_timeout` wins), and each statement
+//!   answered within [`PgOptions::statement_timeout`] (30 s), which also bounds the wait for a
+//!   free pooled connection. TCP keepalives (15 s idle, then every 5 s, 3 tries) and
+//!   `tcp_user_timeout` let the system notice a server that vanished; the LISTEN connection
+//!   asks for an answer after 10 s of silence (or `statement_timeout`, if shorter).
+//! - **TLS** with rustls: the URL's `sslmode` (disable, prefer, require, verify-ca,
+//!   verify-full, as libpq) and `sslrootcert`, or [`PgOptions::ssl_mode`] and
+//!   [`PgOptions::ssl_root_cert`]. Without a CA file the system's roots are trusted.
+//!
+//! ```no_run
+//! # async fn run() -> evtstore_core::Result<()> {
+//! use evtstore_postgres::PgProvider;
+//! let url = "postgres://app@db.example.com/app?sslmode=verify-full&connect_timeout=5";
+//! let provider = PgProvider::connect(url).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Errors
+//! A lost connection, a server shutting down and a time limit that passed are
+//! [`ErrorKind::Unavailable`]; a deadlock or serialization failure is a retryable
+//! [`ErrorKind::Conflict`]; anything else is [`ErrorKind::Backend`] with the server's own
+//! message. Each names the server (`host:port/database`, never the password) and what failed
+//! on it (the aggregates of an append). Reads whose connection the server dropped are tried
+//! once more on a fresh connection; appends are not (they may have committed).
+//!
 //! # Layout
-//! - `tables`: configurable, validated table names ([`PgOptions`]).
+//! - `tables`: [`PgOptions`] and configurable, validated table names.
+//! - `connect`: the URL, time limits, keepalives and the pool; `tls`: rustls as `sslmode`
+//!   says; `failure`: driver errors as kinds a caller acts on.
 //! - `schema`: versioned migrations under an advisory lock.
 //! - `sql`: the statements, and why no event is ever skipped (read its docs).
 //! - `append`, `read`: the provider's work; `listen`: LISTEN/NOTIFY push with reconnection.
 //! - `transaction`: appends inside your own transaction, and transactional handlers.
 
 mod append;
+mod connect;
+mod failure;
 mod group;
 mod listen;
 mod loads;
@@ -32,26 +63,27 @@ mod read;
 mod schema;
 mod sql;
 mod tables;
+mod tls;
 mod transaction;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use deadpool_postgres::{
-    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod,
-};
+use deadpool_postgres::{ClientWrapper, Hook, HookError, Object, Pool};
 use evtstore_core::names::check_bookmark;
 use evtstore_core::{
-    Error, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
+    Error, ErrorKind, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 pub use tables::PgOptions;
+pub use tls::PgSslMode;
 pub use transaction::{TxCallback, TxHandler, TxHandlerBuilder};
 
+use connect::{Renewal, Target, UrlTls};
+use failure::Limits;
 use sql::Sql;
 use tables::Tables;
 
@@ -66,6 +98,8 @@ pub struct PgProvider {
     tasks: [JoinHandle<()>; 2],
     /// `host:port/database`, for messages (never the password).
     server: String,
+    limits: Limits,
+    renewal: Renewal,
 }
 
 impl Drop for PgProvider {
@@ -80,47 +114,50 @@ impl PgProvider {
         Self::connect_with(url, PgOptions::default()).await
     }
 
-    /// Connects with the given tables, creating or upgrading them.
+    /// Connects with the given options, creating or upgrading the tables.
+    ///
+    /// Besides the driver's parameters, the URL may give `sslmode` (disable, prefer, require,
+    /// verify-ca, verify-full) and `sslrootcert` (a PEM file of CA certificates).
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::backend("invalid PostgreSQL URL", e))?; // may hold a password
-        Self::connect_config(config, options).await
+        let (config, tls) = connect::parse_url(url)?;
+        Self::start(Target::new(config, tls, &options)?, options).await
     }
 
-    /// Connects with a driver configuration and the given tables.
+    /// Connects with a driver configuration and the given options.
     pub async fn connect_config(
         config: tokio_postgres::Config,
         options: PgOptions,
     ) -> Result<Self> {
+        Self::start(Target::new(config, UrlTls::default(), &options)?, options).await
+    }
+
+    async fn start(target: Target, options: PgOptions) -> Result<Self> {
         let tables = Tables::new(&options)?;
-        let server = describe(&config);
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        let manager = Manager::from_config(pooled(&config), NoTls, manager_config);
+        let renewal = Renewal::new();
         let sql = Arc::new(Sql::new(&tables));
         let migrated = Arc::new(AtomicBool::new(false));
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size)
-            .post_create(positions_hook(sql.clone(), migrated.clone()))
-            .build()
-            .map_err(|e| Error::backend("cannot build the PostgreSQL pool", e))?;
+        let checks = positions_hook(sql.clone(), migrated.clone());
+        let pool = target.pool(options.pool_size, &renewal, checks)?;
         let appended = Arc::new(watch::channel(0).0);
         let pending_notify = Arc::new(tokio::sync::Notify::new());
         let channel = tables.channel.clone();
+        let (server, limits) = (target.server.clone(), target.limits);
+        let notify = listen::notify(
+            pool.clone(),
+            channel.clone(),
+            pending_notify.clone(),
+            limits,
+        );
         let tasks = [
-            tokio::spawn(listen::listen(config, channel.clone(), appended.clone())),
-            tokio::spawn(listen::notify(
-                pool.clone(),
-                channel,
-                pending_notify.clone(),
-            )),
+            tokio::spawn(listen::listen(target, channel, appended.clone())),
+            tokio::spawn(notify),
         ];
         let provider = PgProvider {
-            server,
-            pool,
             sql,
+            server,
+            limits,
+            renewal,
+            pool,
             appended,
             pending_notify,
             queue: group::AppendQueue::default(),
@@ -128,22 +165,20 @@ impl PgProvider {
             tasks,
         };
         let mut client = provider.client().await?;
-        schema::migrate(&mut client, &tables)
-            .await
-            .map_err(|e| provider.fail("migrate the schema", e))?;
+        let migration = schema::migrate(&mut client, &tables);
+        provider.run("migrate the schema", migration).await?;
         positions::ensure_ahead(&client, &provider.sql)
             .await
             .map_err(|e| Error::backend(format!("PostgreSQL {}", provider.server), e))?;
         migrated.store(true, Ordering::Release);
+        drop(client);
         Ok(provider)
     }
 
     /// A pooled connection.
     pub(crate) async fn client(&self) -> Result<Object> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| Error::backend(format!("cannot reach PostgreSQL {}", self.server), e))
+        let got = self.pool.get().await;
+        got.map_err(|e| self.noted(failure::pool_error(&self.server, self.limits, e)))
     }
 
     /// Wakes the handlers of this process at once, and of other processes by a NOTIFY.
@@ -162,14 +197,11 @@ impl PgProvider {
         &self.pool
     }
 
-    /// An error saying what failed in PostgreSQL, with the server's own words when it refused
-    /// a statement (the driver's error alone only says "db error").
+    /// An error saying what failed in PostgreSQL, and on which server, as the kind of error a
+    /// caller acts on (see `failure`).
     pub(crate) fn fail(&self, what: &str, cause: tokio_postgres::Error) -> Error {
-        let context = match cause.as_db_error() {
-            Some(refusal) => format!("PostgreSQL {}: {what} refused: {refusal}", self.server),
-            None => format!("PostgreSQL {}: {what}", self.server),
-        };
-        Error::backend(context, cause)
+        let context = format!("PostgreSQL {}: {what}", self.server);
+        self.noted(failure::classify(context, cause))
     }
 }
 
@@ -189,28 +221,51 @@ fn positions_hook(sql: Arc<Sql>, migrated: Arc<AtomicBool>) -> Hook {
     })
 }
 
-/// The pool's connection settings: the caller's, with generic plans for prepared statements.
-/// The append statement's plan depends on no parameter value, and planning it afresh for each
-/// append (PostgreSQL's default for its first executions, and whenever it guesses a custom plan
-/// is cheaper) costs more than running it.
-fn pooled(config: &tokio_postgres::Config) -> tokio_postgres::Config {
-    let mut pooled = config.clone();
-    let options = config.get_options().unwrap_or_default();
-    pooled.options(format!("{options} -c plan_cache_mode=force_generic_plan").trim());
-    pooled
-}
+impl PgProvider {
+    /// One call to the server, answered within `statement_timeout`.
+    pub(crate) async fn run<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        self.within(what, async { call.await.map_err(|e| self.fail(what, e)) })
+            .await
+    }
 
-/// `host:port/database` of a configuration, without credentials.
-fn describe(config: &tokio_postgres::Config) -> String {
-    use tokio_postgres::config::Host;
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(name)) => name.clone(),
-        Some(Host::Unix(path)) => path.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let database = config.get_dbname().or(config.get_user()).unwrap_or("");
-    format!("{host}:{port}/{database}")
+    /// Work that must be done within `statement_timeout`.
+    pub(crate) async fn within<T>(
+        &self,
+        what: &str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.limits.statement, work).await {
+            Ok(done) => done,
+            Err(_) => {
+                let context = format!("PostgreSQL {}: {what}", self.server);
+                let late = Error::unavailable(context, self.limits.statement_timed_out());
+                Err(self.noted(late))
+            }
+        }
+    }
+
+    /// A read, tried once more (on a fresh connection) when the server dropped the first.
+    async fn read<T, F: Future<Output = Result<T>>>(&self, attempt: impl Fn() -> F) -> Result<T> {
+        match attempt().await {
+            Err(error) if failure::connection_lost(&error) => {
+                tracing::debug!(%error, "PostgreSQL read retried on a fresh connection");
+                attempt().await
+            }
+            done => done,
+        }
+    }
+
+    /// The error, after retiring the connections in use when the server became unavailable.
+    fn noted(&self, error: Error) -> Error {
+        if error.kind() == ErrorKind::Unavailable {
+            self.renewal.renew();
+        }
+        error
+    }
 }
 
 impl Provider for PgProvider {
@@ -238,7 +293,8 @@ impl Provider for PgProvider {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.read_page(streams, after, limit).boxed()
+        self.read(move || self.read_page(streams, after, limit))
+            .boxed()
     }
 
     fn last_event<'a>(
@@ -246,13 +302,14 @@ impl Provider for PgProvider {
         streams: &'a [String],
         aggregate_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
-        self.read_last(streams, aggregate_id).boxed()
+        self.read(move || self.read_last(streams, aggregate_id))
+            .boxed()
     }
 
     fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
         async move {
             check_bookmark(name)?;
-            self.read_bookmark(name).await
+            self.read(|| self.read_bookmark(name)).await
         }
         .boxed()
     }
@@ -270,7 +327,8 @@ impl Provider for PgProvider {
         stream: &'a str,
         aggregate_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
-        self.read_snapshot(stream, aggregate_id).boxed()
+        self.read(move || self.read_snapshot(stream, aggregate_id))
+            .boxed()
     }
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {

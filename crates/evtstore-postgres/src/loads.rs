@@ -7,8 +7,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use evtstore_core::{Result, StoredEvent};
 use tokio::sync::{Notify, oneshot};
+use tokio_postgres::types::ToSql;
 
 use crate::PgProvider;
+use crate::failure::echo;
 use crate::read::event_from_row;
 
 /// One aggregate to read: stream, id, the version to read after, and where the events go.
@@ -85,23 +87,21 @@ impl PgProvider {
     async fn read_loads(&self, mut loads: Vec<Load>) {
         if loads.len() == 1 {
             let (stream, id, after, reply) = loads.remove(0);
-            let _ = reply.send(self.read_aggregate(&stream, &id, after).await);
+            let events = self.read(|| self.read_aggregate(&stream, &id, after));
+            let _ = reply.send(events.await);
             return;
         }
         let streams: Vec<&str> = loads.iter().map(|l| l.0.as_str()).collect();
         let ids: Vec<&str> = loads.iter().map(|l| l.1.as_str()).collect();
         let afters: Vec<i64> = loads.iter().map(|l| l.2 as i64).collect();
-        let rows = async {
+        let rows = self.read(|| async {
+            let what = "read aggregates";
             let client = self.client().await?;
-            let statement = client
-                .prepare_cached(&self.sql.aggregates_events)
-                .await
-                .map_err(|e| self.fail("read aggregates", e))?;
-            client
-                .query(&statement, &[&streams, &ids, &afters])
-                .await
-                .map_err(|e| self.fail("read aggregates", e))
-        };
+            let statement = self.run(what, client.prepare_cached(&self.sql.aggregates_events));
+            let statement = statement.await?;
+            let params: [&(dyn ToSql + Sync); 3] = [&streams, &ids, &afters];
+            self.run(what, client.query(&statement, &params)).await
+        });
         let mut events: Vec<Vec<StoredEvent>> = loads.iter().map(|_| Vec::new()).collect();
         match rows.await {
             Ok(rows) => {
@@ -115,11 +115,7 @@ impl PgProvider {
             }
             Err(error) => {
                 for load in loads {
-                    let cause = error.to_string();
-                    let _ = load.3.send(Err(evtstore_core::Error::backend(
-                        "PostgreSQL: read aggregate",
-                        cause,
-                    )));
+                    let _ = load.3.send(Err(echo(&error)));
                 }
             }
         }

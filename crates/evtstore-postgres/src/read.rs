@@ -33,15 +33,12 @@ impl PgProvider {
         id: &str,
         after: u64,
     ) -> Result<Vec<StoredEvent>> {
+        let what = format!("read aggregate {stream}/{id}");
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&self.sql.aggregate_events)
-            .await
-            .map_err(|e| self.fail("read aggregate", e))?;
-        let rows = client
-            .query(&statement, &[&stream, &id, &(after as i64)])
-            .await
-            .map_err(|e| self.fail("read aggregate", e))?;
+        let statement = client.prepare_cached(&self.sql.aggregate_events);
+        let statement = self.run(&what, statement).await?;
+        let params: [&(dyn ToSql + Sync); 3] = [&stream, &id, &(after as i64)];
+        let rows = self.run(&what, client.query(&statement, &params)).await?;
         Ok(rows.iter().map(event_from_row).collect())
     }
 
@@ -68,15 +65,14 @@ impl PgProvider {
         after: Position,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        let fail = |e| self.fail("read events", e);
+        let what = "read events";
         let mut wait = HorizonWait::new();
-        let events = client
-            .prepare_cached(&self.sql.events)
-            .await
-            .map_err(fail)?;
+        let events = self
+            .run(what, client.prepare_cached(&self.sql.events))
+            .await?;
         loop {
             let params: [&(dyn ToSql + Sync); 3] = [&(after as i64), &streams, &(limit as i64)];
-            let rows = client.query(&events, &params).await.map_err(fail)?;
+            let rows = self.run(what, client.query(&events, &params)).await?;
             // Visible events come first; the others are committed but held back.
             let visible = rows.iter().take_while(|row| row.get::<_, bool>(6)).count();
             let page = rows[..visible].iter().map(event_from_row).collect();
@@ -92,29 +88,26 @@ impl PgProvider {
         id: Option<&str>,
     ) -> Result<Option<StoredEvent>> {
         let client = self.client().await?;
-        let fail = |e| self.fail("read last event", e);
+        let what = "read last event";
         if let Some(id) = id {
             let sql = &self.sql.last_aggregate_event;
-            let row = client
-                .query_opt(sql, &[&streams, &id])
-                .await
-                .map_err(fail)?;
+            let row = self
+                .run(what, client.query_opt(sql, &[&streams, &id]))
+                .await?;
             return Ok(row.as_ref().map(event_from_row));
         }
         // The end of history is the last committed event, once nothing older can still appear.
         let mut wait = HorizonWait::new();
         loop {
-            let row = client
-                .query_opt(&self.sql.last_event, &[&streams])
-                .await
-                .map_err(fail)?;
+            let last = &self.sql.last_event;
+            let row = self.run(what, client.query_opt(last, &[&streams])).await?;
             match row {
                 None => return Ok(None),
                 Some(row) if row.get::<_, bool>(6) => return Ok(Some(event_from_row(&row))),
                 Some(_) if wait.again().await => {}
                 Some(_) => {
                     let sql = &self.sql.last_visible_event;
-                    let row = client.query_opt(sql, &[&streams]).await.map_err(fail)?;
+                    let row = self.run(what, client.query_opt(sql, &[&streams])).await?;
                     return Ok(row.as_ref().map(event_from_row));
                 }
             }
@@ -123,32 +116,29 @@ impl PgProvider {
 
     pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(&self.sql.bookmark, &[&name])
-            .await
-            .map_err(|e| self.fail("read bookmark", e))?;
+        let what = format!("read bookmark {name}");
+        let sql = &self.sql.bookmark;
+        let row = self.run(&what, client.query_opt(sql, &[&name])).await?;
         Ok(row.map(|r| r.get::<_, i64>(0) as u64))
     }
 
     pub(crate) async fn write_bookmark(&self, name: &str, position: Position) -> Result<()> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&self.sql.set_bookmark)
-            .await
-            .map_err(|e| self.fail("save bookmark", e))?;
-        client
-            .execute(&statement, &[&name, &(position as i64)])
-            .await
-            .map_err(|e| self.fail("save bookmark", e))?;
+        let what = format!("save bookmark {name}");
+        let statement = self.run(&what, client.prepare_cached(&self.sql.set_bookmark));
+        let statement = statement.await?;
+        let params: [&(dyn ToSql + Sync); 2] = [&name, &(position as i64)];
+        self.run(&what, client.execute(&statement, &params)).await?;
         Ok(())
     }
 
     pub(crate) async fn read_snapshot(&self, stream: &str, id: &str) -> Result<Option<Snapshot>> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(&self.sql.snapshot, &[&stream, &id])
-            .await
-            .map_err(|e| self.fail("read snapshot", e))?;
+        let what = format!("read snapshot {stream}/{id}");
+        let sql = &self.sql.snapshot;
+        let row = self
+            .run(&what, client.query_opt(sql, &[&stream, &id]))
+            .await?;
         Ok(row.map(|r| Snapshot {
             stream: stream.to_owned(),
             aggregate_id: id.to_owned(),
@@ -161,7 +151,7 @@ impl PgProvider {
 
     pub(crate) async fn write_snapshot(&self, s: &Snapshot) -> Result<()> {
         let client = self.client().await?;
-        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        let row: [&(dyn ToSql + Sync); 6] = [
             &s.stream,
             &s.aggregate_id,
             &s.tag,
@@ -169,10 +159,9 @@ impl PgProvider {
             &(s.position as i64),
             &s.state,
         ];
-        client
-            .execute(&self.sql.save_snapshot, &row)
-            .await
-            .map_err(|e| self.fail("save snapshot", e))?;
+        let what = format!("save snapshot {}/{}", s.stream, s.aggregate_id);
+        self.run(&what, client.execute(&self.sql.save_snapshot, &row))
+            .await?;
         Ok(())
     }
 }

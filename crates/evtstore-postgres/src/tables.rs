@@ -1,9 +1,14 @@
-//! Configurable, validated table names, and the SQL written with them.
+//! The provider's options, and configurable, validated table names.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use evtstore_core::Result;
 use evtstore_core::names::check_table;
 
-/// Where the provider keeps its tables. Every name is checked with
+use crate::PgSslMode;
+
+/// Where the provider keeps its tables, and how it connects. Every name is checked with
 /// [`check_table`](evtstore_core::names::check_table) before it reaches SQL.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -17,6 +22,18 @@ pub struct PgOptions {
     pub snapshots_table: String,
     /// Most pooled connections (default 16).
     pub pool_size: usize,
+    /// Longest wait to connect: TCP, TLS and start-up together (default 10 s). A URL's
+    /// `connect_timeout` wins.
+    pub connect_timeout: Duration,
+    /// Longest wait for the server's answer to a statement, and for a free pooled connection
+    /// (default 30 s); the schema migration at connect must finish within it too. Calls that
+    /// pass it fail as [`Unavailable`](evtstore_core::ErrorKind::Unavailable).
+    pub statement_timeout: Duration,
+    /// TLS; when `None`, the URL's `sslmode` (default prefer).
+    pub ssl_mode: Option<PgSslMode>,
+    /// The CA certificates (PEM) to trust instead of the system's; when `None`, the URL's
+    /// `sslrootcert`.
+    pub ssl_root_cert: Option<PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -27,6 +44,10 @@ impl Default for PgOptions {
             bookmarks_table: "bookmarks".into(),
             snapshots_table: "snapshots".into(),
             pool_size: 16,
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+            ssl_mode: None,
+            ssl_root_cert: None,
         }
     }
 }

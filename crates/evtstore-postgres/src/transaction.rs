@@ -12,9 +12,11 @@ use evtstore_core::{
     Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
 };
 use futures_util::future::BoxFuture;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use crate::PgProvider;
+use crate::failure::append_to;
 
 impl PgProvider {
     /// Appends inside the caller's own transaction: the events commit or roll back with it.
@@ -26,8 +28,8 @@ impl PgProvider {
         tx: &Transaction<'_>,
         events: Vec<NewEvent>,
     ) -> Result<Vec<EventMeta>> {
-        self.append_on(tx, self.sql.append_in.as_str(), &events)
-            .await
+        let append = self.append_on(tx, self.sql.append_in.as_str(), &events);
+        self.within(&append_to(&events), append).await
     }
 
     /// Starts declaring a transactional handler over aggregate kinds of domain `D`.
@@ -213,14 +215,12 @@ impl TxInner {
 
     async fn run_page(&self) -> Result<(usize, usize)> {
         let provider = &self.provider;
-        let fail = |what: &'static str| move |e| provider.fail(what, e);
         let mut client = provider.client().await?;
-        let tx = client
+        let begin = client
             .build_transaction()
             .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(fail("begin"))?;
+            .start();
+        let tx = provider.run("begin", begin).await?;
         let position = self.lock_bookmark(&tx).await?;
         // On this transaction's own connection: taking a second one could wait forever on a
         // pool that running handlers have emptied.
@@ -240,11 +240,12 @@ impl TxInner {
         }
         if let Some(last) = page.last() {
             let sql = &provider.sql.set_bookmark;
-            tx.execute(sql, &[&self.name, &(last.meta.position as i64)])
-                .await
-                .map_err(fail("save bookmark"))?;
+            let params: [&(dyn ToSql + Sync); 2] = [&self.name, &(last.meta.position as i64)];
+            provider
+                .run("save bookmark", tx.execute(sql, &params))
+                .await?;
         }
-        tx.commit().await.map_err(fail("commit"))?;
+        provider.run("commit", tx.commit()).await?;
         Ok((page.len(), handled))
     }
 
@@ -253,15 +254,12 @@ impl TxInner {
     /// An advisory lock, not a row lock: a row lock would give the transaction an id before the
     /// page is read, and the page would then wait for the transaction's own end (see `sql`).
     async fn lock_bookmark(&self, tx: &Transaction<'_>) -> Result<Position> {
-        let fail = |e| self.provider.fail("lock bookmark", e);
-        let sql = &self.provider.sql;
-        tx.execute(&sql.lock_handler, &[&self.name])
-            .await
-            .map_err(fail)?;
-        let row = tx
-            .query_opt(&sql.bookmark, &[&self.name])
-            .await
-            .map_err(fail)?;
+        let (provider, what) = (&self.provider, "lock bookmark");
+        let (lock, bookmark) = (&provider.sql.lock_handler, &provider.sql.bookmark);
+        provider.run(what, tx.execute(lock, &[&self.name])).await?;
+        let row = provider
+            .run(what, tx.query_opt(bookmark, &[&self.name]))
+            .await?;
         Ok(row.map_or(0, |row| row.get::<_, i64>(0) as u64))
     }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use counters::{Add, Counter, Counters, admin, connect, terminate, with_application_name};
-use evtstore_core::{Domain, Error, Handler};
+use evtstore_core::{Domain, ErrorKind, Handler};
 use evtstore_postgres::{PgProvider, TxHandler};
 
 const ROUNDS: usize = 3;
@@ -87,7 +87,8 @@ async fn command_loop(
                 committed.push(counter.position);
                 after += usize::from(phase.load(Ordering::SeqCst) == ROUNDS);
             }
-            Err(error @ Error::Backend { .. }) => {
+            // A broken connection is worth retrying, and says so.
+            Err(error) if error.kind() == ErrorKind::Unavailable => {
                 let message = error.to_string();
                 assert!(message.contains("PostgreSQL"), "unclear error: {message}");
                 failed += 1;
