@@ -4,7 +4,7 @@
 # usage: crates/evtstore-bench/compare.sh [memory sqlite postgres]   (from the repository root)
 set -euo pipefail
 shared=${SHARED:-$(cd "$(dirname "$0")/../../.." && pwd)/shared}
-export EVTSTORE_PG_URL="${EVTSTORE_PG_URL:-postgres://root@127.0.0.1:5432/postgres}"
+export EVTSTORE_PG_URL="${EVTSTORE_PG_URL:-postgres://root@127.0.0.1:5432/postgres?sslmode=disable}"
 cargo build -q --release -p evtstore-bench
 bench="${CARGO_TARGET_DIR:-target}/release/evtstore-bench"
 for provider in "${@:-memory sqlite postgres}"; do

@@ -3,7 +3,7 @@
 //! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres
 //! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]`.
 //! `--raw` adds the raw SQLite ceiling for W1. Postgres: the server of `EVTSTORE_PG_URL`
-//! (default `postgres://root@127.0.0.1:5432/postgres`), database `evtbench`, dropped and
+//! (default `postgres://root@127.0.0.1:5432/postgres?sslmode=disable`), database `evtbench`, dropped and
 //! created by the run. Each line names the Tokio runtime it ran on.
 
 mod counter;

@@ -3,7 +3,8 @@
 use evtstore::postgres::{PgOptions, PgProvider};
 use tokio_postgres::NoTls;
 
-const DEFAULT_URL: &str = "postgres://root@127.0.0.1:5432/postgres";
+/// Plain TCP, as the original library's node-postgres connects (the test server also offers TLS).
+const DEFAULT_URL: &str = "postgres://root@127.0.0.1:5432/postgres?sslmode=disable";
 const DATABASE: &str = "evtbench";
 
 /// A provider on a new, empty `evtbench` database of the server of `EVTSTORE_PG_URL`.
