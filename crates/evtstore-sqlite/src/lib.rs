@@ -8,19 +8,25 @@
 //! ```
 //!
 //! # Layout
+//! - `config`: options, connections, and errors that name the file.
 //! - `schema`: tables, created and upgraded on open.
-//! - `writer`: one write connection with group commit: appends of concurrent callers share one
-//!   transaction (and one fsync), each checked for its own aggregate's version.
-//! - `reader`: reads on pooled connections; WAL lets them run beside writes. An aggregate
-//!   load uses the write connection instead when it is idle: its cache holds what was just
-//!   written, so the load costs no system call (writes queued meanwhile wait for the load).
+//! - `writer`: the writer thread, owner of the one write connection, with group commit: all
+//!   writes queued while a commit runs share the next transaction (and its fsync), each append
+//!   in a savepoint of its own, checked for its own aggregate's version.
+//! - `append`: the statements of a write.
+//! - `readers`: reader threads, each with a read connection; WAL lets them run beside writes.
+//! - `reader`: the statements of a read.
 //!
-//! SQLite calls block. Reads of one aggregate and commits run on the calling task's thread: a
-//! hop to another thread costs more than they do (a commit takes one fsync under
-//! `Durability::Full`). The caller that finds the write connection free also commits the
-//! writes queued meanwhile, so under a steady stream of writes its own call can take several
-//! commits. Pages of events for handlers run inside `tokio::task::block_in_place` on a
-//! multi-threaded runtime.
+//! # Threads
+//! SQLite calls block (a commit waits for an fsync under `Durability::Full`, a write for
+//! another process's lock), so none runs on the caller's thread: an async call sends its work
+//! to a thread of the provider's own and awaits the answer, and a current-thread runtime keeps
+//! running its other tasks meanwhile. The writer thread commits every write; reads go to
+//! one of four reader threads, except an aggregate load while the writer thread is idle, which
+//! runs there: its page cache holds what was just written. Measured on the bench (2 cores):
+//! MEASUREMENTS. Dropping the provider ends its threads once the work already sent is
+//! done; it does not wait for them. [`SqliteProvider::open`] itself runs on the caller's
+//! thread: call it at start-up, or inside `spawn_blocking`.
 //!
 //! # Durability
 //! [`Durability::Full`] (the default) syncs the WAL on every commit: an appended event survives
@@ -32,100 +38,33 @@
 //! and wait up to `busy_timeout` for another process's transaction. Handlers see other
 //! processes' events by polling; appends in this process wake them at once.
 
+mod append;
+mod config;
 mod reader;
+mod readers;
 mod schema;
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use evtstore_core::names::check_bookmark;
 use evtstore_core::provider::Visitor;
-use evtstore_core::{
-    Error, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
-};
+use evtstore_core::{EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent};
 use futures_util::future::{BoxFuture, FutureExt};
-use rusqlite::{Connection, OpenFlags};
-use tokio::sync::watch;
+use rusqlite::Connection;
+use tokio::sync::{oneshot, watch};
 
-use reader::{Readers, run_bulk};
+use config::Config;
+pub use config::{Durability, SqliteOptions};
+use reader::AggregateRows;
+use readers::{Read, Readers};
 use writer::{Job, Writer};
-
-/// Turns off SQLite's memory statistics, which take a process-wide mutex on every allocation
-/// (contended once several threads use SQLite). Works only before SQLite's first use in the
-/// process; afterwards SQLite refuses it and nothing changes.
-fn disable_memory_statistics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; sqlite3_config is safe to call before
-        // sqlite3_initialize and returns SQLITE_MISUSE, changing nothing, after it.
-        unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0) };
-    });
-}
-
-/// When a commit reaches the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// `synchronous=FULL`: every commit is synced; survives power loss.
-    #[default]
-    Full,
-    /// `synchronous=NORMAL`: synced at WAL checkpoints; survives a process crash.
-    Normal,
-}
-
-/// How to open the database.
-#[derive(Debug, Clone)]
-pub struct SqliteOptions {
-    /// When commits reach the disk (default [`Durability::Full`]).
-    pub durability: Durability,
-    /// How long to wait for another process's write lock (default 5 s).
-    pub busy_timeout: Duration,
-}
-
-impl Default for SqliteOptions {
-    fn default() -> Self {
-        SqliteOptions {
-            durability: Durability::Full,
-            busy_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Where the database is and how to connect to it.
-pub(crate) struct Config {
-    path: PathBuf,
-    options: SqliteOptions,
-}
-
-impl Config {
-    fn connect(&self) -> rusqlite::Result<Connection> {
-        disable_memory_statistics();
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(self.options.busy_timeout)?;
-        let synchronous = match self.options.durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", synchronous)?;
-        Ok(conn)
-    }
-
-    /// An error naming the database file, what was being done, and the cause.
-    fn error(&self, what: &str, cause: impl Into<evtstore_core::BoxError>) -> Error {
-        Error::backend(
-            format!("{what} on SQLite database {}", self.path.display()),
-            cause,
-        )
-    }
-}
 
 /// Events in one SQLite file. Cheap to share behind the `Arc` a domain keeps.
 pub struct SqliteProvider {
-    readers: Arc<Readers>,
+    config: Arc<Config>,
+    readers: Readers,
     writer: Writer,
     appended: Arc<watch::Sender<Position>>,
 }
@@ -137,11 +76,12 @@ impl SqliteProvider {
     }
 
     /// Opens (or creates) the database file, in WAL mode, creating or upgrading its schema.
+    ///
+    /// An empty path, `:memory:` and `mode=memory` URIs are refused with
+    /// [`evtstore_core::Error::InvalidName`]: each SQLite connection would get its own empty database. Use
+    /// `evtstore_core::MemoryProvider` for a store in memory.
     pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
-        let config = Arc::new(Config {
-            path: path.as_ref().to_owned(),
-            options,
-        });
+        let config = Arc::new(Config::new(path.as_ref(), options)?);
         let open = |e: rusqlite::Error| config.error("cannot open", e);
         let mut conn = config.connect().map_err(open)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -149,10 +89,45 @@ impl SqliteProvider {
         schema::migrate(&mut conn).map_err(|e| config.error("cannot create the schema", e))?;
         let appended = Arc::new(watch::channel(0).0);
         Ok(SqliteProvider {
-            readers: Arc::new(Readers::new(config.clone())),
-            writer: Writer::new(conn, config, appended.clone()),
+            readers: Readers::start(&config)?,
+            writer: Writer::start(conn, config.clone(), appended.clone())?,
+            config,
             appended,
         })
+    }
+
+    /// Runs `read` on a reader thread (or, with `on_writer`, on the writer thread if it is
+    /// idle) and awaits its answer.
+    async fn read<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        on_writer: bool,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let config = self.config.clone();
+        let job: Read = Box::new(move |conn| {
+            let _ = reply.send(conn.and_then(read).map_err(|e| config.error(what, e)));
+        });
+        let job = if on_writer {
+            self.writer.read_if_idle(job)
+        } else {
+            Some(job)
+        };
+        if let Some(job) = job {
+            self.readers.send(job);
+        }
+        let lost = "the read was lost: its thread panicked or ended";
+        answer
+            .await
+            .map_err(|_| self.config.other_error(what, lost))?
+    }
+
+    /// An aggregate's events after a version, as read.
+    async fn aggregate(&self, stream: &str, id: &str, after: u64) -> Result<AggregateRows> {
+        let (stream, id) = (stream.to_owned(), id.to_owned());
+        let read = move |c: &Connection| reader::aggregate(c, &stream, &id, after);
+        self.read("read aggregate", true, read).await
     }
 }
 
@@ -173,9 +148,11 @@ impl Provider for SqliteProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        let read =
-            move |c: &Connection| reader::aggregate_events(c, stream, aggregate_id, after_version);
-        async move { self.readers.with("read aggregate", read)? }.boxed()
+        async move {
+            let rows = self.aggregate(stream, aggregate_id, after_version).await?;
+            rows.collect(&self.config, stream, aggregate_id, after_version)
+        }
+        .boxed()
     }
 
     fn visit_aggregate<'a>(
@@ -186,14 +163,8 @@ impl Provider for SqliteProvider {
         visit: &'a mut Visitor<'_>,
     ) -> BoxFuture<'a, Result<()>> {
         async move {
-            let mut read = |c: &Connection| {
-                reader::visit_aggregate(c, stream, aggregate_id, after_version, &mut *visit)
-            };
-            let fail = |e| self.readers.error("read aggregate", e);
-            match self.writer.read_if_idle(&mut read) {
-                Some(read) => read.map_err(fail)?,
-                None => self.readers.with("read aggregate", read)?,
-            }
+            let rows = self.aggregate(stream, aggregate_id, after_version).await?;
+            rows.visit(&self.config, stream, aggregate_id, after_version, visit)
         }
         .boxed()
     }
@@ -204,8 +175,9 @@ impl Provider for SqliteProvider {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        let read = move |c: &Connection| reader::events(c, streams, after, limit);
-        async move { run_bulk(|| self.readers.with("read events", read)) }.boxed()
+        let streams = streams.to_vec();
+        let read = move |c: &Connection| reader::events(c, &streams, after, limit);
+        self.read("read events", false, read).boxed()
     }
 
     fn last_event<'a>(
@@ -213,15 +185,17 @@ impl Provider for SqliteProvider {
         streams: &'a [String],
         aggregate_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
-        let read = move |c: &Connection| reader::last_event(c, streams, aggregate_id);
-        async move { self.readers.with("read last event", read) }.boxed()
+        let (streams, id) = (streams.to_vec(), aggregate_id.map(str::to_owned));
+        let read = move |c: &Connection| reader::last_event(c, &streams, id.as_deref());
+        self.read("read last event", false, read).boxed()
     }
 
     fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
         async move {
             check_bookmark(name)?;
-            self.readers
-                .with("read bookmark", |c| reader::bookmark(c, name))
+            let name = name.to_owned();
+            let read = move |c: &Connection| reader::bookmark(c, &name);
+            self.read("read bookmark", false, read).await
         }
         .boxed()
     }
@@ -240,8 +214,9 @@ impl Provider for SqliteProvider {
         stream: &'a str,
         aggregate_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
-        let read = move |c: &Connection| reader::snapshot(c, stream, aggregate_id);
-        async move { self.readers.with("read snapshot", read) }.boxed()
+        let (stream, id) = (stream.to_owned(), aggregate_id.to_owned());
+        let read = move |c: &Connection| reader::snapshot(c, &stream, &id);
+        self.read("read snapshot", false, read).boxed()
     }
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
