@@ -5,10 +5,11 @@
 //!
 //! Callers send jobs over a channel and await a oneshot reply: no SQLite call runs on their
 //! thread. The thread ends once the provider is dropped and the jobs already sent are done.
+//! While it waits for a commit, the jobs that arrive queue up for the next one.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
 use rusqlite::Connection;
@@ -16,23 +17,17 @@ use tokio::sync::{oneshot, watch};
 
 use crate::append::{append, save_snapshot, set_bookmark};
 use crate::config::Config;
-use crate::readers::Read;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// How long the thread stays awake for the next message after its last.
+const AWAKE: Duration = Duration::from_micros(50);
 
 /// A write waiting for a commit.
 pub(crate) enum Job {
     Append(Vec<NewEvent>, oneshot::Sender<Result<Vec<EventMeta>>>),
     Bookmark(String, Position, oneshot::Sender<Result<()>>),
     Snapshot(Snapshot, oneshot::Sender<Result<()>>),
-}
-
-/// What the writer thread is sent.
-enum Message {
-    Write(Job),
-    /// A read on the write connection, run outside any transaction.
-    Read(Read),
 }
 
 /// A job done inside the transaction, its answer held until the commit.
@@ -46,10 +41,7 @@ enum Done {
 
 /// The handle on the writer thread.
 pub(crate) struct Writer {
-    messages: mpsc::Sender<Message>,
-    /// Messages sent and not yet done: zero when the thread is idle.
-    pending: Arc<AtomicUsize>,
-    config: Arc<Config>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Writer {
@@ -59,54 +51,42 @@ impl Writer {
         config: Arc<Config>,
         appended: Arc<watch::Sender<Position>>,
     ) -> Result<Self> {
-        let (messages, received) = mpsc::channel();
-        let pending = Arc::new(AtomicUsize::new(0));
+        let (jobs, received) = mpsc::channel();
         let thread = Thread {
             conn,
             config: config.clone(),
             appended,
-            pending: pending.clone(),
         };
         std::thread::Builder::new()
             .name("evtstore-sqlite-writer".into())
             .spawn(move || thread.serve(&received))
             .map_err(|e| config.other_error("start the writer thread", e))?;
-        Ok(Writer {
-            messages,
-            pending,
-            config,
-        })
+        Ok(Writer { jobs })
     }
 
-    /// Queues a job for the next commit and waits for its answer.
-    pub(crate) async fn submit<T>(
+    /// Queues a job for the next commit; its answer comes on the returned receiver.
+    pub(crate) fn submit<T>(
         &self,
         job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job,
-    ) -> Result<T> {
+    ) -> oneshot::Receiver<Result<T>> {
         let (reply, answer) = oneshot::channel();
         // A send fails only if the thread is gone: the dropped reply then says so.
-        self.send(Message::Write(job(reply)));
-        let lost = || {
-            let cause = "the write was lost: the writer thread panicked or ended";
-            self.config.other_error("write", cause)
-        };
-        answer.await.map_err(|_| lost())?
+        let _ = self.jobs.send(job(reply));
+        answer
     }
+}
 
-    /// Sends a read to the write connection if the writer is idle (its page cache holds what
-    /// was just written, so the read costs no system call); gives it back otherwise.
-    pub(crate) fn read_if_idle(&self, read: Read) -> Option<Read> {
-        if self.pending.load(Ordering::Acquire) != 0 {
-            return Some(read);
-        }
-        self.send(Message::Read(read));
-        None
-    }
-
-    fn send(&self, message: Message) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-        if self.messages.send(message).is_err() {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
+/// The next job, waiting for it: for [`AWAKE`] the thread stays awake, yielding its CPU to
+/// any other thread that wants it (a caller that was just answered often sends its next write
+/// within microseconds, and waking a sleeping thread costs tens of them), then sleeps.
+fn next(jobs: &mpsc::Receiver<Job>) -> Option<Job> {
+    let until = Instant::now() + AWAKE;
+    loop {
+        match jobs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
+            Err(mpsc::TryRecvError::Empty) => return jobs.recv().ok(),
         }
     }
 }
@@ -116,32 +96,15 @@ struct Thread {
     conn: Connection,
     config: Arc<Config>,
     appended: Arc<watch::Sender<Position>>,
-    pending: Arc<AtomicUsize>,
 }
 
 impl Thread {
-    /// Takes every message queued, runs its reads, commits its writes; until the provider
-    /// (the only sender) is dropped.
-    fn serve(mut self, messages: &mpsc::Receiver<Message>) {
-        while let Ok(first) = messages.recv() {
-            let queued = messages.try_iter().take(MAX_BATCH - 1);
-            let mut writes = Vec::new();
-            let mut taken = 0;
-            for message in std::iter::once(first).chain(queued) {
-                taken += 1;
-                match message {
-                    Message::Write(job) => writes.push(job),
-                    // A panicking read drops its reply: its caller gets an error.
-                    Message::Read(read) => {
-                        let conn = &self.conn;
-                        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| read(Ok(conn))));
-                    }
-                }
-            }
-            if !writes.is_empty() {
-                self.commit(writes);
-            }
-            self.pending.fetch_sub(taken, Ordering::AcqRel);
+    /// Commits every job queued meanwhile in one transaction, again and again, until the
+    /// provider (the only sender) is dropped.
+    fn serve(mut self, jobs: &mpsc::Receiver<Job>) {
+        while let Some(first) = next(jobs) {
+            let queued = jobs.try_iter().take(MAX_BATCH - 1);
+            self.commit(std::iter::once(first).chain(queued).collect());
         }
     }
 
