@@ -114,10 +114,12 @@ impl SqliteProvider {
         })
     }
 
-    /// Runs `read` on a reader thread and awaits its answer.
+    /// Runs `read` on a reader thread (or, with `on_writer`, on the writer thread if it is
+    /// idle) and awaits its answer.
     async fn read<T: Send + 'static>(
         &self,
         what: &'static str,
+        on_writer: bool,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply, answer) = oneshot::channel();
@@ -125,7 +127,13 @@ impl SqliteProvider {
         let job: Read = Box::new(move |conn| {
             let _ = reply.send(conn.and_then(read).map_err(|e| config.error(what, e)));
         });
-        self.readers.send(job);
+        let job = match on_writer {
+            true => self.writer.read_if_idle(job),
+            false => Some(job),
+        };
+        if let Some(job) = job {
+            self.readers.send(job);
+        }
         let lost = "the read was lost: its thread panicked or ended";
         let answer = self.waiting.answer(answer).await;
         answer.ok_or_else(|| self.config.other_error(what, lost))?
@@ -142,7 +150,7 @@ impl SqliteProvider {
     async fn aggregate(&self, stream: &str, id: &str, after: u64) -> Result<AggregateRows> {
         let (stream, id) = (stream.to_owned(), id.to_owned());
         let read = move |c: &Connection| reader::aggregate(c, &stream, &id, after);
-        self.read("read aggregate", read).await
+        self.read("read aggregate", true, read).await
     }
 }
 
@@ -190,7 +198,7 @@ impl Provider for SqliteProvider {
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         let streams = streams.to_vec();
         let read = move |c: &Connection| reader::events(c, &streams, after, limit);
-        self.read("read events", read).boxed()
+        self.read("read events", false, read).boxed()
     }
 
     fn last_event<'a>(
@@ -200,7 +208,7 @@ impl Provider for SqliteProvider {
     ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
         let (streams, id) = (streams.to_vec(), aggregate_id.map(str::to_owned));
         let read = move |c: &Connection| reader::last_event(c, &streams, id.as_deref());
-        self.read("read last event", read).boxed()
+        self.read("read last event", false, read).boxed()
     }
 
     fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
@@ -208,7 +216,7 @@ impl Provider for SqliteProvider {
             check_bookmark(name)?;
             let name = name.to_owned();
             let read = move |c: &Connection| reader::bookmark(c, &name);
-            self.read("read bookmark", read).await
+            self.read("read bookmark", false, read).await
         }
         .boxed()
     }
@@ -229,7 +237,7 @@ impl Provider for SqliteProvider {
     ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
         let (stream, id) = (stream.to_owned(), aggregate_id.to_owned());
         let read = move |c: &Connection| reader::snapshot(c, &stream, &id);
-        self.read("read snapshot", read).boxed()
+        self.read("read snapshot", false, read).boxed()
     }
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {

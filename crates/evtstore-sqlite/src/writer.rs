@@ -8,6 +8,7 @@
 //! While it waits for a commit, the jobs that arrive queue up for the next one.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::append::{append, save_snapshot, set_bookmark};
 use crate::config::Config;
+use crate::readers::Read;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -30,6 +32,13 @@ pub(crate) enum Job {
     Snapshot(Snapshot, oneshot::Sender<Result<()>>),
 }
 
+/// What the writer thread is sent.
+enum Message {
+    Write(Job),
+    /// A read on the write connection, run outside any transaction.
+    Read(Read),
+}
+
 /// A job done inside the transaction, its answer held until the commit.
 enum Done {
     Append(
@@ -41,7 +50,9 @@ enum Done {
 
 /// The handle on the writer thread.
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    messages: mpsc::Sender<Message>,
+    /// Messages sent and not yet done: zero when the thread is idle.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -51,17 +62,19 @@ impl Writer {
         config: Arc<Config>,
         appended: Arc<watch::Sender<Position>>,
     ) -> Result<Self> {
-        let (jobs, received) = mpsc::channel();
+        let (messages, received) = mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
         let thread = Thread {
             conn,
             config: config.clone(),
             appended,
+            pending: pending.clone(),
         };
         std::thread::Builder::new()
             .name("evtstore-sqlite-writer".into())
             .spawn(move || thread.serve(&received))
             .map_err(|e| config.other_error("start the writer thread", e))?;
-        Ok(Writer { jobs })
+        Ok(Writer { messages, pending })
     }
 
     /// Queues a job for the next commit; its answer comes on the returned receiver.
@@ -71,22 +84,39 @@ impl Writer {
     ) -> oneshot::Receiver<Result<T>> {
         let (reply, answer) = oneshot::channel();
         // A send fails only if the thread is gone: the dropped reply then says so.
-        let _ = self.jobs.send(job(reply));
+        self.send(Message::Write(job(reply)));
         answer
+    }
+
+    /// Sends a read to the write connection if the writer is idle (its page cache holds what
+    /// was just written, and it may still be awake); gives it back otherwise.
+    pub(crate) fn read_if_idle(&self, read: Read) -> Option<Read> {
+        if self.pending.load(Ordering::Acquire) != 0 {
+            return Some(read);
+        }
+        self.send(Message::Read(read));
+        None
+    }
+
+    fn send(&self, message: Message) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.messages.send(message).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
-/// The next job, waiting for it: for [`AWAKE`] the thread stays awake, yielding its CPU to
-/// any other thread that wants it (a caller that was just answered often sends its next write
-/// within microseconds, and waking a sleeping thread costs tens of them), then sleeps.
-fn next(jobs: &mpsc::Receiver<Job>) -> Option<Job> {
+/// The next message, waiting for it: for [`AWAKE`] the thread stays awake, yielding its CPU
+/// to any other thread that wants it (a caller that was just answered often sends its next
+/// message within microseconds, and waking a sleeping thread costs tens of them), then sleeps.
+fn next(messages: &mpsc::Receiver<Message>) -> Option<Message> {
     let until = Instant::now() + AWAKE;
     loop {
-        match jobs.try_recv() {
-            Ok(job) => return Some(job),
+        match messages.try_recv() {
+            Ok(message) => return Some(message),
             Err(mpsc::TryRecvError::Disconnected) => return None,
             Err(mpsc::TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
-            Err(mpsc::TryRecvError::Empty) => return jobs.recv().ok(),
+            Err(mpsc::TryRecvError::Empty) => return messages.recv().ok(),
         }
     }
 }
@@ -96,16 +126,35 @@ struct Thread {
     conn: Connection,
     config: Arc<Config>,
     appended: Arc<watch::Sender<Position>>,
+    pending: Arc<AtomicUsize>,
 }
 
 impl Thread {
-    /// Commits every job queued meanwhile in one transaction, again and again, until the
-    /// provider (the only sender) is dropped.
-    fn serve(mut self, jobs: &mpsc::Receiver<Job>) {
-        while let Some(first) = next(jobs) {
-            let queued = jobs.try_iter().take(MAX_BATCH - 1);
-            self.commit(std::iter::once(first).chain(queued).collect());
+    /// Takes every message queued, runs its reads, commits its writes in one transaction;
+    /// again and again, until the provider (the only sender) is dropped.
+    fn serve(mut self, messages: &mpsc::Receiver<Message>) {
+        while let Some(first) = next(messages) {
+            let queued = messages.try_iter().take(MAX_BATCH - 1);
+            let mut writes = Vec::new();
+            let mut taken = 0;
+            for message in std::iter::once(first).chain(queued) {
+                taken += 1;
+                match message {
+                    Message::Write(job) => writes.push(job),
+                    Message::Read(read) => self.read(read),
+                }
+            }
+            if !writes.is_empty() {
+                self.commit(writes);
+            }
+            self.pending.fetch_sub(taken, Ordering::AcqRel);
         }
+    }
+
+    /// Runs a read; a panicking read drops its reply, and its caller gets an error.
+    fn read(&self, read: Read) {
+        let conn = &self.conn;
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| read(Ok(conn))));
     }
 
     /// Commits a batch of writes and signals what was appended.
