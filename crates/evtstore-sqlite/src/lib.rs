@@ -30,17 +30,15 @@
 //!
 //! A hop to another thread and back costs more than a read (waking a sleeping thread takes
 //! tens of microseconds on a small virtual machine), so the writer thread stays awake for
-//! 50 µs after each commit, and a caller awaiting an answer alone polls for it for 50 µs
-//! before it sleeps, yielding to other tasks between polls. Measured with `evtstore-bench`
-//! on 2 shared cores (medians of 5-7 runs, each against the raw 1-insert transaction rate of
-//! the same run):
-//! - staying awake and polling: W1 at `synchronous=NORMAL` 0.69-0.74 of the raw rate,
-//!   against 0.24 without (W2 unchanged);
+//! 200 µs after its last message, a caller awaiting an answer alone polls for it for up to
+//! 300 µs before it sleeps (yielding to other tasks between polls), and an aggregate load
+//! runs on the writer thread when it is idle (its page cache holds what was just written).
+//! Callers waiting together sleep at once. Measured with `evtstore-bench` on 2 shared cores,
+//! medians of 5 runs, W1 against the raw 1-insert transaction rate of the same run:
+//! - W1 at `synchronous=FULL`: 1.02 of raw (0.62 with a 50 µs poll); at `NORMAL`: 0.77
+//!   (0.23 with loads on the reader threads, 0.24 with neither staying awake nor polling);
 //! - dedicated reader threads rather than `tokio::task::spawn_blocking` with pooled
-//!   connections: W1 equal, W2 +45%, W4 +15%;
-//! - an aggregate load on the writer thread when it is idle (its page cache holds what was
-//!   just written), as the provider did when it ran SQLite on the caller's thread: no gain
-//!   that the noise let us see, so loads go to the reader threads like every read.
+//!   connections: W1 equal, W2 +45%, W4 +15%.
 //!
 //! # Durability
 //! [`Durability::Full`] (the default) syncs the WAL on every commit: an appended event survives

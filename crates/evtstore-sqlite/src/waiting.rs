@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// How long a caller waiting alone polls for its answer before it sleeps.
-const POLL_ALONE: Duration = Duration::from_micros(50);
+const POLL_ALONE: Duration = Duration::from_micros(300);
 
 /// Counts the callers awaiting an answer.
 #[derive(Default)]
@@ -16,10 +16,10 @@ impl Waiting {
     /// Awaits an answer; `None` if its sender was dropped.
     ///
     /// A caller waiting alone polls for up to [`POLL_ALONE`], yielding to the executor's other
-    /// tasks between polls, then sleeps: an awake thread answers a read within microseconds,
-    /// and waking a sleeping executor thread costs tens of them (W1 at `synchronous=NORMAL`,
-    /// one caller: 3x the commands per second). Callers waiting together sleep at once: their
-    /// writes share commits anyway, and polling would take the CPU the threads need.
+    /// tasks between polls, then sleeps: an awake thread answers a read within microseconds
+    /// and a commit within a few hundred, and waking a sleeping executor thread costs tens of
+    /// microseconds. Callers waiting together sleep at once: their writes share commits
+    /// anyway, and polling would take the CPU the threads need.
     pub(crate) async fn answer<T>(&self, mut answer: oneshot::Receiver<T>) -> Option<T> {
         let others = self.0.fetch_add(1, Ordering::AcqRel);
         let _done = Done(&self.0);

@@ -23,7 +23,7 @@ use crate::readers::Read;
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
 /// How long the thread stays awake for the next message after its last.
-const AWAKE: Duration = Duration::from_micros(50);
+const AWAKE: Duration = Duration::from_micros(200);
 
 /// A write waiting for a commit.
 pub(crate) enum Job {
