@@ -31,11 +31,13 @@
 //! A hop to another thread and back costs more than a read (waking a sleeping thread takes
 //! tens of microseconds on a small virtual machine), so the writer thread stays awake for
 //! 200 µs after its last message, a caller awaiting an answer alone polls for it for up to
-//! 300 µs before it sleeps (yielding to other tasks between polls), and an aggregate load
+//! 300 µs before it sleeps (yielding to other tasks and threads between polls: without
+//! yielding its thread, a caller sharing a CPU with the writer thread starved it, and W1 at
+//! `NORMAL` fell to 0.13-0.36 of raw in some runs), and an aggregate load
 //! runs on the writer thread when it is idle (its page cache holds what was just written).
 //! Callers waiting together sleep at once. Measured with `evtstore-bench` on 2 shared cores,
 //! medians of 5 runs, W1 against the raw 1-insert transaction rate of the same run:
-//! - W1 at `synchronous=FULL`: 1.02 of raw (0.62 with a 50 µs poll); at `NORMAL`: 0.77
+//! - W1 at `synchronous=FULL`: 1.02 of raw (0.62 with a 50 µs poll); at `NORMAL`: 0.72
 //!   (0.23 with loads on the reader threads, 0.24 with neither staying awake nor polling);
 //! - dedicated reader threads rather than `tokio::task::spawn_blocking` with pooled
 //!   connections: W1 equal, W2 +45%, W4 +15%.

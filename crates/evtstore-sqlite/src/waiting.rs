@@ -16,7 +16,7 @@ impl Waiting {
     /// Awaits an answer; `None` if its sender was dropped.
     ///
     /// A caller waiting alone polls for up to [`POLL_ALONE`], yielding to the executor's other
-    /// tasks between polls, then sleeps: an awake thread answers a read within microseconds
+    /// tasks and to other threads between polls, then sleeps: an awake thread answers a read within microseconds
     /// and a commit within a few hundred, and waking a sleeping executor thread costs tens of
     /// microseconds. Callers waiting together sleep at once: their writes share commits
     /// anyway, and polling would take the CPU the threads need.
@@ -28,7 +28,11 @@ impl Waiting {
             while Instant::now() < until {
                 match answer.try_recv() {
                     Ok(value) => return Some(value),
-                    Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        // The answering thread may share this CPU: let it run.
+                        std::thread::yield_now();
+                        tokio::task::yield_now().await
+                    }
                     Err(oneshot::error::TryRecvError::Closed) => return None,
                 }
             }
