@@ -36,9 +36,12 @@
 //! `NORMAL` fell to 0.13-0.36 of raw in some runs), and an aggregate load
 //! runs on the writer thread when it is idle (its page cache holds what was just written).
 //! Callers waiting together sleep at once. Measured with `evtstore-bench` on 2 shared cores,
-//! medians of 5 runs, W1 against the raw 1-insert transaction rate of the same run:
-//! - W1 at `synchronous=FULL`: 1.02 of raw (0.62 with a 50 µs poll); at `NORMAL`: 0.72
-//!   (0.23 with loads on the reader threads, 0.24 with neither staying awake nor polling);
+//! W1 against the raw 1-insert transaction rate of the same run (medians of 5 runs):
+//! - W1 at `synchronous=FULL`: 0.94 of raw (1.10 when SQLite ran on the caller's thread, in
+//!   the same session; 0.62 with a 50 µs poll); at `NORMAL`: 0.67 (0.80 before; 0.23 with
+//!   loads on the reader threads, 0.24 with neither staying awake nor polling);
+//! - W2 (16 concurrent callers): +25% at `FULL`, +39% at `NORMAL`, since commits no longer
+//!   hold up the executor; W4 (handler catch-up): about -20%;
 //! - dedicated reader threads rather than `tokio::task::spawn_blocking` with pooled
 //!   connections: W1 equal, W2 +45%, W4 +15%.
 //!
@@ -46,6 +49,14 @@
 //! [`Durability::Full`] (the default) syncs the WAL on every commit: an appended event survives
 //! power loss. [`Durability::Normal`] syncs only at checkpoints: much faster, and safe against
 //! a crash of the process, but the last commits can be lost when the machine loses power.
+//!
+//! # Errors
+//! Every error names the database file. A database still busy or locked by another
+//! connection when `busy_timeout` has passed gives `Error::Contention`, which
+//! `is_retryable()`; a file that cannot be opened, or any other refusal, `Error::Backend`.
+//! An event body that another tool stored as a BLOB, or as text that is not UTF-8, reads as
+//! an event that fails to decode (`Error::Decode`, naming it): a handler with
+//! `continue_on_error` reports and skips it like any undecodable event.
 //!
 //! # Several processes
 //! Processes may share one file: appends take SQLite's write lock, check versions under it
