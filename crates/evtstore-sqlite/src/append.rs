@@ -15,17 +15,7 @@ pub(crate) fn append(
     events: &[NewEvent],
     timestamp: i64,
 ) -> Result<Vec<EventMeta>> {
-    // The version check is a point lookup of the aggregate's current version (the insert's
-    // unique index refuses the next one if it exists): SQLite re-plans a MAX() or ORDER BY
-    // query on every run, which cost more than the rest of the append.
-    for expected in expectations(events)? {
-        let (stream, id, current) = (expected.stream, expected.aggregate_id, expected.current);
-        let found = current == 0
-            || has_version(conn, stream, id, current).map_err(|e| config.error("append", e))?;
-        if !found {
-            return Err(conflict_found(conn, config, stream, id, current));
-        }
-    }
+    check_versions(conn, config, events)?;
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
@@ -34,17 +24,10 @@ pub(crate) fn append(
         .map_err(|e| config.error("append", e))?;
     let mut metas = Vec::with_capacity(events.len());
     for event in events {
-        let inserted = insert.execute((
-            &event.stream,
-            &event.aggregate_id,
-            event.version,
-            timestamp,
-            &event.data,
-        ));
-        match inserted {
+        let (stream, id) = (&event.stream, &event.aggregate_id);
+        match insert.execute((stream, id, event.version, timestamp, &event.data)) {
             Ok(_) => {}
             Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                let (stream, id) = (&event.stream, &event.aggregate_id);
                 return Err(conflict_found(conn, config, stream, id, event.version - 1));
             }
             Err(e) => return Err(config.error("append", e)),
@@ -53,6 +36,23 @@ pub(crate) fn append(
         metas.push(event.clone().stored(position, timestamp).meta);
     }
     Ok(metas)
+}
+
+/// Checks that each aggregate is at the version the append expects.
+///
+/// The check is a point lookup of the aggregate's current version (the insert's unique index
+/// refuses the next one if it exists): SQLite re-plans a MAX() or ORDER BY query on every run,
+/// which cost more than the rest of the append.
+fn check_versions(conn: &Connection, config: &Config, events: &[NewEvent]) -> Result<()> {
+    for expected in expectations(events)? {
+        let (stream, id, current) = (expected.stream, expected.aggregate_id, expected.current);
+        let found = current == 0
+            || has_version(conn, stream, id, current).map_err(|e| config.error("append", e))?;
+        if !found {
+            return Err(conflict_found(conn, config, stream, id, current));
+        }
+    }
+    Ok(())
 }
 
 fn has_version(conn: &Connection, stream: &str, id: &str, version: u64) -> rusqlite::Result<bool> {
