@@ -41,7 +41,8 @@
 //!   the same session; 0.62 with a 50 µs poll); at `NORMAL`: 0.67 (0.80 before; 0.23 with
 //!   loads on the reader threads, 0.24 with neither staying awake nor polling);
 //! - W2 (16 concurrent callers): +25% at `FULL`, +39% at `NORMAL`, since commits no longer
-//!   hold up the executor; W4 (handler catch-up): about -20%;
+//!   hold up the executor; W4 (handler catch-up): -15 to -20% (a hop per page and per
+//!   bookmark; reading pages on the idle writer thread instead was slower still);
 //! - dedicated reader threads rather than `tokio::task::spawn_blocking` with pooled
 //!   connections: W1 equal, W2 +45%, W4 +15%.
 //!
