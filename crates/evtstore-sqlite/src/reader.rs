@@ -1,57 +1,28 @@
-//! Reads, on a small pool of connections, off the async threads.
+//! The statements of reads. They run on a reader thread (or the idle writer thread) and
+//! return owned results; callers then use them on their own thread.
 
-use std::sync::{Arc, Mutex};
+use std::borrow::Cow;
 
 use evtstore_core::provider::Visitor;
-use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
-use rusqlite::types::Value;
+use evtstore_core::{EventMeta, Position, Snapshot, StoredEvent};
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Row, params_from_iter};
 
-use crate::Config;
-
-/// Read connections, opened on demand and kept for reuse.
-pub(crate) struct Readers {
-    config: Arc<Config>,
-    idle: Mutex<Vec<Connection>>,
-}
+use crate::config::Config;
 
 const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp, data";
 
-impl Readers {
-    pub(crate) fn new(config: Arc<Config>) -> Self {
-        Readers {
-            config,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Runs `read` on a pooled connection, on this thread: short reads cost less than a hop
-    /// to another thread would.
-    pub(crate) fn with<T>(
-        &self,
-        what: &str,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T> {
-        let conn = self.take().map_err(|e| self.config.error(what, e))?;
-        let result = read(&conn);
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
-        result.map_err(|e| self.config.error(what, e))
-    }
-
-    /// An error naming the database, what was being read and why.
-    pub(crate) fn error(&self, what: &str, cause: rusqlite::Error) -> evtstore_core::Error {
-        self.config.error(what, cause)
-    }
-
-    fn take(&self) -> rusqlite::Result<Connection> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match pooled {
-            Some(conn) => Ok(conn),
-            None => self.config.connect(),
-        }
+/// An event's body as text. A BLOB, or text that is not UTF-8 (written by another tool), gives
+/// a body that is not JSON: it fails to decode, with its place named, like any undecodable
+/// event, instead of failing the whole read.
+fn body(value: ValueRef<'_>) -> Cow<'_, str> {
+    match value {
+        ValueRef::Text(text) => match std::str::from_utf8(text) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => Cow::Owned(format!("<{} bytes of text that is not UTF-8>", text.len())),
+        },
+        ValueRef::Blob(blob) => Cow::Owned(format!("<a BLOB of {} bytes, not text>", blob.len())),
+        other => Cow::Owned(format!("<a {} value, not text>", other.data_type())),
     }
 }
 
@@ -63,73 +34,94 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         position: row.get(3)?,
         timestamp: row.get(4)?,
     };
-    Ok(StoredEvent {
-        meta,
-        data: row.get(5)?,
-    })
+    let data = body(row.get_ref(5)?).into_owned();
+    Ok(StoredEvent { meta, data })
 }
 
-/// An aggregate's events after a version, in version order, collected.
-pub(crate) fn aggregate_events(
-    conn: &Connection,
-    stream: &str,
-    id: &str,
-    after_version: u64,
-) -> rusqlite::Result<evtstore_core::Result<Vec<StoredEvent>>> {
-    let mut events = Vec::new();
-    let visited = {
+/// One aggregate's events as read: their envelopes, and their bodies in one buffer (a load
+/// allocates twice, whatever its number of events).
+pub(crate) struct AggregateRows {
+    /// Version, position, timestamp, and where the body ends in `bodies`.
+    rows: Vec<(u64, Position, i64, usize)>,
+    bodies: String,
+}
+
+impl AggregateRows {
+    /// Calls `visit` with each event, in version order.
+    pub(crate) fn visit(
+        &self,
+        config: &Config,
+        stream: &str,
+        id: &str,
+        after_version: u64,
+        visit: &mut Visitor<'_>,
+    ) -> evtstore_core::Result<()> {
+        let mut meta = EventMeta {
+            stream: stream.to_owned(),
+            aggregate_id: id.to_owned(),
+            version: after_version,
+            position: 0,
+            timestamp: 0,
+        };
+        let mut start = 0;
+        for &(version, position, timestamp, end) in &self.rows {
+            if version <= meta.version {
+                let cause = format!("version {version} came after {}", meta.version);
+                return Err(config.other_error(&format!("read {stream}/{id}"), cause));
+            }
+            (meta.version, meta.position, meta.timestamp) = (version, position, timestamp);
+            visit(&meta, &self.bodies[start..end])?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// The events, collected.
+    pub(crate) fn collect(
+        &self,
+        config: &Config,
+        stream: &str,
+        id: &str,
+        after: u64,
+    ) -> evtstore_core::Result<Vec<StoredEvent>> {
+        let mut events = Vec::with_capacity(self.rows.len());
         let mut collect = |meta: &EventMeta, data: &str| {
             let (meta, data) = (meta.clone(), data.to_owned());
             events.push(StoredEvent { meta, data });
             Ok(())
         };
-        visit_aggregate(conn, stream, id, after_version, &mut collect)?
-    };
-    Ok(visited.map(|()| events))
+        self.visit(config, stream, id, after, &mut collect)?;
+        Ok(events)
+    }
 }
 
-/// Streams an aggregate's events after a version to `visit`, in version order, borrowing each
-/// body from SQLite: loading allocates nothing per event.
+/// An aggregate's events after a version, in version order.
 ///
 /// The rows come in version order from the `(stream, aggregate_id, version)` index. The query
 /// has no ORDER BY: SQLite re-plans such a query on every run (its bound values feed the
-/// planner), which costs more than reading the rows. A row out of order would be an error,
-/// never a silent misfold.
-pub(crate) fn visit_aggregate(
+/// planner), which costs more than reading the rows. A row out of order is an error in
+/// [`AggregateRows::visit`], never a silent misfold.
+pub(crate) fn aggregate(
     conn: &Connection,
     stream: &str,
     id: &str,
     after_version: u64,
-    visit: &mut Visitor<'_>,
-) -> rusqlite::Result<evtstore_core::Result<()>> {
+) -> rusqlite::Result<AggregateRows> {
     let mut statement = conn.prepare_cached(
         "SELECT version, position, timestamp, data FROM events
          WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3",
     )?;
     let mut rows = statement.query((stream, id, after_version))?;
-    let mut meta = EventMeta {
-        stream: stream.to_owned(),
-        aggregate_id: id.to_owned(),
-        version: after_version,
-        position: 0,
-        timestamp: 0,
+    let mut read = AggregateRows {
+        rows: Vec::new(),
+        bodies: String::new(),
     };
     while let Some(row) = rows.next()? {
-        let version: u64 = row.get(0)?;
-        if version <= meta.version {
-            let cause = format!(
-                "{stream}/{id}: version {version} came after {}",
-                meta.version
-            );
-            return Ok(Err(evtstore_core::Error::backend("read aggregate", cause)));
-        }
-        (meta.version, meta.position, meta.timestamp) = (version, row.get(1)?, row.get(2)?);
-        let data = row.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
-        if let Err(error) = visit(&meta, data) {
-            return Ok(Err(error));
-        }
+        read.bodies.push_str(&body(row.get_ref(3)?));
+        let end = read.bodies.len();
+        read.rows.push((row.get(0)?, row.get(1)?, row.get(2)?, end));
     }
-    Ok(Ok(()))
+    Ok(read)
 }
 
 pub(crate) fn events(
@@ -202,14 +194,4 @@ pub(crate) fn snapshot(
 fn placeholders(count: usize, first: usize) -> String {
     let numbered = (first..first + count).map(|n| format!("?{n}"));
     numbered.collect::<Vec<_>>().join(", ")
-}
-
-/// Runs bulk SQLite work (a page of events) on this thread, telling a multi-threaded Tokio
-/// runtime to move its other tasks elsewhere meanwhile.
-pub(crate) fn run_bulk<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
 }

@@ -1,28 +1,42 @@
-//! The one writer connection, with group commit: whoever finds it free commits its own write
-//! and every write queued meanwhile, in one transaction, on its own thread.
-//!
-//! An uncontended write costs no thread hop; concurrent writes share one commit (one fsync).
-//! Each append is still checked against its own aggregate's version inside a savepoint, so one
+//! The writer thread: it owns the one write connection and commits in groups. Every write
+//! queued while a commit runs goes into the next transaction (one fsync for all of them), each
+//! append in a savepoint of its own and checked against its own aggregate's version, so one
 //! caller's conflict never touches another's events.
+//!
+//! Callers send jobs over a channel and await a oneshot reply: no SQLite call runs on their
+//! thread. The thread ends once the provider is dropped and the jobs already sent are done.
+//! While it waits for a commit, the jobs that arrive queue up for the next one.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
-use evtstore_core::provider::expectations;
 use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
-use crate::Config;
+use crate::append::{append, save_snapshot, set_bookmark};
+use crate::config::Config;
+use crate::readers::Read;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// How long the thread stays awake for the next message after its last.
+const AWAKE: Duration = Duration::from_micros(200);
 
 /// A write waiting for a commit.
 pub(crate) enum Job {
     Append(Vec<NewEvent>, oneshot::Sender<Result<Vec<EventMeta>>>),
     Bookmark(String, Position, oneshot::Sender<Result<()>>),
     Snapshot(Snapshot, oneshot::Sender<Result<()>>),
+}
+
+/// What the writer thread is sent.
+enum Message {
+    Write(Job),
+    /// A read on the write connection, run outside any transaction.
+    Read(Read),
 }
 
 /// A job done inside the transaction, its answer held until the commit.
@@ -34,96 +48,126 @@ enum Done {
     Other(Result<()>, oneshot::Sender<Result<()>>),
 }
 
-/// The write connection (absent while a caller commits with it) and the writes queued for it.
-struct Queue {
-    conn: Option<Connection>,
-    jobs: Vec<Job>,
-}
-
-/// Commits writes, batching concurrent ones.
+/// The handle on the writer thread.
 pub(crate) struct Writer {
-    queue: Mutex<Queue>,
-    config: Arc<Config>,
-    appended: Arc<watch::Sender<Position>>,
+    messages: mpsc::Sender<Message>,
+    /// Messages sent and not yet done: zero when the thread is idle.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Writer {
-    pub(crate) fn new(
+    /// Starts the writer thread with the write connection.
+    pub(crate) fn start(
         conn: Connection,
         config: Arc<Config>,
         appended: Arc<watch::Sender<Position>>,
-    ) -> Self {
-        let queue = Queue {
-            conn: Some(conn),
-            jobs: Vec::new(),
-        };
-        Writer {
-            queue: Mutex::new(queue),
-            config,
+    ) -> Result<Self> {
+        let (messages, received) = mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let thread = Thread {
+            conn,
+            config: config.clone(),
             appended,
-        }
+            pending: pending.clone(),
+        };
+        std::thread::Builder::new()
+            .name("evtstore-sqlite-writer".into())
+            .spawn(move || thread.serve(&received))
+            .map_err(|e| config.other_error("start the writer thread", e))?;
+        Ok(Writer { messages, pending })
     }
 
-    /// Queues a job, commits the queue if no one else is, and waits for the job's answer.
-    pub(crate) async fn submit<T>(
+    /// Queues a job for the next commit; its answer comes on the returned receiver.
+    pub(crate) fn submit<T>(
         &self,
         job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job,
-    ) -> Result<T> {
+    ) -> oneshot::Receiver<Result<T>> {
         let (reply, answer) = oneshot::channel();
-        let free_conn = {
-            let mut queue = self.lock();
-            queue.jobs.push(job(reply));
-            queue.conn.take()
-        };
-        if let Some(conn) = free_conn {
-            self.commit_queue(conn);
-        }
-        let lost = || {
-            self.config
-                .error("write", "the write was lost: a commit panicked")
-        };
-        answer.await.map_err(|_| lost())?
+        // A send fails only if the thread is gone: the dropped reply then says so.
+        self.send(Message::Write(job(reply)));
+        answer
     }
 
-    /// Runs a read on the write connection if it is idle (its cache holds what was just
-    /// written, so the read costs no system call), then commits whatever was queued meanwhile.
-    /// `None` when a writer has the connection.
-    pub(crate) fn read_if_idle<T>(&self, read: impl FnOnce(&Connection) -> T) -> Option<T> {
-        let conn = self.lock().conn.take()?;
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| read(&conn)));
-        self.commit_queue(conn);
-        match result {
-            Ok(result) => Some(result),
-            Err(panic) => std::panic::resume_unwind(panic),
+    /// Sends a read to the write connection if the writer is idle (its page cache holds what
+    /// was just written, and it may still be awake); gives it back otherwise.
+    pub(crate) fn read_if_idle(&self, read: Read) -> Option<Read> {
+        if self.pending.load(Ordering::Acquire) != 0 {
+            return Some(read);
+        }
+        self.send(Message::Read(read));
+        None
+    }
+
+    fn send(&self, message: Message) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if self.messages.send(message).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+/// The next message, waiting for it: for [`AWAKE`] the thread stays awake, yielding its CPU
+/// to any other thread that wants it (a caller that was just answered often sends its next
+/// message within microseconds, and waking a sleeping thread costs tens of them), then sleeps.
+fn next(messages: &mpsc::Receiver<Message>) -> Option<Message> {
+    let until = Instant::now() + AWAKE;
+    loop {
+        match messages.try_recv() {
+            Ok(message) => return Some(message),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
+            Err(mpsc::TryRecvError::Empty) => return messages.recv().ok(),
+        }
     }
+}
 
-    /// Commits batches until the queue is empty, then gives the connection back.
-    fn commit_queue(&self, mut conn: Connection) {
-        loop {
-            let batch = {
-                let mut queue = self.lock();
-                if queue.jobs.is_empty() {
-                    queue.conn = Some(conn);
-                    return;
+/// The writer thread's own state.
+struct Thread {
+    conn: Connection,
+    config: Arc<Config>,
+    appended: Arc<watch::Sender<Position>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Thread {
+    /// Takes every message queued, runs its reads, commits its writes in one transaction;
+    /// again and again, until the provider (the only sender) is dropped.
+    fn serve(mut self, messages: &mpsc::Receiver<Message>) {
+        while let Some(first) = next(messages) {
+            let queued = messages.try_iter().take(MAX_BATCH - 1);
+            let mut writes = Vec::new();
+            let mut taken = 0;
+            for message in std::iter::once(first).chain(queued) {
+                taken += 1;
+                match message {
+                    Message::Write(job) => writes.push(job),
+                    Message::Read(read) => self.read(read),
                 }
-                let take = queue.jobs.len().min(MAX_BATCH);
-                queue.jobs.drain(..take).collect::<Vec<_>>()
-            };
-            // A panic drops the batch's reply senders: its callers get an error, others go on.
-            let committed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                commit_batch(&mut conn, &self.config, batch)
-            }));
-            match committed {
-                Ok(Some(last)) => drop(self.appended.send_replace(last)),
-                Ok(None) => {}
-                Err(_) if !conn.is_autocommit() => drop(conn.execute_batch("ROLLBACK")),
-                Err(_) => {}
             }
+            if !writes.is_empty() {
+                self.commit(writes);
+            }
+            self.pending.fetch_sub(taken, Ordering::AcqRel);
+        }
+    }
+
+    /// Runs a read; a panicking read drops its reply, and its caller gets an error.
+    fn read(&self, read: Read) {
+        let conn = &self.conn;
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| read(Ok(conn))));
+    }
+
+    /// Commits a batch of writes and signals what was appended.
+    fn commit(&mut self, batch: Vec<Job>) {
+        // A panic drops the batch's reply senders: its callers get an error, others go on.
+        let committed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            commit_batch(&mut self.conn, &self.config, batch)
+        }));
+        match committed {
+            Ok(Some(last)) => drop(self.appended.send_replace(last)),
+            Ok(None) => {}
+            Err(_) if !self.conn.is_autocommit() => drop(self.conn.execute_batch("ROLLBACK")),
+            Err(_) => {}
         }
     }
 }
@@ -226,6 +270,7 @@ fn apply_in_savepoint(
     (done, kept.err())
 }
 
+/// Runs a job's statements; its answer, held until the commit.
 fn apply(conn: &Connection, config: &Config, job: Job, timestamp: i64) -> Done {
     match job {
         Job::Append(events, reply) => Done::Append(append(conn, config, &events, timestamp), reply),
@@ -240,117 +285,7 @@ fn apply(conn: &Connection, config: &Config, job: Job, timestamp: i64) -> Done {
     }
 }
 
-fn append(
-    conn: &Connection,
-    config: &Config,
-    events: &[NewEvent],
-    timestamp: i64,
-) -> Result<Vec<EventMeta>> {
-    // The version check is a point lookup of the aggregate's current version (the insert's
-    // unique index refuses the next one if it exists): SQLite re-plans a MAX() or ORDER BY
-    // query on every run, which cost more than the rest of the append.
-    for expected in expectations(events)? {
-        let (stream, id, current) = (expected.stream, expected.aggregate_id, expected.current);
-        let found = current == 0
-            || has_version(conn, stream, id, current).map_err(|e| config.error("append", e))?;
-        if !found {
-            return Err(conflict_found(conn, config, stream, id, current));
-        }
-    }
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(|e| config.error("append", e))?;
-    let mut metas = Vec::with_capacity(events.len());
-    for event in events {
-        let inserted = insert.execute((
-            &event.stream,
-            &event.aggregate_id,
-            event.version,
-            timestamp,
-            &event.data,
-        ));
-        match inserted {
-            Ok(_) => {}
-            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                let (stream, id) = (&event.stream, &event.aggregate_id);
-                return Err(conflict_found(conn, config, stream, id, event.version - 1));
-            }
-            Err(e) => return Err(config.error("append", e)),
-        }
-        let position = conn.last_insert_rowid() as Position;
-        metas.push(event.clone().stored(position, timestamp).meta);
-    }
-    Ok(metas)
-}
-
-fn has_version(conn: &Connection, stream: &str, id: &str, version: u64) -> rusqlite::Result<bool> {
-    let mut statement = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE stream = ?1 AND aggregate_id = ?2 AND version = ?3)",
-    )?;
-    statement.query_row((stream, id, version), |row| row.get(0))
-}
-
-/// The conflict error, with the version the aggregate is actually at.
-fn conflict_found(
-    conn: &Connection,
-    config: &Config,
-    stream: &str,
-    id: &str,
-    expected: u64,
-) -> Error {
-    match current_version(conn, stream, id) {
-        Ok(actual) => conflict(stream, id, expected, actual),
-        Err(e) => config.error("append", e),
-    }
-}
-
-fn current_version(conn: &Connection, stream: &str, id: &str) -> rusqlite::Result<u64> {
-    let mut statement = conn.prepare_cached(
-        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?1 AND aggregate_id = ?2",
-    )?;
-    statement.query_row([stream, id], |row| row.get(0))
-}
-
-fn set_bookmark(conn: &Connection, name: &str, position: Position) -> rusqlite::Result<()> {
-    let mut statement = conn.prepare_cached(
-        "INSERT INTO bookmarks (name, position) VALUES (?1, ?2)
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-    )?;
-    statement.execute((name, position)).map(|_| ())
-}
-
-fn save_snapshot(conn: &Connection, s: &Snapshot) -> rusqlite::Result<()> {
-    let mut statement = conn.prepare_cached(
-        "INSERT INTO snapshots (stream, aggregate_id, tag, version, position, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (stream, aggregate_id) DO UPDATE SET
-           tag = excluded.tag, version = excluded.version,
-           position = excluded.position, state = excluded.state
-         WHERE excluded.tag <> snapshots.tag OR excluded.version >= snapshots.version",
-    )?;
-    let row = (
-        &s.stream,
-        &s.aggregate_id,
-        &s.tag,
-        s.version,
-        s.position,
-        &s.state,
-    );
-    statement.execute(row).map(|_| ())
-}
-
-fn conflict(stream: &str, id: &str, expected: u64, actual: u64) -> Error {
-    Error::VersionConflict {
-        stream: stream.to_owned(),
-        aggregate_id: id.to_owned(),
-        expected,
-        actual,
-    }
-}
-
+/// Answers every job with the error that ended the transaction.
 fn fail_all(
     done: impl Iterator<Item = Done>,
     config: &Config,
@@ -358,7 +293,7 @@ fn fail_all(
     cause: &rusqlite::Error,
 ) {
     for job in done {
-        job.fail(config.error(what, cause.to_string())).answer();
+        job.fail(config.shared_error(what, cause)).answer();
     }
 }
 

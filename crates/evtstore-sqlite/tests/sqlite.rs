@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use evtstore_core::{Error, NewEvent, Provider};
+use evtstore_core::{Error, ErrorKind, NewEvent, Provider};
 use evtstore_sqlite::{Durability, SqliteOptions, SqliteProvider};
 
 fn event(id: &str, version: u64) -> NewEvent {
@@ -40,8 +40,27 @@ fn file_that_is_not_a_database_is_refused() {
     );
 }
 
+#[test]
+fn in_memory_databases_are_refused() {
+    let paths = [
+        "",
+        ":memory:",
+        "file::memory:",
+        "file:x?mode=memory&cache=shared",
+    ];
+    for path in paths {
+        let error = SqliteProvider::open(path).err().expect("must be refused");
+        assert!(
+            matches!(&error, Error::InvalidName { what: "database path", value, .. } if value == path),
+            "{path:?}: {error:?}"
+        );
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("MemoryProvider"), "{error}");
+    }
+}
+
 #[tokio::test]
-async fn write_that_cannot_happen_names_path_and_cause_and_loses_nothing() {
+async fn busy_database_is_retryable_contention_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("locked.db");
     let options = SqliteOptions {
@@ -54,6 +73,11 @@ async fn write_that_cannot_happen_names_path_and_cause_and_loses_nothing() {
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let error = provider.append(vec![event("a", 2)]).await.unwrap_err();
+    assert!(
+        error.is_retryable(),
+        "a busy database is worth retrying: {error:?}"
+    );
+    assert!(matches!(error, Error::Contention { .. }), "{error:?}");
     let message = error.to_string();
     assert!(
         message.contains("locked.db") && message.contains("locked"),

@@ -1,0 +1,125 @@
+//! The statements of a write: an append checked against each aggregate's version, a
+//! bookmark, a snapshot. They run inside the writer thread's transaction.
+
+use evtstore_core::provider::expectations;
+use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
+use rusqlite::{Connection, ErrorCode};
+
+use crate::config::Config;
+
+/// Appends the events, each aggregate checked against the version it must be at; returns
+/// their envelopes.
+pub(crate) fn append(
+    conn: &Connection,
+    config: &Config,
+    events: &[NewEvent],
+    timestamp: i64,
+) -> Result<Vec<EventMeta>> {
+    check_versions(conn, config, events)?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(|e| config.error("append", e))?;
+    let mut metas = Vec::with_capacity(events.len());
+    for event in events {
+        let (stream, id) = (&event.stream, &event.aggregate_id);
+        match insert.execute((stream, id, event.version, timestamp, &event.data)) {
+            Ok(_) => {}
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                return Err(conflict_found(conn, config, stream, id, event.version - 1));
+            }
+            Err(e) => return Err(config.error("append", e)),
+        }
+        let position = conn.last_insert_rowid() as Position;
+        metas.push(event.clone().stored(position, timestamp).meta);
+    }
+    Ok(metas)
+}
+
+/// Checks that each aggregate is at the version the append expects.
+///
+/// The check is a point lookup of the aggregate's current version (the insert's unique index
+/// refuses the next one if it exists): SQLite re-plans a MAX() or ORDER BY query on every run,
+/// which cost more than the rest of the append.
+fn check_versions(conn: &Connection, config: &Config, events: &[NewEvent]) -> Result<()> {
+    for expected in expectations(events)? {
+        let (stream, id, current) = (expected.stream, expected.aggregate_id, expected.current);
+        let found = current == 0
+            || has_version(conn, stream, id, current).map_err(|e| config.error("append", e))?;
+        if !found {
+            return Err(conflict_found(conn, config, stream, id, current));
+        }
+    }
+    Ok(())
+}
+
+fn has_version(conn: &Connection, stream: &str, id: &str, version: u64) -> rusqlite::Result<bool> {
+    let mut statement = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE stream = ?1 AND aggregate_id = ?2 AND version = ?3)",
+    )?;
+    statement.query_row((stream, id, version), |row| row.get(0))
+}
+
+/// The conflict error, with the version the aggregate is actually at.
+fn conflict_found(
+    conn: &Connection,
+    config: &Config,
+    stream: &str,
+    id: &str,
+    expected: u64,
+) -> Error {
+    match current_version(conn, stream, id) {
+        Ok(actual) => conflict(stream, id, expected, actual),
+        Err(e) => config.error("append", e),
+    }
+}
+
+fn current_version(conn: &Connection, stream: &str, id: &str) -> rusqlite::Result<u64> {
+    let mut statement = conn.prepare_cached(
+        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?1 AND aggregate_id = ?2",
+    )?;
+    statement.query_row([stream, id], |row| row.get(0))
+}
+
+pub(crate) fn set_bookmark(
+    conn: &Connection,
+    name: &str,
+    position: Position,
+) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO bookmarks (name, position) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )?;
+    statement.execute((name, position)).map(|_| ())
+}
+
+pub(crate) fn save_snapshot(conn: &Connection, s: &Snapshot) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO snapshots (stream, aggregate_id, tag, version, position, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (stream, aggregate_id) DO UPDATE SET
+           tag = excluded.tag, version = excluded.version,
+           position = excluded.position, state = excluded.state
+         WHERE excluded.tag <> snapshots.tag OR excluded.version >= snapshots.version",
+    )?;
+    let row = (
+        &s.stream,
+        &s.aggregate_id,
+        &s.tag,
+        s.version,
+        s.position,
+        &s.state,
+    );
+    statement.execute(row).map(|_| ())
+}
+
+fn conflict(stream: &str, id: &str, expected: u64, actual: u64) -> Error {
+    Error::VersionConflict {
+        stream: stream.to_owned(),
+        aggregate_id: id.to_owned(),
+        expected,
+        actual,
+    }
+}
