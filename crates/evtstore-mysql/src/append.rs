@@ -1,0 +1,170 @@
+//! Appends: every event in one statement, after each aggregate's version is checked.
+
+use evtstore_core::provider::{Expectation, expectations};
+use evtstore_core::event::now_millis;
+use evtstore_core::{Error, EventMeta, NewEvent, Result};
+use sqlx::mysql::MySqlArguments;
+use sqlx::query::Query;
+use sqlx::{MySql, MySqlConnection};
+
+use crate::MysqlProvider;
+use crate::errors::{DUPLICATE_KEY, number};
+
+type Q<'q> = Query<'q, MySql, MySqlArguments>;
+
+impl MysqlProvider {
+    /// The provider's append: one statement that checks every aggregate's version and
+    /// inserts every event, or nothing (it reads the versions without locks: the pool's
+    /// connections are READ COMMITTED); then a sequencer pass gives them positions.
+    pub(crate) async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        let expected = expectations(&events)?;
+        let timestamp = now_millis();
+        let sql = self.sql.insert_checked(events.len(), expected.len());
+        let query = bind_checks(bind_events(sqlx::query(&sql), &events, timestamp), &expected);
+        let mut conn = self.conn().await?;
+        let done = query.execute(&mut *conn).await;
+        let inserted = match done {
+            Ok(done) => done.rows_affected(),
+            Err(e) => return Err(self.append_error(&mut conn, &expected, e).await),
+        };
+        if inserted == 0 {
+            return Err(self.conflict(&mut conn, &expected, None).await);
+        }
+        drop(conn);
+        self.sequencer.sequence().await?;
+        self.metas(&events, &expected, timestamp).await
+    }
+
+    /// Inserts in the caller's transaction after checking each version with a plain
+    /// (non-locking) read; positions come after the caller commits (see `append_in`).
+    pub(crate) async fn insert_in(
+        &self,
+        conn: &mut MySqlConnection,
+        events: &[NewEvent],
+    ) -> Result<Vec<EventMeta>> {
+        let expected = expectations(events)?;
+        for x in expected.iter().filter(|x| x.current > 0) {
+            if self.version(conn, x).await? != x.current {
+                return Err(self.conflict(conn, &expected, Some(x)).await);
+            }
+        }
+        let timestamp = now_millis();
+        let sql = self.sql.insert(events.len());
+        let done = bind_events(sqlx::query(&sql), events, timestamp)
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = done {
+            return Err(self.append_error(conn, &expected, e).await);
+        }
+        Ok(events.iter().map(|e| meta(e, 0, timestamp)).collect())
+    }
+
+    async fn append_error(
+        &self,
+        conn: &mut MySqlConnection,
+        expected: &[Expectation<'_>],
+        e: sqlx::Error,
+    ) -> Error {
+        if number(&e) == Some(DUPLICATE_KEY) {
+            return self.conflict(conn, expected, None).await;
+        }
+        self.fail("append", e)
+    }
+
+    /// The version conflict of the first aggregate (or of `known`) not at its expected version.
+    async fn conflict(
+        &self,
+        conn: &mut MySqlConnection,
+        expected: &[Expectation<'_>],
+        known: Option<&Expectation<'_>>,
+    ) -> Error {
+        for x in known.into_iter().chain(expected) {
+            match self.version(conn, x).await {
+                Ok(actual) if actual != x.current => return version_conflict(x, actual),
+                Ok(_) => {}
+                Err(error) => return error,
+            }
+        }
+        // Each was at its version when read again: another writer's events are not committed
+        // yet, or were rolled back; the version that exists is the one expected plus one.
+        version_conflict(&expected[0], expected[0].current + 1)
+    }
+
+    /// An aggregate's last version, read without locks.
+    async fn version(&self, conn: &mut MySqlConnection, x: &Expectation<'_>) -> Result<u64> {
+        let max: Option<i64> = sqlx::query_scalar(&self.sql.version)
+            .bind(x.stream)
+            .bind(x.aggregate_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.fail("read version", e))?;
+        Ok(max.unwrap_or(0) as u64)
+    }
+
+    /// The envelopes of appended events, with the positions the sequencer gave them.
+    async fn metas(
+        &self,
+        events: &[NewEvent],
+        expected: &[Expectation<'_>],
+        timestamp: i64,
+    ) -> Result<Vec<EventMeta>> {
+        let mut conn = self.conn().await?;
+        let mut metas = Vec::with_capacity(events.len());
+        for x in expected {
+            let positions: Vec<i64> = sqlx::query_scalar(&self.sql.positions)
+                .bind(x.stream)
+                .bind(x.aggregate_id)
+                .bind(x.current as i64)
+                .bind((x.current + (x.range.1 - x.range.0) as u64) as i64)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| self.fail("read appended positions", e))?;
+            let slice = &events[x.range.0..x.range.1];
+            for (event, position) in slice.iter().zip(positions) {
+                metas.push(meta(event, position as u64, timestamp));
+            }
+        }
+        Ok(metas)
+    }
+}
+
+fn meta(event: &NewEvent, position: u64, timestamp: i64) -> EventMeta {
+    EventMeta {
+        stream: event.stream.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        version: event.version,
+        position,
+        timestamp,
+    }
+}
+
+fn version_conflict(x: &Expectation<'_>, actual: u64) -> Error {
+    Error::VersionConflict {
+        stream: x.stream.to_owned(),
+        aggregate_id: x.aggregate_id.to_owned(),
+        expected: x.current,
+        actual,
+    }
+}
+
+fn bind_events<'q>(mut query: Q<'q>, events: &'q [NewEvent], timestamp: i64) -> Q<'q> {
+    for event in events {
+        query = query
+            .bind(event.stream.as_str())
+            .bind(event.aggregate_id.as_str())
+            .bind(event.version as i64)
+            .bind(timestamp)
+            .bind(event.data.as_str());
+    }
+    query
+}
+
+fn bind_checks<'q>(mut query: Q<'q>, expected: &[Expectation<'q>]) -> Q<'q> {
+    for x in expected {
+        query = query
+            .bind(x.stream)
+            .bind(x.aggregate_id)
+            .bind(x.current as i64);
+    }
+    query
+}

@@ -1,0 +1,146 @@
+//! Versioned migrations, safe when several processes start at once (`GET_LOCK`).
+
+use sqlx::{Connection, MySqlConnection};
+
+use crate::tables::Tables;
+
+/// How long a process waits for another one's migration, in seconds.
+const LOCK_WAIT_S: i64 = 60;
+
+/// Each migration takes the schema from version `index` to `index + 1`; each is a list of
+/// statements (MariaDB commits after each DDL statement, so a migration is made to be
+/// repeatable: `IF NOT EXISTS` everywhere).
+fn migrations(t: &Tables) -> Vec<Vec<String>> {
+    let first = vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {events} (
+                id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                position BIGINT NULL,
+                stream VARBINARY(200) NOT NULL,
+                aggregate_id VARBINARY(255) NOT NULL,
+                version BIGINT NOT NULL,
+                timestamp_ms BIGINT NOT NULL,
+                data LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+                UNIQUE KEY by_version (stream, aggregate_id, version),
+                UNIQUE KEY by_position (position),
+                KEY by_stream (stream, position)
+            ) ENGINE=InnoDB",
+            events = t.events
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (id TINYINT PRIMARY KEY, last BIGINT NOT NULL) ENGINE=InnoDB",
+            t.sequence
+        ),
+        format!("INSERT IGNORE INTO {} VALUES (1, 0)", t.sequence),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                name VARBINARY(200) PRIMARY KEY, position BIGINT NOT NULL
+            ) ENGINE=InnoDB",
+            t.bookmarks
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                stream VARBINARY(200) NOT NULL,
+                aggregate_id VARBINARY(255) NOT NULL,
+                tag LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+                version BIGINT NOT NULL,
+                position BIGINT NOT NULL,
+                state LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+                PRIMARY KEY (stream, aggregate_id)
+            ) ENGINE=InnoDB",
+            t.snapshots
+        ),
+        format!("DROP PROCEDURE IF EXISTS {}", t.pass),
+        pass_procedure(t),
+    ];
+    vec![first]
+}
+
+/// The sequencer pass (see `sequencer`): one round trip. It returns the last position given.
+///
+/// Committed rows without a position are found with consistent (non-locking) reads, so rows
+/// of open transactions are neither seen nor waited for; positions follow insert order (`id`).
+fn pass_procedure(t: &Tables) -> String {
+    format!(
+        "CREATE PROCEDURE {pass}()
+        BEGIN
+          DECLARE last_pos BIGINT;
+          DECLARE next_id BIGINT;
+          DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+          IF EXISTS (SELECT 1 FROM {events} WHERE position IS NULL) THEN
+            SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+            START TRANSACTION;
+            SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
+            SET next_id = (SELECT MIN(id) FROM {events} WHERE position IS NULL);
+            WHILE next_id IS NOT NULL DO
+              SET last_pos = last_pos + 1;
+              UPDATE {events} SET position = last_pos WHERE id = next_id;
+              SET next_id = (SELECT MIN(id) FROM {events} WHERE position IS NULL AND id > next_id);
+            END WHILE;
+            UPDATE {seq} SET last = last_pos WHERE id = 1;
+            COMMIT;
+          END IF;
+          SELECT last FROM {seq} WHERE id = 1;
+        END",
+        pass = t.pass,
+        events = t.events,
+        seq = t.sequence,
+    )
+}
+
+/// Brings the tables up to date, holding a server-wide lock named after the database and the
+/// events table while it does.
+pub(crate) async fn migrate(conn: &mut MySqlConnection, t: &Tables) -> Result<(), sqlx::Error> {
+    let lock = "SELECT GET_LOCK(CONCAT(?, DATABASE(), '.', ?), ?)";
+    let got: Option<i64> = sqlx::query_scalar(lock)
+        .bind("evtstore:")
+        .bind(&t.events_name)
+        .bind(LOCK_WAIT_S)
+        .fetch_one(&mut *conn)
+        .await?;
+    if got != Some(1) {
+        return Err(sqlx::Error::Protocol(format!(
+            "another process held the migration lock of {} for {LOCK_WAIT_S} s",
+            t.migration_lock
+        )));
+    }
+    let migrated = run_migrations(conn, t).await;
+    let release = "SELECT RELEASE_LOCK(CONCAT(?, DATABASE(), '.', ?))";
+    let released = sqlx::query(release)
+        .bind("evtstore:")
+        .bind(&t.events_name)
+        .execute(&mut *conn)
+        .await;
+    migrated.and(released.map(drop))
+}
+
+async fn run_migrations(conn: &mut MySqlConnection, t: &Tables) -> Result<(), sqlx::Error> {
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {} (events_table VARCHAR(64) PRIMARY KEY, version INT NOT NULL)",
+        t.migrations
+    );
+    sqlx::raw_sql(&create).execute(&mut *conn).await?;
+    let current = format!("SELECT version FROM {} WHERE events_table = ?", t.migrations);
+    let current: Option<i32> = sqlx::query_scalar(&current)
+        .bind(&t.events_name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let all = migrations(t);
+    for (index, migration) in all.iter().enumerate().skip(current.unwrap_or(0) as usize) {
+        for statement in migration {
+            sqlx::raw_sql(statement).execute(&mut *conn).await?;
+        }
+        let done = format!(
+            "INSERT INTO {} VALUES (?, ?) ON DUPLICATE KEY UPDATE version = VALUES(version)",
+            t.migrations
+        );
+        let mut tx = conn.begin().await?;
+        sqlx::query(&done)
+            .bind(&t.events_name)
+            .bind(index as i32 + 1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
