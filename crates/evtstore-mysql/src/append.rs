@@ -1,62 +1,82 @@
 //! Appends: every event in one statement, after each aggregate's version is checked.
 
-use evtstore_core::provider::{Expectation, expectations};
 use evtstore_core::event::now_millis;
+use evtstore_core::provider::{Expectation, expectations};
 use evtstore_core::{Error, EventMeta, NewEvent, Result};
 use sqlx::mysql::MySqlArguments;
 use sqlx::query::Query;
-use sqlx::{MySql, MySqlConnection};
+use sqlx::{Connection, MySql, MySqlConnection};
 
 use crate::MysqlProvider;
 use crate::errors::{DUPLICATE_KEY, number};
 
 type Q<'q> = Query<'q, MySql, MySqlArguments>;
 
+/// Events per insert statement: five placeholders each, of the 65,535 a statement may have.
+const ROWS_PER_INSERT: usize = 1000;
+
 impl MysqlProvider {
-    /// The provider's append: one statement that checks every aggregate's version and
-    /// inserts every event, or nothing (it reads the versions without locks: the pool's
-    /// connections are READ COMMITTED); then a sequencer pass gives them positions.
+    /// The provider's append: every aggregate's version checked and every event inserted, or
+    /// nothing; then a sequencer pass gives them positions, which it returns.
     pub(crate) async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let expected = expectations(&events)?;
         let timestamp = now_millis();
-        let sql = self.sql.insert_checked(events.len(), expected.len());
-        let query = bind_checks(bind_events(sqlx::query(&sql), &events, timestamp), &expected);
         let mut conn = self.conn().await?;
-        let done = query.execute(&mut *conn).await;
-        let inserted = match done {
-            Ok(done) => done.rows_affected(),
-            Err(e) => return Err(self.append_error(&mut conn, &expected, e).await),
-        };
-        if inserted == 0 {
-            return Err(self.conflict(&mut conn, &expected, None).await);
+        if events.len() <= ROWS_PER_INSERT {
+            self.insert_checked(&mut conn, &events, &expected, timestamp)
+                .await?;
+        } else {
+            let mut tx = conn.begin().await.map_err(|e| self.fail("begin", e))?;
+            self.insert_in(&mut tx, &events, &expected, timestamp)
+                .await?;
+            tx.commit().await.map_err(|e| self.fail("commit", e))?;
         }
         drop(conn);
         self.sequencer.sequence().await?;
         self.metas(&events, &expected, timestamp).await
     }
 
-    /// Inserts in the caller's transaction after checking each version with a plain
-    /// (non-locking) read; positions come after the caller commits (see `append_in`).
+    /// One statement that checks every aggregate's version and inserts every event, or
+    /// nothing. It reads the versions without locks: the pool's connections are READ COMMITTED.
+    async fn insert_checked(
+        &self,
+        conn: &mut MySqlConnection,
+        events: &[NewEvent],
+        expected: &[Expectation<'_>],
+        timestamp: i64,
+    ) -> Result<()> {
+        let sql = self.sql.insert_checked(events.len(), expected.len());
+        let query = bind_checks(bind_events(sqlx::query(&sql), events, timestamp), expected);
+        match query.execute(&mut *conn).await {
+            Ok(done) if done.rows_affected() > 0 => Ok(()),
+            Ok(_) => Err(self.conflict(conn, expected, None).await),
+            Err(e) => Err(self.append_error(conn, expected, e).await),
+        }
+    }
+
+    /// Inserts in a transaction after checking each version with a plain (non-locking) read.
     pub(crate) async fn insert_in(
         &self,
         conn: &mut MySqlConnection,
         events: &[NewEvent],
-    ) -> Result<Vec<EventMeta>> {
-        let expected = expectations(events)?;
+        expected: &[Expectation<'_>],
+        timestamp: i64,
+    ) -> Result<()> {
         for x in expected.iter().filter(|x| x.current > 0) {
             if self.version(conn, x).await? != x.current {
-                return Err(self.conflict(conn, &expected, Some(x)).await);
+                return Err(self.conflict(conn, expected, Some(x)).await);
             }
         }
-        let timestamp = now_millis();
-        let sql = self.sql.insert(events.len());
-        let done = bind_events(sqlx::query(&sql), events, timestamp)
-            .execute(&mut *conn)
-            .await;
-        if let Err(e) = done {
-            return Err(self.append_error(conn, &expected, e).await);
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let sql = self.sql.insert(chunk.len());
+            let done = bind_events(sqlx::query(&sql), chunk, timestamp)
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = done {
+                return Err(self.append_error(conn, expected, e).await);
+            }
         }
-        Ok(events.iter().map(|e| meta(e, 0, timestamp)).collect())
+        Ok(())
     }
 
     async fn append_error(
@@ -128,7 +148,7 @@ impl MysqlProvider {
     }
 }
 
-fn meta(event: &NewEvent, position: u64, timestamp: i64) -> EventMeta {
+pub(crate) fn meta(event: &NewEvent, position: u64, timestamp: i64) -> EventMeta {
     EventMeta {
         stream: event.stream.clone(),
         aggregate_id: event.aggregate_id.clone(),

@@ -43,7 +43,11 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let error = fail("127.0.0.1:3306/test", "append", sqlx::Error::Io(io));
         assert_eq!(error.kind(), ErrorKind::Unavailable);
-        assert!(error.to_string().starts_with("MariaDB 127.0.0.1:3306/test: append"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("MariaDB 127.0.0.1:3306/test: append")
+        );
         let other = fail("h", "read", sqlx::Error::RowNotFound);
         assert_eq!(other.kind(), ErrorKind::Backend);
     }

@@ -91,7 +91,10 @@ impl MysqlProvider {
     }
 
     /// Connects with a driver configuration and the given tables.
-    pub async fn connect_config(config: MySqlConnectOptions, options: MysqlOptions) -> Result<Self> {
+    pub async fn connect_config(
+        config: MySqlConnectOptions,
+        options: MysqlOptions,
+    ) -> Result<Self> {
         let tables = Tables::new(&options)?;
         let server: Arc<str> = describe(&config).into();
         let pool = MySqlPoolOptions::new()
@@ -106,7 +109,10 @@ impl MysqlProvider {
             .connect_with(config)
             .await
             .map_err(|e| errors::fail(&server, "connect", e))?;
-        let mut conn = pool.acquire().await.map_err(|e| errors::fail(&server, "connect", e))?;
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| errors::fail(&server, "connect", e))?;
         schema::migrate(&mut conn, &tables)
             .await
             .map_err(|e| errors::fail(&server, "migrate the schema", e))?;
@@ -137,7 +143,10 @@ impl MysqlProvider {
 
     /// A pooled connection.
     pub(crate) async fn conn(&self) -> Result<PoolConnection<MySql>> {
-        self.pool.acquire().await.map_err(|e| self.fail("connect", e))
+        self.pool
+            .acquire()
+            .await
+            .map_err(|e| self.fail("connect", e))
     }
 
     /// An error saying what failed on which server.

@@ -41,7 +41,10 @@ impl MysqlProvider {
             .fetch_all(&self.pool)
             .await
             .map_err(fail)?;
-        rows.iter().map(event_from_row).collect::<Result<_, _>>().map_err(fail)
+        rows.iter()
+            .map(event_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(fail)
     }
 
     /// A page of positioned events after `after`.
@@ -61,8 +64,15 @@ impl MysqlProvider {
         for stream in streams {
             query = query.bind(stream.as_str());
         }
-        let rows = query.bind(limit as i64).fetch_all(conn).await.map_err(fail)?;
-        rows.iter().map(event_from_row).collect::<Result<_, _>>().map_err(fail)
+        let rows = query
+            .bind(limit as i64)
+            .fetch_all(conn)
+            .await
+            .map_err(fail)?;
+        rows.iter()
+            .map(event_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(fail)
     }
 
     pub(crate) async fn read_last(

@@ -58,25 +58,30 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
 
 /// The sequencer pass (see `sequencer`): one round trip. It returns the last position given.
 ///
-/// Committed rows without a position are found with consistent (non-locking) reads, so rows
-/// of open transactions are neither seen nor waited for; positions follow insert order (`id`).
+/// Committed rows without a position are found with a consistent (non-locking) read in
+/// READ COMMITTED, so rows of open transactions are neither seen nor waited for; they are
+/// numbered in `id` order into a temporary table of the session, and then updated through
+/// their primary key (`STRAIGHT_JOIN` from that table), which locks those rows only.
 fn pass_procedure(t: &Tables) -> String {
     format!(
         "CREATE PROCEDURE {pass}()
         BEGIN
           DECLARE last_pos BIGINT;
-          DECLARE next_id BIGINT;
           DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
           IF EXISTS (SELECT 1 FROM {events} WHERE position IS NULL) THEN
+            CREATE TEMPORARY TABLE IF NOT EXISTS {pass} (
+              id BIGINT PRIMARY KEY, pos BIGINT NOT NULL
+            ) ENGINE=MEMORY;
+            DELETE FROM {pass};
             SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
             START TRANSACTION;
             SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
-            SET next_id = (SELECT MIN(id) FROM {events} WHERE position IS NULL);
-            WHILE next_id IS NOT NULL DO
-              SET last_pos = last_pos + 1;
-              UPDATE {events} SET position = last_pos WHERE id = next_id;
-              SET next_id = (SELECT MIN(id) FROM {events} WHERE position IS NULL AND id > next_id);
-            END WHILE;
+            INSERT INTO {pass}
+              SELECT id, last_pos + ROW_NUMBER() OVER (ORDER BY id)
+              FROM {events} WHERE position IS NULL;
+            UPDATE {pass} STRAIGHT_JOIN {events} ON {events}.id = {pass}.id
+              SET {events}.position = {pass}.pos;
+            SELECT COALESCE(MAX(pos), last_pos) INTO last_pos FROM {pass};
             UPDATE {seq} SET last = last_pos WHERE id = 1;
             COMMIT;
           END IF;
@@ -120,7 +125,10 @@ async fn run_migrations(conn: &mut MySqlConnection, t: &Tables) -> Result<(), sq
         t.migrations
     );
     sqlx::raw_sql(&create).execute(&mut *conn).await?;
-    let current = format!("SELECT version FROM {} WHERE events_table = ?", t.migrations);
+    let current = format!(
+        "SELECT version FROM {} WHERE events_table = ?",
+        t.migrations
+    );
     let current: Option<i32> = sqlx::query_scalar(&current)
         .bind(&t.events_name)
         .fetch_optional(&mut *conn)

@@ -93,7 +93,11 @@ impl Sql {
 
     /// The last positioned event of `streams` streams, or of the aggregate `?` in them.
     pub(crate) fn last_event(&self, streams: usize, of_aggregate: bool) -> String {
-        let aggregate = if of_aggregate { "AND aggregate_id = ?" } else { "" };
+        let aggregate = if of_aggregate {
+            "AND aggregate_id = ?"
+        } else {
+            ""
+        };
         format!(
             "SELECT {COLUMNS} FROM {} WHERE position IS NOT NULL AND stream IN ({}) {aggregate}
              ORDER BY position DESC LIMIT 1",

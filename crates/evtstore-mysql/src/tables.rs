@@ -102,7 +102,13 @@ mod tests {
             events_table: "e".repeat(60),
             ..MysqlOptions::default()
         };
-        assert!(Tables::new(&long).is_err(), "its `_seq` table would be too long");
-        assert_eq!(Tables::new(&MysqlOptions::default()).unwrap().sequence, "`events_seq`");
+        assert!(
+            Tables::new(&long).is_err(),
+            "its `_seq` table would be too long"
+        );
+        assert_eq!(
+            Tables::new(&MysqlOptions::default()).unwrap().sequence,
+            "`events_seq`"
+        );
     }
 }

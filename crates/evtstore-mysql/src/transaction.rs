@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evtstore_core::aggregate::decode_event;
+use evtstore_core::event::now_millis;
 use evtstore_core::handler::{Runner, Timing, check_routes};
 use evtstore_core::names::check_bookmark;
+use evtstore_core::provider::expectations;
 use evtstore_core::{
     Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
 };
@@ -16,6 +18,7 @@ use futures_util::future::BoxFuture;
 use sqlx::{Connection, MySqlConnection};
 
 use crate::MysqlProvider;
+use crate::append::meta;
 
 impl MysqlProvider {
     /// Appends inside the caller's own transaction (`&mut *tx` of a `sqlx::Transaction`, on
@@ -32,7 +35,10 @@ impl MysqlProvider {
         conn: &mut MySqlConnection,
         events: Vec<NewEvent>,
     ) -> Result<Vec<EventMeta>> {
-        self.insert_in(conn, &events).await
+        let expected = expectations(&events)?;
+        let timestamp = now_millis();
+        self.insert_in(conn, &events, &expected, timestamp).await?;
+        Ok(events.iter().map(|e| meta(e, 0, timestamp)).collect())
     }
 
     /// Starts declaring a transactional handler over aggregate kinds of domain `D`.
@@ -51,7 +57,12 @@ impl MysqlProvider {
 
 /// A callback of a transactional handler: it gets the transaction's connection and the event.
 pub type TxCallback<E> = Box<
-    dyn for<'t> Fn(&'t mut MySqlConnection, String, E, EventMeta) -> BoxFuture<'t, Result<(), BoxError>>
+    dyn for<'t> Fn(
+            &'t mut MySqlConnection,
+            String,
+            E,
+            EventMeta,
+        ) -> BoxFuture<'t, Result<(), BoxError>>
         + Send
         + Sync,
 >;
@@ -165,7 +176,11 @@ impl TxHandler {
     /// The position the handler has committed.
     pub async fn position(&self) -> Result<Position> {
         let inner = &self.inner;
-        Ok(inner.provider.read_bookmark(&inner.name).await?.unwrap_or(0))
+        Ok(inner
+            .provider
+            .read_bookmark(&inner.name)
+            .await?
+            .unwrap_or(0))
     }
 
     /// Runs the handler in the background until [`stop`](Self::stop), woken at once when

@@ -32,7 +32,9 @@ pub fn unique_name() -> String {
 
 /// The URL's connection settings on another database.
 pub fn connect_options(url: &str, database: &str) -> MySqlConnectOptions {
-    MySqlConnectOptions::from_str(url).unwrap().database(database)
+    MySqlConnectOptions::from_str(url)
+        .unwrap()
+        .database(database)
 }
 
 /// A database of its own, dropped (with everything in it) when this is dropped.
@@ -44,9 +46,19 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create(url: &str) -> Self {
         let name = unique_name();
-        let mut admin = MySqlConnectOptions::from_str(url).unwrap().connect().await.unwrap();
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-        TestDb { url: url.to_owned(), name }
+        let mut admin = MySqlConnectOptions::from_str(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        TestDb {
+            url: url.to_owned(),
+            name,
+        }
     }
 
     /// A provider on this database.
@@ -58,7 +70,10 @@ impl TestDb {
 
     /// A plain connection to this database.
     pub async fn connection(&self) -> sqlx::MySqlConnection {
-        connect_options(&self.url, &self.name).connect().await.unwrap()
+        connect_options(&self.url, &self.name)
+            .connect()
+            .await
+            .unwrap()
     }
 }
 
@@ -66,10 +81,19 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let (url, name) = (self.url.clone(), self.name.clone());
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             runtime.unwrap().block_on(async move {
-                let mut admin = MySqlConnectOptions::from_str(&url).ok()?.connect().await.ok()?;
-                admin.execute(format!("DROP DATABASE {name}").as_str()).await.ok()
+                let mut admin = MySqlConnectOptions::from_str(&url)
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                admin
+                    .execute(format!("DROP DATABASE {name}").as_str())
+                    .await
+                    .ok()
             })
         });
         let _ = dropped.join();
