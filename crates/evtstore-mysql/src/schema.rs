@@ -62,13 +62,17 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
 /// READ COMMITTED, so rows of open transactions are neither seen nor waited for; they are
 /// numbered in `id` order into a temporary table of the session, and then updated through
 /// their primary key (`STRAIGHT_JOIN` from that table), which locks those rows only.
+/// (`SELECT … INTO`, not `IF EXISTS (SELECT …)`: in a routine, a subquery of an expression is
+/// a locking read, and would wait for open writers' rows.)
 fn pass_procedure(t: &Tables) -> String {
     format!(
         "CREATE PROCEDURE {pass}()
         BEGIN
           DECLARE last_pos BIGINT;
+          DECLARE waiting BIGINT DEFAULT NULL;
           DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-          IF EXISTS (SELECT 1 FROM {events} WHERE position IS NULL) THEN
+          SELECT id INTO waiting FROM {events} WHERE position IS NULL LIMIT 1;
+          IF waiting IS NOT NULL THEN
             CREATE TEMPORARY TABLE IF NOT EXISTS {pass} (
               id BIGINT PRIMARY KEY, pos BIGINT NOT NULL
             ) ENGINE=MEMORY;
