@@ -100,6 +100,9 @@ impl MysqlProvider {
         let pool = MySqlPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(std::time::Duration::from_secs(10))
+            // No ping before each use (a round trip per statement); a dead connection fails
+            // its statement, and the pool drops it.
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     let level = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
