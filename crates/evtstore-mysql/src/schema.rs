@@ -11,7 +11,16 @@ const LOCK_WAIT_S: i64 = 60;
 /// statements (MariaDB commits after each DDL statement, so a migration is made to be
 /// repeatable: `IF NOT EXISTS` everywhere).
 fn migrations(t: &Tables) -> Vec<Vec<String>> {
-    let first = vec![
+    let mut first = events_tables(t);
+    first.extend(other_tables(t));
+    first.push(format!("DROP PROCEDURE IF EXISTS {}", t.pass));
+    first.push(pass_procedure(t));
+    vec![first]
+}
+
+/// The events (`position` NULL until the sequencer gives one) and the sequencer's counter.
+fn events_tables(t: &Tables) -> Vec<String> {
+    vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {events} (
                 id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -32,6 +41,13 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
             t.sequence
         ),
         format!("INSERT IGNORE INTO {} VALUES (1, 0)", t.sequence),
+    ]
+}
+
+/// Bookmarks and aggregate persistence. Names are `VARBINARY`: compared byte for byte, with
+/// no collation folding case or ignoring trailing spaces.
+fn other_tables(t: &Tables) -> Vec<String> {
+    vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {} (
                 name VARBINARY(200) PRIMARY KEY, position BIGINT NOT NULL
@@ -50,10 +66,7 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
             ) ENGINE=InnoDB",
             t.snapshots
         ),
-        format!("DROP PROCEDURE IF EXISTS {}", t.pass),
-        pass_procedure(t),
-    ];
-    vec![first]
+    ]
 }
 
 /// The sequencer pass (see `sequencer`): one round trip. It returns the last position given.
