@@ -2,7 +2,7 @@
 
 use evtstore_core::event::now_millis;
 use evtstore_core::provider::{Expectation, expectations};
-use evtstore_core::{Error, EventMeta, NewEvent, Result};
+use evtstore_core::{Error, ErrorKind, EventMeta, NewEvent, Result};
 use sqlx::mysql::MySqlArguments;
 use sqlx::query::Query;
 use sqlx::{Connection, MySql, MySqlConnection};
@@ -32,8 +32,11 @@ impl MysqlProvider {
             tx.commit().await.map_err(|e| self.fail("commit", e))?;
         }
         drop(conn);
-        self.sequencer.sequence().await?;
-        self.metas(&events, &expected, timestamp).await
+        let positioned = async {
+            self.sequencer.sequence().await?;
+            self.metas(&events, &expected, timestamp).await
+        };
+        positioned.await.map_err(committed)
     }
 
     /// One statement that checks every aggregate's version and inserts every event, or
@@ -155,6 +158,19 @@ pub(crate) fn meta(event: &NewEvent, position: u64, timestamp: i64) -> EventMeta
         version: event.version,
         position,
         timestamp,
+    }
+}
+
+/// An error after the events committed: say so, lest the caller append them again.
+fn committed(error: Error) -> Error {
+    let context = format!(
+        "the events were appended, but their positions could not be read yet (a running \
+         provider's sequencer gives them): {error}"
+    );
+    match error.kind() {
+        ErrorKind::Unavailable => Error::unavailable(context, error),
+        ErrorKind::Conflict => Error::contention(context, error),
+        _ => Error::backend(context, error),
     }
 }
 

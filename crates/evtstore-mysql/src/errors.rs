@@ -6,6 +6,9 @@ use sqlx::mysql::MySqlDatabaseError;
 /// MariaDB's error numbers that a caller may retry: a deadlock, a lock wait timeout.
 const DEADLOCK: u16 = 1213;
 const LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// The server is shutting down, or killed the connection: it cannot be reached for now.
+const SHUTDOWN: u16 = 1053;
+const CONNECTION_KILLED: u16 = 1927;
 /// A duplicate key: another writer took the version first.
 pub(crate) const DUPLICATE_KEY: u16 = 1062;
 
@@ -17,11 +20,12 @@ pub(crate) fn number(error: &sqlx::Error) -> Option<u16> {
 
 /// Wraps a driver error with what was being done on which server (`host:port/database`):
 /// contention for a deadlock or lock wait timeout, unavailable when the server cannot be
-/// reached, a backend error otherwise (with the server's own words, e.g. access denied).
+/// reached or is shutting down, a backend error otherwise (with the server's own words, e.g. access denied).
 pub(crate) fn fail(server: &str, what: &str, error: sqlx::Error) -> Error {
     let context = format!("MariaDB {server}: {what}");
     match (&error, number(&error)) {
         (_, Some(DEADLOCK | LOCK_WAIT_TIMEOUT)) => Error::contention(context, error),
+        (_, Some(SHUTDOWN | CONNECTION_KILLED)) => Error::unavailable(context, error),
         (
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut

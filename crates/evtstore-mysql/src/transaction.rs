@@ -119,6 +119,12 @@ impl<D> TxHandlerBuilder<D> {
         self
     }
 
+    /// How long a started handler waits after a failed run (default 1 s).
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.timing.retry_delay = delay;
+        self
+    }
+
     /// Called with each failed run of a started handler.
     pub fn on_error(mut self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
         self.on_error = Some(Arc::new(hook));
