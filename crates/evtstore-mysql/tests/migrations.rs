@@ -1,5 +1,6 @@
 //! Migrations: processes that start together on an empty database each connect, and the
-//! schema is created once; connecting to an up-to-date database changes nothing.
+//! schema is created once; connecting to an up-to-date database changes nothing; configured
+//! table names are the ones created and used.
 
 mod support;
 
@@ -28,4 +29,38 @@ async fn providers_starting_together_migrate_once() {
     let again = db.provider(MysqlOptions::default()).await;
     let events = again.events(&["s".into()], 0, 10).await.unwrap();
     assert_eq!(events.len(), 1, "a later start keeps the events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_table_names_are_used() {
+    let Some(url) = support::url() else { return };
+    let db = support::TestDb::create(&url).await;
+    let options = MysqlOptions {
+        events_table: "orders_events".into(),
+        bookmarks_table: "orders_bookmarks".into(),
+        snapshots_table: "orders_snapshots".into(),
+        ..MysqlOptions::default()
+    };
+    let provider = db.provider(options).await;
+    let event = evtstore_core::NewEvent {
+        stream: "orders".into(),
+        aggregate_id: "o1".into(),
+        version: 1,
+        data: "{}".into(),
+    };
+    let metas = provider.append(vec![event]).await.unwrap();
+    assert_eq!(metas[0].position, 1);
+    provider.set_bookmark("model", 1).await.unwrap();
+    let mut conn = db.connection().await;
+    let sql = "SELECT table_name FROM information_schema.tables
+               WHERE table_schema = DATABASE() ORDER BY table_name";
+    let tables: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap();
+    let expected = [
+        "evtstore_migrations",
+        "orders_bookmarks",
+        "orders_events",
+        "orders_events_seq",
+        "orders_snapshots",
+    ];
+    assert_eq!(tables, expected);
 }
