@@ -10,12 +10,15 @@ const LOCK_WAIT_S: i64 = 60;
 /// Each migration takes the schema from version `index` to `index + 1`; each is a list of
 /// statements (MariaDB commits after each DDL statement, so a migration is made to be
 /// repeatable: `IF NOT EXISTS` everywhere).
+/// The sequencer's procedure is (re)created by the last migration that changed it.
 fn migrations(t: &Tables) -> Vec<Vec<String>> {
-    let mut first = events_tables(t);
-    first.extend(other_tables(t));
-    first.push(format!("DROP PROCEDURE IF EXISTS {}", t.pass));
-    first.push(pass_procedure(t));
-    vec![first]
+    let mut tables = events_tables(t);
+    tables.extend(other_tables(t));
+    let pass = vec![
+        format!("DROP PROCEDURE IF EXISTS {}", t.pass),
+        pass_procedure(t),
+    ];
+    vec![tables, pass]
 }
 
 /// The events (`position` NULL until the sequencer gives one) and the sequencer's counter.
@@ -69,7 +72,8 @@ fn other_tables(t: &Tables) -> Vec<String> {
     ]
 }
 
-/// The sequencer pass (see `sequencer`): one round trip. It returns the last position given.
+/// The sequencer pass (see `sequencer`): one round trip. It returns `(0, last position)`, then
+/// `(id, position)` for each event it gave a position.
 ///
 /// Committed rows without a position are found with a consistent (non-locking) read in
 /// READ COMMITTED, so rows of open transactions are neither seen nor waited for; they are
@@ -84,12 +88,12 @@ fn pass_procedure(t: &Tables) -> String {
           DECLARE last_pos BIGINT;
           DECLARE waiting BIGINT DEFAULT NULL;
           DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+          CREATE TEMPORARY TABLE IF NOT EXISTS {pass} (
+            id BIGINT PRIMARY KEY, pos BIGINT NOT NULL
+          ) ENGINE=MEMORY;
+          DELETE FROM {pass};
           SELECT id INTO waiting FROM {events} WHERE position IS NULL LIMIT 1;
           IF waiting IS NOT NULL THEN
-            CREATE TEMPORARY TABLE IF NOT EXISTS {pass} (
-              id BIGINT PRIMARY KEY, pos BIGINT NOT NULL
-            ) ENGINE=MEMORY;
-            DELETE FROM {pass};
             SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
             START TRANSACTION;
             SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
@@ -102,7 +106,7 @@ fn pass_procedure(t: &Tables) -> String {
             UPDATE {seq} SET last = last_pos WHERE id = 1;
             COMMIT;
           END IF;
-          SELECT last FROM {seq} WHERE id = 1;
+          SELECT 0, last FROM {seq} WHERE id = 1 UNION ALL SELECT id, pos FROM {pass};
         END",
         pass = t.pass,
         events = t.events,

@@ -20,6 +20,7 @@
 //! one process share passes), and every `sequence_interval` in every process, so events of a
 //! process that died after committing, or of `append_in`, get positions too.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub(crate) struct Sequencer {
     pool: MySqlPool,
     call: String,
     server: Arc<str>,
+    /// The positions the last pass gave, by event id.
+    given: std::sync::Mutex<HashMap<u64, Position>>,
     /// How many appends asked for a pass, each after its insert committed.
     requested: AtomicU64,
     /// The count of `requested` that the last finished pass covers.
@@ -48,6 +51,7 @@ impl Sequencer {
             pool,
             call: format!("CALL {pass}()"),
             server,
+            given: std::sync::Mutex::default(),
             requested: AtomicU64::new(0),
             covered: Mutex::new(0),
             appended: watch::channel(0).0,
@@ -68,13 +72,24 @@ impl Sequencer {
         Ok(last)
     }
 
+    /// The position the last pass of this process gave the event with this `id`, if it did.
+    pub(crate) fn position_of(&self, id: u64) -> Option<Position> {
+        let given = self.given.lock().unwrap_or_else(|e| e.into_inner());
+        given.get(&id).copied()
+    }
+
     /// One pass; wakes this process's handlers when the last position moved.
     async fn pass(&self) -> Result<Position> {
-        let last: i64 = sqlx::query_scalar(&self.call)
-            .fetch_one(&self.pool)
+        let rows: Vec<(i64, i64)> = sqlx::query_as(&self.call)
+            .fetch_all(&self.pool)
             .await
             .map_err(|e| fail(&self.server, "sequencer pass", e))?;
-        let last = last as Position;
+        let last = rows.first().map_or(0, |&(_, last)| last as Position);
+        let given = rows
+            .iter()
+            .skip(1)
+            .map(|&(id, p)| (id as u64, p as Position));
+        *self.given.lock().unwrap_or_else(|e| e.into_inner()) = given.collect();
         self.appended.send_if_modified(|seen| {
             let moved = last > *seen;
             *seen = last.max(*seen);

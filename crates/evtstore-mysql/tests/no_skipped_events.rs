@@ -115,3 +115,34 @@ async fn a_pass_does_not_wait_for_an_open_writer() {
     tx.commit().await.unwrap();
     assert_eq!(provider.sequence().await.unwrap(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_return_the_positions_they_were_given() {
+    let Some(url) = support::url() else { return };
+    let (provider, _db) = support::fresh(&url).await;
+    let appends = (0..32).map(|n| {
+        let provider = provider.clone();
+        let batch = match n % 4 {
+            0 => vec![tick(&format!("t{n}")), tick(&format!("u{n}"))],
+            _ => vec![tick(&format!("t{n}"))],
+        };
+        tokio::spawn(async move { provider.append(batch).await.unwrap() })
+    });
+    let mut returned = Vec::new();
+    for append in appends {
+        let metas = append.await.unwrap();
+        returned.extend(metas.into_iter().map(|m| (m.position, m.aggregate_id)));
+    }
+    returned.sort();
+    let stored = provider.events(&["clock".into()], 0, 100).await.unwrap();
+    let stored: Vec<(u64, String)> = stored
+        .into_iter()
+        .map(|e| (e.meta.position, e.meta.aggregate_id))
+        .collect();
+    assert_eq!(
+        returned, stored,
+        "each append returned the positions stored"
+    );
+    let positions: Vec<u64> = stored.iter().map(|s| s.0).collect();
+    assert_eq!(positions, (1..=40).collect::<Vec<u64>>());
+}
