@@ -55,8 +55,18 @@ impl MysqlProvider {
         expected: &[Expectation<'_>],
         timestamp: i64,
     ) -> Result<u64> {
-        let sql = self.sql.insert_checked(events.len(), expected.len());
-        let query = bind_checks(bind_events(sqlx::query(&sql), events, timestamp), expected);
+        // New aggregates need no check: their version 1 is unique, or the insert fails.
+        let new = expected.iter().all(|x| x.current == 0);
+        let sql = match new {
+            true => self.sql.insert(events.len()),
+            false => self.sql.insert_checked(events.len(), expected.len()),
+        };
+        let query = bind_events(sqlx::query(&sql), events, timestamp);
+        let query = if new {
+            query
+        } else {
+            bind_checks(query, expected)
+        };
         match query.execute(&mut *conn).await {
             Ok(done) if done.rows_affected() > 0 => Ok(done.last_insert_id()),
             Ok(_) => Err(self.conflict(conn, expected, None).await),
