@@ -55,23 +55,6 @@ impl Sql {
         }
     }
 
-    /// Inserts `n` events (five parameters each), if each of `aggregates` aggregates (stream,
-    /// id, version: three parameters each) is at its version.
-    pub(crate) fn insert_checked(&self, n: usize, aggregates: usize) -> String {
-        let first = "SELECT ? AS stream, ? AS aggregate_id, ? AS version, ? AS ts, ? AS data";
-        let rest = " UNION ALL SELECT ?, ?, ?, ?, ?".repeat(n - 1);
-        let check = format!(
-            "(SELECT COALESCE(MAX(version), 0) FROM {} WHERE stream = ? AND aggregate_id = ?) = ?",
-            self.events
-        );
-        let checks = vec![check; aggregates].join(" AND ");
-        format!(
-            "INSERT INTO {} (stream, aggregate_id, version, timestamp_ms, data)
-             SELECT * FROM ({first}{rest}) AS new_events WHERE {checks}",
-            self.events
-        )
-    }
-
     /// Inserts `n` events, five parameters each.
     pub(crate) fn insert(&self, n: usize) -> String {
         let rows = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
