@@ -40,9 +40,9 @@ impl MysqlProvider {
         };
         drop(conn);
         let positioned = async {
-            self.sequencer.sequence().await?;
             // One event: its id is known, and so its position if this process's pass gave it.
             let given = Some(first_id).filter(|_| events.len() == 1);
+            self.sequencer.sequence_for(given).await?;
             if let Some(position) = given.and_then(|id| self.sequencer.position_of(id)) {
                 return Ok(vec![meta(&events[0], position, timestamp)]);
             }

@@ -61,9 +61,17 @@ impl Sequencer {
     /// Gives positions to every committed event, at least to those committed before the call:
     /// runs a pass, or waits for one that started after the call.
     pub(crate) async fn sequence(&self) -> Result<Position> {
+        self.sequence_for(None).await
+    }
+
+    /// [`sequence`](Self::sequence) for an append of one event with this `id`: no pass is
+    /// needed once the last pass has given it a position (the pass that was running when it
+    /// committed may have).
+    pub(crate) async fn sequence_for(&self, id: Option<u64>) -> Result<Position> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut covered = self.covered.lock().await;
-        if *covered >= ticket {
+        let given = id.and_then(|id| self.position_of(id)).is_some();
+        if *covered >= ticket || given {
             return Ok(*self.appended.borrow());
         }
         let start = self.requested.load(Ordering::SeqCst);
