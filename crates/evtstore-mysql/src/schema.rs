@@ -4,6 +4,10 @@ use sqlx::{Connection, MySqlConnection};
 
 use crate::tables::Tables;
 
+/// Most events one pass numbers (its session table is in memory); a pass that numbers this
+/// many is followed by another.
+pub(crate) const PASS_ROWS: usize = 50_000;
+
 /// How long a process waits for another one's migration, in seconds.
 const LOCK_WAIT_S: i64 = 60;
 
@@ -99,7 +103,7 @@ fn pass_procedure(t: &Tables) -> String {
             SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
             INSERT INTO {pass}
               SELECT id, last_pos + ROW_NUMBER() OVER (ORDER BY id)
-              FROM {events} WHERE position IS NULL;
+              FROM {events} WHERE position IS NULL ORDER BY id LIMIT {PASS_ROWS};
             UPDATE {pass} STRAIGHT_JOIN {events} ON {events}.id = {pass}.id
               SET {events}.position = {pass}.pos;
             SELECT COALESCE(MAX(pos), last_pos) INTO last_pos FROM {pass};

@@ -30,6 +30,7 @@ use sqlx::MySqlPool;
 use tokio::sync::{Mutex, watch};
 
 use crate::errors::fail;
+use crate::schema::PASS_ROWS;
 
 /// Runs passes for one provider; concurrent requests share them.
 pub(crate) struct Sequencer {
@@ -86,8 +87,19 @@ impl Sequencer {
         given.get(&id).copied()
     }
 
-    /// One pass; wakes this process's handlers when the last position moved.
+    /// Passes until one numbers fewer than [`PASS_ROWS`] events.
     async fn pass(&self) -> Result<Position> {
+        loop {
+            let (last, numbered) = self.pass_once().await?;
+            if numbered < PASS_ROWS {
+                return Ok(last);
+            }
+        }
+    }
+
+    /// One pass; wakes this process's handlers when the last position moved. Returns the last
+    /// position and how many events it numbered.
+    async fn pass_once(&self) -> Result<(Position, usize)> {
         let rows: Vec<(i64, i64)> = sqlx::query_as(&self.call)
             .fetch_all(&self.pool)
             .await
@@ -103,7 +115,7 @@ impl Sequencer {
             *seen = last.max(*seen);
             moved
         });
-        Ok(last)
+        Ok((last, rows.len().saturating_sub(1)))
     }
 
     /// Signals new positions: this process's and, within the interval, other processes'.

@@ -79,3 +79,23 @@ async fn append_in_conflicts_and_writes_nothing_of_the_batch() {
     let stored = provider.events(&["notes".into()], 0, 10).await.unwrap();
     assert_eq!(stored.len(), 1, "b was not written: {stored:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_backlog_is_numbered_in_several_passes() {
+    let Some(url) = support::url() else { return };
+    let (provider, db) = support::fresh(&url).await;
+    let events: Vec<NewEvent> = (1..=100_001).map(|v| event("big", v)).collect();
+    let mut conn = db.connection().await;
+    let mut tx = conn.begin().await.unwrap();
+    provider.append_in(&mut tx, events).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(provider.sequence().await.unwrap(), 100_001);
+    let sql = "SELECT COUNT(*), MIN(position), MAX(position), COUNT(DISTINCT position)
+               FROM events WHERE position = version";
+    let row: (i64, i64, i64, i64) = sqlx::query_as(sql).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(
+        row,
+        (100_001, 1, 100_001, 100_001),
+        "each event at its own position, in order"
+    );
+}
