@@ -169,3 +169,35 @@ async fn killing_a_pass_midway_loses_and_duplicates_nothing() {
         .collect();
     assert_eq!(got, [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_is_contention() {
+    let Some(url) = support::url() else { return };
+    let (provider, db) = support::fresh(&url).await;
+    let (mut first, mut second) = (db.connection().await, db.connection().await);
+    let mut one = first.begin().await.unwrap();
+    let mut two = second.begin().await.unwrap();
+    provider
+        .append_in(&mut one, vec![event("a", 1)])
+        .await
+        .unwrap();
+    provider
+        .append_in(&mut two, vec![event("b", 1)])
+        .await
+        .unwrap();
+    // Each then waits for the other's uncommitted event: the server rolls one back.
+    let crossed = provider.append_in(&mut one, vec![event("b", 1)]);
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        provider.append_in(&mut two, vec![event("a", 1)]).await
+    };
+    let (left, right) = tokio::join!(crossed, late);
+    let errors: Vec<Error> = [left, right].into_iter().filter_map(Result::err).collect();
+    assert_eq!(errors.len(), 1, "one victim: {errors:?}");
+    let error = &errors[0];
+    assert!(matches!(error, Error::Contention { .. }), "{error}");
+    assert!(
+        error.is_retryable() && error.to_string().contains("Deadlock"),
+        "{error}"
+    );
+}
