@@ -1,6 +1,6 @@
 #![doc = concat!(
     "Type-safe event sourcing and CQRS, on SQLite (the embedded default, feature `sqlite`), ",
-    "PostgreSQL (feature `postgres`) and in memory.\n\n",
+    "PostgreSQL (feature `postgres`), MariaDB/MySQL (feature `mysql`) and in memory.\n\n",
     "This crate re-exports [`evtstore_core`] (aggregates, commands, domains, handlers, the ",
     "provider trait, the in-memory provider) and each provider behind its feature. ",
     "The README walks through it; here is the quickstart, `examples/quickstart.rs`:\n\n",
@@ -24,3 +24,10 @@ pub use evtstore_postgres as postgres;
 
 #[cfg(feature = "postgres")]
 pub use evtstore_postgres::PgProvider;
+
+/// The MariaDB/MySQL provider, with a post-commit sequencer (feature `mysql`).
+#[cfg(feature = "mysql")]
+pub use evtstore_mysql as mysql;
+
+#[cfg(feature = "mysql")]
+pub use evtstore_mysql::MysqlProvider;

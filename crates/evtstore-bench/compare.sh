@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs this project's benchmark beside the original evtstore and cqrs-es, in one go, and prints
 # every JSON line (see ../../../shared/bench/WORKLOAD.md).
-# usage: crates/evtstore-bench/compare.sh [memory sqlite postgres]   (from the repository root)
+# usage: crates/evtstore-bench/compare.sh [memory sqlite postgres mysql]   (from the repository root)
 set -euo pipefail
 shared=${SHARED:-$(cd "$(dirname "$0")/../../.." && pwd)/shared}
 export EVTSTORE_PG_URL="${EVTSTORE_PG_URL:-postgres://root@127.0.0.1:5432/postgres?sslmode=disable}"
+export EVTSTORE_MYSQL_URL="${EVTSTORE_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 cargo build -q --release -p evtstore-bench
 bench="${CARGO_TARGET_DIR:-target}/release/evtstore-bench"
-for provider in "${@:-memory sqlite postgres}"; do
+for provider in "${@:-memory sqlite postgres mysql}"; do
   for p in $provider; do
     "$shared/bench/evtstore-js/run.sh" "$p"
     case "$p" in
@@ -19,6 +20,10 @@ for provider in "${@:-memory sqlite postgres}"; do
         "$bench" --provider postgres                  # single-threaded runtime, the default here
         "$bench" --provider postgres --runtime multi
         "$shared/bench/cqrs-es/run.sh" postgres ;;
+      mysql)
+        # On the MariaDB server, beside the original's knex (mysql2) provider above.
+        "$bench" --provider mysql --raw
+        "$bench" --provider mysql --runtime multi ;;
       *) "$bench" --provider "$p" ;;
     esac
   done

@@ -1,12 +1,15 @@
 //! The standard evtstore workload (`shared/bench/WORKLOAD.md`), printed as JSON lines.
 //!
-//! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres
+//! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres|mysql
 //! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]`.
-//! `--raw` adds the raw SQLite ceiling for W1. Postgres: the server of `EVTSTORE_PG_URL`
-//! (default `postgres://root@127.0.0.1:5432/postgres?sslmode=disable`), database `evtbench`, dropped and
-//! created by the run. Each line names the Tokio runtime it ran on.
+//! `--raw` adds the raw SQLite or MariaDB ceiling for W1. Postgres: the server of
+//! `EVTSTORE_PG_URL` (default `postgres://root@127.0.0.1:5432/postgres?sslmode=disable`, plain
+//! TCP as the original's node-postgres); MariaDB/MySQL: the server of `EVTSTORE_MYSQL_URL`
+//! (default `mysql://root@127.0.0.1:3306/test`); on each, database `evtbench`, dropped and
+//! created by the run. Each line names its Tokio runtime.
 
 mod counter;
+mod mysql;
 mod postgres;
 mod raw;
 mod report;
@@ -85,8 +88,9 @@ async fn domain(args: &Args) -> Result<(Domain<Bench>, Option<PathBuf>), String>
             Ok((Domain::new(provider), Some(path)))
         }
         "postgres" => Ok((Domain::new(postgres::fresh_database().await?), None)),
+        "mysql" => Ok((Domain::new(mysql::fresh_database().await?), None)),
         other => Err(format!(
-            "unknown provider {other:?}: memory, sqlite or postgres"
+            "unknown provider {other:?}: memory, sqlite, postgres or mysql"
         )),
     }
 }
@@ -104,11 +108,11 @@ async fn run(args: Args) -> Result<(), String> {
         "running W1..W5 on {} at scale {}",
         args.provider, args.scale
     );
-    raw_ceiling(&args); // before and after W1, to bracket the machine's noise
+    raw_ceiling(&args).await?; // before and after W1, to bracket the machine's noise
     workloads::sequential(&domain, &sizes, &out)
         .await
         .map_err(|e| e.to_string())?;
-    raw_ceiling(&args);
+    raw_ceiling(&args).await?;
     workloads::concurrent(&domain, &sizes, &out)
         .await
         .map_err(|e| e.to_string())?;
@@ -127,10 +131,20 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// With `--raw` on SQLite: W1's ceiling, the raw database on a fresh file beside the store's.
-fn raw_ceiling(args: &Args) {
+/// With `--raw` on SQLite: W1's ceiling, the raw database on a fresh file beside the store's;
+/// on MariaDB, on a table of its own in the same database.
+async fn raw_ceiling(args: &Args) -> Result<(), String> {
+    if args.raw && args.provider == "mysql" {
+        let raw = Reporter {
+            system: "raw-mysql",
+            provider: "mysql".into(),
+            durability: None,
+            runtime: runtime_name(args),
+        };
+        return mysql::single_inserts(5000 * args.scale, &raw).await;
+    }
     if !args.raw || args.provider != "sqlite" {
-        return;
+        return Ok(());
     }
     let synchronous = synchronous(args.durability);
     let raw = Reporter {
@@ -142,6 +156,7 @@ fn raw_ceiling(args: &Args) {
     let path = fresh_file("raw");
     raw::sqlite_single_inserts(&path, synchronous, 5000 * args.scale, &raw);
     remove_database(&path);
+    Ok(())
 }
 
 fn synchronous(durability: Durability) -> &'static str {
@@ -157,8 +172,8 @@ fn remove_database(path: &Path) {
     }
 }
 
-/// The runtime: by default single-threaded for PostgreSQL, whose driver only waits on the
-/// network (cross-thread wake-ups cost more than they bring on a small machine), and
+/// The runtime: by default single-threaded for PostgreSQL and MariaDB, whose drivers only
+/// wait on the network (cross-thread wake-ups cost more than they bring on a small machine), and
 /// multi-threaded for SQLite, whose blocking commits let other tasks queue their writes.
 fn runtime(args: &Args) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = if single_thread(args) {
@@ -170,7 +185,8 @@ fn runtime(args: &Args) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn single_thread(args: &Args) -> bool {
-    args.single_thread.unwrap_or(args.provider == "postgres")
+    let networked = matches!(args.provider.as_str(), "postgres" | "mysql");
+    args.single_thread.unwrap_or(networked)
 }
 
 fn runtime_name(args: &Args) -> &'static str {

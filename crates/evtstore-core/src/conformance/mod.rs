@@ -86,7 +86,7 @@ impl Store for Arc<dyn crate::Provider> {
     }
 }
 
-impl Store for Option<Arc<dyn crate::Provider>> {
+impl<S: Store> Store for Option<S> {
     fn into_store(self) -> Option<(Arc<dyn crate::Provider>, Box<dyn std::any::Any + Send>)> {
         self.and_then(Store::into_store)
     }

@@ -1,0 +1,58 @@
+//! Driver errors as evtstore errors: what failed, on which server, and whether to retry.
+
+use evtstore_core::Error;
+use sqlx::mysql::MySqlDatabaseError;
+
+/// MariaDB's error numbers that a caller may retry: a deadlock, a lock wait timeout.
+const DEADLOCK: u16 = 1213;
+const LOCK_WAIT_TIMEOUT: u16 = 1205;
+/// The server is shutting down, or killed the connection: it cannot be reached for now.
+const SHUTDOWN: u16 = 1053;
+const CONNECTION_KILLED: u16 = 1927;
+/// A duplicate key: another writer took the version first.
+pub(crate) const DUPLICATE_KEY: u16 = 1062;
+
+/// The server's error number, when the server refused a statement.
+pub(crate) fn number(error: &sqlx::Error) -> Option<u16> {
+    let database = error.as_database_error()?;
+    Some(database.try_downcast_ref::<MySqlDatabaseError>()?.number())
+}
+
+/// Wraps a driver error with what was being done on which server (`host:port/database`):
+/// contention for a deadlock or lock wait timeout, unavailable when the server cannot be
+/// reached or is shutting down, a backend error otherwise (with the server's own words, e.g. access denied).
+pub(crate) fn fail(server: &str, what: &str, error: sqlx::Error) -> Error {
+    let context = format!("MariaDB {server}: {what}");
+    match (&error, number(&error)) {
+        (_, Some(DEADLOCK | LOCK_WAIT_TIMEOUT)) => Error::contention(context, error),
+        (_, Some(SHUTDOWN | CONNECTION_KILLED)) => Error::unavailable(context, error),
+        (
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed,
+            _,
+        ) => Error::unavailable(context, error),
+        _ => Error::backend(context, error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evtstore_core::ErrorKind;
+
+    #[test]
+    fn a_lost_connection_is_unavailable_and_names_the_server() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = fail("127.0.0.1:3306/test", "append", sqlx::Error::Io(io));
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        assert!(
+            error
+                .to_string()
+                .starts_with("MariaDB 127.0.0.1:3306/test: append")
+        );
+        let other = fail("h", "read", sqlx::Error::RowNotFound);
+        assert_eq!(other.kind(), ErrorKind::Backend);
+    }
+}

@@ -1,0 +1,249 @@
+//! The MariaDB/MySQL provider for evtstore: a post-commit sequencer, so no handler ever skips
+//! an event that commits late.
+//!
+//! ```no_run
+//! # async fn run() -> evtstore_core::Result<()> {
+//! use evtstore_mysql::MysqlProvider;
+//! let provider = MysqlProvider::connect("mysql://root@127.0.0.1:3306/test").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Positions
+//! Insert order is not commit order in MariaDB, so events are inserted without a position and
+//! a sequencer gives committed events consecutive positions: read `sequencer`'s docs. An
+//! append waits for its positions, so a command returns the position it wrote.
+//!
+//! # Driver
+//! sqlx's MySQL driver (0.8) with its pool, chosen over `mysql_async` (0.37) by measuring on
+//! this project's machine against the same MariaDB 10.11, one transaction per insert (read the
+//! aggregate's last version, insert a row, commit), 2,000 each, three rounds, median:
+//!
+//! | driver | sequential | 16 concurrent |
+//! | --- | --- | --- |
+//! | sqlx 0.8 (`MySqlPool`, 16 connections) | 1,813/s | 7,310/s |
+//! | mysql_async 0.37 (default pool) | 1,677/s | 5,273/s |
+//! | mysql_async 0.37 (no reset on return, 16 connections) | 811/s | 2,588/s |
+//!
+//! The pass is a stored procedure: one round trip instead of a dozen. Measured with
+//! `mariadb-slap`, 500 × (one insert, one pass) in a row: 0.38–0.47 s through the procedure,
+//! 0.80–1.03 s with the same statements sent one by one.
+//!
+//! # Cost
+//! An append makes two durable commits in a row (its insert, then the pass that gives its
+//! positions), where a store that trusts insert order makes one: on this project's machine,
+//! sequential commands run at about a third of the raw one-transaction-per-insert ceiling,
+//! and concurrent ones are bound by the rate of passes. The README has the figures.
+//!
+//! # Layout
+//! - `tables`: configurable, validated table names ([`MysqlOptions`]).
+//! - `schema`: versioned migrations under `GET_LOCK`, and the sequencer's stored procedure.
+//! - `sequencer`: how positions are given, and why no event is ever skipped.
+//! - `append`, `read`: the provider's work; `errors`: driver errors as evtstore errors.
+//! - `transaction`: appends inside your own transaction, and transactional handlers.
+
+mod append;
+mod errors;
+mod read;
+mod schema;
+mod sequencer;
+mod sql;
+mod tables;
+mod transaction;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use evtstore_core::names::check_bookmark;
+use evtstore_core::{
+    Error, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
+};
+use futures_util::future::{BoxFuture, FutureExt};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor, MySql, MySqlPool};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use tables::MysqlOptions;
+pub use transaction::{TxCallback, TxHandler, TxHandlerBuilder};
+
+use sequencer::Sequencer;
+use sql::Sql;
+use tables::Tables;
+
+/// Events in MariaDB or MySQL. Needs a Tokio runtime.
+pub struct MysqlProvider {
+    pool: MySqlPool,
+    sql: Arc<Sql>,
+    sequencer: Arc<Sequencer>,
+    timer: JoinHandle<()>,
+    /// `host:port/database`, for messages (never the password).
+    server: Arc<str>,
+}
+
+impl Drop for MysqlProvider {
+    fn drop(&mut self) {
+        self.timer.abort();
+    }
+}
+
+impl MysqlProvider {
+    /// Connects with the default tables (`events`, …), creating or upgrading them.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, MysqlOptions::default()).await
+    }
+
+    /// Connects with the given tables, creating or upgrading them.
+    pub async fn connect_with(url: &str, options: MysqlOptions) -> Result<Self> {
+        let config = MySqlConnectOptions::from_str(url)
+            .map_err(|e| Error::backend("invalid MariaDB URL", e))?; // may hold a password
+        Self::connect_config(config, options).await
+    }
+
+    /// Connects with a driver configuration and the given tables.
+    pub async fn connect_config(
+        config: MySqlConnectOptions,
+        options: MysqlOptions,
+    ) -> Result<Self> {
+        let tables = Tables::new(&options)?;
+        let server: Arc<str> = describe(&config).into();
+        let pool = MySqlPoolOptions::new()
+            .max_connections(options.pool_size)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            // No ping before each use (a round trip per statement); a dead connection fails
+            // its statement, and the pool drops it.
+            .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let level = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+                    conn.execute(level).await.map(drop)
+                })
+            })
+            .connect_with(config)
+            .await
+            .map_err(|e| errors::fail(&server, "connect", e))?;
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| errors::fail(&server, "connect", e))?;
+        schema::migrate(&mut conn, &tables)
+            .await
+            .map_err(|e| errors::fail(&server, "migrate the schema", e))?;
+        drop(conn);
+        let sequencer = Arc::new(Sequencer::new(pool.clone(), &tables.pass, server.clone()));
+        let timer = tokio::spawn(sequencer.clone().run_every(options.sequence_interval));
+        Ok(MysqlProvider {
+            pool,
+            sql: Arc::new(Sql::new(&tables)),
+            sequencer,
+            timer,
+            server,
+        })
+    }
+
+    /// Gives positions to every committed event that has none, and wakes this process's
+    /// handlers; returns the last position given. Call it after committing a transaction that
+    /// used [`append_in`](Self::append_in), so its events get positions at once, rather than
+    /// within `sequence_interval`.
+    pub async fn sequence(&self) -> Result<Position> {
+        self.sequencer.sequence().await
+    }
+
+    /// The pool, for the caller's own transactions. Its connections are READ COMMITTED.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn conn(&self) -> Result<PoolConnection<MySql>> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(|e| self.fail("connect", e))
+    }
+
+    /// An error saying what failed on which server.
+    pub(crate) fn fail(&self, what: &str, cause: sqlx::Error) -> Error {
+        errors::fail(&self.server, what, cause)
+    }
+}
+
+/// `host:port/database` of a configuration, without credentials.
+fn describe(config: &MySqlConnectOptions) -> String {
+    let database = config.get_database().unwrap_or("");
+    format!("{}:{}/{database}", config.get_host(), config.get_port())
+}
+
+impl Provider for MysqlProvider {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
+        self.append_now(events).boxed()
+    }
+
+    fn aggregate_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after_version: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        self.read_aggregate(stream, aggregate_id, after_version)
+            .boxed()
+    }
+
+    fn events<'a>(
+        &'a self,
+        streams: &'a [String],
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        async move {
+            let mut conn = self.conn().await?;
+            self.read_page(&mut conn, streams, after, limit).await
+        }
+        .boxed()
+    }
+
+    fn last_event<'a>(
+        &'a self,
+        streams: &'a [String],
+        aggregate_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
+        self.read_last(streams, aggregate_id).boxed()
+    }
+
+    fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
+        async move {
+            check_bookmark(name)?;
+            self.read_bookmark(name).await
+        }
+        .boxed()
+    }
+
+    fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
+        async move {
+            check_bookmark(name)?;
+            let mut conn = self.conn().await?;
+            self.write_bookmark(&mut conn, name, position).await
+        }
+        .boxed()
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
+        self.read_snapshot(stream, aggregate_id).boxed()
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
+        async move { self.write_snapshot(&snapshot).await }.boxed()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Position> {
+        self.sequencer.subscribe()
+    }
+}

@@ -1,0 +1,158 @@
+//! Reads: aggregates, pages of events, the last event, bookmarks, snapshots.
+
+use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySqlConnection, Row};
+
+use crate::MysqlProvider;
+
+/// Text stored as bytes (`VARBINARY` compares exactly, with no collation or padding).
+fn text(row: &MySqlRow, index: usize) -> Result<String, sqlx::Error> {
+    let bytes: Vec<u8> = row.try_get(index)?;
+    String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+pub(crate) fn event_from_row(row: &MySqlRow) -> Result<StoredEvent, sqlx::Error> {
+    let meta = EventMeta {
+        stream: text(row, 0)?,
+        aggregate_id: text(row, 1)?,
+        version: row.try_get::<i64, _>(2)? as u64,
+        position: row.try_get::<i64, _>(3)? as u64,
+        timestamp: row.try_get(4)?,
+    };
+    Ok(StoredEvent {
+        meta,
+        data: row.try_get(5)?,
+    })
+}
+
+impl MysqlProvider {
+    pub(crate) async fn read_aggregate(
+        &self,
+        stream: &str,
+        id: &str,
+        after: u64,
+    ) -> Result<Vec<StoredEvent>> {
+        let fail = |e| self.fail("read aggregate", e);
+        let rows = sqlx::query(&self.sql.aggregate_events)
+            .bind(stream)
+            .bind(id)
+            .bind(after as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+        rows.iter()
+            .map(event_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(fail)
+    }
+
+    /// A page of positioned events after `after`.
+    pub(crate) async fn read_page(
+        &self,
+        conn: &mut MySqlConnection,
+        streams: &[String],
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |e| self.fail("read events", e);
+        let sql = self.sql.page(streams.len());
+        let mut query = sqlx::query(&sql).bind(after as i64);
+        for stream in streams {
+            query = query.bind(stream.as_str());
+        }
+        let rows = query
+            .bind(limit as i64)
+            .fetch_all(conn)
+            .await
+            .map_err(fail)?;
+        rows.iter()
+            .map(event_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(fail)
+    }
+
+    pub(crate) async fn read_last(
+        &self,
+        streams: &[String],
+        id: Option<&str>,
+    ) -> Result<Option<StoredEvent>> {
+        if streams.is_empty() {
+            return Ok(None);
+        }
+        let fail = |e| self.fail("read last event", e);
+        let sql = self.sql.last_event(streams.len(), id.is_some());
+        let mut query = sqlx::query(&sql);
+        for stream in streams {
+            query = query.bind(stream.as_str());
+        }
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        let row = query.fetch_optional(&self.pool).await.map_err(fail)?;
+        row.as_ref().map(event_from_row).transpose().map_err(fail)
+    }
+
+    pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {
+        let position: Option<i64> = sqlx::query_scalar(&self.sql.bookmark)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.fail("read bookmark", e))?;
+        Ok(position.map(|p| p as u64))
+    }
+
+    pub(crate) async fn write_bookmark(
+        &self,
+        conn: &mut MySqlConnection,
+        name: &str,
+        position: Position,
+    ) -> Result<()> {
+        sqlx::query(&self.sql.set_bookmark)
+            .bind(name)
+            .bind(position as i64)
+            .execute(conn)
+            .await
+            .map_err(|e| self.fail("save bookmark", e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_snapshot(&self, stream: &str, id: &str) -> Result<Option<Snapshot>> {
+        let fail = |e| self.fail("read snapshot", e);
+        let row = sqlx::query(&self.sql.snapshot)
+            .bind(stream)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail)?;
+        let Some(row) = row else { return Ok(None) };
+        let snapshot = || -> Result<Snapshot, sqlx::Error> {
+            Ok(Snapshot {
+                stream: stream.to_owned(),
+                aggregate_id: id.to_owned(),
+                tag: row.try_get(0)?,
+                version: row.try_get::<i64, _>(1)? as u64,
+                position: row.try_get::<i64, _>(2)? as u64,
+                state: row.try_get(3)?,
+            })
+        };
+        snapshot().map(Some).map_err(fail)
+    }
+
+    pub(crate) async fn write_snapshot(&self, s: &Snapshot) -> Result<()> {
+        sqlx::query(&self.sql.save_snapshot)
+            .bind(&s.stream)
+            .bind(&s.aggregate_id)
+            .bind(&s.tag)
+            .bind(s.version as i64)
+            .bind(s.position as i64)
+            .bind(&s.state)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.fail("save snapshot", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! Versioned migrations, safe when several processes start at once (`GET_LOCK`).
+
+use sqlx::{Connection, MySqlConnection};
+
+use crate::tables::Tables;
+
+/// Most events one pass numbers (its session table is in memory); a pass that numbers this
+/// many is followed by another.
+pub(crate) const PASS_ROWS: usize = 50_000;
+
+/// How long a process waits for another one's migration, in seconds.
+const LOCK_WAIT_S: i64 = 60;
+
+/// Each migration takes the schema from version `index` to `index + 1`; each is a list of
+/// statements (MariaDB commits after each DDL statement, so a migration is made to be
+/// repeatable: `IF NOT EXISTS` everywhere).
+/// The sequencer's procedure is (re)created by the last migration that changed it.
+fn migrations(t: &Tables) -> Vec<Vec<String>> {
+    let mut tables = events_tables(t);
+    tables.extend(other_tables(t));
+    let pass = vec![
+        format!("DROP PROCEDURE IF EXISTS {}", t.pass),
+        pass_procedure(t),
+    ];
+    vec![tables, pass]
+}
+
+/// The events (`position` NULL until the sequencer gives one) and the sequencer's counter.
+fn events_tables(t: &Tables) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {events} (
+                id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                position BIGINT NULL,
+                stream VARBINARY(200) NOT NULL,
+                aggregate_id VARBINARY(255) NOT NULL,
+                version BIGINT NOT NULL,
+                timestamp_ms BIGINT NOT NULL,
+                data LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+                UNIQUE KEY by_version (stream, aggregate_id, version),
+                UNIQUE KEY by_position (position),
+                KEY by_stream (stream, position)
+            ) ENGINE=InnoDB",
+            events = t.events
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (id TINYINT PRIMARY KEY, last BIGINT NOT NULL) ENGINE=InnoDB",
+            t.sequence
+        ),
+        format!("INSERT IGNORE INTO {} VALUES (1, 0)", t.sequence),
+    ]
+}
+
+/// Bookmarks and aggregate persistence. Names are `VARBINARY`: compared byte for byte, with
+/// no collation folding case or ignoring trailing spaces.
+fn other_tables(t: &Tables) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                name VARBINARY(200) PRIMARY KEY, position BIGINT NOT NULL
+            ) ENGINE=InnoDB",
+            t.bookmarks
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                stream VARBINARY(200) NOT NULL,
+                aggregate_id VARBINARY(255) NOT NULL,
+                tag LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+                version BIGINT NOT NULL,
+                position BIGINT NOT NULL,
+                state LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+                PRIMARY KEY (stream, aggregate_id)
+            ) ENGINE=InnoDB",
+            t.snapshots
+        ),
+    ]
+}
+
+/// The sequencer pass (see `sequencer`): one round trip. It returns `(0, last position)`, then
+/// `(id, position)` for each event it gave a position.
+///
+/// Committed rows without a position are found with a consistent (non-locking) read in
+/// READ COMMITTED, so rows of open transactions are neither seen nor waited for; they are
+/// numbered in `id` order into a temporary table of the session, and then updated through
+/// their primary key (`STRAIGHT_JOIN` from that table), which locks those rows only.
+/// (`SELECT … INTO`, not `IF EXISTS (SELECT …)`: in a routine, a subquery of an expression is
+/// a locking read, and would wait for open writers' rows.)
+fn pass_procedure(t: &Tables) -> String {
+    format!(
+        "CREATE PROCEDURE {pass}()
+        BEGIN
+          DECLARE last_pos BIGINT;
+          DECLARE waiting BIGINT DEFAULT NULL;
+          DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+          CREATE TEMPORARY TABLE IF NOT EXISTS {pass} (
+            id BIGINT PRIMARY KEY, pos BIGINT NOT NULL
+          ) ENGINE=MEMORY;
+          DELETE FROM {pass};
+          SELECT id INTO waiting FROM {events} WHERE position IS NULL LIMIT 1;
+          IF waiting IS NOT NULL THEN
+            SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+            START TRANSACTION;
+            SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
+            INSERT INTO {pass}
+              SELECT id, last_pos + ROW_NUMBER() OVER (ORDER BY id)
+              FROM {events} WHERE position IS NULL ORDER BY id LIMIT {PASS_ROWS};
+            UPDATE {pass} STRAIGHT_JOIN {events} ON {events}.id = {pass}.id
+              SET {events}.position = {pass}.pos;
+            SELECT COALESCE(MAX(pos), last_pos) INTO last_pos FROM {pass};
+            UPDATE {seq} SET last = last_pos WHERE id = 1;
+            COMMIT;
+          END IF;
+          SELECT 0, last FROM {seq} WHERE id = 1 UNION ALL SELECT id, pos FROM {pass};
+        END",
+        pass = t.pass,
+        events = t.events,
+        seq = t.sequence,
+    )
+}
+
+/// Brings the tables up to date, holding a server-wide lock named after the database and the
+/// events table while it does.
+pub(crate) async fn migrate(conn: &mut MySqlConnection, t: &Tables) -> Result<(), sqlx::Error> {
+    let lock = "SELECT GET_LOCK(CONCAT(?, DATABASE(), '.', ?), ?)";
+    let got: Option<i64> = sqlx::query_scalar(lock)
+        .bind("evtstore:")
+        .bind(&t.events_name)
+        .bind(LOCK_WAIT_S)
+        .fetch_one(&mut *conn)
+        .await?;
+    if got != Some(1) {
+        return Err(sqlx::Error::Protocol(format!(
+            "another process held the migration lock of {} for {LOCK_WAIT_S} s",
+            t.migration_lock
+        )));
+    }
+    let migrated = run_migrations(conn, t).await;
+    let release = "SELECT RELEASE_LOCK(CONCAT(?, DATABASE(), '.', ?))";
+    let released = sqlx::query(release)
+        .bind("evtstore:")
+        .bind(&t.events_name)
+        .execute(&mut *conn)
+        .await;
+    migrated.and(released.map(drop))
+}
+
+async fn run_migrations(conn: &mut MySqlConnection, t: &Tables) -> Result<(), sqlx::Error> {
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {} (events_table VARCHAR(64) PRIMARY KEY, version INT NOT NULL)",
+        t.migrations
+    );
+    sqlx::raw_sql(&create).execute(&mut *conn).await?;
+    let current = format!(
+        "SELECT version FROM {} WHERE events_table = ?",
+        t.migrations
+    );
+    let current: Option<i32> = sqlx::query_scalar(&current)
+        .bind(&t.events_name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let all = migrations(t);
+    for (index, migration) in all.iter().enumerate().skip(current.unwrap_or(0) as usize) {
+        for statement in migration {
+            sqlx::raw_sql(statement).execute(&mut *conn).await?;
+        }
+        let done = format!(
+            "INSERT INTO {} VALUES (?, ?) ON DUPLICATE KEY UPDATE version = VALUES(version)",
+            t.migrations
+        );
+        let mut tx = conn.begin().await?;
+        sqlx::query(&done)
+            .bind(&t.events_name)
+            .bind(index as i32 + 1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Configurable, validated table names.
+
+use std::time::Duration;
+
+use evtstore_core::Result;
+use evtstore_core::names::check_table;
+
+/// Where the provider keeps its tables, in the URL's database. Every name is checked with
+/// [`check_table`](evtstore_core::names::check_table) before it reaches SQL.
+///
+/// ```
+/// use evtstore_mysql::MysqlOptions;
+/// let options = MysqlOptions { events_table: "orders_events".into(), ..MysqlOptions::default() };
+/// assert_eq!(options.bookmarks_table, "bookmarks");
+/// ```
+#[derive(Debug, Clone)]
+pub struct MysqlOptions {
+    /// The events table (default `events`); its sequencer uses `<events>_seq` beside it.
+    pub events_table: String,
+    /// The bookmarks table (default `bookmarks`).
+    pub bookmarks_table: String,
+    /// The aggregate persistence table (default `snapshots`).
+    pub snapshots_table: String,
+    /// Most pooled connections (default 16).
+    pub pool_size: u32,
+    /// How often this process gives positions to committed events that have none (events
+    /// appended with `append_in`, or by a process that died before its pass), and checks for
+    /// positions given by other processes, waking its handlers (default 50 ms).
+    pub sequence_interval: Duration,
+}
+
+impl Default for MysqlOptions {
+    fn default() -> Self {
+        MysqlOptions {
+            events_table: "events".into(),
+            bookmarks_table: "bookmarks".into(),
+            snapshots_table: "snapshots".into(),
+            pool_size: 16,
+            sequence_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Quoted table names, checked once.
+#[derive(Debug, Clone)]
+pub(crate) struct Tables {
+    pub(crate) events: String,
+    pub(crate) bookmarks: String,
+    pub(crate) snapshots: String,
+    /// The sequencer's one-row counter of the last position given.
+    pub(crate) sequence: String,
+    /// The stored procedure that runs a sequencer pass.
+    pub(crate) pass: String,
+    /// The database's table of stores: each events table's schema version.
+    pub(crate) migrations: String,
+    /// The `GET_LOCK` name that serialises migrations of these tables.
+    pub(crate) migration_lock: String,
+    /// The events table's name as stored in `migrations`.
+    pub(crate) events_name: String,
+}
+
+impl Tables {
+    pub(crate) fn new(options: &MysqlOptions) -> Result<Self> {
+        let sequence = format!("{}_seq", options.events_table);
+        let pass = format!("{}_pass", options.events_table);
+        for name in [
+            &options.events_table,
+            &options.bookmarks_table,
+            &options.snapshots_table,
+            &sequence,
+            &pass,
+        ] {
+            check_table(name)?;
+        }
+        let quoted = |table: &str| format!("`{table}`");
+        Ok(Tables {
+            events: quoted(&options.events_table),
+            bookmarks: quoted(&options.bookmarks_table),
+            snapshots: quoted(&options.snapshots_table),
+            sequence: quoted(&sequence),
+            pass: quoted(&pass),
+            migrations: quoted("evtstore_migrations"),
+            migration_lock: format!("evtstore:{}", options.events_table),
+            events_name: options.events_table.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_names_before_any_sql() {
+        let bad = MysqlOptions {
+            bookmarks_table: "b`; DROP TABLE x".into(),
+            ..MysqlOptions::default()
+        };
+        let error = Tables::new(&bad).unwrap_err().to_string();
+        assert!(error.contains("invalid table"), "{error}");
+        let long = MysqlOptions {
+            events_table: "e".repeat(60),
+            ..MysqlOptions::default()
+        };
+        assert!(
+            Tables::new(&long).is_err(),
+            "its `_seq` table would be too long"
+        );
+        assert_eq!(
+            Tables::new(&MysqlOptions::default()).unwrap().sequence,
+            "`events_seq`"
+        );
+    }
+}
