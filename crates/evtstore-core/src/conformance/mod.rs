@@ -156,6 +156,7 @@ macro_rules! conformance_tests {
                 last_event_of_streams_and_aggregate,
                 bookmarks_round_trip,
                 stop_takes_effect_within_a_page,
+                set_position_takes_effect_within_a_page,
             );
         }
     };

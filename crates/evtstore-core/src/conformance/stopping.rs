@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::domain::*;
 use super::support::{bookmark, domain, eventually, raw};
-use crate::{NewEvent, Position, Provider};
+use crate::{Handler, NewEvent, Position, Provider};
 
 /// `events` counter events over aggregates of 1,000 events each, stored in large appends.
 async fn store_history(provider: &Arc<dyn Provider>, events: usize) {
@@ -26,22 +26,17 @@ async fn store_history(provider: &Arc<dyn Provider>, events: usize) {
     }
 }
 
-/// A started handler catching up on 200,000 events, page size 100 (2,000 events when the suite
-/// runs with page size 1), stops within two pages of `stop()`, never after the whole catch-up;
-/// its bookmark sits on a page boundary; a later start resumes there; every event is handled
-/// exactly once, in order.
-pub async fn stop_takes_effect_within_a_page(provider: Arc<dyn Provider>, page: usize) {
-    let (events, page) = if page == 1 {
-        (2_000, 1)
-    } else {
-        (200_000, 100)
-    };
-    store_history(&provider, events).await;
-    let domain = domain(&provider);
-    let seen: Arc<Mutex<Vec<Position>>> = Arc::default();
+type Seen = Arc<Mutex<Vec<Position>>>;
+
+/// A handler "catch-up" over counters recording each position, and counting its pages.
+fn counting_handler(
+    provider: &Arc<dyn Provider>,
+    page: usize,
+) -> (Handler, Seen, Arc<AtomicUsize>) {
+    let seen = Seen::default();
     let pages = Arc::new(AtomicUsize::new(0));
     let (record, count) = (seen.clone(), pages.clone());
-    let handler = domain
+    let handler = domain(provider)
         .handler("catch-up")
         .page_size(page)
         .after_run(move |_, _| {
@@ -53,6 +48,21 @@ pub async fn stop_takes_effect_within_a_page(provider: Arc<dyn Provider>, page: 
         })
         .build()
         .expect("a handler");
+    (handler, seen, pages)
+}
+
+/// A started handler catching up on 200,000 events, page size 100 (2,000 events when the suite
+/// runs with page size 1), stops within two pages of `stop()`, never after the whole catch-up;
+/// its bookmark sits on a page boundary; a later start resumes right after it; no event is
+/// handled twice or out of order.
+pub async fn stop_takes_effect_within_a_page(provider: Arc<dyn Provider>, page: usize) {
+    let (events, page) = if page == 1 {
+        (2_000, 1)
+    } else {
+        (200_000, 100)
+    };
+    store_history(&provider, events).await;
+    let (handler, seen, pages) = counting_handler(&provider, page);
     handler.start();
     let started = || async { pages.load(Ordering::SeqCst) >= 10 };
     eventually("ten pages are handled", Duration::from_secs(30), started).await;
@@ -76,11 +86,47 @@ pub async fn stop_takes_effect_within_a_page(provider: Arc<dyn Provider>, page: 
     let resumed = || async { seen.lock().unwrap().len() > handled };
     eventually("the catch-up resumes", Duration::from_secs(30), resumed).await;
     handler.stop().await;
-    handler.run_once().await.expect("the rest of the catch-up");
+    let streams = ["counters".to_owned()];
+    let next = provider.events(&streams, saved.unwrap_or(0), 1).await;
+    let next = next.expect("the event after the bookmark")[0].meta.position;
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), events, "every event once");
+    assert_eq!(
+        seen[handled], next,
+        "the start resumed right after the bookmark"
+    );
     assert!(
         seen.windows(2).all(|w| w[0] < w[1]),
         "in position order, none twice"
+    );
+}
+
+/// `set_position` and `reset` on a handler catching up in the background take effect within
+/// two pages (they used to wait for the whole catch-up): after `set_position(0)` the next
+/// events handled are the first ones again.
+pub async fn set_position_takes_effect_within_a_page(provider: Arc<dyn Provider>, page: usize) {
+    let (events, page) = if page == 1 { (2_000, 1) } else { (20_000, 100) };
+    store_history(&provider, events).await;
+    let (handler, seen, pages) = counting_handler(&provider, page);
+    handler.start();
+    let started = || async { pages.load(Ordering::SeqCst) >= 10 };
+    eventually("ten pages are handled", Duration::from_secs(30), started).await;
+    let (before, handled_before) = (pages.load(Ordering::SeqCst), seen.lock().unwrap().len());
+    handler.set_position(0).await.expect("set_position");
+    handler.reset().await;
+    let after = pages.load(Ordering::SeqCst) - before;
+    assert!(
+        after <= 4,
+        "{after} pages ran before set_position and reset returned"
+    );
+    let replayed = || async { seen.lock().unwrap().len() > handled_before + 4 * page };
+    eventually("the handler replays", Duration::from_secs(30), replayed).await;
+    handler.stop().await;
+    let seen = seen.lock().unwrap().clone();
+    let replay = (1..seen.len())
+        .find(|&i| seen[i] == seen[0])
+        .expect("a replay from the start");
+    assert!(
+        replay >= handled_before && replay <= handled_before + 2 * page,
+        "the replay began within two pages: at {replay}, {handled_before} handled before"
     );
 }
