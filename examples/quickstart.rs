@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use evtstore::{
-    Aggregate, Command, CommandError, Domain, EventMeta, Events, Loaded, SqliteProvider,
+    Aggregate, Command, Decision, Domain, EventMeta, Loaded, Rejection, SqliteProvider,
 };
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +68,19 @@ impl Aggregate for Post {
 
 evtstore::domain!(Blog { User, Post });
 
+/// Why the blog's commands refuse.
+#[derive(Debug, thiserror::Error)]
+enum BlogError {
+    #[error("{0} exists already")]
+    Exists(&'static str),
+    #[error("unknown or disabled user {0}")]
+    Unauthorized(String),
+    #[error("only the author may archive a post")]
+    Forbidden,
+}
+
+impl Rejection for BlogError {}
+
 enum UserCommand {
     Create { name: String },
     Disable,
@@ -76,18 +89,16 @@ enum UserCommand {
 
 impl Command<Blog> for UserCommand {
     type Aggregate = User;
+    type Error = BlogError;
 
-    async fn handle(
-        self,
-        user: &Loaded<User>,
-        _: &Domain<Blog>,
-    ) -> Result<Events<User>, CommandError> {
+    async fn handle(self, user: &Loaded<User>, _: &Domain<Blog>) -> Decision<Self, Blog> {
+        let enabled = user.state.enabled;
         match self {
-            UserCommand::Create { .. } if user.version > 0 => Err(CommandError::new("user exists")),
+            UserCommand::Create { .. } if user.version > 0 => Err(BlogError::Exists("user"))?,
             UserCommand::Create { name } => Ok(vec![UserEvent::Created { name }]),
-            UserCommand::Disable if !user.enabled => Ok(vec![]),
+            UserCommand::Disable if !enabled => Ok(vec![]),
             UserCommand::Disable => Ok(vec![UserEvent::Disabled]),
-            UserCommand::Enable if user.enabled => Ok(vec![]),
+            UserCommand::Enable if enabled => Ok(vec![]),
             UserCommand::Enable => Ok(vec![UserEvent::Enabled]),
         }
     }
@@ -100,34 +111,26 @@ enum PostCommand {
 
 impl Command<Blog> for PostCommand {
     type Aggregate = Post;
+    type Error = BlogError;
 
-    async fn handle(
-        self,
-        post: &Loaded<Post>,
-        blog: &Domain<Blog>,
-    ) -> Result<Events<Post>, CommandError> {
+    async fn handle(self, post: &Loaded<Post>, blog: &Domain<Blog>) -> Decision<Self, Blog> {
         match self {
             PostCommand::Create { user_id, content } => {
                 if post.version > 0 {
-                    return Err(CommandError::new("post already exists"));
+                    Err(BlogError::Exists("post"))?;
                 }
-                // A command handler may read other aggregates of its domain.
-                let user = blog
-                    .load::<User>(&user_id)
-                    .await
-                    .map_err(|e| CommandError::new(e.to_string()))?;
-                if !user.enabled {
-                    return Err(CommandError::with_code(
-                        "unknown or disabled user",
-                        "UNAUTHORIZED",
-                    ));
+                // A command handler may read other aggregates of its domain: a store
+                // failure passes through `?` as a store failure, not as a rejection.
+                let user = blog.load::<User>(&user_id).await?;
+                if !user.state.enabled {
+                    Err(BlogError::Unauthorized(user_id.clone()))?;
                 }
                 Ok(vec![PostEvent::PostCreated { user_id, content }])
             }
-            PostCommand::Archive { user_id } if user_id != post.user_id => Err(
-                CommandError::with_code("only the author may archive a post", "FORBIDDEN"),
-            ),
-            PostCommand::Archive { .. } if post.archived => Ok(vec![]),
+            PostCommand::Archive { user_id } if user_id != post.state.user_id => {
+                Err(BlogError::Forbidden)?
+            }
+            PostCommand::Archive { .. } if post.state.archived => Ok(vec![]),
             PostCommand::Archive { .. } => Ok(vec![PostEvent::PostArchived]),
         }
     }

@@ -1,6 +1,6 @@
 //! The benchmark's domain: one aggregate kind `counter`, as WORKLOAD.md defines it.
 
-use evtstore::{Aggregate, Command, CommandError, Domain, EventMeta, Events, Loaded};
+use evtstore::{Aggregate, Command, Decision, Domain, EventMeta, Loaded};
 use serde::{Deserialize, Serialize};
 
 /// The only event: `{ "type": "one", "one": n }`.
@@ -35,12 +35,9 @@ pub(crate) struct DoOne {
 
 impl<D> Command<D> for DoOne {
     type Aggregate = Counter;
+    type Error = std::convert::Infallible;
 
-    async fn handle(
-        self,
-        _: &Loaded<Counter>,
-        _: &Domain<D>,
-    ) -> Result<Events<Counter>, CommandError> {
+    async fn handle(self, _: &Loaded<Counter>, _: &Domain<D>) -> Decision<Self, D> {
         Ok(vec![CounterEvent::One { one: self.one }])
     }
 }

@@ -95,7 +95,7 @@ pub(crate) async fn hydrate(domain: &Domain<Bench>, sizes: &Sizes, out: &Reporte
         let loaded = domain.load::<Counter>("big").await?;
         times.push(millis(start));
         assert_eq!(
-            loaded.count as usize, sizes.hydrate_events,
+            loaded.state.count as usize, sizes.hydrate_events,
             "hydrated count"
         );
     }

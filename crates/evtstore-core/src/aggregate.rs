@@ -1,7 +1,5 @@
 //! Aggregates: state folded from an aggregate's events.
 
-use std::ops::Deref;
-
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
@@ -51,7 +49,7 @@ pub trait Aggregate:
     fn fold(&mut self, event: &Self::Event, meta: &EventMeta);
 }
 
-/// An aggregate as loaded: its state, id and version. Derefs to the state.
+/// An aggregate as loaded: its id, version and position, and its state in `state`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded<A> {
     /// The aggregate's id.
@@ -62,14 +60,6 @@ pub struct Loaded<A> {
     pub position: Position,
     /// The folded state.
     pub state: A,
-}
-
-impl<A> Deref for Loaded<A> {
-    type Target = A;
-
-    fn deref(&self) -> &A {
-        &self.state
-    }
 }
 
 impl<A: Aggregate> Loaded<A> {

@@ -1,8 +1,8 @@
 //! Batches: commands on several aggregates, appended in one atomic append.
 
-use crate::aggregate::{Aggregate, Loaded};
+use crate::aggregate::Aggregate;
 use crate::command::Command;
-use crate::domain::{Contains, Domain, encode_events};
+use crate::domain::{Contains, Domain, Executed, encode_events};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, now_millis};
 
@@ -41,7 +41,7 @@ impl<D> Domain<D> {
 impl<D> Batch<D> {
     /// Decides a command and stages its events. Returns the aggregate as it will be once the
     /// batch commits (its events' positions are 0 until then). One command per aggregate.
-    pub async fn execute<C>(&mut self, id: &str, command: C) -> Result<Loaded<C::Aggregate>>
+    pub async fn execute<C>(&mut self, id: &str, command: C) -> Executed<C, D>
     where
         C: Command<D>,
         D: Contains<C::Aggregate>,
@@ -52,11 +52,12 @@ impl<D> Batch<D> {
             .iter()
             .any(|e| e.stream == stream && e.aggregate_id == id)
         {
-            return Err(Error::InvalidName {
+            let error = Error::InvalidName {
                 what: "aggregate",
                 value: format!("{stream}/{id}"),
                 reason: "already has a command in this batch: one command per aggregate",
-            });
+            };
+            return Err(error.into());
         }
         let mut aggregate = self.domain.load::<C::Aggregate>(id).await?;
         let events = command.handle(&aggregate, &self.domain).await?;

@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use crate::aggregate::{Aggregate, Loaded, decode_data};
 use crate::cache::AggregateCache;
-use crate::command::Command;
+use crate::command::{Command, CommandError};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Snapshot};
 use crate::handler::HandlerBuilder;
@@ -20,6 +20,10 @@ use crate::provider::Provider;
     note = "list it in the `evtstore::domain!` declaration of `{Self}`"
 )]
 pub trait Contains<A: Aggregate> {}
+
+/// What [`Domain::execute`] returns: the aggregate with its new events, or why not.
+pub type Executed<C, D> =
+    Result<Loaded<<C as Command<D>>::Aggregate>, CommandError<<C as Command<D>>::Error>>;
 
 /// Declares a domain: a marker type listing its aggregate kinds.
 ///
@@ -117,9 +121,11 @@ impl<D> Domain<D> {
 
     /// Executes a command on the aggregate `id` and returns the aggregate with its new events.
     ///
-    /// Fails with [`Error::Command`] when the handler rejects it and with
-    /// [`Error::VersionConflict`] when another writer appended first; then nothing is written.
-    pub async fn execute<C>(&self, id: &str, command: C) -> Result<Loaded<C::Aggregate>>
+    /// # Errors
+    /// [`CommandError::Rejected`] with the command's own error when its handler refuses it,
+    /// [`CommandError::Conflict`] when another writer appended first, and
+    /// [`CommandError::Store`] when the store fails; in each case nothing is written.
+    pub async fn execute<C>(&self, id: &str, command: C) -> Executed<C, D>
     where
         C: Command<D>,
         D: Contains<C::Aggregate>,
@@ -133,20 +139,38 @@ impl<D> Domain<D> {
         .await
     }
 
+    /// Executes a command like [`execute`](Self::execute), and on a conflict reloads the
+    /// aggregate and runs the command again, up to `retries` more times.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute); a conflict only once the retries are spent.
+    pub async fn execute_retrying<C>(&self, id: &str, command: C, retries: u32) -> Executed<C, D>
+    where
+        C: Command<D> + Clone,
+        D: Contains<C::Aggregate>,
+    {
+        let mut attempt = 0;
+        loop {
+            match self.execute(id, command.clone()).await {
+                Err(error) if error.is_conflict() && attempt < retries => attempt += 1,
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Executes a command on an aggregate already loaded, expecting it still at its version.
     ///
     /// Chains: `domain.execute_on(domain.execute(id, a).await?, b).await?`.
-    pub async fn execute_on<C>(
-        &self,
-        aggregate: Loaded<C::Aggregate>,
-        command: C,
-    ) -> Result<Loaded<C::Aggregate>>
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute): a conflict when the aggregate has moved since it was loaded.
+    pub async fn execute_on<C>(&self, aggregate: Loaded<C::Aggregate>, command: C) -> Executed<C, D>
     where
         C: Command<D>,
         D: Contains<C::Aggregate>,
     {
         let events = command.handle(&aggregate, self).await?;
-        self.append(aggregate, events).await
+        Ok(self.append(aggregate, events).await?)
     }
 
     /// Appends events to an aggregate at the versions after `aggregate.version`.

@@ -8,34 +8,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A shorthand for results of evtstore calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A command handler refused the command: a message for people and an optional code for programs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("command rejected: {message}")]
-pub struct CommandError {
-    /// What was wrong, for people.
-    pub message: String,
-    /// A stable code, for programs.
-    pub code: Option<String>,
-}
-
-impl CommandError {
-    /// A rejection with a message.
-    pub fn new(message: impl Into<String>) -> Self {
-        CommandError {
-            message: message.into(),
-            code: None,
-        }
-    }
-
-    /// A rejection with a message and a code.
-    pub fn with_code(message: impl Into<String>, code: impl Into<String>) -> Self {
-        CommandError {
-            message: message.into(),
-            code: Some(code.into()),
-        }
-    }
-}
-
 /// Everything that can go wrong in evtstore.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,9 +26,13 @@ pub enum Error {
         /// The version the aggregate is at (or, when unknown, the version that already exists).
         actual: u64,
     },
-    /// The command handler rejected the command.
-    #[error(transparent)]
-    Command(#[from] CommandError),
+    /// A command's handler rejected the command: its own error, boxed (see
+    /// [`CommandError`](crate::CommandError) for the typed one).
+    #[error("command rejected: {source}")]
+    Rejected {
+        /// The command's error.
+        source: BoxError,
+    },
     /// A name or id given to evtstore is not acceptable.
     #[error("invalid {what} {value:?}: {reason}")]
     InvalidName {
@@ -201,7 +177,7 @@ impl Error {
             Error::VersionConflict { .. }
             | Error::StaleTransaction { .. }
             | Error::Contention { .. } => ErrorKind::Conflict,
-            Error::Command(_) => ErrorKind::Rejected,
+            Error::Rejected { .. } => ErrorKind::Rejected,
             Error::InvalidName { .. } | Error::InvalidAppend { .. } | Error::Encode { .. } => {
                 ErrorKind::InvalidInput
             }
@@ -249,13 +225,5 @@ impl Error {
             self,
             Error::VersionConflict { .. } | Error::StaleTransaction { .. }
         )
-    }
-
-    /// The command handler's rejection, when that is what this is.
-    pub fn as_command_error(&self) -> Option<&CommandError> {
-        match self {
-            Error::Command(err) => Some(err),
-            _ => None,
-        }
     }
 }

@@ -31,9 +31,9 @@ pub mod provider;
 
 pub use aggregate::{Aggregate, Loaded};
 pub use batch::Batch;
-pub use command::{Command, Events};
-pub use domain::{Contains, Domain};
-pub use error::{BoxError, CommandError, Error, ErrorKind, Result};
+pub use command::{Command, CommandError, Decision, Events, Rejection};
+pub use domain::{Contains, Domain, Executed};
+pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
 pub use handler::{Handler, HandlerBuilder};
 pub use memory::MemoryProvider;

@@ -39,7 +39,7 @@ async fn concurrent_loads_each_get_their_own_events() {
                 "g-{n}: its own events, all of them"
             );
             assert_eq!(
-                loaded.total,
+                loaded.state.total,
                 (n * (n + 1)) as i64,
                 "g-{n}: folded in order, no stranger's"
             );

@@ -150,7 +150,7 @@ async fn append_in_from_several_processes_keeps_every_aggregate_in_version_order
     for n in 0..80 {
         let id = format!("agg-{}", n % 4);
         while let Err(e) = domain.execute(&id, Add(1)).await {
-            assert!(e.is_version_conflict(), "{e}");
+            assert!(e.is_conflict(), "{e}");
         }
     }
     for child in &mut children.0 {

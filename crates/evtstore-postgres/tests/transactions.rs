@@ -58,7 +58,10 @@ async fn append_in_commits_and_rolls_back_with_the_callers_transaction() {
                 (1, 2),
                 "commit: the row and both events"
             );
-            assert_eq!((a.version, a.total, b.version, b.total), (1, 1, 1, 2));
+            assert_eq!(
+                (a.version, a.state.total, b.version, b.state.total),
+                (1, 1, 1, 2)
+            );
             let positions: Vec<u64> = events.iter().map(|e| e.meta.position).collect();
             assert_eq!(
                 positions,
@@ -98,12 +101,12 @@ async fn batch_commits_two_aggregates_atomically_or_neither() {
     let a = domain.load::<Counter>("a").await.unwrap();
     let b = domain.load::<Counter>("b").await.unwrap();
     assert_eq!(
-        (a.version, a.total),
+        (a.version, a.state.total),
         (1, 1),
         "a's staged event was not written"
     );
     assert_eq!(
-        (b.version, b.total),
+        (b.version, b.state.total),
         (2, 101),
         "only the other writer's event on b"
     );
@@ -121,7 +124,7 @@ async fn batch_commits_two_aggregates_atomically_or_neither() {
     );
     let a = domain.load::<Counter>("a").await.unwrap();
     let b = domain.load::<Counter>("b").await.unwrap();
-    assert_eq!((a.total, b.total), (11, 121));
+    assert_eq!((a.state.total, b.state.total), (11, 121));
 }
 
 #[tokio::test]

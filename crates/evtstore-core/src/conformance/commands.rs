@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::domain::*;
 use super::support::{all_events, domain, streams};
 use crate::event::now_millis;
-use crate::{Aggregate, Contains, Domain, Loaded, Provider};
+use crate::{Aggregate, CommandError, Contains, Domain, Loaded, Provider};
 
 /// Item 1: a command appends an event and returns the aggregate at version 1 with it folded in;
 /// the stored event carries its stream, id, version, position, timestamp and a tagged JSON body.
@@ -81,7 +81,10 @@ pub async fn second_command_returns_version_2(provider: Arc<dyn Provider>, _page
         .await
         .expect("disabling u1");
     assert_eq!(user.version, 2, "a second command gives version 2");
-    assert!(!user.enabled, "the second event is folded in: {user:?}");
+    assert!(
+        !user.state.enabled,
+        "the second event is folded in: {user:?}"
+    );
     let stored = provider
         .aggregate_events("users", "u1", 0)
         .await
@@ -117,16 +120,12 @@ where
     );
 }
 
-/// Asserts that a command was rejected with a code.
-fn assert_rejected<T: Debug>(outcome: crate::Result<T>, code: &str) {
+/// Asserts that a command was rejected with the command's own error.
+fn assert_rejected<T: Debug>(outcome: Result<T, CommandError<Refused>>, expected: Refused) {
     let error = outcome.expect_err("the command must be rejected");
-    let rejection = error.as_command_error();
-    let rejection = rejection.unwrap_or_else(|| panic!("expected a command error, got {error}"));
-    assert_eq!(
-        rejection.code.as_deref(),
-        Some(code),
-        "rejection {rejection:?}"
-    );
+    let rejection = error.rejection();
+    let rejection = rejection.unwrap_or_else(|| panic!("expected a rejection, got {error}"));
+    assert_eq!(rejection, &expected, "rejection {error}");
 }
 
 /// Item 7: every command returns the correct new aggregate, including one that reads another
@@ -137,14 +136,14 @@ pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>
         .execute("u1", CreateUser { name: "ada".into() })
         .await
         .expect("create");
-    assert_eq!((user.version, user.enabled), (1, true));
+    assert_eq!((user.version, user.state.enabled), (1, true));
     same_as_loaded(&domain, &user).await;
     let user = domain.execute("u1", DisableUser).await.expect("disable");
-    assert_eq!((user.version, user.enabled), (2, false));
+    assert_eq!((user.version, user.state.enabled), (2, false));
     same_as_loaded(&domain, &user).await;
     let user = domain.execute("u1", EnableUser).await.expect("enable");
     assert_eq!(
-        (user.version, user.enabled, user.name.as_str()),
+        (user.version, user.state.enabled, user.state.name.as_str()),
         (3, true, "ada")
     );
     same_as_loaded(&domain, &user).await;
@@ -170,7 +169,7 @@ pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>
         )
         .await;
     let post = post.expect("archive post");
-    assert_eq!((post.version, post.archived), (2, true));
+    assert_eq!((post.version, post.state.archived), (2, true));
     same_as_loaded(&domain, &post).await;
     let again = domain
         .execute(
@@ -190,7 +189,7 @@ pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>
         user_id: "nobody".into(),
         content: "x".into(),
     };
-    assert_rejected(domain.execute("p2", orphan).await, "UNAUTHORIZED");
+    assert_rejected(domain.execute("p2", orphan).await, Refused::Unauthorized);
     assert_rejected(
         domain
             .execute(
@@ -200,7 +199,7 @@ pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>
                 },
             )
             .await,
-        "NOT_ALLOWED",
+        Refused::NotAllowed,
     );
     assert_rejected(
         domain
@@ -211,7 +210,7 @@ pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>
                 },
             )
             .await,
-        "EXISTS",
+        Refused::Exists,
     );
     let stored = all_events(&provider, &["users", "posts"]).await;
     assert_eq!(
@@ -231,7 +230,7 @@ pub async fn two_events_advance_the_version_by_two(provider: Arc<dyn Provider>, 
         .expect("bump twice");
     assert_eq!(counter.version, 2, "two events advance the version by two");
     assert_eq!(
-        (counter.total, &counter.history[..]),
+        (counter.state.total, &counter.state.history[..]),
         (12, &[5, 7][..]),
         "folded in order"
     );
@@ -262,7 +261,10 @@ pub async fn two_events_advance_the_version_by_two(provider: Arc<dyn Provider>, 
         .execute("c1", Bump { by: vec![1] })
         .await
         .expect("bump once");
-    assert_eq!((counter.version, &counter.history[..]), (3, &[5, 7, 1][..]));
+    assert_eq!(
+        (counter.version, &counter.state.history[..]),
+        (3, &[5, 7, 1][..])
+    );
     assert_eq!(
         all_events(&provider, &["counters"]).await.len(),
         3,
@@ -283,18 +285,21 @@ pub async fn loaded_aggregate_chains_commands(provider: Arc<dyn Provider>, _page
         .execute_on(first.clone(), Bump { by: vec![2, 3] })
         .await;
     let second = second.expect("second, chained on the first");
-    assert_eq!((second.version, &second.history[..]), (3, &[1, 2, 3][..]));
+    assert_eq!(
+        (second.version, &second.state.history[..]),
+        (3, &[1, 2, 3][..])
+    );
     same_as_loaded(&domain, &second).await;
 
     let stale = domain.execute_on(first, Bump { by: vec![9] }).await;
     let error = stale.expect_err("a chain on a stale aggregate must fail");
     assert!(
-        error.is_version_conflict(),
+        error.is_conflict(),
         "expected a version conflict, got {error}"
     );
     let stale = domain.execute_on(start, Bump { by: vec![9] }).await;
     assert!(
-        stale.is_err_and(|e| e.is_version_conflict()),
+        stale.is_err_and(|e| e.is_conflict()),
         "version 0 is stale too"
     );
     same_as_loaded(&domain, &second).await;
@@ -351,7 +356,7 @@ pub async fn command_sees_the_current_version(provider: Arc<dyn Provider>, _page
         .await
         .expect("bumping twice");
     assert_eq!(
-        counter.seen_versions,
+        counter.state.seen_versions,
         [0, 1, 2, 3, 3],
         "versions the commands saw"
     );
@@ -360,7 +365,7 @@ pub async fn command_sees_the_current_version(provider: Arc<dyn Provider>, _page
         .await
         .expect("bumping c2");
     assert_eq!(
-        other.seen_versions,
+        other.state.seen_versions,
         [0],
         "another aggregate starts at version 0"
     );

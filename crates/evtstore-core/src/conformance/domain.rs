@@ -9,12 +9,30 @@
 //! - [`Profile`] and [`ProfileV2`] are one stream (`"profiles"`) persisted under version strings
 //!   `"v1"` and `"v2"`; their `folded` field tells how many events a load folded in.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
 
-use crate::{Aggregate, Command, CommandError, Contains, Domain, EventMeta, Events, Loaded};
+use crate::{Aggregate, Command, Contains, Decision, Domain, EventMeta, Loaded, Rejection};
+
+/// Why the suite's user and post commands refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The aggregate has events already.
+    #[error("already exists")]
+    Exists,
+    /// The post's author does not exist.
+    #[error("no such user")]
+    Unauthorized,
+    /// Only a post's author may archive it.
+    #[error("not the author")]
+    NotAllowed,
+}
+
+impl Rejection for Refused {}
 
 crate::domain!(pub Tests { User, Post, Counter, Group, Profile, ProfileV2, Reading });
 
@@ -66,14 +84,11 @@ pub struct CreateUser {
 
 impl<D> Command<D> for CreateUser {
     type Aggregate = User;
+    type Error = Refused;
 
-    async fn handle(
-        self,
-        user: &Loaded<User>,
-        _: &Domain<D>,
-    ) -> Result<Events<User>, CommandError> {
+    async fn handle(self, user: &Loaded<User>, _: &Domain<D>) -> Decision<Self, D> {
         if user.version != 0 {
-            return Err(CommandError::with_code("user already exists", "EXISTS"));
+            Err(Refused::Exists)?;
         }
         Ok(vec![UserEvent::Created { name: self.name }])
     }
@@ -84,8 +99,9 @@ pub struct DisableUser;
 
 impl<D> Command<D> for DisableUser {
     type Aggregate = User;
+    type Error = Infallible;
 
-    async fn handle(self, _: &Loaded<User>, _: &Domain<D>) -> Result<Events<User>, CommandError> {
+    async fn handle(self, _: &Loaded<User>, _: &Domain<D>) -> Decision<Self, D> {
         Ok(vec![UserEvent::Disabled])
     }
 }
@@ -95,8 +111,9 @@ pub struct EnableUser;
 
 impl<D> Command<D> for EnableUser {
     type Aggregate = User;
+    type Error = Infallible;
 
-    async fn handle(self, _: &Loaded<User>, _: &Domain<D>) -> Result<Events<User>, CommandError> {
+    async fn handle(self, _: &Loaded<User>, _: &Domain<D>) -> Decision<Self, D> {
         Ok(vec![UserEvent::Enabled])
     }
 }
@@ -153,19 +170,15 @@ pub struct CreatePost {
 
 impl<D: Contains<User>> Command<D> for CreatePost {
     type Aggregate = Post;
+    type Error = Refused;
 
-    async fn handle(
-        self,
-        post: &Loaded<Post>,
-        domain: &Domain<D>,
-    ) -> Result<Events<Post>, CommandError> {
+    async fn handle(self, post: &Loaded<Post>, domain: &Domain<D>) -> Decision<Self, D> {
         if post.version != 0 {
-            return Err(CommandError::with_code("post already exists", "EXISTS"));
+            Err(Refused::Exists)?;
         }
-        let user = domain.load::<User>(&self.user_id).await;
-        let user = user.map_err(|e| CommandError::with_code(e.to_string(), "LOAD"))?;
+        let user = domain.load::<User>(&self.user_id).await?;
         if user.version == 0 {
-            return Err(CommandError::with_code("no such user", "UNAUTHORIZED"));
+            Err(Refused::Unauthorized)?;
         }
         let (user_id, content) = (self.user_id, self.content);
         Ok(vec![PostEvent::PostCreated { user_id, content }])
@@ -180,16 +193,13 @@ pub struct ArchivePost {
 
 impl<D> Command<D> for ArchivePost {
     type Aggregate = Post;
+    type Error = Refused;
 
-    async fn handle(
-        self,
-        post: &Loaded<Post>,
-        _: &Domain<D>,
-    ) -> Result<Events<Post>, CommandError> {
-        if self.user_id != post.user_id {
-            return Err(CommandError::with_code("not the author", "NOT_ALLOWED"));
+    async fn handle(self, post: &Loaded<Post>, _: &Domain<D>) -> Decision<Self, D> {
+        if self.user_id != post.state.user_id {
+            Err(Refused::NotAllowed)?;
         }
-        if post.archived {
+        if post.state.archived {
             return Ok(vec![]);
         }
         Ok(vec![PostEvent::PostArchived])
@@ -240,12 +250,9 @@ pub struct Bump {
 
 impl<D> Command<D> for Bump {
     type Aggregate = Counter;
+    type Error = Infallible;
 
-    async fn handle(
-        self,
-        counter: &Loaded<Counter>,
-        _: &Domain<D>,
-    ) -> Result<Events<Counter>, CommandError> {
+    async fn handle(self, counter: &Loaded<Counter>, _: &Domain<D>) -> Decision<Self, D> {
         let seen_version = counter.version;
         Ok(self
             .by
@@ -265,13 +272,37 @@ pub struct Contend {
 
 impl<D> Command<D> for Contend {
     type Aggregate = Counter;
+    type Error = Infallible;
 
-    async fn handle(
-        self,
-        counter: &Loaded<Counter>,
-        _: &Domain<D>,
-    ) -> Result<Events<Counter>, CommandError> {
+    async fn handle(self, counter: &Loaded<Counter>, _: &Domain<D>) -> Decision<Self, D> {
         self.barrier.wait().await;
+        let seen_version = counter.version;
+        Ok(vec![CounterEvent::Added {
+            by: self.by,
+            seen_version,
+        }])
+    }
+}
+
+/// Adds one value; its first attempt waits at the barrier after loading, retries do not.
+#[derive(Clone)]
+pub struct ContendOnce {
+    /// The value.
+    pub by: i64,
+    /// Waited on between load and append by the first attempt.
+    pub barrier: Arc<Barrier>,
+    /// Set by the first attempt; shared by clones, so retries see it.
+    pub attempted: Arc<AtomicBool>,
+}
+
+impl<D> Command<D> for ContendOnce {
+    type Aggregate = Counter;
+    type Error = Infallible;
+
+    async fn handle(self, counter: &Loaded<Counter>, _: &Domain<D>) -> Decision<Self, D> {
+        if !self.attempted.swap(true, Ordering::SeqCst) {
+            self.barrier.wait().await;
+        }
         let seen_version = counter.version;
         Ok(vec![CounterEvent::Added {
             by: self.by,
@@ -316,8 +347,9 @@ pub struct CreateGroup {
 
 impl<D> Command<D> for CreateGroup {
     type Aggregate = Group;
+    type Error = Infallible;
 
-    async fn handle(self, _: &Loaded<Group>, _: &Domain<D>) -> Result<Events<Group>, CommandError> {
+    async fn handle(self, _: &Loaded<Group>, _: &Domain<D>) -> Decision<Self, D> {
         Ok(vec![GroupEvent::Created { title: self.title }])
     }
 }
@@ -354,12 +386,9 @@ pub struct Record(pub f64);
 
 impl<D> Command<D> for Record {
     type Aggregate = Reading;
+    type Error = Infallible;
 
-    async fn handle(
-        self,
-        _: &Loaded<Reading>,
-        _: &Domain<D>,
-    ) -> Result<Events<Reading>, CommandError> {
+    async fn handle(self, _: &Loaded<Reading>, _: &Domain<D>) -> Decision<Self, D> {
         Ok(vec![ReadingEvent::Recorded { value: self.0 }])
     }
 }
@@ -412,8 +441,9 @@ macro_rules! profile_kind {
 
         impl<D> Command<D> for $command {
             type Aggregate = $name;
+            type Error = Infallible;
 
-            async fn handle(self, _: &Loaded<$name>, _: &Domain<D>) -> Result<Events<$name>, CommandError> {
+            async fn handle(self, _: &Loaded<$name>, _: &Domain<D>) -> Decision<Self, D> {
                 Ok(vec![ProfileEvent::Renamed { name: self.name }])
             }
         }

@@ -127,6 +127,7 @@ macro_rules! conformance_tests {
                 conflicting_multi_event_append_writes_nothing,
                 concurrent_commands_one_winner_per_version,
                 one_conflict_among_concurrent_appends_fails_alone,
+                retrying_commands_reload_and_land,
                 handler_updates_read_model,
                 second_aggregate_is_independent,
                 unset_bookmark_reads_as_start,

@@ -95,11 +95,14 @@ pub async fn matching_copy_is_used_on_load(provider: Arc<dyn Provider>, _page: u
     let written = rename_each(&domain, "x", &["ada", "bea"]).await;
     let loaded = domain.load::<Profile>("x").await.expect("loading x");
     assert_eq!(
-        loaded.folded, 0,
+        loaded.state.folded, 0,
         "a load from a matching copy folds no event: {loaded:?}"
     );
     assert_eq!((loaded.version, loaded.position), (2, written.position));
-    assert_eq!((loaded.name.as_str(), loaded.renames), ("bea", 2));
+    assert_eq!(
+        (loaded.state.name.as_str(), loaded.state.renames),
+        ("bea", 2)
+    );
 
     let newer = raw("profiles", "x", 3, r#"{"type":"renamed","name":"cy"}"#);
     provider
@@ -108,11 +111,15 @@ pub async fn matching_copy_is_used_on_load(provider: Arc<dyn Provider>, _page: u
         .expect("appending an event without a copy");
     let loaded = domain.load::<Profile>("x").await.expect("loading x again");
     assert_eq!(
-        loaded.folded, 1,
+        loaded.state.folded, 1,
         "only the event after the copy is folded: {loaded:?}"
     );
     assert_eq!(
-        (loaded.version, loaded.name.as_str(), loaded.renames),
+        (
+            loaded.version,
+            loaded.state.name.as_str(),
+            loaded.state.renames
+        ),
         (3, "cy", 3)
     );
 }
@@ -125,9 +132,16 @@ pub async fn mismatched_copy_is_refolded(provider: Arc<dyn Provider>, _page: usi
         .load::<ProfileV2>("x")
         .await
         .expect("loading x as v2");
-    assert_eq!(loaded.folded, 2, "a v1 copy is ignored by v2: {loaded:?}");
     assert_eq!(
-        (loaded.version, loaded.name.as_str(), loaded.renames),
+        loaded.state.folded, 2,
+        "a v1 copy is ignored by v2: {loaded:?}"
+    );
+    assert_eq!(
+        (
+            loaded.version,
+            loaded.state.name.as_str(),
+            loaded.state.renames
+        ),
         (2, "bea", 2)
     );
 }
@@ -142,7 +156,7 @@ pub async fn append_under_new_version_rewrites_copy(provider: Arc<dyn Provider>,
         .await;
     let renamed = renamed.expect("renaming x under v2");
     assert_eq!(
-        (renamed.version, renamed.folded),
+        (renamed.version, renamed.state.folded),
         (3, 3),
         "v2 refolded two events, added one"
     );
@@ -159,12 +173,22 @@ pub async fn append_under_new_version_rewrites_copy(provider: Arc<dyn Provider>,
         .await
         .expect("loading x as v2");
     assert_eq!(
-        (v2.folded, v2.version, v2.name.as_str(), v2.renames),
+        (
+            v2.state.folded,
+            v2.version,
+            v2.state.name.as_str(),
+            v2.state.renames
+        ),
         (0, 3, "cy", 3)
     );
     let v1 = domain.load::<Profile>("x").await.expect("loading x as v1");
     assert_eq!(
-        (v1.folded, v1.version, v1.name.as_str(), v1.renames),
+        (
+            v1.state.folded,
+            v1.version,
+            v1.state.name.as_str(),
+            v1.state.renames
+        ),
         (3, 3, "cy", 3)
     );
 }
@@ -205,7 +229,7 @@ pub async fn aggregate_cache_matches_uncached_loads(provider: Arc<dyn Provider>,
         .expect("bumping c1 via another domain");
     let counter = same("c1").await;
     assert_eq!(
-        (counter.version, &counter.history[..]),
+        (counter.version, &counter.state.history[..]),
         (3, &[1, 2, 3][..]),
         "it sees it"
     );
@@ -220,7 +244,7 @@ pub async fn aggregate_cache_matches_uncached_loads(provider: Arc<dyn Provider>,
         .await
         .expect("appending directly");
     let counter = same("c1").await;
-    assert_eq!((counter.version, counter.total), (4, 10));
+    assert_eq!((counter.version, counter.state.total), (4, 10));
 
     let c2 = cached
         .execute("c2", Bump { by: vec![5] })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use evtstore_core::{Aggregate, Command, CommandError, Domain, EventMeta, Events, Loaded};
+use evtstore_core::{Aggregate, Command, Decision, Domain, EventMeta, Loaded};
 use evtstore_postgres::{PgOptions, PgProvider, TxHandler};
 use serde::{Deserialize, Serialize};
 
@@ -39,11 +39,8 @@ pub struct Add(pub i64);
 
 impl<D> Command<D> for Add {
     type Aggregate = Counter;
-    async fn handle(
-        self,
-        _: &Loaded<Counter>,
-        _: &Domain<D>,
-    ) -> Result<Events<Counter>, CommandError> {
+    type Error = std::convert::Infallible;
+    async fn handle(self, _: &Loaded<Counter>, _: &Domain<D>) -> Decision<Self, D> {
         Ok(vec![Added::Added { by: self.0 }])
     }
 }
