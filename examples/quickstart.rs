@@ -4,10 +4,10 @@
 //! (`quickstart.db` in the current directory), with a read model of posts per user.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use evtstore::{
-    Aggregate, Command, Decision, Domain, EventMeta, Loaded, Rejection, SqliteProvider,
+    Aggregate, BoxError, Command, Decision, Domain, EventMeta, Handles, Loaded, Rejection,
+    SqliteProvider,
 };
 use serde::{Deserialize, Serialize};
 
@@ -136,8 +136,26 @@ impl Command<Blog> for PostCommand {
     }
 }
 
-/// The read model: live post ids per user.
-type PostsPerUser = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+/// The read model: live post ids per user, owned by its handler.
+#[derive(Debug, Default)]
+struct PostsPerUser(BTreeMap<String, Vec<String>>);
+
+impl Handles<Post> for PostsPerUser {
+    async fn handle(&mut self, event: &PostEvent, meta: &EventMeta) -> Result<(), BoxError> {
+        let post_id = &meta.aggregate_id;
+        match event {
+            PostEvent::PostCreated { user_id, .. } => {
+                let posts = self.0.entry(user_id.clone()).or_default();
+                posts.push(post_id.clone());
+            }
+            PostEvent::PostArchived => {
+                let posts = self.0.values_mut();
+                posts.for_each(|ids| ids.retain(|id| id != post_id));
+            }
+        }
+        Ok(())
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -147,9 +165,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     blog.execute("alice", UserCommand::Enable).await?;
     write_posts(&blog).await?;
 
-    let model = PostsPerUser::default();
-    let handled = posts_model(&blog, model.clone())?.run_once().await?;
-    let posts = model.lock().unwrap();
+    // Rebuilt from the start of history on every run: its bookmark lives in this process only.
+    let model = blog
+        .handler_with("posts-per-user", PostsPerUser::default())
+        .in_memory_bookmark()
+        .on::<Post>()
+        .build()?;
+    let handled = model.run_once().await?;
+    let posts = &model.state().await.0;
     println!("read model built from {handled} post events: {posts:?}");
     Ok(())
 }
@@ -196,23 +219,4 @@ async fn write_posts(blog: &Domain<Blog>) -> evtstore::Result<()> {
         println!("alice archived post-3");
     }
     Ok(())
-}
-
-/// The posts-per-user read model, rebuilt from the start of history on every run.
-fn posts_model(blog: &Domain<Blog>, model: PostsPerUser) -> evtstore::Result<evtstore::Handler> {
-    blog.handler("posts-per-user")
-        .in_memory_bookmark()
-        .handle::<Post, _, _>(move |post_id, event, _meta| {
-            let mut posts = model.lock().unwrap();
-            match event {
-                PostEvent::PostCreated { user_id, .. } => {
-                    posts.entry(user_id).or_default().push(post_id)
-                }
-                PostEvent::PostArchived => posts
-                    .values_mut()
-                    .for_each(|ids| ids.retain(|id| *id != post_id)),
-            }
-            async { Ok(()) }
-        })
-        .build()
 }

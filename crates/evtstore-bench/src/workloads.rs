@@ -111,9 +111,9 @@ pub(crate) async fn catch_up(domain: &Domain<Bench>, sizes: &Sizes, out: &Report
     let counted = seen.clone();
     let handler = domain
         .handler("catchup")
-        .handle::<Counter, _, _>(move |_, _, _| {
+        .handle::<Counter, _>(move |_, _, _| {
             counted.fetch_add(1, Ordering::Relaxed);
-            async { Ok(()) }
+            Ok(())
         })
         .build()?;
     let start = Instant::now();
@@ -137,11 +137,11 @@ pub(crate) async fn latency(domain: &Domain<Bench>, out: &Reporter) -> Result<()
     let handler = domain
         .handler("live")
         .tail_stream(true)
-        .handle::<Counter, _, _>(move |id, _, _| {
-            if let Some(at) = started.lock().unwrap().get(&id) {
+        .handle::<Counter, _>(move |_, _, meta| {
+            if let Some(at) = started.lock().unwrap().get(&meta.aggregate_id) {
                 let _ = arrived.send(millis(*at));
             }
-            async { Ok(()) }
+            Ok(())
         })
         .build()?;
     handler.run_once().await?;

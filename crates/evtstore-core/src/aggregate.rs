@@ -42,6 +42,10 @@ pub trait Aggregate:
     /// store no copy; the next command does.)
     const PERSIST: Option<&'static str> = None;
 
+    /// What a load does with an event whose type this build does not know (a newer build
+    /// wrote it during a rolling deploy): fail, naming it (the default), or skip it.
+    const UNKNOWN_EVENTS: UnknownEvents = UnknownEvents::Fail;
+
     /// The event enum of this kind.
     type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
 
@@ -79,6 +83,81 @@ impl<A: Aggregate> Loaded<A> {
         self.version = meta.version;
         self.position = meta.position;
     }
+
+    /// Moves the version and position past an event without folding it: one of a type this
+    /// build does not know, skipped by [`Aggregate::UNKNOWN_EVENTS`].
+    pub(crate) fn skip(&mut self, meta: &EventMeta) {
+        tracing::warn!(stream = %meta.stream, id = %meta.aggregate_id, version = meta.version, "unknown event type skipped");
+        self.version = meta.version;
+        self.position = meta.position;
+    }
+}
+
+/// What to do with a stored event whose `type` the event enum does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownEvents {
+    /// Fail with [`Error::UnknownEventType`] naming the type and the event.
+    #[default]
+    Fail,
+    /// Skip it: a load moves past it without folding it, a handler reports it to its
+    /// `on_error` hook (and the log) and moves on.
+    Skip,
+}
+
+/// Decodes a stored event's body; `Ok(None)` when its type is unknown and the policy skips it.
+/// Errors name the event's place; an unknown type is [`Error::UnknownEventType`].
+pub fn decode_known<E: DeserializeOwned>(
+    stored: &StoredEvent,
+    unknown: UnknownEvents,
+) -> Result<Option<E>> {
+    decode_known_data(&stored.meta, &stored.data, unknown)
+}
+
+/// [`decode_known`] on an envelope and a body.
+pub fn decode_known_data<E: DeserializeOwned>(
+    meta: &EventMeta,
+    data: &str,
+    unknown: UnknownEvents,
+) -> Result<Option<E>> {
+    let source = match serde_json::from_str(data) {
+        Ok(event) => return Ok(Some(event)),
+        Err(source) => source,
+    };
+    let Some(event_type) = unknown_type(&source, data) else {
+        return Err(decode_error(meta, source));
+    };
+    match unknown {
+        UnknownEvents::Skip => Ok(None),
+        UnknownEvents::Fail => Err(Error::UnknownEventType {
+            stream: meta.stream.clone(),
+            aggregate_id: meta.aggregate_id.clone(),
+            version: meta.version,
+            position: meta.position,
+            event_type,
+            skipped: false,
+        }),
+    }
+}
+
+/// The body's `type` when serde refused it as an unknown variant: the event enum has no such
+/// type. Another unknown variant deeper in the body is a plain decode error.
+fn unknown_type(error: &serde_json::Error, data: &str) -> Option<String> {
+    let message = error.to_string();
+    let named = message
+        .strip_prefix("unknown variant `")?
+        .split('`')
+        .next()?;
+    let event_type = event_type(data)?;
+    (named == event_type).then_some(event_type)
+}
+
+/// The `type` field of an event body, if it has one.
+pub(crate) fn event_type(data: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        r#type: String,
+    }
+    serde_json::from_str::<Typed>(data).ok().map(|t| t.r#type)
 }
 
 /// Decodes a stored event's body; the error names the event's place.
@@ -88,11 +167,16 @@ pub fn decode_event<E: DeserializeOwned>(stored: &StoredEvent) -> Result<E> {
 
 /// Decodes an event body; the error names the event's place.
 pub fn decode_data<E: DeserializeOwned>(meta: &EventMeta, data: &str) -> Result<E> {
-    serde_json::from_str(data).map_err(|source| Error::Decode {
+    let decoded = decode_known_data(meta, data, UnknownEvents::Fail)?;
+    Ok(decoded.expect("failing on unknown types never skips"))
+}
+
+fn decode_error(meta: &EventMeta, source: serde_json::Error) -> Error {
+    Error::Decode {
         stream: meta.stream.clone(),
         aggregate_id: meta.aggregate_id.clone(),
         version: meta.version,
         position: meta.position,
         source,
-    })
+    }
 }

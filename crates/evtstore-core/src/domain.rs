@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use crate::aggregate::{Aggregate, Loaded, decode_data};
+use crate::aggregate::{Aggregate, Loaded, decode_known_data};
 use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Snapshot};
-use crate::handler::HandlerBuilder;
 use crate::names::{check_aggregate_id, check_stream};
 use crate::provider::Provider;
 
@@ -53,7 +52,7 @@ pub type Executed<C, D> =
 /// evtstore_core::domain!(Users { User });
 /// let users: Domain<Users> = Domain::new(MemoryProvider::new());
 /// // error: `Post` is not part of domain `Users`
-/// let handler = users.handler("h").handle::<Post, _, _>(|_, _, _| async { Ok(()) });
+/// let handler = users.handler("h").handle::<Post, _>(|_, _, _| async { Ok(()) });
 /// ```
 #[macro_export]
 macro_rules! domain {
@@ -211,11 +210,6 @@ impl<D> Domain<D> {
         }
     }
 
-    /// Starts declaring an event handler with a bookmark of this name.
-    pub fn handler(&self, name: &str) -> HandlerBuilder<D> {
-        HandlerBuilder::new(self.clone(), name)
-    }
-
     async fn load_unchecked<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
         check_stream(A::STREAM)?;
         check_aggregate_id(id)?;
@@ -225,8 +219,10 @@ impl<D> Domain<D> {
         };
         let after = aggregate.version;
         let mut fold = |meta: &EventMeta, data: &str| {
-            let event = decode_data::<A::Event>(meta, data)?;
-            aggregate.apply(&event, meta);
+            match decode_known_data::<A::Event>(meta, data, A::UNKNOWN_EVENTS)? {
+                Some(event) => aggregate.apply(&event, meta),
+                None => aggregate.skip(meta),
+            }
             Ok(())
         };
         let visited = self

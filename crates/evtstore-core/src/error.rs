@@ -72,6 +72,27 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored event has a `type` this build's event enum does not know: a newer build wrote
+    /// it. Deploy the newer build, or let the aggregate or handler skip unknown types.
+    #[error(
+        "unknown event type {event_type:?} in {stream}/{aggregate_id} version {version} at \
+         position {position}{}: a newer build may have written it",
+        if *skipped { " (skipped)" } else { "" }
+    )]
+    UnknownEventType {
+        /// The aggregate kind.
+        stream: String,
+        /// The aggregate.
+        aggregate_id: String,
+        /// The event's version.
+        version: u64,
+        /// The event's position.
+        position: Position,
+        /// The type as stored.
+        event_type: String,
+        /// True when it was skipped and is only being reported.
+        skipped: bool,
+    },
     /// An event or aggregate could not be serialised.
     #[error("cannot encode {what}: {source}")]
     Encode {
@@ -92,6 +113,8 @@ pub enum Error {
         stream: String,
         /// The event's aggregate.
         aggregate_id: String,
+        /// The event's version.
+        version: u64,
         /// The event's position.
         position: Position,
         /// What the callback returned.
@@ -164,6 +187,8 @@ pub enum ErrorKind {
     Unavailable,
     /// Stored data cannot be read back: an event that no longer decodes.
     Corrupt,
+    /// A stored event has a type this build does not know (a newer build wrote it).
+    UnknownEvent,
     /// An event handler's callback failed.
     Handler,
     /// The store refused for another reason (a permission, a full disk, a schema).
@@ -182,6 +207,7 @@ impl Error {
                 ErrorKind::InvalidInput
             }
             Error::Decode { .. } => ErrorKind::Corrupt,
+            Error::UnknownEventType { .. } => ErrorKind::UnknownEvent,
             Error::Handler { .. } => ErrorKind::Handler,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Backend { .. } => ErrorKind::Backend,

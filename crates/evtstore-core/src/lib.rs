@@ -29,12 +29,12 @@ pub mod memory;
 pub mod names;
 pub mod provider;
 
-pub use aggregate::{Aggregate, Loaded};
+pub use aggregate::{Aggregate, Loaded, UnknownEvents};
 pub use batch::Batch;
 pub use command::{Command, CommandError, Decision, Events, Rejection};
 pub use domain::{Contains, Domain, Executed};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
-pub use handler::{Handler, HandlerBuilder};
+pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles};
 pub use memory::MemoryProvider;
 pub use provider::Provider;

@@ -58,9 +58,10 @@ async fn a_late_commit_is_skipped_by_id_but_not_by_the_handler() {
     let domain = Domain::<Clocks>::with_provider(provider.clone());
     let handler = domain
         .handler("model")
-        .handle::<Clock, _, _>(move |id, _, meta| {
+        .handle::<Clock, _>(move |_, _, meta| {
+            let id = meta.aggregate_id.clone();
             recorded.lock().unwrap().push((id, meta.position));
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap();

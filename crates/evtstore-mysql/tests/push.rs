@@ -30,9 +30,9 @@ fn started(
         .handler("pushed")
         .in_memory_bookmark()
         .poll_interval(Duration::from_secs(60))
-        .handle::<User, _, _>(move |id, _, _| {
-            let _ = send.send(id);
-            async { Ok(()) }
+        .handle::<User, _>(move |_, _, meta| {
+            let _ = send.send(meta.aggregate_id.clone());
+            Ok(())
         })
         .build()
         .unwrap();

@@ -108,9 +108,9 @@ fn plain_handler(provider: &Arc<MysqlProvider>, seen: Arc<Mutex<Vec<u64>>>) -> H
         .handler("plain")
         .poll_interval(Duration::from_millis(100))
         .retry_delay(Duration::from_millis(100))
-        .handle::<User, _, _>(move |_, _, meta| {
+        .handle::<User, _>(move |_, _, meta| {
             seen.lock().unwrap().push(meta.position);
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap()

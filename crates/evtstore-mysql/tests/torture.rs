@@ -120,9 +120,10 @@ fn recording_handler(domain: &Domain<Clocks>, name: &str, seen: Seen) -> evtstor
         .in_memory_bookmark()
         .page_size(10)
         .poll_interval(Duration::from_millis(5))
-        .handle::<Clock, _, _>(move |id, _, meta| {
+        .handle::<Clock, _>(move |_, _, meta| {
+            let id = meta.aggregate_id.clone();
             seen.lock().unwrap().push((meta.position, id, meta.version));
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap()

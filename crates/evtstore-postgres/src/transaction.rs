@@ -187,6 +187,7 @@ impl TxHandler {
             if let Some(hook) = &reporter.on_error {
                 hook(&error);
             }
+            std::future::ready(())
         };
         let appended = evtstore_core::Provider::subscribe(&*self.inner.provider);
         self.inner
@@ -268,6 +269,7 @@ impl TxInner {
             handler: self.name.clone(),
             stream: event.meta.stream.clone(),
             aggregate_id: event.meta.aggregate_id.clone(),
+            version: event.meta.version,
             position: event.meta.position,
             source,
         }

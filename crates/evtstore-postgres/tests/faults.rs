@@ -28,9 +28,9 @@ fn core_handler(domain: &Domain<Counters>, seen: &Seen) -> Handler {
         .page_size(5)
         .poll_interval(Duration::from_millis(100))
         .retry_delay(Duration::from_millis(50))
-        .handle::<Counter, _, _>(move |_, _, meta| {
+        .handle::<Counter, _>(move |_, _, meta| {
             seen.lock().unwrap().push(meta.position);
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap()

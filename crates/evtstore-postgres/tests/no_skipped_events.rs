@@ -102,9 +102,9 @@ fn recording_handler(domain: &Domain<Clocks>, name: &str, seen: Seen) -> evtstor
         .in_memory_bookmark()
         .page_size(10)
         .poll_interval(Duration::from_millis(5))
-        .handle::<Clock, _, _>(move |_, _, meta| {
+        .handle::<Clock, _>(move |_, _, meta| {
             seen.lock().unwrap().push(meta.position);
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap()

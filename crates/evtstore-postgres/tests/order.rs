@@ -25,12 +25,13 @@ fn recorder(domain: &Domain<Counters>) -> (Handler, Seen) {
     let record = seen.clone();
     let handler = domain
         .handler("order")
-        .handle::<Counter, _, _>(move |id, _, meta| {
+        .handle::<Counter, _>(move |_, _, meta| {
+            let id = meta.aggregate_id.clone();
             record
                 .lock()
                 .unwrap()
                 .push((id, meta.version, meta.position));
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap();

@@ -54,9 +54,10 @@ fn started(domain: &Domain<Counters>) -> (Handler, mpsc::UnboundedReceiver<Strin
         .handler("push")
         .poll_interval(POLL)
         .retry_delay(Duration::from_millis(100))
-        .handle::<Counter, _, _>(move |id, _, _| {
+        .handle::<Counter, _>(move |_, _, meta| {
+            let id = meta.aggregate_id.clone();
             let _ = sender.send(id);
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap();

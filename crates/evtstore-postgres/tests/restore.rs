@@ -99,9 +99,10 @@ fn recorder(domain: &Domain<Counters>) -> (Handler, Arc<Mutex<Vec<String>>>) {
     let record = seen.clone();
     let handler = domain
         .handler("model")
-        .handle::<Counter, _, _>(move |id, _, _| {
+        .handle::<Counter, _>(move |_, _, meta| {
+            let id = meta.aggregate_id.clone();
             record.lock().unwrap().push(id);
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap();

@@ -213,9 +213,10 @@ async fn push_delivery_works_over_tls() {
     let handler = Domain::<Counters>::with_provider(listening)
         .handler("push")
         .poll_interval(Duration::from_secs(60))
-        .handle::<Counter, _, _>(move |id, _, _| {
+        .handle::<Counter, _>(move |_, _, meta| {
+            let id = meta.aggregate_id.clone();
             let _ = sender.send(id);
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap();

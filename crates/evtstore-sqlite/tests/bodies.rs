@@ -56,7 +56,7 @@ async fn bodies_that_are_not_text_fail_to_decode_and_can_be_skipped() {
     let (seen, failures) = (handled.clone(), reported.clone());
     let strict = domain
         .handler("strict")
-        .handle::<User, _, _>(|_, _, _| async { Ok(()) })
+        .handle::<User, _>(|_, _, _| Ok(()))
         .build()
         .unwrap();
     let error = strict.run_once().await.unwrap_err();
@@ -65,10 +65,13 @@ async fn bodies_that_are_not_text_fail_to_decode_and_can_be_skipped() {
     let lenient = domain
         .handler("lenient")
         .continue_on_error(true)
-        .on_error(move |e| failures.lock().unwrap().push(place(e)))
-        .handle::<User, _, _>(move |_, _, meta| {
+        .on_error(move |failure| {
+            failures.lock().unwrap().push(place(failure.error));
+            async {}
+        })
+        .handle::<User, _>(move |_, _, meta| {
             seen.lock().unwrap().push(meta.position);
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .unwrap();

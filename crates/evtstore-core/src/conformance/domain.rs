@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
 
-use crate::{Aggregate, Command, Contains, Decision, Domain, EventMeta, Loaded, Rejection};
+use crate::{
+    Aggregate, Command, Contains, Decision, Domain, EventMeta, Loaded, Rejection, UnknownEvents,
+};
 
 /// Why the suite's user and post commands refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,7 +36,7 @@ pub enum Refused {
 
 impl Rejection for Refused {}
 
-crate::domain!(pub Tests { User, Post, Counter, Group, Profile, ProfileV2, Reading });
+crate::domain!(pub Tests { User, TolerantUser, Post, Counter, Group, Profile, ProfileV2, Reading });
 
 /// What happens to a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +78,29 @@ impl Aggregate for User {
     }
 }
 
-/// Creates a user; rejected with code `EXISTS` when the user has events.
+/// The users stream read by a build that skips event types it does not know.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TolerantUser {
+    /// The user's name.
+    pub name: String,
+    /// How many events were folded in.
+    pub folded: u64,
+}
+
+impl Aggregate for TolerantUser {
+    const STREAM: &'static str = "users";
+    const UNKNOWN_EVENTS: UnknownEvents = UnknownEvents::Skip;
+    type Event = UserEvent;
+
+    fn fold(&mut self, event: &UserEvent, _meta: &EventMeta) {
+        if let UserEvent::Created { name } = event {
+            self.name = name.clone();
+        }
+        self.folded += 1;
+    }
+}
+
+/// Creates a user; rejected with `Refused::Exists` when the user has events.
 pub struct CreateUser {
     /// The user's name.
     pub name: String,

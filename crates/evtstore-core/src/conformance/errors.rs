@@ -36,9 +36,14 @@ pub async fn undecodable_event_fails_load(provider: Arc<dyn Provider>, _page: us
         .await
         .expect("bumping c1");
     let bad = provider
-        .append(vec![raw("counters", "c1", 2, r#"{"type":"exploded"}"#)])
+        .append(vec![raw(
+            "counters",
+            "c1",
+            2,
+            r#"{"type":"added","by":"seven"}"#,
+        )])
         .await;
-    let bad = bad.expect("appending an event of an unknown type")[0].position;
+    let bad = bad.expect("appending an event that does not decode")[0].position;
     assert!(bad > good.position);
     let error = domain
         .load::<Counter>("c1")
@@ -135,9 +140,7 @@ pub async fn invalid_names_are_refused(provider: Arc<dyn Provider>, _page: usize
     );
 
     for name in ["", "a\nb"] {
-        let builder = domain
-            .handler(name)
-            .handle::<User, _, _>(|_, _, _| async { Ok(()) });
+        let builder = domain.handler(name).handle::<User, _>(|_, _, _| Ok(()));
         assert_invalid(builder.build().map(|_| ()), "bookmark", name);
     }
     let fine = "user 42 / ünïcode";

@@ -23,7 +23,7 @@ fn users_handler(
     options: impl FnOnce(crate::HandlerBuilder<Tests>) -> crate::HandlerBuilder<Tests>,
 ) -> Handler {
     let builder = options(domain.handler(name).page_size(page));
-    let builder = builder.handle::<User, _, _>(log.recorder::<User>());
+    let builder = builder.handle::<User, _>(log.recorder::<User>());
     builder
         .build()
         .unwrap_or_else(|e| panic!("building handler {name}: {e}"))

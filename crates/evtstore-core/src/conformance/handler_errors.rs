@@ -37,7 +37,7 @@ fn counters_handler(
         .continue_on_error(continue_on_error);
     let builder = builder
         .on_error(reported.hook())
-        .handle::<Counter, _, _>(callback);
+        .handle::<Counter, _>(callback);
     builder
         .build()
         .unwrap_or_else(|e| panic!("building handler {name}: {e}"))
@@ -152,9 +152,14 @@ pub async fn undecodable_event_fails_handler(provider: Arc<dyn Provider>, page: 
     let domain = domain(&provider);
     let first = bump_each(&domain, &[1]).await[0];
     let bad = provider
-        .append(vec![raw("counters", "bad", 1, r#"{"type":"exploded"}"#)])
+        .append(vec![raw(
+            "counters",
+            "bad",
+            1,
+            r#"{"type":"added","by":"seven"}"#,
+        )])
         .await;
-    let bad = bad.expect("appending an event of an unknown type")[0].position;
+    let bad = bad.expect("appending an event that does not decode")[0].position;
     let last = bump_each(&domain, &[2]).await[0];
 
     let (log, reported) = (Log::default(), Reported::default());
@@ -219,7 +224,7 @@ pub async fn panicking_callback_is_a_failure(provider: Arc<dyn Provider>, page: 
     let at = bump_each(&domain, &[1, 66, 2, 77, 3]).await;
     let panics = |by| match by {
         66 => Outcome::Panic,
-        77 => Outcome::PanicLater,
+        77 => Outcome::Panic,
         _ => Outcome::Handle,
     };
     let (log, reported) = (Log::default(), Reported::default());

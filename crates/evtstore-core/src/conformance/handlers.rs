@@ -1,44 +1,35 @@
 //! Event handlers reading events: parity items 3, 4, 5, 12, 13 and 17.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::domain::*;
 use super::support::{Log, all_events, bookmark, domain, positions, run};
-use crate::{Aggregate, Domain, EventMeta, Handler, Provider};
+use crate::{Aggregate, BoxError, Domain, EventMeta, Handler, Handles, Provider};
 
-/// A read model of users: each user's view and how many events made it.
-#[derive(Clone, Default)]
-struct UserModel(Arc<Mutex<HashMap<String, (User, usize)>>>);
+/// A read model of users, as a handler's own state: each user's view and how many events
+/// made it.
+#[derive(Default)]
+struct UserModel(HashMap<String, (User, usize)>);
 
-impl UserModel {
-    fn handler(&self, domain: &Domain<Tests>, name: &str, page: usize) -> Handler {
-        let model = self.0.clone();
-        let callback = move |id: String, event: UserEvent, meta: EventMeta| {
-            let mut users = model.lock().unwrap_or_else(|e| e.into_inner());
-            let (user, count) = users.entry(id).or_default();
-            user.fold(&event, &meta);
-            *count += 1;
-            async { Ok(()) }
-        };
-        let builder = domain
-            .handler(name)
-            .page_size(page)
-            .handle::<User, _, _>(callback);
-        builder.build().expect("building the users model")
+impl Handles<User> for UserModel {
+    async fn handle(&mut self, event: &UserEvent, meta: &EventMeta) -> Result<(), BoxError> {
+        let (user, count) = self.0.entry(meta.aggregate_id.clone()).or_default();
+        user.fold(event, meta);
+        *count += 1;
+        Ok(())
     }
+}
 
-    fn get(&self, id: &str) -> Option<(User, usize)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-    }
+fn users_model(domain: &Domain<Tests>, name: &str, page: usize) -> Handler<UserModel> {
+    let builder = domain.handler_with(name, UserModel::default());
+    let builder = builder.page_size(page).on::<User>();
+    builder.build().expect("building the users model")
+}
 
-    fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
+/// A user's view in the model and how many events made it.
+async fn model_entry(handler: &Handler<UserModel>, id: &str) -> Option<(User, usize)> {
+    handler.state().await.0.get(id).cloned()
 }
 
 fn user(name: &str, enabled: bool) -> User {
@@ -64,16 +55,15 @@ pub async fn handler_updates_read_model(provider: Arc<dyn Provider>, page: usize
         .execute("u2", CreateUser { name: "bob".into() })
         .await
         .expect("creating u2");
-    let model = UserModel::default();
-    let handler = model.handler(&domain, "users-model", page);
+    let handler = users_model(&domain, "users-model", page);
     assert_eq!(run(&handler).await, 3, "three events handled");
     assert_eq!(
-        model.get("u1"),
+        model_entry(&handler, "u1").await,
         Some((user("ada", false), 2)),
         "u1 in the read model"
     );
     assert_eq!(
-        model.get("u2"),
+        model_entry(&handler, "u2").await,
         Some((user("bob", true), 1)),
         "u2 in the read model"
     );
@@ -96,8 +86,7 @@ pub async fn handler_updates_read_model(provider: Arc<dyn Provider>, page: usize
 /// unaffected, and the read model counts each event exactly once across several runs.
 pub async fn second_aggregate_is_independent(provider: Arc<dyn Provider>, page: usize) {
     let domain = domain(&provider);
-    let model = UserModel::default();
-    let handler = model.handler(&domain, "users-model", page);
+    let handler = users_model(&domain, "users-model", page);
     domain
         .execute("u1", CreateUser { name: "ada".into() })
         .await
@@ -124,16 +113,16 @@ pub async fn second_aggregate_is_independent(provider: Arc<dyn Provider>, page: 
     );
     assert_eq!((u2.version, &u2.state), (3, &user("bob", true)));
     assert_eq!(
-        model.get("u1"),
+        model_entry(&handler, "u1").await,
         Some((user("ada", true), 1)),
         "u1 counted once"
     );
     assert_eq!(
-        model.get("u2"),
+        model_entry(&handler, "u2").await,
         Some((user("bob", true), 3)),
         "u2's events counted once each"
     );
-    assert_eq!(model.len(), 2);
+    assert_eq!(handler.state().await.0.len(), 2);
 }
 
 /// Item 5: a bookmark that was never set reads as the start of history, and a bookmark set to 0
@@ -157,7 +146,7 @@ pub async fn unset_bookmark_reads_as_start(provider: Arc<dyn Provider>, page: us
     let build = |name: &str, tail: bool| {
         let builder = domain.handler(name).page_size(page).tail_stream(tail);
         builder
-            .handle::<User, _, _>(log.recorder::<User>())
+            .handle::<User, _>(log.recorder::<User>())
             .build()
             .expect("building")
     };
@@ -207,7 +196,7 @@ pub async fn in_memory_bookmark_handles_each_event_once(provider: Arc<dyn Provid
             .page_size(page)
             .in_memory_bookmark();
         builder
-            .handle::<User, _, _>(log.recorder::<User>())
+            .handle::<User, _>(log.recorder::<User>())
             .build()
             .expect("building")
     };
@@ -280,9 +269,9 @@ pub async fn handler_gets_only_registered_streams(provider: Arc<dyn Provider>, p
 
     let log = Log::default();
     let builder = domain.handler("two-streams").page_size(page);
-    let builder = builder.handle::<User, _, _>(log.recorder::<User>());
+    let builder = builder.handle::<User, _>(log.recorder::<User>());
     let handler = builder
-        .handle::<Group, _, _>(log.recorder::<Group>())
+        .handle::<Group, _>(log.recorder::<Group>())
         .build()
         .expect("build");
     assert_eq!(
@@ -360,11 +349,11 @@ pub async fn one_handler_routes_several_kinds(provider: Arc<dyn Provider>, page:
 
     let log = Log::default();
     let builder = domain.handler("everything").page_size(page);
-    let builder = builder.handle::<User, _, _>(log.recorder::<User>());
-    let builder = builder.handle::<Post, _, _>(log.recorder::<Post>());
-    let builder = builder.handle::<Counter, _, _>(log.recorder::<Counter>());
+    let builder = builder.handle::<User, _>(log.recorder::<User>());
+    let builder = builder.handle::<Post, _>(log.recorder::<Post>());
+    let builder = builder.handle::<Counter, _>(log.recorder::<Counter>());
     let handler = builder
-        .handle::<Group, _, _>(log.recorder::<Group>())
+        .handle::<Group, _>(log.recorder::<Group>())
         .build()
         .expect("build");
     assert_eq!(handler.streams().len(), 4);

@@ -45,6 +45,7 @@ mod persistence;
 mod provider_reads;
 mod stopping;
 mod support;
+mod unknown;
 
 pub use commands::*;
 pub use conflicts::*;
@@ -56,6 +57,7 @@ pub use pages::*;
 pub use persistence::*;
 pub use provider_reads::*;
 pub use stopping::*;
+pub use unknown::*;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -127,6 +129,8 @@ macro_rules! conformance_tests {
                 conflicting_multi_event_append_writes_nothing,
                 concurrent_commands_one_winner_per_version,
                 one_conflict_among_concurrent_appends_fails_alone,
+                unknown_event_types_fail_or_are_skipped_by_loads,
+                unknown_event_types_fail_or_are_skipped_by_handlers,
                 retrying_commands_reload_and_land,
                 handler_updates_read_model,
                 second_aggregate_is_independent,

@@ -46,9 +46,13 @@ pub async fn hooks_see_read_and_handled_per_page(provider: Arc<dyn Provider>, pa
         .continue_on_error(true)
         .before_run(move || {
             before.fetch_add(1, Ordering::SeqCst);
+            async {}
         })
-        .after_run(move |read, handled| after.lock().unwrap().push((read, handled)))
-        .handle::<Counter, _, _>(log.acting::<Counter>(fail_13))
+        .after_run(move |read, handled| {
+            after.lock().unwrap().push((read, handled));
+            async {}
+        })
+        .handle::<Counter, _>(log.acting::<Counter>(fail_13))
         .build()
         .expect("building");
     assert_eq!(run(&handler).await, 3, "three of four events handled");
@@ -87,7 +91,7 @@ pub async fn bookmark_saved_once_per_page(provider: Arc<dyn Provider>, page: usi
     let log = Log::default();
     let builder = domain.handler("paged").page_size(page);
     let handler = builder
-        .handle::<User, _, _>(log.recorder::<User>())
+        .handle::<User, _>(log.recorder::<User>())
         .build()
         .expect("build");
     assert_eq!(run(&handler).await, 5);

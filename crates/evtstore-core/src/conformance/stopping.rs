@@ -41,10 +41,11 @@ fn counting_handler(
         .page_size(page)
         .after_run(move |_, _| {
             count.fetch_add(1, Ordering::SeqCst);
+            async {}
         })
-        .handle::<Counter, _, _>(move |_, _, meta| {
+        .handle::<Counter, _>(move |_, _, meta| {
             record.lock().unwrap().push(meta.position);
-            async { Ok(()) }
+            Ok(())
         })
         .build()
         .expect("a handler");

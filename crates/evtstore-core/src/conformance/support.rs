@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::domain::Tests;
 use crate::{
-    Aggregate, BoxError, Domain, Error, EventMeta, Handler, NewEvent, Position, Provider, Result,
-    Snapshot, StoredEvent,
+    Aggregate, BoxError, Domain, Error, EventMeta, Handler, HandlerFailure, NewEvent, Position,
+    Provider, Result, Snapshot, StoredEvent,
 };
 
 /// How long a case waits for something a running handler should do at once.
@@ -56,7 +56,7 @@ pub(super) async fn bookmark(provider: &Arc<dyn Provider>, name: &str) -> Option
 }
 
 /// Runs a handler once and returns how many events it handled.
-pub(super) async fn run(handler: &Handler) -> usize {
+pub(super) async fn run<S: Send + 'static>(handler: &Handler<S>) -> usize {
     let ran = handler.run_once().await;
     ran.unwrap_or_else(|e| panic!("run_once of {}: {e}", handler.name()))
 }
@@ -68,10 +68,8 @@ pub(super) enum Outcome {
     Handle,
     /// Returns an error.
     Fail,
-    /// Panics before returning its future.
+    /// Panics.
     Panic,
-    /// Returns a future that panics.
-    PanicLater,
 }
 
 /// One event as a callback handled it.
@@ -98,8 +96,9 @@ pub(super) struct Log {
     attempts: Arc<AtomicUsize>,
 }
 
-type Recorder<E> =
-    Box<dyn Fn(String, E, EventMeta) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync>;
+/// A callback for `HandlerBuilder::handle` on a handler without state.
+pub(super) type Recorder<E> =
+    Box<dyn Fn(&mut (), &E, &EventMeta) -> Result<(), BoxError> + Send + Sync>;
 
 impl Log {
     /// A callback for kind `A` that records every event it is given.
@@ -114,19 +113,17 @@ impl Log {
         outcome: impl Fn(&serde_json::Value) -> Outcome + Send + Sync + 'static,
     ) -> Recorder<A::Event> {
         let log = self.clone();
-        Box::new(move |id, event, meta| {
+        Box::new(move |_, event, meta| {
             log.attempts.fetch_add(1, Ordering::SeqCst);
-            let event = serde_json::to_value(&event).expect("test events serialise");
+            let event = serde_json::to_value(event).expect("test events serialise");
             match outcome(&event) {
                 Outcome::Handle => {}
-                Outcome::Fail => return async { Err("callback failed on purpose".into()) }.boxed(),
+                Outcome::Fail => return Err("callback failed on purpose".into()),
                 Outcome::Panic => panic!("callback panicked on purpose"),
-                Outcome::PanicLater => {
-                    return async { panic!("callback future panicked on purpose") }.boxed();
-                }
             }
             let kind = event["type"].as_str().unwrap_or_default().to_owned();
-            let (stream, position) = (meta.stream, meta.position);
+            let id = meta.aggregate_id.clone();
+            let (stream, position) = (meta.stream.clone(), meta.position);
             let callback = A::STREAM;
             let seen = Seen {
                 callback,
@@ -140,7 +137,7 @@ impl Log {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(seen);
-            async { Ok(()) }.boxed()
+            Ok(())
         })
     }
 
@@ -164,7 +161,7 @@ impl Log {
 }
 
 /// One error reported to `on_error`: the event's position, the rendered error, and its kind
-/// (`"handler"`, `"decode"` or `"other"`).
+/// (`"handler"`, `"decode"`, `"unknown"` or `"other"`).
 pub(super) type Report = (Option<Position>, String, &'static str);
 
 /// Errors reported to a handler's `on_error`.
@@ -173,19 +170,25 @@ pub(super) struct Reported(Arc<Mutex<Vec<Report>>>);
 
 impl Reported {
     /// A hook for `on_error`.
-    pub(super) fn hook(&self) -> impl Fn(&Error) + Send + Sync + 'static {
+    pub(super) fn hook(
+        &self,
+    ) -> impl Fn(&HandlerFailure<'_>) -> std::future::Ready<()> + Send + Sync + 'static {
         let reported = self.0.clone();
-        move |error| {
-            let (position, kind) = match error {
-                Error::Handler { position, .. } => (Some(*position), "handler"),
-                Error::Decode { position, .. } => (Some(*position), "decode"),
-                _ => (None, "other"),
+        move |failure| {
+            let error = failure.error;
+            let kind = match error {
+                Error::Handler { .. } => "handler",
+                Error::Decode { .. } => "decode",
+                Error::UnknownEventType { .. } => "unknown",
+                _ => "other",
             };
+            let position = failure.event.map(|meta| meta.position);
             let entry = (position, error.to_string(), kind);
             reported
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(entry);
+            std::future::ready(())
         }
     }
 

@@ -1,4 +1,4 @@
-//! Declaring an event handler: its bookmark, options, hooks and callbacks.
+//! Declaring an event handler: its bookmark, state, routes, options and hooks.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use super::{Callback, Handler, Hooks, Options, Parts};
-use crate::aggregate::{Aggregate, decode_event};
+use super::{Callback, CallbackResult, Handler, HandlerFailure, Handles, Hooks, Options, Parts};
+use crate::aggregate::{Aggregate, UnknownEvents, decode_known};
 use crate::domain::{Contains, Domain};
-use crate::error::{BoxError, Error, Result};
+use crate::error::{Error, Result};
 use crate::event::{EventMeta, StoredEvent};
 use crate::names::{check_bookmark, check_stream};
 
-/// Declares an event handler; get one from [`Domain::handler`] and finish with [`build`](Self::build).
+/// Declares an event handler; get one from [`Domain::handler`] (closures only) or
+/// [`Domain::handler_with`] (a state of yours), and finish with [`build`](Self::build).
 ///
 /// ```
 /// # use evtstore_core::conformance::domain::{Post, PostEvent, User};
@@ -22,53 +23,106 @@ use crate::names::{check_bookmark, check_stream};
 /// # evtstore_core::domain!(Blog { User, Post });
 /// # async fn run(blog: Domain<Blog>) -> evtstore_core::Result<()> {
 /// let posts_model = blog
-///     .handler("posts-model")
-///     .handle::<Post, _, _>(|post_id, event, meta| async move {
-///         if let PostEvent::PostCreated { user_id, .. } = event {
-///             println!("{user_id} wrote {post_id} at position {}", meta.position);
+///     .handler_with("posts-model", Vec::<String>::new())
+///     .handle::<Post, _>(|titles, event, meta| {
+///         if let PostEvent::PostCreated { content, .. } = event {
+///             titles.push(format!("{content} ({})", meta.aggregate_id));
 ///         }
 ///         Ok(())
 ///     })
 ///     .build()?;
 /// posts_model.run_once().await?;
+/// println!("{:?}", *posts_model.state().await);
 /// # Ok(()) }
 /// ```
-pub struct HandlerBuilder<D> {
+pub struct HandlerBuilder<D, S = ()> {
     domain: Domain<D>,
     name: String,
-    routes: Vec<(String, Callback)>,
+    state: S,
+    routes: Vec<(String, Callback<S>)>,
     options: Options,
     hooks: Hooks,
 }
 
-impl<D> HandlerBuilder<D> {
-    pub(crate) fn new(domain: Domain<D>, name: &str) -> Self {
+impl<D> Domain<D> {
+    /// Starts declaring an event handler with a bookmark of this name, whose callbacks are
+    /// closures (see [`HandlerBuilder::handle`]).
+    pub fn handler(&self, name: &str) -> HandlerBuilder<D> {
+        self.handler_with(name, ())
+    }
+
+    /// Starts declaring an event handler with a bookmark of this name that owns `state`: a read
+    /// model or process manager implementing [`Handles`] for the kinds it handles.
+    pub fn handler_with<S: Send + 'static>(&self, name: &str, state: S) -> HandlerBuilder<D, S> {
         HandlerBuilder {
-            domain,
+            domain: self.clone(),
             name: name.to_owned(),
+            state,
             routes: Vec::new(),
             options: Options::default(),
             hooks: Hooks::default(),
         }
     }
+}
 
-    /// Calls `callback(aggregate_id, event, meta)` for each event of aggregate kind `A`.
-    ///
-    /// Match on the event enum inside for its types. An error or a panic fails the event:
-    /// see [`continue_on_error`](Self::continue_on_error).
-    pub fn handle<A, F, Fut>(mut self, callback: F) -> Self
+impl<D, S: Send + 'static> HandlerBuilder<D, S> {
+    /// Gives each event of aggregate kind `A` to the state's [`Handles<A>`] implementation.
+    pub fn on<A>(self) -> Self
     where
         A: Aggregate,
         D: Contains<A>,
-        F: Fn(String, A::Event, EventMeta) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+        S: Handles<A>,
     {
-        let callback: Callback = Arc::new(move |stored: &StoredEvent| {
-            let event = decode_event::<A::Event>(stored)?;
-            let meta = stored.meta.clone();
-            Ok(callback(meta.aggregate_id.clone(), event, meta).boxed())
+        self.route::<A>(|state, event, meta| state.handle(event, meta).boxed())
+    }
+
+    /// Calls `callback(state, event, meta)` for each event of aggregate kind `A`: sugar for a
+    /// short synchronous callback. Match on the event enum inside for its types. An error or a
+    /// panic fails the event: see [`continue_on_error`](Self::continue_on_error).
+    pub fn handle<A, F>(self, callback: F) -> Self
+    where
+        A: Aggregate,
+        D: Contains<A>,
+        F: Fn(&mut S, &A::Event, &EventMeta) -> CallbackResult + Send + Sync + 'static,
+    {
+        let callback = Arc::new(callback);
+        self.route::<A>(move |state, event, meta| {
+            let callback = callback.clone();
+            async move { callback(state, event, meta) }.boxed()
+        })
+    }
+
+    fn route<A: Aggregate>(
+        mut self,
+        start: impl for<'a> Fn(
+            &'a mut S,
+            &'a A::Event,
+            &'a EventMeta,
+        ) -> futures_util::future::BoxFuture<'a, CallbackResult>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        let unknown = self.options.unknown_events;
+        let start = Arc::new(start);
+        let callback: Callback<S> = Arc::new(move |state: &mut S, stored: &StoredEvent| {
+            let Some(event) = decode_known::<A::Event>(stored, unknown)? else {
+                return Ok(None);
+            };
+            let start = start.clone();
+            Ok(Some(
+                async move { start(state, &event, &stored.meta).await }.boxed(),
+            ))
         });
         self.routes.push((A::STREAM.to_owned(), callback));
+        self
+    }
+
+    /// What to do with an event whose type this build does not know (a newer build wrote it):
+    /// fail on it (the default), or skip it and report it to [`on_error`](Self::on_error).
+    /// Applies to the kinds registered after it.
+    pub fn unknown_events(mut self, policy: UnknownEvents) -> Self {
+        self.options.unknown_events = policy;
         self
     }
 
@@ -116,26 +170,43 @@ impl<D> HandlerBuilder<D> {
         self
     }
 
-    /// Called with each event failure, and by a running handler with each failed run.
-    pub fn on_error(mut self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
-        self.hooks.on_error = Some(Box::new(hook));
+    /// Called with each event failure (its event, the error and the handler's name) and by a
+    /// running handler with each failed run.
+    pub fn on_error<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(&HandlerFailure<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.set_on_error(hook);
         self
     }
 
     /// Called before each page is read.
-    pub fn before_run(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
-        self.hooks.before_run = Some(Box::new(hook));
+    pub fn before_run<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.set_before_run(hook);
         self
     }
 
     /// Called after each page with (events read, events handled).
-    pub fn after_run(mut self, hook: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
-        self.hooks.after_run = Some(Box::new(hook));
+    pub fn after_run<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.set_after_run(hook);
         self
     }
 
     /// Checks the declaration and gives the handler.
-    pub fn build(self) -> Result<Handler> {
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] when the name is not a valid bookmark name, no kind is handled,
+    /// or one kind is handled twice.
+    pub fn build(self) -> Result<Handler<S>> {
         let (streams, routes) = check_routes(&self.name, self.routes)?;
         let provider = self.domain.provider().clone();
         let parts = Parts {
@@ -146,7 +217,7 @@ impl<D> HandlerBuilder<D> {
             options: self.options,
             hooks: self.hooks,
         };
-        Ok(Handler::new(parts))
+        Ok(Handler::new(parts, self.state))
     }
 }
 
@@ -165,7 +236,7 @@ pub fn check_routes<R>(
     };
     if routes.is_empty() {
         return Err(refuse(
-            "has no callbacks: call `handle` for at least one aggregate kind",
+            "has no callbacks: call `on` or `handle` for at least one aggregate kind",
         ));
     }
     let mut by_stream = HashMap::new();

@@ -1,30 +1,73 @@
 //! Event handlers: read models and process managers fed from the store, in position order.
 //!
-//! A handler reads its bookmark, reads a page of events after it, calls the callback of each
-//! event's stream, saves the bookmark once per page, and repeats while pages come full.
-//! [`Handler::run_once`] does that until nothing is pending; [`Handler::start`] keeps doing it in
-//! the background, woken at once by appends in this process and polling for other writers.
+//! A handler reads its bookmark, reads a page of events after it, gives each event of a kind it
+//! handles to its state (a type implementing [`Handles`]) or to a closure, saves the bookmark
+//! once per page, and repeats while pages come full. [`Handler::run_once`] does that until
+//! nothing is pending; [`Handler::start`] keeps doing it in the background, woken at once by
+//! appends in this process and polling for other writers.
 
 mod builder;
+mod hooks;
 mod run;
 mod runner;
 mod worker;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::ops::DerefMut;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
 pub use builder::{HandlerBuilder, check_routes};
+pub use hooks::{HandlerFailure, Hooks};
 pub use runner::{Runner, Timing};
 
-use crate::error::{BoxError, Error, Result};
-use crate::event::{Position, StoredEvent};
+use crate::aggregate::{Aggregate, UnknownEvents};
+use crate::error::{BoxError, Result};
+use crate::event::{EventMeta, Position, StoredEvent};
 use crate::provider::Provider;
 
-/// Decodes an event and starts its callback.
-type Callback =
-    Arc<dyn Fn(&StoredEvent) -> Result<BoxFuture<'static, Result<(), BoxError>>> + Send + Sync>;
+/// Handles the events of aggregate kind `A`: implement it on a read model or a process manager
+/// and register it with [`HandlerBuilder::on`]. The handler owns the value and gives it to each
+/// event in turn, so it may change itself freely; read it back with [`Handler::state`].
+///
+/// ```
+/// # use evtstore_core::conformance::domain::{Post, PostEvent, User};
+/// use std::collections::BTreeMap;
+/// use evtstore_core::{BoxError, EventMeta, Handles};
+///
+/// #[derive(Default)]
+/// struct PostsPerUser(BTreeMap<String, usize>);
+///
+/// impl Handles<Post> for PostsPerUser {
+///     async fn handle(&mut self, event: &PostEvent, _meta: &EventMeta) -> Result<(), BoxError> {
+///         if let PostEvent::PostCreated { user_id, .. } = event {
+///             *self.0.entry(user_id.clone()).or_default() += 1;
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Handles<A: Aggregate>: Send + 'static {
+    /// Handles one event. An error (or a panic) fails the event: see
+    /// [`continue_on_error`](HandlerBuilder::continue_on_error).
+    fn handle(
+        &mut self,
+        event: &A::Event,
+        meta: &EventMeta,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// Decodes an event and starts its callback on the handler's state; `Ok(None)` when the event
+/// is of a type the code does not know and the handler skips those.
+type Callback<S> = Arc<
+    dyn for<'a> Fn(&'a mut S, &'a StoredEvent) -> Result<Option<BoxFuture<'a, CallbackResult>>>
+        + Send
+        + Sync,
+>;
+
+type CallbackResult = Result<(), BoxError>;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -33,6 +76,7 @@ struct Options {
     continue_on_error: bool,
     in_memory_bookmark: bool,
     page_size: usize,
+    unknown_events: UnknownEvents,
     timing: Timing,
 }
 
@@ -44,48 +88,58 @@ impl Default for Options {
             continue_on_error: false,
             in_memory_bookmark: false,
             page_size: 1000,
+            unknown_events: UnknownEvents::Fail,
             timing: Timing::default(),
         }
     }
 }
 
-type Hook<F> = Option<Box<F>>;
-
-#[derive(Default)]
-struct Hooks {
-    on_error: Hook<dyn Fn(&Error) + Send + Sync>,
-    before_run: Hook<dyn Fn() + Send + Sync>,
-    after_run: Hook<dyn Fn(usize, usize) + Send + Sync>,
-}
-
 /// Everything a handler is built from.
-struct Parts {
+struct Parts<S> {
     name: String,
     provider: Arc<dyn Provider>,
     streams: Vec<String>,
-    routes: HashMap<String, Callback>,
+    routes: HashMap<String, Callback<S>>,
     options: Options,
     hooks: Hooks,
 }
 
-/// A running or runnable event handler. Cheap to clone; clones control the same handler.
-#[derive(Clone)]
-pub struct Handler {
-    inner: Arc<Inner>,
+/// A running or runnable event handler, with its state `S` (`()` for closures only).
+/// Cheap to clone; clones control the same handler and share its state.
+pub struct Handler<S = ()> {
+    inner: Arc<Inner<S>>,
 }
 
-struct Inner {
-    parts: Parts,
-    /// The cached position; `None` until read from the bookmark. Held for a page at a time.
-    position: tokio::sync::Mutex<Option<Position>>,
+impl<S> Clone for Handler<S> {
+    fn clone(&self) -> Self {
+        Handler {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S> {
+    parts: Parts<S>,
+    /// The position and state, held for a page at a time.
+    cursor: tokio::sync::Mutex<Cursor<S>>,
     runner: Runner,
 }
 
-impl Handler {
-    fn new(parts: Parts) -> Self {
+struct Cursor<S> {
+    /// The cached position; `None` until read from the bookmark.
+    position: Option<Position>,
+    state: S,
+}
+
+impl<S: Send + 'static> Handler<S> {
+    fn new(parts: Parts<S>, state: S) -> Self {
+        let cursor = Cursor {
+            position: None,
+            state,
+        };
         let inner = Inner {
             parts,
-            position: tokio::sync::Mutex::new(None),
+            cursor: tokio::sync::Mutex::new(cursor),
             runner: Runner::default(),
         };
         Handler {
@@ -103,31 +157,46 @@ impl Handler {
         &self.inner.parts.streams
     }
 
-    /// Handles every pending event and returns how many had a callback.
+    /// The handler's state, between pages: waits for a page being handled to finish.
+    pub async fn state(&self) -> impl DerefMut<Target = S> + '_ {
+        let cursor = self.inner.cursor.lock().await;
+        tokio::sync::MutexGuard::map(cursor, |cursor| &mut cursor.state)
+    }
+
+    /// Handles every pending event and returns how many were handled.
     ///
-    /// Without `continue_on_error` a failing event stops the run with its error; the bookmark
-    /// stays just before it, so the next run retries it.
+    /// # Errors
+    /// Without `continue_on_error`, the first failing event stops the run with its error
+    /// ([`Error::Handler`](crate::Error::Handler), or the decode error); the bookmark stays
+    /// just before it, so the next run retries it. A failing store fails the run too.
     pub async fn run_once(&self) -> Result<usize> {
         self.run_pages(&|| false).await
     }
 
     /// The position after which the handler reads next.
+    ///
+    /// # Errors
+    /// When the bookmark cannot be read.
     pub async fn position(&self) -> Result<Position> {
-        let mut cached = self.inner.position.lock().await;
-        self.resolve_position(&mut cached).await
+        let mut cursor = self.inner.cursor.lock().await;
+        self.resolve_position(&mut cursor.position).await
     }
 
-    /// Moves the handler (and its bookmark) to a position: 0 replays everything.
+    /// Moves the handler (and its bookmark) to a position: 0 replays everything. Takes effect
+    /// between pages. The state is left as it is: reset it yourself through [`state`](Self::state).
+    ///
+    /// # Errors
+    /// When the bookmark cannot be saved; the position is then unchanged.
     pub async fn set_position(&self, position: Position) -> Result<()> {
-        let mut cached = self.inner.position.lock().await;
+        let mut cursor = self.inner.cursor.lock().await;
         self.save_position(position).await?;
-        *cached = Some(position);
+        cursor.position = Some(position);
         Ok(())
     }
 
     /// Forgets the cached position: the next run reads the bookmark again, or, with
     /// `always_tail_stream`, starts at the end of history.
     pub async fn reset(&self) {
-        *self.inner.position.lock().await = None;
+        self.inner.cursor.lock().await.position = None;
     }
 }

@@ -4,11 +4,11 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use super::Handler;
+use super::{Handler, HandlerFailure};
 use crate::error::{BoxError, Error, Result};
 use crate::event::{Position, StoredEvent};
 
-impl Handler {
+impl<S: Send + 'static> Handler<S> {
     /// The cached position, or the bookmark's (tailing as the options say).
     pub(super) async fn resolve_position(&self, cached: &mut Option<Position>) -> Result<Position> {
         if let Some(position) = *cached {
@@ -67,6 +67,8 @@ impl Handler {
             if read < self.inner.parts.options.page_size || stop() {
                 return Ok(total);
             }
+            // Lets a set_position, reset or stop waiting on this runtime's thread go first.
+            tokio::task::yield_now().await;
         }
     }
 
@@ -74,24 +76,23 @@ impl Handler {
     async fn run_page(&self) -> Result<(usize, usize)> {
         let parts = &self.inner.parts;
         let page_size = parts.options.page_size;
-        let mut cached = self.inner.position.lock().await;
-        let mut position = self.resolve_position(&mut cached).await?;
-        if let Some(hook) = &parts.hooks.before_run {
-            hook();
-        }
+        let mut cursor = self.inner.cursor.lock().await;
+        let cursor = &mut *cursor;
+        let mut position = self.resolve_position(&mut cursor.position).await?;
+        parts.hooks.before_run().await;
         let page = parts
             .provider
             .events(&parts.streams, position, page_size)
             .await?;
         let start = position;
-        let (handled, outcome) = self.handle_page(&page, &mut position).await;
+        let (handled, outcome) = self
+            .handle_page(&mut cursor.state, &page, &mut position)
+            .await;
         if position != start {
             self.save_position(position).await?;
-            *cached = Some(position);
+            cursor.position = Some(position);
         }
-        if let Some(hook) = &parts.hooks.after_run {
-            hook(page.len(), handled);
-        }
+        parts.hooks.after_run(page.len(), handled).await;
         outcome?;
         if page.len() >= page_size && position == start {
             return Err(Error::backend(
@@ -105,20 +106,23 @@ impl Handler {
     /// Handles a page in order, moving `position` past each event done (or skipped).
     async fn handle_page(
         &self,
+        state: &mut S,
         page: &[StoredEvent],
         position: &mut Position,
     ) -> (usize, Result<()>) {
         let parts = &self.inner.parts;
         let mut handled = 0;
         for event in page {
-            match self.dispatch(event).await {
+            match self.dispatch(state, event).await {
                 Ok(true) => handled += 1,
                 Ok(false) => {}
-                Err(error) if parts.options.continue_on_error => {
-                    tracing::warn!(handler = %parts.name, %error, "event skipped");
-                    if let Some(hook) = &parts.hooks.on_error {
-                        hook(&error);
-                    }
+                Err(error) if parts.options.continue_on_error || is_skipped_unknown(&error) => {
+                    let failure = HandlerFailure {
+                        handler: &parts.name,
+                        event: Some(&event.meta),
+                        error: &error,
+                    };
+                    parts.hooks.failed(failure).await;
                 }
                 Err(error) => return (handled, Err(error)),
             }
@@ -128,15 +132,14 @@ impl Handler {
     }
 
     /// Runs the event's callback; false when the handler has none for its stream.
-    async fn dispatch(&self, event: &StoredEvent) -> Result<bool> {
+    async fn dispatch(&self, state: &mut S, event: &StoredEvent) -> Result<bool> {
         let parts = &self.inner.parts;
         let Some(callback) = parts.routes.get(&event.meta.stream) else {
             return Ok(false);
         };
-        let call = async { callback(event) };
-        let future = match AssertUnwindSafe(call).catch_unwind().await {
-            Ok(started) => started?,
-            Err(panic) => return Err(self.failure(event, panic_message(panic))),
+        // Decoding only: the callback itself runs inside the future.
+        let Some(future) = callback(state, event)? else {
+            return Err(unknown_skipped(event));
         };
         match AssertUnwindSafe(future).catch_unwind().await {
             Ok(Ok(())) => Ok(true),
@@ -150,10 +153,28 @@ impl Handler {
             handler: self.inner.parts.name.clone(),
             stream: event.meta.stream.clone(),
             aggregate_id: event.meta.aggregate_id.clone(),
+            version: event.meta.version,
             position: event.meta.position,
             source,
         }
     }
+}
+
+/// The report of an event skipped because its type is unknown to this build.
+fn unknown_skipped(event: &StoredEvent) -> Error {
+    let event_type = crate::aggregate::event_type(&event.data).unwrap_or_default();
+    Error::UnknownEventType {
+        stream: event.meta.stream.clone(),
+        aggregate_id: event.meta.aggregate_id.clone(),
+        version: event.meta.version,
+        position: event.meta.position,
+        event_type,
+        skipped: true,
+    }
+}
+
+fn is_skipped_unknown(error: &Error) -> bool {
+    matches!(error, Error::UnknownEventType { skipped: true, .. })
 }
 
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> BoxError {

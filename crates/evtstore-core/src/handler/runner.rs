@@ -46,16 +46,18 @@ impl Runner {
     /// Starts calling `run` in the background, unless it is running already. Needs a Tokio
     /// runtime. A run comes at once after a change of `appended`, after
     /// `timing.poll_interval` otherwise, and `timing.retry_delay` after a failure, which goes
-    /// to `report`. A worker that died (a panic) is replaced.
-    pub fn start<F, Fut>(
+    /// to `report` (awaited). A worker that died (a panic) is replaced.
+    pub fn start<F, Fut, R, RFut>(
         &self,
         run: F,
         appended: watch::Receiver<Position>,
         timing: Timing,
-        report: impl Fn(Error) + Send + 'static,
+        report: R,
     ) where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = Result<usize>> + Send + 'static,
+        R: Fn(Error) -> RFut + Send + 'static,
+        RFut: Future<Output = ()> + Send + 'static,
     {
         let mut worker = self.worker.lock().unwrap_or_else(|e| e.into_inner());
         if worker.as_ref().is_some_and(|w| !w.task.is_finished()) {
@@ -91,15 +93,17 @@ impl Runner {
     }
 }
 
-async fn run_until_stopped<F, Fut>(
+async fn run_until_stopped<F, Fut, R, RFut>(
     mut run: F,
     mut appended: watch::Receiver<Position>,
     timing: Timing,
-    report: impl Fn(Error),
+    report: R,
     mut stopped: watch::Receiver<bool>,
 ) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<usize>>,
+    R: Fn(Error) -> RFut,
+    RFut: Future<Output = ()>,
 {
     loop {
         appended.borrow_and_update();
@@ -110,7 +114,7 @@ async fn run_until_stopped<F, Fut>(
         let succeeded = match run().await {
             Ok(_) => true,
             Err(error) => {
-                report(error);
+                report(error).await;
                 false
             }
         };

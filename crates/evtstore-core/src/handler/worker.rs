@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::Handler;
+use super::{Handler, HandlerFailure};
 
-impl Handler {
+impl<S: Send + 'static> Handler<S> {
     /// Runs the handler in the background until [`stop`](Self::stop). Needs a Tokio runtime.
     ///
     /// It handles events appended through this process within moments, and polls every
@@ -28,9 +28,15 @@ impl Handler {
         };
         let reporter = self.clone();
         let report = move |error| {
-            tracing::warn!(handler = %reporter.name(), %error, "handler run failed");
-            if let Some(hook) = &reporter.inner.parts.hooks.on_error {
-                hook(&error);
+            let reporter = reporter.clone();
+            async move {
+                let parts = &reporter.inner.parts;
+                let failure = HandlerFailure {
+                    handler: &parts.name,
+                    event: None,
+                    error: &error,
+                };
+                parts.hooks.failed(failure).await;
             }
         };
         let appended = parts.provider.subscribe();
