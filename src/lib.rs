@@ -9,7 +9,42 @@
     "\n```\n"
 )]
 
-pub use evtstore_core::*;
+pub use evtstore_core::{
+    // Aggregates and domains
+    Aggregate,
+    // Commands
+    Batch,
+    // Events and errors
+    BoxError,
+    Command,
+    CommandError,
+    Contains,
+    Decision,
+    Domain,
+    Error,
+    ErrorKind,
+    EventMeta,
+    Events,
+    Executed,
+    // Event handlers
+    Handler,
+    HandlerBuilder,
+    HandlerFailure,
+    Handles,
+    Loaded,
+    // Providers: the trait, the in-memory one, and (for provider authors) the helpers
+    MemoryProvider,
+    NewEvent,
+    Position,
+    Provider,
+    Rejection,
+    Result,
+    Snapshot,
+    StoredEvent,
+    UnknownEvents,
+    domain,
+    provider,
+};
 
 /// The SQLite provider, the embedded default (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]

@@ -35,12 +35,12 @@ pub trait Aggregate:
     /// The stream that holds this kind's events, e.g. `"users"`.
     const STREAM: &'static str;
 
-    /// Aggregate persistence: when set, every command executed (or append made) through the
-    /// domain stores the folded state beside the events, and loads start from it while this
-    /// version string is unchanged. Change the string whenever `fold` changes, and stored
-    /// copies are ignored until rewritten. (`Batch` and appends inside your own transaction
-    /// store no copy; the next command does.)
-    const PERSIST: Option<&'static str> = None;
+    /// Snapshots: when set, every command executed (or append made) through the domain stores
+    /// a snapshot of the folded state beside the events, and loads start from it while this
+    /// schema string is unchanged. Change the string whenever `fold` or the state changes:
+    /// snapshots of another schema are ignored until rewritten. (`Batch` and appends inside
+    /// your own transaction store no snapshot; the next command does.)
+    const SNAPSHOT: Option<&'static str> = None;
 
     /// What a load does with an event whose type this build does not know (a newer build
     /// wrote it during a rolling deploy): fail, naming it (the default), or skip it.

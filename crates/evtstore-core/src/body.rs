@@ -8,9 +8,9 @@ use serde::ser::{self, Error as _};
 /// number: `serde_json` would write `null`, and the event would never decode again).
 ///
 /// ```
-/// let error = evtstore_core::body::encode(&[1.0, f64::NAN]).unwrap_err();
+/// let error = evtstore_core::provider::encode_body(&[1.0, f64::NAN]).unwrap_err();
 /// assert!(error.to_string().contains("NaN or infinite"));
-/// assert_eq!(evtstore_core::body::encode(&Some(1.5)).unwrap(), "1.5");
+/// assert_eq!(evtstore_core::provider::encode_body(&Some(1.5)).unwrap(), "1.5");
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
     let data = serde_json::to_string(value)?;

@@ -10,7 +10,7 @@ use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Snapshot};
-use crate::names::{check_aggregate_id, check_stream};
+use crate::names::{check_aggregate_id, stream_of};
 use crate::provider::Provider;
 
 /// Says that aggregate kind `A` belongs to a domain. Declare it with [`domain!`](crate::domain!).
@@ -189,8 +189,8 @@ impl<D> Domain<D> {
         for (event, meta) in events.iter().zip(&metas) {
             aggregate.apply(event, meta);
         }
-        if A::PERSIST.is_some() {
-            self.persist(&aggregate).await;
+        if A::SNAPSHOT.is_some() {
+            self.save_snapshot(&aggregate).await;
         }
         if let Some(cache) = &self.cache {
             cache.put(A::STREAM, &aggregate);
@@ -200,18 +200,18 @@ impl<D> Domain<D> {
 
     /// Stores the folded aggregate. The events are committed already, so a failure here only
     /// costs the next load a refold: it is logged, not returned.
-    async fn persist<A: Aggregate>(&self, aggregate: &Loaded<A>) {
+    async fn save_snapshot<A: Aggregate>(&self, aggregate: &Loaded<A>) {
         let saved = match snapshot_of(aggregate) {
             Ok(snapshot) => self.provider.save_snapshot(snapshot).await,
             Err(error) => Err(error),
         };
         if let Err(error) = saved {
-            tracing::warn!(stream = A::STREAM, id = %aggregate.id, %error, "aggregate copy not stored");
+            tracing::warn!(stream = A::STREAM, id = %aggregate.id, %error, "snapshot not stored");
         }
     }
 
     async fn load_unchecked<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
-        check_stream(A::STREAM)?;
+        stream_of::<A>();
         check_aggregate_id(id)?;
         let mut aggregate = match self.cache.as_ref().and_then(|c| c.get::<A>(A::STREAM, id)) {
             Some(cached) => cached,
@@ -236,16 +236,18 @@ impl<D> Domain<D> {
     }
 
     async fn start_from_snapshot<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
-        let Some(tag) = A::PERSIST else {
+        let Some(schema) = A::SNAPSHOT else {
             return Ok(Loaded::new(id));
         };
         let stored = self.provider.snapshot(A::STREAM, id).await?;
-        let decoded = stored.filter(|s| s.tag == tag).map(decode_snapshot::<A>);
+        let decoded = stored
+            .filter(|s| s.schema == schema)
+            .map(decode_snapshot::<A>);
         match decoded {
             Some(Ok(aggregate)) => Ok(aggregate),
             Some(Err(error)) => {
                 // Only a cache: refold from the events rather than fail the load.
-                tracing::warn!(stream = A::STREAM, id, %error, "stored aggregate copy does not decode; refolding");
+                tracing::warn!(stream = A::STREAM, id, %error, "snapshot does not decode; refolding");
                 Ok(Loaded::new(id))
             }
             None => Ok(Loaded::new(id)),
@@ -257,13 +259,14 @@ pub(crate) fn encode_events<A: Aggregate>(
     aggregate: &Loaded<A>,
     events: &[A::Event],
 ) -> Result<Vec<NewEvent>> {
+    let stream = stream_of::<A>();
     let encode = |(index, event): (usize, &A::Event)| {
         let data = crate::body::encode(event).map_err(|source| Error::Encode {
-            what: format!("event for {}/{}", A::STREAM, aggregate.id),
+            what: format!("event for {stream}/{}", aggregate.id),
             source,
         })?;
         Ok(NewEvent {
-            stream: A::STREAM.to_owned(),
+            stream: stream.to_owned(),
             aggregate_id: aggregate.id.clone(),
             version: aggregate.version + 1 + index as u64,
             data,
@@ -272,7 +275,7 @@ pub(crate) fn encode_events<A: Aggregate>(
     events.iter().enumerate().map(encode).collect()
 }
 
-/// The stored copy of a folded aggregate.
+/// The snapshot of a folded aggregate.
 fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
     let state = serde_json::to_string(&aggregate.state).map_err(|source| Error::Encode {
         what: format!("aggregate {}/{}", A::STREAM, aggregate.id),
@@ -281,7 +284,7 @@ fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
     Ok(Snapshot {
         stream: A::STREAM.to_owned(),
         aggregate_id: aggregate.id.clone(),
-        tag: A::PERSIST.unwrap_or_default().to_owned(),
+        schema: A::SNAPSHOT.unwrap_or_default().to_owned(),
         version: aggregate.version,
         position: aggregate.position,
         state,

@@ -59,15 +59,16 @@ impl NewEvent {
     }
 }
 
-/// The folded state of an aggregate, stored beside its events (aggregate persistence).
+/// A snapshot: the folded state of an aggregate, stored beside its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// The aggregate kind.
     pub stream: String,
     /// The aggregate.
     pub aggregate_id: String,
-    /// The aggregate's version string when the state was folded; another string invalidates it.
-    pub tag: String,
+    /// The aggregate's [`SNAPSHOT`](crate::Aggregate::SNAPSHOT) schema when the state was
+    /// folded; another schema invalidates it.
+    pub schema: String,
     /// The aggregate version the state includes.
     pub version: u64,
     /// The position of the last event folded in.

@@ -3,30 +3,32 @@
 //! Most users depend on the `evtstore` crate, which re-exports this one and the providers.
 //!
 //! # Layout
-//! - [`aggregate`]: the [`Aggregate`] trait (stream, event enum, fold) and [`Loaded`] aggregates.
-//! - [`command`]: the [`Command`] trait: a command's handler turns it into events.
-//! - [`domain`](mod@domain): [`Domain`], aggregate kinds on one provider: load, execute, handlers;
+//! - `aggregate.rs`: the [`Aggregate`] trait (stream, event enum, fold) and [`Loaded`] aggregates.
+//! - `command.rs`: the [`Command`] trait (a command's handler turns it into events) and
+//!   [`CommandError`].
+//! - `domain.rs`: [`Domain`], aggregate kinds on one provider: load, execute, handlers;
 //!   [`domain!`] declares which kinds a domain holds, so the compiler checks membership.
-//! - [`handler`]: event handlers (read models, process managers) with bookmarks.
-//! - [`provider`]: the [`Provider`] trait every storage backend implements.
-//! - [`memory`]: [`MemoryProvider`], everything in this process.
-//! - [`event`], [`error`], [`names`], [`body`]: stored events, the [`Error`] type, checks of
-//!   names and of event bodies.
+//! - `handler/`: event handlers (read models, process managers) with bookmarks: [`Handles`],
+//!   [`Handler`].
+//! - `memory.rs`: [`MemoryProvider`], everything in this process.
+//! - `event.rs`, `error.rs`: stored events and the [`enum@Error`] type.
+//! - [`provider`]: for provider authors: the [`Provider`] trait and the checks and helpers
+//!   every backend uses.
 //! - `conformance` (feature `testkit`): the test suite every provider passes.
 
-pub mod aggregate;
+mod aggregate;
 mod batch;
-pub mod body;
+mod body;
 mod cache;
-pub mod command;
+mod command;
 #[cfg(feature = "testkit")]
 pub mod conformance;
-pub mod domain;
-pub mod error;
-pub mod event;
-pub mod handler;
-pub mod memory;
-pub mod names;
+mod domain;
+mod error;
+mod event;
+mod handler;
+mod memory;
+mod names;
 pub mod provider;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};

@@ -172,7 +172,7 @@ impl Provider for MemoryProvider {
         let newer_kept = state
             .snapshots
             .get(&key)
-            .is_some_and(|kept| kept.tag == snapshot.tag && kept.version > snapshot.version);
+            .is_some_and(|kept| kept.schema == snapshot.schema && kept.version > snapshot.version);
         if !newer_kept {
             state.snapshots.insert(key, snapshot);
         }

@@ -14,6 +14,49 @@ pub fn check_stream(name: &str) -> Result<()> {
     })
 }
 
+/// An aggregate kind's stream name, checked when the program is compiled: an invalid
+/// [`Aggregate::STREAM`](crate::Aggregate::STREAM) fails the build wherever the kind is used.
+///
+/// ```compile_fail
+/// use evtstore_core::{Aggregate, Domain, EventMeta, MemoryProvider};
+/// #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+/// struct Bad;
+/// impl Aggregate for Bad {
+///     const STREAM: &'static str = "not a name"; // a space: refused when compiled
+///     type Event = ();
+///     fn fold(&mut self, _: &(), _: &EventMeta) {}
+/// }
+/// evtstore_core::domain!(Bads { Bad });
+/// let bads: Domain<Bads> = Domain::new(MemoryProvider::new());
+/// let handler = bads.handler("h").handle::<Bad, _>(|_, _, _| Ok(()));
+/// ```
+pub fn stream_of<A: crate::Aggregate>() -> &'static str {
+    const {
+        assert!(
+            is_stream_name(A::STREAM),
+            "Aggregate::STREAM must be 1 to 200 ASCII letters, digits, `_`, `-` or `.`"
+        );
+    }
+    A::STREAM
+}
+
+/// The rule of [`check_stream`], usable in constants.
+const fn is_stream_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_NAME_LEN {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if !(c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// A table or schema name: 1 to 63 ASCII letters, digits or `_`, not starting with a digit.
 ///
 /// Providers check every configurable table name with this before using it in SQL.
@@ -75,8 +118,8 @@ const MAX_ECHO: usize = 100;
 ///
 /// ```
 /// let long = "x".repeat(1 << 20);
-/// assert!(evtstore_core::names::shorten(&long).ends_with("x… (1048576 bytes)"));
-/// assert_eq!(evtstore_core::names::shorten("ok"), "ok");
+/// assert!(evtstore_core::provider::shorten(&long).ends_with("x… (1048576 bytes)"));
+/// assert_eq!(evtstore_core::provider::shorten("ok"), "ok");
 /// ```
 pub fn shorten(value: &str) -> String {
     if value.len() <= MAX_ECHO {

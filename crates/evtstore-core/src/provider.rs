@@ -1,11 +1,21 @@
-//! The storage backend trait. It moves serialised events; typing lives in the domain.
+//! For provider authors: the storage backend trait, and the checks and helpers every
+//! backend uses. It moves serialised events; typing lives in the domain. Applications only
+//! need [`Provider`] itself, re-exported at the crate root.
+
+pub use crate::aggregate::{decode_data, decode_event, decode_known, decode_known_data};
+pub use crate::body::{check as check_body, encode as encode_body};
+pub use crate::event::now_millis;
+pub use crate::handler::{Hooks, Runner, Timing, check_routes};
+pub use crate::names::{
+    MAX_ID_LEN, MAX_NAME_LEN, check_aggregate_id, check_bookmark, check_stream, check_table,
+    shorten, stream_of,
+};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
-use crate::names::{check_aggregate_id, check_stream};
 
 /// A storage backend.
 ///
@@ -74,14 +84,15 @@ pub trait Provider: Send + Sync + 'static {
     /// Saves a named bookmark.
     fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>>;
 
-    /// The stored copy of an aggregate's state, if any.
+    /// The snapshot of an aggregate's state, if any.
     fn snapshot<'a>(
         &'a self,
         stream: &'a str,
         aggregate_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Snapshot>>>;
 
-    /// Stores a copy of an aggregate's state, unless a copy of a later version is stored.
+    /// Stores a snapshot of an aggregate's state, unless one of a later version with the same
+    /// schema is stored.
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>>;
 
     /// Signals new events: the value changes after each append that this process can see.

@@ -1,6 +1,6 @@
 //! Appends: every event in one statement, after each aggregate's version is checked.
 
-use evtstore_core::event::now_millis;
+use evtstore_core::provider::now_millis;
 use evtstore_core::provider::{Expectation, expectations};
 use evtstore_core::{Error, ErrorKind, EventMeta, NewEvent, Result};
 use sqlx::mysql::MySqlArguments;

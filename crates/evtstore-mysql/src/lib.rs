@@ -53,7 +53,7 @@ mod transaction;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use evtstore_core::names::check_bookmark;
+use evtstore_core::provider::check_bookmark;
 use evtstore_core::{
     Error, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
 };

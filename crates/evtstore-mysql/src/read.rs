@@ -133,7 +133,7 @@ impl MysqlProvider {
             Ok(Snapshot {
                 stream: stream.to_owned(),
                 aggregate_id: id.to_owned(),
-                tag: row.try_get(0)?,
+                schema: row.try_get(0)?,
                 version: row.try_get::<i64, _>(1)? as u64,
                 position: row.try_get::<i64, _>(2)? as u64,
                 state: row.try_get(3)?,
@@ -146,7 +146,7 @@ impl MysqlProvider {
         sqlx::query(&self.sql.save_snapshot)
             .bind(&s.stream)
             .bind(&s.aggregate_id)
-            .bind(&s.tag)
+            .bind(&s.schema)
             .bind(s.version as i64)
             .bind(s.position as i64)
             .bind(&s.state)

@@ -51,7 +51,7 @@ fn events_tables(t: &Tables) -> Vec<String> {
     ]
 }
 
-/// Bookmarks and aggregate persistence. Names are `VARBINARY`: compared byte for byte, with
+/// Bookmarks and snapshots. Names are `VARBINARY`: compared byte for byte, with
 /// no collation folding case or ignoring trailing spaces.
 fn other_tables(t: &Tables) -> Vec<String> {
     vec![

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use evtstore_core::Result;
-use evtstore_core::names::check_table;
+use evtstore_core::provider::check_table;
 
 /// Where the provider keeps its tables, in the URL's database. Every name is checked with
-/// [`check_table`](evtstore_core::names::check_table) before it reaches SQL.
+/// [`check_table`](evtstore_core::provider::check_table) before it reaches SQL.
 ///
 /// ```
 /// use evtstore_mysql::MysqlOptions;
@@ -19,7 +19,7 @@ pub struct MysqlOptions {
     pub events_table: String,
     /// The bookmarks table (default `bookmarks`).
     pub bookmarks_table: String,
-    /// The aggregate persistence table (default `snapshots`).
+    /// The snapshots table (default `snapshots`).
     pub snapshots_table: String,
     /// Most pooled connections (default 16).
     pub pool_size: u32,

@@ -6,11 +6,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evtstore_core::aggregate::decode_event;
-use evtstore_core::event::now_millis;
-use evtstore_core::handler::{Runner, Timing, check_routes};
-use evtstore_core::names::check_bookmark;
+use evtstore_core::provider::check_bookmark;
+use evtstore_core::provider::decode_event;
 use evtstore_core::provider::expectations;
+use evtstore_core::provider::now_millis;
+use evtstore_core::provider::{Runner, Timing, check_routes};
 use evtstore_core::{
     Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
 };
@@ -102,7 +102,8 @@ impl<D> TxHandlerBuilder<D> {
             let (id, meta) = (stored.meta.aggregate_id.clone(), stored.meta.clone());
             Ok(callback(conn, id, event, meta))
         });
-        self.routes.push((A::STREAM.to_owned(), route));
+        let stream = evtstore_core::provider::stream_of::<A>();
+        self.routes.push((stream.to_owned(), route));
         self
     }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use deadpool_postgres::{PoolError, TimeoutType};
-use evtstore_core::names::shorten;
+use evtstore_core::provider::shorten;
 use evtstore_core::{Error, ErrorKind};
 
 /// A time limit that passed, and which setting holds it.

@@ -70,7 +70,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{ClientWrapper, Hook, HookError, Object, Pool};
-use evtstore_core::names::check_bookmark;
+use evtstore_core::provider::check_bookmark;
 use evtstore_core::{
     Error, ErrorKind, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
 };

@@ -142,7 +142,7 @@ impl PgProvider {
         Ok(row.map(|r| Snapshot {
             stream: stream.to_owned(),
             aggregate_id: id.to_owned(),
-            tag: r.get(0),
+            schema: r.get(0),
             version: r.get::<_, i64>(1) as u64,
             position: r.get::<_, i64>(2) as u64,
             state: r.get(3),
@@ -154,7 +154,7 @@ impl PgProvider {
         let row: [&(dyn ToSql + Sync); 6] = [
             &s.stream,
             &s.aggregate_id,
-            &s.tag,
+            &s.schema,
             &(s.version as i64),
             &(s.position as i64),
             &s.state,

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use evtstore_core::Result;
-use evtstore_core::names::check_table;
+use evtstore_core::provider::check_table;
 
 use crate::PgSslMode;
 
 /// Where the provider keeps its tables, and how it connects. Every name is checked with
-/// [`check_table`](evtstore_core::names::check_table) before it reaches SQL.
+/// [`check_table`](evtstore_core::provider::check_table) before it reaches SQL.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
     /// The schema holding the tables (default `public`); created when missing.
@@ -18,7 +18,7 @@ pub struct PgOptions {
     pub events_table: String,
     /// The bookmarks table (default `bookmarks`).
     pub bookmarks_table: String,
-    /// The aggregate persistence table (default `snapshots`).
+    /// The snapshots table (default `snapshots`).
     pub snapshots_table: String,
     /// Most pooled connections (default 16).
     pub pool_size: usize,

@@ -6,8 +6,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evtstore_core::aggregate::decode_event;
-use evtstore_core::handler::{Runner, Timing, check_routes};
+use evtstore_core::provider::decode_event;
+use evtstore_core::provider::{Runner, Timing, check_routes};
 use evtstore_core::{
     Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
 };
@@ -89,7 +89,8 @@ impl<D> TxHandlerBuilder<D> {
                 stored.meta.clone(),
             ))
         });
-        self.routes.push((A::STREAM.to_owned(), route));
+        let stream = evtstore_core::provider::stream_of::<A>();
+        self.routes.push((stream.to_owned(), route));
         self
     }
 

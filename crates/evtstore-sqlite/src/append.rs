@@ -107,7 +107,7 @@ pub(crate) fn save_snapshot(conn: &Connection, s: &Snapshot) -> rusqlite::Result
     let row = (
         &s.stream,
         &s.aggregate_id,
-        &s.tag,
+        &s.schema,
         s.version,
         s.position,
         &s.state,

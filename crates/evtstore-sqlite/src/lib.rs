@@ -75,8 +75,8 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use evtstore_core::names::check_bookmark;
 use evtstore_core::provider::Visitor;
+use evtstore_core::provider::check_bookmark;
 use evtstore_core::{EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent};
 use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::Connection;

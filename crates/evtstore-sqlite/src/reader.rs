@@ -181,7 +181,7 @@ pub(crate) fn snapshot(
         Ok(Snapshot {
             stream: stream.to_owned(),
             aggregate_id: id.to_owned(),
-            tag: row.get(0)?,
+            schema: row.get(0)?,
             version: row.get(1)?,
             position: row.get(2)?,
             state: row.get(3)?,

@@ -179,7 +179,7 @@ fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Opti
         fail_all(undone, config, "begin a write", &e);
         return None;
     }
-    let timestamp = evtstore_core::event::now_millis();
+    let timestamp = evtstore_core::provider::now_millis();
     let done = if batch.len() == 1 {
         apply_alone(conn, config, batch, timestamp)?
     } else {

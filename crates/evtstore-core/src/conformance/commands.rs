@@ -337,7 +337,7 @@ pub async fn missing_aggregate_loads_at_version_0(provider: Arc<dyn Provider>, _
     assert_eq!(
         profile,
         Loaded::new("nobody"),
-        "a missing persisted aggregate too"
+        "a missing snapshotted aggregate too"
     );
     assert_eq!(profile.position, 0);
 }

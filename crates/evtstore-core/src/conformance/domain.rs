@@ -1,4 +1,4 @@
-//! The domain the suite exercises: users, posts, counters, groups and persisted profiles.
+//! The domain the suite exercises: users, posts, counters, groups and snapshotted profiles.
 //!
 //! - [`User`] (`"users"`: `created`, `disabled`, `enabled`) and [`Post`] (`"posts"`:
 //!   `postCreated`, `postArchived`), as in the original README; creating a post reads the user
@@ -6,7 +6,7 @@
 //! - [`Counter`] (`"counters"`: `added`): [`Bump`] returns as many events as it is given values,
 //!   and each event records the version its command saw.
 //! - [`Group`] (`"groups"`: `created`) shares the `created` event type with [`User`].
-//! - [`Profile`] and [`ProfileV2`] are one stream (`"profiles"`) persisted under version strings
+//! - [`Profile`] and [`ProfileV2`] are one stream (`"profiles"`) snapshotted under schemas
 //!   `"v1"` and `"v2"`; their `folded` field tells how many events a load folded in.
 
 use std::convert::Infallible;
@@ -428,7 +428,7 @@ pub enum ProfileEvent {
     },
 }
 
-/// Declares a persisted profile kind and its rename command.
+/// Declares a snapshotted profile kind and its rename command.
 macro_rules! profile_kind {
     ($(#[$doc:meta])* $name:ident, $(#[$cmd_doc:meta])* $command:ident, $tag:literal) => {
         $(#[$doc])*
@@ -446,7 +446,7 @@ macro_rules! profile_kind {
 
         impl Aggregate for $name {
             const STREAM: &'static str = "profiles";
-            const PERSIST: Option<&'static str> = Some($tag);
+            const SNAPSHOT: Option<&'static str> = Some($tag);
             type Event = ProfileEvent;
 
             fn fold(&mut self, event: &ProfileEvent, _meta: &EventMeta) {
@@ -475,7 +475,7 @@ macro_rules! profile_kind {
 }
 
 profile_kind!(
-    /// A profile persisted under version string `"v1"`.
+    /// A profile snapshotted under schema `"v1"`.
     Profile,
     /// Renames a [`Profile`].
     RenameProfile,
@@ -483,7 +483,7 @@ profile_kind!(
 );
 
 profile_kind!(
-    /// The same stream as [`Profile`], persisted under version string `"v2"`.
+    /// The same stream as [`Profile`], snapshotted under schema `"v2"`.
     ProfileV2,
     /// Renames a [`ProfileV2`].
     RenameProfileV2,

@@ -1,4 +1,4 @@
-//! Refusals: undecodable events and stored copies on load, invalid names.
+//! Refusals: undecodable events and snapshots on load, invalid names.
 
 use std::sync::Arc;
 
@@ -68,7 +68,7 @@ pub async fn undecodable_event_fails_load(provider: Arc<dyn Provider>, _page: us
     let broken = Snapshot {
         stream: "profiles".into(),
         aggregate_id: "x".into(),
-        tag: "v1".into(),
+        schema: "v1".into(),
         version: 1,
         position: renamed.position,
         state: "not json".into(),

@@ -4,7 +4,7 @@
 //! handlers read with; it panics with a message saying what went wrong. The cases cover the
 //! parity checklist of the original evtstore (items 1–17), optimistic concurrency under racing
 //! commands, atomic appends, failing, panicking and undecodable events, invalid names, pushed
-//! handlers, bookmarks, positions, hooks, aggregate persistence and the aggregate cache.
+//! handlers, bookmarks, positions, hooks, snapshots and the aggregate cache.
 //! [`domain`] holds the aggregates they use.
 //!
 //! # Running it for a backend
@@ -41,8 +41,8 @@ mod handler_control;
 mod handler_errors;
 mod handlers;
 mod pages;
-mod persistence;
 mod provider_reads;
+mod snapshots;
 mod stopping;
 mod support;
 mod unknown;
@@ -54,8 +54,8 @@ pub use handler_control::*;
 pub use handler_errors::*;
 pub use handlers::*;
 pub use pages::*;
-pub use persistence::*;
 pub use provider_reads::*;
+pub use snapshots::*;
 pub use stopping::*;
 pub use unknown::*;
 
@@ -148,11 +148,11 @@ macro_rules! conformance_tests {
                 failing_event_stops_handler_before_it,
                 undecodable_event_fails_handler,
                 panicking_callback_is_a_failure,
-                unpersisted_aggregate_stores_no_copy,
-                persisted_aggregate_stores_a_copy,
-                matching_copy_is_used_on_load,
-                mismatched_copy_is_refolded,
-                append_under_new_version_rewrites_copy,
+                aggregate_without_snapshots_stores_none,
+                snapshotted_aggregate_stores_a_snapshot,
+                matching_snapshot_is_used_on_load,
+                mismatched_snapshot_is_refolded,
+                append_under_new_schema_rewrites_snapshot,
                 aggregate_cache_matches_uncached_loads,
                 undecodable_event_fails_load,
                 invalid_names_are_refused,
@@ -193,7 +193,7 @@ mod tests {
             include_str!("handler_errors.rs"),
             include_str!("handlers.rs"),
             include_str!("pages.rs"),
-            include_str!("persistence.rs"),
+            include_str!("snapshots.rs"),
             include_str!("provider_reads.rs"),
             include_str!("stopping.rs"),
             include_str!("unknown.rs"),

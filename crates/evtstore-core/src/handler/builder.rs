@@ -12,7 +12,7 @@ use crate::aggregate::{Aggregate, UnknownEvents, decode_known};
 use crate::domain::{Contains, Domain};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, StoredEvent};
-use crate::names::{check_bookmark, check_stream};
+use crate::names::{check_bookmark, check_stream, stream_of};
 
 /// Declares an event handler; get one from [`Domain::handler`] (closures only) or
 /// [`Domain::handler_with`] (a state of yours), and finish with [`build`](Self::build).
@@ -114,7 +114,7 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
                 async move { start(state, &event, &stored.meta).await }.boxed(),
             ))
         });
-        self.routes.push((A::STREAM.to_owned(), callback));
+        self.routes.push((stream_of::<A>().to_owned(), callback));
         self
     }
 

@@ -1,4 +1,4 @@
-//! Aggregate persistence (parity item 16) and the aggregate cache.
+//! Snapshots (parity item 16) and the aggregate cache.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use super::support::{Counting, domain, raw};
 use crate::{Domain, Loaded, Provider, Snapshot};
 
 /// The stored copy of profile `id`.
-async fn stored_copy(provider: &Arc<dyn Provider>, id: &str) -> Option<Snapshot> {
+async fn stored_snapshot(provider: &Arc<dyn Provider>, id: &str) -> Option<Snapshot> {
     let copy = provider.snapshot("profiles", id).await;
     copy.unwrap_or_else(|e| panic!("reading the stored copy of profiles/{id}: {e}"))
 }
@@ -30,7 +30,7 @@ async fn rename_each(domain: &Domain<Tests>, id: &str, names: &[&str]) -> Loaded
 }
 
 /// Item 16: an aggregate without a version string stores no copy of its state.
-pub async fn unpersisted_aggregate_stores_no_copy(provider: Arc<dyn Provider>, _page: usize) {
+pub async fn aggregate_without_snapshots_stores_none(provider: Arc<dyn Provider>, _page: usize) {
     let domain = domain(&provider);
     domain
         .execute("u1", CreateUser { name: "ada".into() })
@@ -46,7 +46,7 @@ pub async fn unpersisted_aggregate_stores_no_copy(provider: Arc<dyn Provider>, _
         .expect("reading a stored copy");
     assert_eq!(copy, None, "users are not persisted");
     assert_eq!(
-        stored_copy(&provider, "u1").await,
+        stored_snapshot(&provider, "u1").await,
         None,
         "nor is a profile that has no events"
     );
@@ -54,11 +54,11 @@ pub async fn unpersisted_aggregate_stores_no_copy(provider: Arc<dyn Provider>, _
 
 /// Item 16: an aggregate with a version string stores a copy of its state with each append,
 /// carrying the version string, version and position.
-pub async fn persisted_aggregate_stores_a_copy(provider: Arc<dyn Provider>, _page: usize) {
+pub async fn snapshotted_aggregate_stores_a_snapshot(provider: Arc<dyn Provider>, _page: usize) {
     let domain = domain(&provider);
     for (version, name) in [(1, "ada"), (2, "bea")] {
         let profile = rename_each(&domain, "x", &[name]).await;
-        let copy = stored_copy(&provider, "x")
+        let copy = stored_snapshot(&provider, "x")
             .await
             .expect("a stored copy after the append");
         assert_eq!(
@@ -66,7 +66,7 @@ pub async fn persisted_aggregate_stores_a_copy(provider: Arc<dyn Provider>, _pag
             ("profiles", "x")
         );
         assert_eq!(
-            (copy.tag.as_str(), copy.version),
+            (copy.schema.as_str(), copy.version),
             ("v1", version),
             "copy {copy:?}"
         );
@@ -82,7 +82,7 @@ pub async fn persisted_aggregate_stores_a_copy(provider: Arc<dyn Provider>, _pag
         );
     }
     assert_eq!(
-        stored_copy(&provider, "y").await,
+        stored_snapshot(&provider, "y").await,
         None,
         "another profile has no copy"
     );
@@ -90,7 +90,7 @@ pub async fn persisted_aggregate_stores_a_copy(provider: Arc<dyn Provider>, _pag
 
 /// Item 16: a load uses the stored copy when its version string matches (folding only newer
 /// events, here one appended without a copy).
-pub async fn matching_copy_is_used_on_load(provider: Arc<dyn Provider>, _page: usize) {
+pub async fn matching_snapshot_is_used_on_load(provider: Arc<dyn Provider>, _page: usize) {
     let domain = domain(&provider);
     let written = rename_each(&domain, "x", &["ada", "bea"]).await;
     let loaded = domain.load::<Profile>("x").await.expect("loading x");
@@ -125,7 +125,7 @@ pub async fn matching_copy_is_used_on_load(provider: Arc<dyn Provider>, _page: u
 }
 
 /// Item 16: a stored copy with another version string is ignored and the state refolded.
-pub async fn mismatched_copy_is_refolded(provider: Arc<dyn Provider>, _page: usize) {
+pub async fn mismatched_snapshot_is_refolded(provider: Arc<dyn Provider>, _page: usize) {
     let domain = domain(&provider);
     rename_each(&domain, "x", &["ada", "bea"]).await;
     let loaded = domain
@@ -148,7 +148,7 @@ pub async fn mismatched_copy_is_refolded(provider: Arc<dyn Provider>, _page: usi
 
 /// Item 16: after an append under a new version string the stored copy carries it; loads under
 /// the new string use it and loads under the old one refold.
-pub async fn append_under_new_version_rewrites_copy(provider: Arc<dyn Provider>, _page: usize) {
+pub async fn append_under_new_schema_rewrites_snapshot(provider: Arc<dyn Provider>, _page: usize) {
     let domain = domain(&provider);
     rename_each(&domain, "x", &["ada", "bea"]).await;
     let renamed = domain
@@ -160,9 +160,11 @@ pub async fn append_under_new_version_rewrites_copy(provider: Arc<dyn Provider>,
         (3, 3),
         "v2 refolded two events, added one"
     );
-    let copy = stored_copy(&provider, "x").await.expect("a stored copy");
+    let copy = stored_snapshot(&provider, "x")
+        .await
+        .expect("a stored copy");
     assert_eq!(
-        (copy.tag.as_str(), copy.version),
+        (copy.schema.as_str(), copy.version),
         ("v2", 3),
         "the copy is rewritten: {copy:?}"
     );
