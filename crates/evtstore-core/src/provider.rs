@@ -120,6 +120,10 @@ pub struct Expectation<'a> {
 /// Checks an append's names and versions, and says which version each aggregate must be at now.
 ///
 /// Each aggregate's events must be adjacent and consecutive. Providers call this first.
+///
+/// # Errors
+/// [`Error::InvalidName`] for a bad stream or aggregate id; [`Error::InvalidAppend`] for a body
+/// that is not a JSON object or versions that do not follow each other.
 pub fn expectations(events: &[NewEvent]) -> Result<Vec<Expectation<'_>>> {
     let mut found: Vec<Expectation<'_>> = Vec::new();
     for (index, event) in events.iter().enumerate() {

@@ -89,6 +89,16 @@ impl Drop for MysqlProvider {
 
 impl MysqlProvider {
     /// Connects with the default tables (`events`, …), creating or upgrading them.
+    ///
+    /// ```no_run
+    /// # async fn run() -> evtstore_core::Result<()> {
+    /// let store = evtstore_mysql::MysqlProvider::connect("mysql://app@db/app").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the server cannot be reached in time; [`Error::Backend`]
+    /// for refused credentials, a bad URL or missing privileges to create the tables.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, MysqlOptions::default()).await
     }

@@ -100,6 +100,16 @@ pub struct SqliteProvider {
 
 impl SqliteProvider {
     /// Opens (or creates) the database file with the default options.
+    ///
+    /// ```no_run
+    /// let store = evtstore_sqlite::SqliteProvider::open("events.db")?;
+    /// # Ok::<(), evtstore_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`](evtstore_core::Error::InvalidName) for an in-memory path;
+    /// [`Error::Backend`](evtstore_core::Error::Backend) naming the path when the file cannot
+    /// be opened, created or upgraded.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, SqliteOptions::default())
     }
