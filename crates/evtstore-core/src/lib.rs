@@ -12,6 +12,7 @@
 //! - [`memory`]: [`MemoryProvider`], everything in this process.
 //! - [`event`], [`error`], [`names`], [`body`]: stored events, the [`Error`] type, checks of
 //!   names and of event bodies.
+//! - [`testing`]: given/when/then tests of commands and handlers, on a fresh in-memory store.
 //! - `conformance` (feature `testkit`): the test suite every provider passes.
 
 pub mod aggregate;
@@ -28,6 +29,7 @@ pub mod handler;
 pub mod memory;
 pub mod names;
 pub mod provider;
+pub mod testing;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};
 pub use batch::Batch;

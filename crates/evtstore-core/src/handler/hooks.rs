@@ -22,10 +22,13 @@ pub struct HandlerFailure<'a> {
 
 type Hook<A> = Option<Box<dyn Fn(A) -> BoxFuture<'static, ()> + Send + Sync>>;
 
+/// The failure hook: a [`Hook`] over a borrowed failure of any lifetime.
+type FailureHook = Box<dyn Fn(&HandlerFailure<'_>) -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// The hooks of a handler, each optional. Shared by every kind of handler, providers' too.
 #[derive(Default)]
 pub struct Hooks {
-    on_error: Option<Box<dyn Fn(&HandlerFailure<'_>) -> BoxFuture<'static, ()> + Send + Sync>>,
+    on_error: Option<FailureHook>,
     before_run: Hook<()>,
     after_run: Hook<(usize, usize)>,
 }
