@@ -196,6 +196,7 @@ mod tests {
             include_str!("persistence.rs"),
             include_str!("provider_reads.rs"),
             include_str!("stopping.rs"),
+            include_str!("unknown.rs"),
         ];
         let lines = files.iter().flat_map(|f| f.lines());
         let names = lines.filter_map(|line| line.strip_prefix("pub async fn "));
