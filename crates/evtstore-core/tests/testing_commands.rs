@@ -45,6 +45,22 @@ async fn then_shows_events_that_differ() {
     scenario.when("p1", post("ada")).then([bye]).await;
 }
 
+/// The message shown in the documentation of `then`.
+#[tokio::test]
+#[should_panic(
+    expected = "the command on counters/c1 gave other events than expected \
+                           (- expected, + actual):\n    \
+                           [0] Added { by: 2, seen_version: 0 }\n  \
+                           - [1] Added { by: 4, seen_version: 0 }\n  \
+                           + [1] Added { by: 3, seen_version: 0 }"
+)]
+async fn then_shows_the_documented_message() {
+    let expected =
+        [(2, 0), (4, 0)].map(|(by, seen_version)| CounterEvent::Added { by, seen_version });
+    let scenario = Scenario::<Tests>::new().when("c1", Bump { by: vec![2, 3] });
+    scenario.then(expected).await;
+}
+
 #[tokio::test]
 #[should_panic(
     expected = "the command on counters/c1 gave 2 events where 1 were expected \

@@ -86,7 +86,7 @@ impl<D: 'static> Default for Scenario<D> {
 }
 
 impl<D: 'static> Scenario<D> {
-    /// A scenario on a fresh, empty [`MemoryProvider`].
+    /// A scenario on a fresh, empty [`MemoryProvider`]: `Scenario::<MyDomain>::new()`.
     pub fn new() -> Self {
         Self::on(Arc::new(MemoryProvider::new()))
     }
@@ -121,6 +121,19 @@ impl<D: 'static> Scenario<D> {
 
     /// Earlier events of aggregate `id` of kind `A`, appended in the order of the `given`
     /// calls: of the command's aggregate, of others it reads, or for a handler.
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::*;
+    /// # use evtstore_core::testing::Scenario;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// Scenario::<Tests>::new()
+    ///     .given::<User>("ada", [UserEvent::Created { name: "Ada".into() }])
+    ///     .given::<Post>("p1", [PostEvent::PostCreated { user_id: "ada".into(), content: "hi".into() }])
+    ///     .when("p1", ArchivePost { user_id: "ada".into() })
+    ///     .then([PostEvent::PostArchived])
+    ///     .await;
+    /// # }
+    /// ```
     ///
     /// The kind must belong to the domain:
     ///
@@ -157,6 +170,18 @@ impl<D: 'static> Scenario<D> {
     }
 
     /// The command to test, on aggregate `id`; finish with a `then…` of [`CommandScenario`].
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::*;
+    /// # use evtstore_core::testing::Scenario;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let create = CreateUser { name: "Ada".into() };
+    /// Scenario::<Tests>::new()
+    ///     .when("ada", create)
+    ///     .then([UserEvent::Created { name: "Ada".into() }])
+    ///     .await;
+    /// # }
+    /// ```
     pub fn when<C>(self, id: &str, command: C) -> CommandScenario<D, C>
     where
         C: Command<D>,
@@ -181,7 +206,10 @@ impl<D: 'static> Scenario<D> {
     ///     .run_handler(|tests| {
     ///         tests
     ///             .handler_with("names", Vec::<String>::new())
-    ///             .handle::<User, _>(|names, _, meta| Ok(names.push(meta.aggregate_id.clone())))
+    ///             .handle::<User, _>(|names, _, meta| {
+    ///                 names.push(meta.aggregate_id.clone());
+    ///                 Ok(())
+    ///             })
     ///             .build()
     ///     })
     ///     .await;

@@ -13,7 +13,9 @@ use crate::event::StoredEvent;
 /// The event type of command `C`'s aggregate kind.
 type EventOf<C, D> = <<C as Command<D>>::Aggregate as Aggregate>::Event;
 
-/// A [`Scenario`] with its command: finish it with one of the `then…` assertions, and `.await`.
+/// A [`Scenario`] with its command, from [`Scenario::when`]: finish it with one of the `then…`
+/// assertions, and `.await` it. Each `then…` stores the given events, executes the command
+/// with [`Domain::execute`] and checks what it returned and wrote.
 pub struct CommandScenario<D, C> {
     scenario: Scenario<D>,
     id: String,
@@ -44,19 +46,30 @@ where
     /// Asserts that the command succeeds with exactly these events, in order (none for an
     /// empty list), as stored and read back; returns the aggregate the command returned.
     ///
-    /// # Panics
-    /// When the command fails or its events differ; the message lists both.
-    ///
-    /// ```should_panic
+    /// ```
     /// # use evtstore_core::conformance::domain::*;
     /// # use evtstore_core::testing::Scenario;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// // Panics: "… (- expected, + actual):\n  - [0] Disabled\n  + [0] Enabled"
-    /// Scenario::<Tests>::new()
-    ///     .when("ada", EnableUser)
-    ///     .then([UserEvent::Disabled])
+    /// let counter = Scenario::<Tests>::new()
+    ///     .when("c1", Bump { by: vec![2, 3] })
+    ///     .then([
+    ///         CounterEvent::Added { by: 2, seen_version: 0 },
+    ///         CounterEvent::Added { by: 3, seen_version: 0 },
+    ///     ])
     ///     .await;
+    /// assert_eq!(counter.state.total, 5);
     /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When the command fails or its events differ. The message lists the events, `-` for an
+    /// expected one, `+` for the actual one in its place:
+    ///
+    /// ```text
+    /// the command on counters/c1 gave other events than expected (- expected, + actual):
+    ///     [0] Added { by: 2, seen_version: 0 }
+    ///   - [1] Added { by: 4, seen_version: 0 }
+    ///   + [1] Added { by: 3, seen_version: 0 }
     /// ```
     pub async fn then(
         self,
@@ -87,6 +100,18 @@ where
     /// Asserts that the command is rejected with this error of its own, compared with
     /// `PartialEq`, and writes nothing.
     ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::*;
+    /// # use evtstore_core::testing::Scenario;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// Scenario::<Tests>::new()
+    ///     .given::<User>("ada", [UserEvent::Created { name: "Ada".into() }])
+    ///     .when("ada", CreateUser { name: "Ada".into() })
+    ///     .then_rejected(Refused::Exists)
+    ///     .await;
+    /// # }
+    /// ```
+    ///
     /// # Panics
     /// When the command succeeds or fails otherwise.
     pub async fn then_rejected(self, expected: C::Error)
@@ -102,6 +127,18 @@ where
 
     /// Asserts that the command is rejected with an error of its own for which `check` holds
     /// (say, `|e| matches!(e, MyError::TooLate { .. })`), and writes nothing; returns the error.
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::*;
+    /// # use evtstore_core::testing::Scenario;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let refused = Scenario::<Tests>::new()
+    ///     .when("p1", CreatePost { user_id: "bob".into(), content: "hi".into() })
+    ///     .then_rejected_with(|e| matches!(e, Refused::Unauthorized))
+    ///     .await;
+    /// assert_eq!(refused.to_string(), "no such user");
+    /// # }
+    /// ```
     ///
     /// # Panics
     /// When the command succeeds or fails otherwise, or `check` returns false.
@@ -125,6 +162,19 @@ where
 
     /// Asserts that the command fails with a conflict or a store error of this kind (see
     /// [`ErrorKind`]); returns the error.
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::*;
+    /// # use evtstore_core::testing::Scenario;
+    /// # use evtstore_core::ErrorKind;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let error = Scenario::<Tests>::new()
+    ///     .when("", DisableUser)
+    ///     .then_error(ErrorKind::InvalidInput)
+    ///     .await;
+    /// assert!(error.to_string().starts_with("invalid aggregate id"));
+    /// # }
+    /// ```
     ///
     /// # Panics
     /// When the command succeeds, is rejected, or fails with another kind.
