@@ -22,6 +22,9 @@ pub use evtstore_core::{BoxError, Error, ErrorKind, EventMeta, Position, Result}
 // authors) the checks and helpers in `provider`.
 pub use evtstore_core::{MemoryProvider, NewEvent, Provider, Snapshot, StoredEvent, provider};
 
+// Testing commands and handlers given earlier events.
+pub use evtstore_core::testing;
+
 /// The SQLite provider, the embedded default (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

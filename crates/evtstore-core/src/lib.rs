@@ -14,6 +14,7 @@
 //! - `event.rs`, `error.rs`: stored events and the [`enum@Error`] type.
 //! - [`provider`]: for provider authors: the [`Provider`] trait and the checks and helpers
 //!   every backend uses.
+//! - [`testing`]: given/when/then tests of commands and handlers, on a fresh in-memory store.
 //! - `conformance` (feature `testkit`): the test suite every provider passes.
 
 mod aggregate;
@@ -30,6 +31,7 @@ mod handler;
 mod memory;
 mod names;
 pub mod provider;
+pub mod testing;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};
 pub use batch::Batch;
