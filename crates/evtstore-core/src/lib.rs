@@ -13,7 +13,8 @@
 //! - `memory.rs`: [`MemoryProvider`], everything in this process.
 //! - `event.rs`, `error.rs`: stored events and the [`enum@Error`] type.
 //! - [`provider`]: for provider authors: the [`Provider`] trait and the checks and helpers
-//!   every backend uses.
+//!   every backend uses; `group.rs`, group commit of concurrent appends
+//!   ([`provider::GroupCommit`]).
 //! - [`testing`]: given/when/then tests of commands and handlers, on a fresh in-memory store.
 //! - `conformance` (feature `testkit`): the test suite every provider passes.
 
@@ -27,6 +28,7 @@ pub mod conformance;
 mod domain;
 mod error;
 mod event;
+mod group;
 mod handler;
 mod memory;
 mod names;

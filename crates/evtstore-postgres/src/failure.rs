@@ -136,16 +136,7 @@ fn sources(
 
 /// The same failure again, for each caller of a statement they shared.
 pub(crate) fn echo(error: &Error) -> Error {
-    match error {
-        Error::Unavailable { context, source } => {
-            Error::unavailable(context.clone(), source.to_string())
-        }
-        Error::Contention { context, source } => {
-            Error::contention(context.clone(), source.to_string())
-        }
-        Error::Backend { context, source } => Error::backend(context.clone(), source.to_string()),
-        other => Error::backend("PostgreSQL", other.to_string()),
-    }
+    evtstore_core::provider::echo(error, "PostgreSQL")
 }
 
 /// `append to stream/id, …`: the aggregates of an append, for messages (the first three).
