@@ -1,7 +1,9 @@
-//! Appends: every event in one statement, after each aggregate's version is checked.
+//! Appends: concurrent appends of this process share one call of the `<events>_add`
+//! procedure ([`GroupCommit`]), which checks every version, inserts the events, numbers them
+//! and commits: one round trip and one durable commit for the whole group.
 
 use evtstore_core::provider::now_millis;
-use evtstore_core::provider::{Expectation, expectations};
+use evtstore_core::provider::{Expectation, GroupAppend, GroupCommit, expectations};
 use evtstore_core::{Error, ErrorKind, EventMeta, NewEvent, Result};
 use sqlx::mysql::MySqlArguments;
 use sqlx::query::Query;
@@ -15,80 +17,127 @@ type Q<'q> = Query<'q, MySql, MySqlArguments>;
 /// Events per insert statement: five placeholders each, of the 65,535 a statement may have.
 const ROWS_PER_INSERT: usize = 1000;
 
+/// The largest append (its events as JSON) that takes the procedure; a larger one is inserted
+/// in a transaction of its own, and then numbered by a sequencer pass.
+const ADD_BYTES: usize = 1 << 20;
+
+/// Appends waiting to be committed.
+pub(crate) type AppendQueue = GroupCommit;
+
 impl MysqlProvider {
     /// The provider's append: every aggregate's version checked and every event inserted, or
-    /// nothing; then a sequencer pass gives them positions, which it returns.
-    ///
-    /// Up to 1,000 events take one insert statement, atomic without a transaction; more take a
-    /// transaction. The versions are checked with plain reads before it (one statement that
-    /// checks and inserts, `INSERT … SELECT`, was slower under 16 concurrent appends: W2
-    /// 1,739-1,957/s against 2,228-2,432/s); a writer that gets there in between makes the
-    /// insert fail on the unique version.
+    /// nothing; returns the events' positions. Shares the call with concurrent appends.
     pub(crate) async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        self.queue.append(self, events).await
+    }
+
+    /// One append, through the procedure when it is small enough.
+    async fn append_alone(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let expected = expectations(&events)?;
         let timestamp = now_millis();
+        let (rows, versions) = as_json(&events, &expected);
+        if events.len() <= ROWS_PER_INSERT && rows.len() <= ADD_BYTES {
+            let added = sqlx::query_as(&self.sql.add)
+                .bind(rows)
+                .bind(versions)
+                .bind(timestamp)
+                .fetch_all(&self.pool)
+                .await;
+            return match added {
+                Ok(answer) => self.answered(&events, &expected, timestamp, answer).await,
+                Err(e) => Err(self.append_error(None, &expected, e).await),
+            };
+        }
         let mut conn = self.conn().await?;
-        let first_id = if events.len() <= ROWS_PER_INSERT {
-            self.insert_in(&mut conn, &events, &expected, timestamp)
-                .await?
-        } else {
-            let mut tx = conn.begin().await.map_err(|e| self.fail("begin", e))?;
-            let id = self.insert_in(&mut tx, &events, &expected, timestamp);
-            let id = id.await?;
-            tx.commit().await.map_err(|e| self.fail("commit", e))?;
-            id
-        };
+        let mut tx = conn.begin().await.map_err(|e| self.fail("begin", e))?;
+        self.insert_in(&mut tx, &events, &expected, timestamp)
+            .await?;
+        tx.commit().await.map_err(|e| self.fail("commit", e))?;
         drop(conn);
-        let positioned = async {
-            // One event: its id is known, and so its position if this process's pass gave it.
-            let given = Some(first_id).filter(|_| events.len() == 1);
-            self.sequencer.sequence_for(given).await?;
-            if let Some(position) = given.and_then(|id| self.sequencer.position_of(id)) {
-                return Ok(vec![meta(&events[0], position, timestamp)]);
+        self.positioned_later(&events, &expected, timestamp).await
+    }
+
+    /// The envelopes from the procedure's answer (see `procedures::add_procedure`), or the
+    /// first aggregate's version conflict.
+    async fn answered(
+        &self,
+        events: &[NewEvent],
+        expected: &[Expectation<'_>],
+        timestamp: i64,
+        answer: Vec<(i64, i64, i64)>,
+    ) -> Result<Vec<EventMeta>> {
+        let mut positions = vec![0; events.len()];
+        let mut conflicts = Vec::new();
+        for (kind, index, value) in answer {
+            let index = index as usize;
+            match kind {
+                0 if index < positions.len() => positions[index] = value as u64,
+                1 if index < expected.len() => conflicts.push((index, value as u64)),
+                2 => self.sequencer.advance(value as u64),
+                _ => {
+                    let cause = format!("unexpected answer {kind}, {index}, {value}");
+                    return Err(Error::backend(
+                        format!("MariaDB {}: append", self.server),
+                        cause,
+                    ));
+                }
             }
-            self.metas(&events, &expected, timestamp).await
-        };
-        positioned.await.map_err(committed)
+        }
+        if let Some(&(index, actual)) = conflicts.iter().min() {
+            return Err(version_conflict(&expected[index], actual));
+        }
+        if positions.contains(&0) {
+            // A backlog of waiting events was numbered first; passes will reach these.
+            return self.positioned_later(events, expected, timestamp).await;
+        }
+        let placed = events.iter().zip(positions);
+        Ok(placed.map(|(e, p)| meta(e, p, timestamp)).collect())
     }
 
     /// Checks each version with a plain (non-locking) read, then inserts, a statement per
-    /// 1,000 events; returns the first event's id.
+    /// 1,000 events.
     pub(crate) async fn insert_in(
         &self,
         conn: &mut MySqlConnection,
         events: &[NewEvent],
         expected: &[Expectation<'_>],
         timestamp: i64,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         for x in expected.iter().filter(|x| x.current > 0) {
             if self.version(conn, x).await? != x.current {
                 return Err(self.conflict(conn, expected, Some(x)).await);
             }
         }
-        let mut first_id = None;
         for chunk in events.chunks(ROWS_PER_INSERT) {
             let sql = self.sql.insert(chunk.len());
             let done = bind_events(sqlx::query(&sql), chunk, timestamp)
                 .execute(&mut *conn)
                 .await;
-            match done {
-                Ok(done) => first_id = first_id.or(Some(done.last_insert_id())),
-                Err(e) => return Err(self.append_error(conn, expected, e).await),
+            if let Err(e) = done {
+                return Err(self.append_error(Some(conn), expected, e).await);
             }
         }
-        Ok(first_id.unwrap_or_default())
+        Ok(())
     }
 
+    /// A version conflict when another writer took a version first, read on `conn` or on a
+    /// pooled connection; else the driver's error.
     async fn append_error(
         &self,
-        conn: &mut MySqlConnection,
+        conn: Option<&mut MySqlConnection>,
         expected: &[Expectation<'_>],
         e: sqlx::Error,
     ) -> Error {
-        if number(&e) == Some(DUPLICATE_KEY) {
-            return self.conflict(conn, expected, None).await;
+        if number(&e) != Some(DUPLICATE_KEY) {
+            return self.fail("append", e);
         }
-        self.fail("append", e)
+        match conn {
+            Some(conn) => self.conflict(conn, expected, None).await,
+            None => match self.conn().await {
+                Ok(mut conn) => self.conflict(&mut conn, expected, None).await,
+                Err(error) => error,
+            },
+        }
     }
 
     /// The version conflict of the first aggregate (or of `known`) not at its expected version.
@@ -121,31 +170,75 @@ impl MysqlProvider {
         Ok(max.unwrap_or(0) as u64)
     }
 
-    /// The envelopes of appended events, with the positions the sequencer gave them.
-    async fn metas(
+    /// The envelopes of committed events, once a sequencer pass has given their positions.
+    async fn positioned_later(
         &self,
         events: &[NewEvent],
         expected: &[Expectation<'_>],
         timestamp: i64,
     ) -> Result<Vec<EventMeta>> {
-        let mut conn = self.conn().await?;
-        let mut metas = Vec::with_capacity(events.len());
-        for x in expected {
-            let positions: Vec<i64> = sqlx::query_scalar(&self.sql.positions)
-                .bind(x.stream)
-                .bind(x.aggregate_id)
-                .bind(x.current as i64)
-                .bind((x.current + (x.range.1 - x.range.0) as u64) as i64)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| self.fail("read appended positions", e))?;
-            let slice = &events[x.range.0..x.range.1];
-            for (event, position) in slice.iter().zip(positions) {
-                metas.push(meta(event, position as u64, timestamp));
+        let positioned = async {
+            self.sequencer.sequence().await?;
+            let mut conn = self.conn().await?;
+            let mut metas = Vec::with_capacity(events.len());
+            for x in expected {
+                let positions: Vec<i64> = sqlx::query_scalar(&self.sql.positions)
+                    .bind(x.stream)
+                    .bind(x.aggregate_id)
+                    .bind(x.current as i64)
+                    .bind((x.current + (x.range.1 - x.range.0) as u64) as i64)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(|e| self.fail("read appended positions", e))?;
+                let slice = &events[x.range.0..x.range.1];
+                for (event, position) in slice.iter().zip(positions) {
+                    metas.push(meta(event, position as u64, timestamp));
+                }
             }
-        }
-        Ok(metas)
+            Ok(metas)
+        };
+        positioned.await.map_err(committed)
     }
+}
+
+impl GroupAppend for MysqlProvider {
+    const BACKEND: &'static str = "MariaDB";
+
+    async fn append_group(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        self.append_alone(events).await
+    }
+
+    /// True when MariaDB refused the append (a version conflict, a deadlock, a value it would
+    /// not store): the procedure rolled back, nothing of it was stored. Not when the
+    /// connection was lost, nor when the events committed and only their positions are missing.
+    fn refused(&self, error: &Error) -> bool {
+        match error {
+            Error::VersionConflict { .. } => true,
+            Error::Backend { source, .. } | Error::Contention { source, .. } => source
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(|e| e.as_database_error().is_some()),
+            _ => false,
+        }
+    }
+
+    /// Each append has woken this process's handlers already, with its last position.
+    fn stored(&self) {}
+}
+
+/// The procedure's arguments: `[stream, aggregate id, version, data]` of each event, and
+/// `[stream, aggregate id, current version]` of each aggregate.
+fn as_json(events: &[NewEvent], expected: &[Expectation<'_>]) -> (String, String) {
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| (&e.stream, &e.aggregate_id, e.version, &e.data))
+        .collect();
+    let versions: Vec<_> = expected
+        .iter()
+        .map(|x| (x.stream, x.aggregate_id, x.current))
+        .collect();
+    let rows = serde_json::to_string(&rows).expect("strings and numbers encode");
+    let versions = serde_json::to_string(&versions).expect("strings and numbers encode");
+    (rows, versions)
 }
 
 pub(crate) fn meta(event: &NewEvent, position: u64, timestamp: i64) -> EventMeta {

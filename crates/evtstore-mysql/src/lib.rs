@@ -43,6 +43,7 @@
 
 mod append;
 mod errors;
+mod procedures;
 mod read;
 mod schema;
 mod sequencer;
@@ -76,6 +77,7 @@ pub struct MysqlProvider {
     pool: MySqlPool,
     sql: Arc<Sql>,
     sequencer: Arc<Sequencer>,
+    queue: append::AppendQueue,
     timer: JoinHandle<()>,
     /// `host:port/database`, for messages (never the password).
     server: Arc<str>,
@@ -146,6 +148,7 @@ impl MysqlProvider {
             pool,
             sql: Arc::new(Sql::new(&tables)),
             sequencer,
+            queue: append::AppendQueue::default(),
             timer,
             server,
         })

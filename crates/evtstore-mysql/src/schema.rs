@@ -2,11 +2,8 @@
 
 use sqlx::{Connection, MySqlConnection};
 
+use crate::procedures::{add_procedure, pass_procedure};
 use crate::tables::Tables;
-
-/// Most events one pass numbers (its session table is in memory); a pass that numbers this
-/// many is followed by another.
-pub(crate) const PASS_ROWS: usize = 50_000;
 
 /// How long a process waits for another one's migration, in seconds.
 const LOCK_WAIT_S: i64 = 60;
@@ -14,7 +11,7 @@ const LOCK_WAIT_S: i64 = 60;
 /// Each migration takes the schema from version `index` to `index + 1`; each is a list of
 /// statements (MariaDB commits after each DDL statement, so a migration is made to be
 /// repeatable: `IF NOT EXISTS` everywhere).
-/// The sequencer's procedure is (re)created by the last migration that changed it.
+/// A stored procedure is (re)created, as it is now, by each migration that changed it.
 fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let mut tables = events_tables(t);
     tables.extend(other_tables(t));
@@ -22,7 +19,11 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
         format!("DROP PROCEDURE IF EXISTS {}", t.pass),
         pass_procedure(t),
     ];
-    vec![tables, pass]
+    // Appends that number their own events; a pass that returns one row.
+    let mut add = pass.clone();
+    add.push(format!("DROP PROCEDURE IF EXISTS {}", t.add));
+    add.push(add_procedure(t));
+    vec![tables, pass, add]
 }
 
 /// The events (`position` NULL until the sequencer gives one) and the sequencer's counter.
@@ -74,48 +75,6 @@ fn other_tables(t: &Tables) -> Vec<String> {
             t.snapshots
         ),
     ]
-}
-
-/// The sequencer pass (see `sequencer`): one round trip. It returns `(0, last position)`, then
-/// `(id, position)` for each event it gave a position.
-///
-/// Committed rows without a position are found with a consistent (non-locking) read in
-/// READ COMMITTED, so rows of open transactions are neither seen nor waited for; they are
-/// numbered in `id` order into a temporary table of the session, and then updated through
-/// their primary key (`STRAIGHT_JOIN` from that table), which locks those rows only.
-/// (`SELECT … INTO`, not `IF EXISTS (SELECT …)`: in a routine, a subquery of an expression is
-/// a locking read, and would wait for open writers' rows.)
-fn pass_procedure(t: &Tables) -> String {
-    format!(
-        "CREATE PROCEDURE {pass}()
-        BEGIN
-          DECLARE last_pos BIGINT;
-          DECLARE waiting BIGINT DEFAULT NULL;
-          DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-          CREATE TEMPORARY TABLE IF NOT EXISTS {pass} (
-            id BIGINT PRIMARY KEY, pos BIGINT NOT NULL
-          ) ENGINE=MEMORY;
-          DELETE FROM {pass};
-          SELECT id INTO waiting FROM {events} WHERE position IS NULL LIMIT 1;
-          IF waiting IS NOT NULL THEN
-            SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
-            START TRANSACTION;
-            SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
-            INSERT INTO {pass}
-              SELECT id, last_pos + ROW_NUMBER() OVER (ORDER BY id)
-              FROM {events} WHERE position IS NULL ORDER BY id LIMIT {PASS_ROWS};
-            UPDATE {pass} STRAIGHT_JOIN {events} ON {events}.id = {pass}.id
-              SET {events}.position = {pass}.pos;
-            SELECT COALESCE(MAX(pos), last_pos) INTO last_pos FROM {pass};
-            UPDATE {seq} SET last = last_pos WHERE id = 1;
-            COMMIT;
-          END IF;
-          SELECT 0, last FROM {seq} WHERE id = 1 UNION ALL SELECT id, pos FROM {pass};
-        END",
-        pass = t.pass,
-        events = t.events,
-        seq = t.sequence,
-    )
 }
 
 /// Brings the tables up to date, holding a server-wide lock named after the database and the

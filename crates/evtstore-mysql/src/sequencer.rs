@@ -16,11 +16,11 @@
 //! its version `n` is committed (the append checks it), so it has a larger id and a larger
 //! position.
 //!
-//! A pass runs right after each append, which waits for its positions (concurrent appends of
-//! one process share passes), and every `sequence_interval` in every process, so events of a
-//! process that died after committing, or of `append_in`, get positions too.
+//! An append through the provider numbers its own events this way, in its own transaction
+//! (`<events>_add`, see `procedures`), so it makes one durable commit and returns its
+//! positions. A pass runs every `sequence_interval` in every process, so events of `append_in`
+//! and of appends too large for one procedure call get positions too.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,16 +30,14 @@ use sqlx::MySqlPool;
 use tokio::sync::{Mutex, watch};
 
 use crate::errors::fail;
-use crate::schema::PASS_ROWS;
+use crate::procedures::PASS_ROWS;
 
 /// Runs passes for one provider; concurrent requests share them.
 pub(crate) struct Sequencer {
     pool: MySqlPool,
     call: String,
     server: Arc<str>,
-    /// The positions the last pass gave, by event id.
-    given: std::sync::Mutex<HashMap<u64, Position>>,
-    /// How many appends asked for a pass, each after its insert committed.
+    /// How many callers asked for a pass.
     requested: AtomicU64,
     /// The count of `requested` that the last finished pass covers.
     covered: Mutex<u64>,
@@ -52,7 +50,6 @@ impl Sequencer {
             pool,
             call: format!("CALL {pass}()"),
             server,
-            given: std::sync::Mutex::default(),
             requested: AtomicU64::new(0),
             covered: Mutex::new(0),
             appended: watch::channel(0).0,
@@ -62,17 +59,9 @@ impl Sequencer {
     /// Gives positions to every committed event, at least to those committed before the call:
     /// runs a pass, or waits for one that started after the call.
     pub(crate) async fn sequence(&self) -> Result<Position> {
-        self.sequence_for(None).await
-    }
-
-    /// [`sequence`](Self::sequence) for an append of one event with this `id`: no pass is
-    /// needed once the last pass has given it a position (the pass that was running when it
-    /// committed may have).
-    pub(crate) async fn sequence_for(&self, id: Option<u64>) -> Result<Position> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut covered = self.covered.lock().await;
-        let given = id.and_then(|id| self.position_of(id)).is_some();
-        if *covered >= ticket || given {
+        if *covered >= ticket {
             return Ok(*self.appended.borrow());
         }
         let start = self.requested.load(Ordering::SeqCst);
@@ -81,10 +70,13 @@ impl Sequencer {
         Ok(last)
     }
 
-    /// The position the last pass of this process gave the event with this `id`, if it did.
-    pub(crate) fn position_of(&self, id: u64) -> Option<Position> {
-        let given = self.given.lock().unwrap_or_else(|e| e.into_inner());
-        given.get(&id).copied()
+    /// Wakes this process's handlers when `last` is past the last position they were told of.
+    pub(crate) fn advance(&self, last: Position) {
+        self.appended.send_if_modified(|seen| {
+            let moved = last > *seen;
+            *seen = last.max(*seen);
+            moved
+        });
     }
 
     /// Passes until one numbers fewer than [`PASS_ROWS`] events.
@@ -100,22 +92,12 @@ impl Sequencer {
     /// One pass; wakes this process's handlers when the last position moved. Returns the last
     /// position and how many events it numbered.
     async fn pass_once(&self) -> Result<(Position, usize)> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(&self.call)
-            .fetch_all(&self.pool)
+        let (numbered, last): (i64, i64) = sqlx::query_as(&self.call)
+            .fetch_one(&self.pool)
             .await
             .map_err(|e| fail(&self.server, "sequencer pass", e))?;
-        let last = rows.first().map_or(0, |&(_, last)| last as Position);
-        let given = rows
-            .iter()
-            .skip(1)
-            .map(|&(id, p)| (id as u64, p as Position));
-        *self.given.lock().unwrap_or_else(|e| e.into_inner()) = given.collect();
-        self.appended.send_if_modified(|seen| {
-            let moved = last > *seen;
-            *seen = last.max(*seen);
-            moved
-        });
-        Ok((last, rows.len().saturating_sub(1)))
+        self.advance(last as Position);
+        Ok((last as Position, numbered as usize))
     }
 
     /// Signals new positions: this process's and, within the interval, other processes'.

@@ -7,6 +7,8 @@ const COLUMNS: &str = "stream, aggregate_id, version, COALESCE(position, 0), tim
 
 pub(crate) struct Sql {
     events: String,
+    /// Calls the procedure that appends and numbers events (see `procedures`).
+    pub(crate) add: String,
     pub(crate) version: String,
     pub(crate) positions: String,
     pub(crate) aggregate_events: String,
@@ -22,6 +24,7 @@ impl Sql {
     pub(crate) fn new(t: &Tables) -> Self {
         let (events, bookmarks, snapshots) = (&t.events, &t.bookmarks, &t.snapshots);
         Sql {
+            add: format!("CALL {}(?, ?, ?)", t.add),
             version: format!(
                 "SELECT MAX(version) FROM {events} WHERE stream = ? AND aggregate_id = ?"
             ),

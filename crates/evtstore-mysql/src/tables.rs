@@ -15,7 +15,8 @@ use evtstore_core::provider::check_table;
 /// ```
 #[derive(Debug, Clone)]
 pub struct MysqlOptions {
-    /// The events table (default `events`); its sequencer uses `<events>_seq` beside it.
+    /// The events table (default `events`); its sequencer uses `<events>_seq` beside it, and
+    /// the stored procedures `<events>_pass` and `<events>_add`.
     pub events_table: String,
     /// The bookmarks table (default `bookmarks`).
     pub bookmarks_table: String,
@@ -51,6 +52,8 @@ pub(crate) struct Tables {
     pub(crate) sequence: String,
     /// The stored procedure that runs a sequencer pass.
     pub(crate) pass: String,
+    /// The stored procedure that appends and numbers events in one transaction.
+    pub(crate) add: String,
     /// The database's table of stores: each events table's schema version.
     pub(crate) migrations: String,
     /// The `GET_LOCK` name that serialises migrations of these tables.
@@ -63,12 +66,14 @@ impl Tables {
     pub(crate) fn new(options: &MysqlOptions) -> Result<Self> {
         let sequence = format!("{}_seq", options.events_table);
         let pass = format!("{}_pass", options.events_table);
+        let add = format!("{}_add", options.events_table);
         for name in [
             &options.events_table,
             &options.bookmarks_table,
             &options.snapshots_table,
             &sequence,
             &pass,
+            &add,
         ] {
             check_table(name)?;
         }
@@ -79,6 +84,7 @@ impl Tables {
             snapshots: quoted(&options.snapshots_table),
             sequence: quoted(&sequence),
             pass: quoted(&pass),
+            add: quoted(&add),
             migrations: quoted("evtstore_migrations"),
             migration_lock: format!("evtstore:{}", options.events_table),
             events_name: options.events_table.clone(),

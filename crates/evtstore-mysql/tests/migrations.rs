@@ -16,7 +16,7 @@ async fn providers_starting_together_migrate_once() {
     let mut conn = db.connection().await;
     let sql = "SELECT events_table, version FROM evtstore_migrations";
     let versions: Vec<(String, i32)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, [("events".to_owned(), 2)]);
+    assert_eq!(versions, [("events".to_owned(), 3)]);
     providers[0]
         .append(vec![evtstore_core::NewEvent {
             stream: "s".into(),

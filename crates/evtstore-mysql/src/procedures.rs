@@ -1,0 +1,128 @@
+//! The stored procedures: the sequencer's pass (`<events>_pass`), and the append that inserts
+//! and numbers its events in one transaction (`<events>_add`). Each is one round trip.
+//!
+//! Both number events the same way (see `sequencer`): under the counter's row lock, committed
+//! rows without a position (and, in `_add`, the transaction's own rows) are found with a
+//! consistent (non-locking) read in READ COMMITTED, so rows of open transactions are neither
+//! seen nor waited for; they are numbered in `id` order into a temporary table of the session,
+//! and then updated through their primary key (`STRAIGHT_JOIN` from that table), which locks
+//! those rows only. (`SELECT … INTO`, not `IF EXISTS (SELECT …)`: in a routine, a subquery of
+//! an expression is a locking read, and would wait for open writers' rows.)
+
+use crate::tables::Tables;
+
+/// Most events one pass numbers (its session table is in memory); a pass that numbers this
+/// many is followed by another.
+pub(crate) const PASS_ROWS: usize = 50_000;
+
+/// The sequencer pass: returns one row, `(events numbered, last position)`.
+pub(crate) fn pass_procedure(t: &Tables) -> String {
+    format!(
+        "CREATE PROCEDURE {pass}()
+        BEGIN
+          DECLARE last_pos BIGINT;
+          DECLARE numbered BIGINT DEFAULT 0;
+          DECLARE waiting BIGINT DEFAULT NULL;
+          DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+          {session_table}
+          SELECT id INTO waiting FROM {events} WHERE position IS NULL LIMIT 1;
+          IF waiting IS NOT NULL THEN
+            SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+            START TRANSACTION;
+            {number}
+            COMMIT;
+          END IF;
+          SELECT numbered, last FROM {seq} WHERE id = 1;
+        END",
+        pass = t.pass,
+        events = t.events,
+        seq = t.sequence,
+        session_table = session_table(t),
+        number = number(t),
+    )
+}
+
+/// The append: `(events, expected, timestamp_ms)`, where `events` is a JSON array of
+/// `[stream, aggregate id, version, data]` and `expected` one of `[stream, aggregate id,
+/// current version]`. In one transaction it checks every version, inserts the events, numbers
+/// them (with any committed events still waiting) and commits.
+///
+/// Returns rows `(kind, index, value)`: when an aggregate is not at its expected version,
+/// `(1, index in expected, actual version)` for each such, and nothing is written; else
+/// `(0, index in events, position)` for each event (position 0 if a backlog of more than
+/// [`PASS_ROWS`] waiting events left it unnumbered) and `(2, 0, last position)`.
+pub(crate) fn add_procedure(t: &Tables) -> String {
+    let current = format!(
+        "(SELECT COALESCE(MAX(version), 0) FROM {events} e
+          WHERE e.stream = x.s AND e.aggregate_id = x.a)",
+        events = t.events
+    );
+    let expected = "JSON_TABLE(expected, '$[*]' COLUMNS (n FOR ORDINALITY,
+        s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', c BIGINT PATH '$[2]')) x";
+    let new = "JSON_TABLE(evts, '$[*]' COLUMNS (n FOR ORDINALITY,
+        s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', v BIGINT PATH '$[2]',
+        d LONGTEXT CHARACTER SET utf8mb4 PATH '$[3]')) j";
+    format!(
+        "CREATE PROCEDURE {add}(IN evts LONGTEXT CHARACTER SET utf8mb4,
+          IN expected LONGTEXT CHARACTER SET utf8mb4, IN ts BIGINT)
+        BEGIN
+          DECLARE last_pos BIGINT;
+          DECLARE numbered BIGINT DEFAULT 0;
+          DECLARE bad BIGINT DEFAULT 0;
+          DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+          {session_table}
+          SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
+          START TRANSACTION;
+          SELECT COUNT(*) INTO bad FROM {expected} WHERE x.c <> {current};
+          IF bad > 0 THEN
+            ROLLBACK;
+            SELECT 1, CAST(t.n - 1 AS SIGNED), t.actual FROM
+              (SELECT x.n, x.c, {current} AS actual FROM {expected}) t
+            WHERE t.actual <> t.c;
+          ELSE
+            INSERT INTO {events} (stream, aggregate_id, version, timestamp_ms, data)
+              SELECT j.s, j.a, j.v, ts, j.d FROM {new} ORDER BY j.n;
+            {number}
+            SELECT 0, CAST(j.n - 1 AS SIGNED), COALESCE(e.position, 0) FROM {new}
+              JOIN {events} e ON e.stream = j.s AND e.aggregate_id = j.a AND e.version = j.v
+            UNION ALL SELECT 2, 0, last_pos + numbered;
+            COMMIT;
+          END IF;
+        END",
+        add = t.add,
+        events = t.events,
+        session_table = session_table(t),
+        number = number(t),
+    )
+}
+
+/// The session's table of the events a pass numbers, emptied.
+fn session_table(t: &Tables) -> String {
+    format!(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS {pass} (
+            id BIGINT PRIMARY KEY, pos BIGINT NOT NULL
+          ) ENGINE=MEMORY;
+          DELETE FROM {pass};",
+        pass = t.pass
+    )
+}
+
+/// Numbers the waiting events in `id` order after the counter's `last`, in the caller's
+/// transaction, leaving `last_pos` and `numbered` set.
+fn number(t: &Tables) -> String {
+    format!(
+        "SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
+            INSERT INTO {pass}
+              SELECT id, last_pos + ROW_NUMBER() OVER (ORDER BY id)
+              FROM {events} WHERE position IS NULL ORDER BY id LIMIT {PASS_ROWS};
+            SET numbered = ROW_COUNT();
+            IF numbered > 0 THEN
+              UPDATE {pass} STRAIGHT_JOIN {events} ON {events}.id = {pass}.id
+                SET {events}.position = {pass}.pos;
+              UPDATE {seq} SET last = last_pos + numbered WHERE id = 1;
+            END IF;",
+        pass = t.pass,
+        events = t.events,
+        seq = t.sequence,
+    )
+}

@@ -1,0 +1,128 @@
+//! Group commit: concurrent appends of one process share one call of the append procedure
+//! (one transaction, one sequencing); each caller still gets exactly its own answer: its own
+//! positions, its own conflict, never a neighbour's.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use evtstore_core::{Error, EventMeta, NewEvent, Provider};
+
+const CALLERS: usize = 24;
+
+fn event(id: &str, version: u64) -> NewEvent {
+    NewEvent {
+        stream: "counters".into(),
+        aggregate_id: id.into(),
+        version,
+        data: r#"{"type":"Added","by":1}"#.into(),
+    }
+}
+
+/// Runs the appends at once; returns each caller's answer, in caller order.
+async fn at_once(
+    provider: &Arc<impl Provider>,
+    appends: Vec<Vec<NewEvent>>,
+) -> Vec<evtstore_core::Result<Vec<EventMeta>>> {
+    let tasks = appends.into_iter().map(|events| {
+        let provider = provider.clone();
+        tokio::spawn(async move { provider.append(events).await })
+    });
+    let mut answers = Vec::new();
+    for task in tasks.collect::<Vec<_>>() {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_all_land_with_their_own_positions() {
+    let Some(url) = support::url() else { return };
+    let (provider, _db) = support::fresh(&url).await;
+    let mut versions = [0u64; CALLERS];
+    let mut returned = BTreeMap::new();
+    for _round in 0..3 {
+        // Caller n appends n % 3 + 1 events to its own aggregate.
+        let appends = (0..CALLERS).map(|n| {
+            let first = versions[n] + 1;
+            let last = versions[n] + (n % 3) as u64 + 1;
+            (first..=last)
+                .map(|v| event(&format!("g-{n}"), v))
+                .collect()
+        });
+        let answers = at_once(&provider, appends.collect()).await;
+        for (n, answer) in answers.into_iter().enumerate() {
+            let metas = answer.unwrap_or_else(|e| panic!("caller {n}: {e}"));
+            assert_eq!(metas.len(), n % 3 + 1, "caller {n}: its own events");
+            for meta in metas {
+                assert_eq!(meta.aggregate_id, format!("g-{n}"));
+                let key = (meta.aggregate_id, meta.version);
+                assert!(
+                    returned.insert(meta.position, key).is_none(),
+                    "a position given twice"
+                );
+            }
+            versions[n] += (n % 3) as u64 + 1;
+        }
+    }
+    let stored = provider.events(&["counters".into()], 0, 10_000).await;
+    let stored: BTreeMap<u64, (String, u64)> = stored
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.meta.position, (e.meta.aggregate_id, e.meta.version)))
+        .collect();
+    assert_eq!(
+        stored, returned,
+        "each caller was told the stored positions"
+    );
+    let positions: Vec<u64> = stored.keys().copied().collect();
+    let expected: Vec<u64> = (1..=positions.len() as u64).collect();
+    assert_eq!(positions, expected, "positions 1..N, no gap");
+    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+    for (id, version) in stored.values() {
+        let before = seen.insert(id, *version).unwrap_or(0);
+        assert_eq!(*version, before + 1, "{id}: versions in position order");
+    }
+}
+
+/// Caller 0 conflicts (its version is taken), caller 1 skips versions (its aggregate is at 0,
+/// not 2), caller 2 sends a body that is not JSON, caller 3 no aggregate id: each gets its own
+/// error, and every other caller's append is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_appends_in_a_group_fail_only_their_callers() {
+    let Some(url) = support::url() else { return };
+    let (provider, _db) = support::fresh(&url).await;
+    provider.append(vec![event("taken", 1)]).await.unwrap();
+    for round in 0..5 {
+        let appends = (0..CALLERS).map(|n| {
+            let mut new = event(&format!("free-{round}-{n}"), 1);
+            match n {
+                0 => new.aggregate_id = "taken".into(),
+                1 => new.version = 3,
+                2 => new.data = "not json".into(),
+                3 => new.aggregate_id.clear(),
+                _ => {}
+            }
+            vec![new]
+        });
+        let answers = at_once(&provider, appends.collect()).await;
+        for (n, answer) in answers.into_iter().enumerate() {
+            match (n, answer) {
+                (0, Err(Error::VersionConflict { actual: 1, .. })) => {}
+                (1, Err(Error::VersionConflict { actual: 0, .. })) => {}
+                (2, Err(error)) => assert!(error.to_string().contains("not JSON"), "{error}"),
+                (3, Err(Error::InvalidName { .. })) => {}
+                (n @ 0..=3, outcome) => panic!("caller {n} must fail alone, got {outcome:?}"),
+                (n, Err(error)) => panic!("caller {n} failed for a neighbour's error: {error}"),
+                (_, Ok(metas)) => assert!(metas.len() == 1 && metas[0].position > 0),
+            }
+        }
+    }
+    let stored = provider.events(&["counters".into()], 0, 10_000).await;
+    assert_eq!(
+        stored.unwrap().len(),
+        1 + 5 * (CALLERS - 4),
+        "every good append stored, no bad one"
+    );
+}
