@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::thread;
+use std::time::Duration;
 
 use evtstore_core::{Position, Result};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -63,29 +64,45 @@ fn is_database_file(path: &Path, name: &str) -> bool {
     file.is_some_and(|f| f == name || f.strip_prefix(name) == Some("-wal"))
 }
 
-/// On each wake-up (several at once count as one), reads `data_version`; when it moved, raises
-/// `appended` to the last position. Ends when the watcher is dropped.
+/// On each wake-up (several at once count as one), waits for `data_version` to move: the file
+/// system reports the WAL write before the commit it belongs to is visible (the WAL's index
+/// lives in shared memory, whose writes it does not report), so the check is repeated a few
+/// times over about 190 ms. When it moved, raises `appended` to the last position. Ends when
+/// the watcher is dropped.
 fn check_commits(conn: Connection, woken: Receiver<()>, appended: Arc<watch::Sender<Position>>) {
     let mut seen = data_version(&conn);
     while woken.recv().is_ok() {
-        while woken.try_recv().is_ok() {}
-        let version = data_version(&conn);
-        if version == seen {
-            continue;
+        for wait_us in RECHECKS_US {
+            while woken.try_recv().is_ok() {}
+            let version = data_version(&conn);
+            if version != seen {
+                seen = version;
+                signal_last_position(&conn, &appended);
+                break;
+            }
+            thread::sleep(Duration::from_micros(wait_us));
         }
-        seen = version;
-        let last: Option<Position> = conn
-            .query_row("SELECT MAX(position) FROM events", [], |row| row.get(0))
-            .unwrap_or_default();
-        if let Some(last) = last {
-            appended.send_if_modified(|signalled| {
-                let newer = last > *signalled;
-                if newer {
-                    *signalled = last;
-                }
-                newer
-            });
-        }
+    }
+}
+
+/// The pauses between checks after a write: the commit usually follows within a millisecond
+/// (an fsync); a write that is rolled back never commits.
+const RECHECKS_US: [u64; 11] = [
+    0, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000,
+];
+
+fn signal_last_position(conn: &Connection, appended: &watch::Sender<Position>) {
+    let last: Option<Position> = conn
+        .query_row("SELECT MAX(position) FROM events", [], |row| row.get(0))
+        .unwrap_or_default();
+    if let Some(last) = last {
+        appended.send_if_modified(|signalled| {
+            let newer = last > *signalled;
+            if newer {
+                *signalled = last;
+            }
+            newer
+        });
     }
 }
 

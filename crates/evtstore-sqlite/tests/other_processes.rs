@@ -53,7 +53,10 @@ async fn another_processs_commits_wake_a_handler_before_its_poll() {
 
     let started = Instant::now();
     let child = Process::new(std::env::current_exe().unwrap())
-        .args(["--exact", "another_processs_commits_wake_a_handler_before_its_poll"])
+        .args([
+            "--exact",
+            "another_processs_commits_wake_a_handler_before_its_poll",
+        ])
         .env(CHILD, &path)
         .status()
         .unwrap();
