@@ -37,6 +37,6 @@ pub use command::{Command, CommandError, Decision, Events, Rejection};
 pub use domain::{Contains, Domain, Executed};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
-pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles};
+pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles, TxHandles};
 pub use memory::MemoryProvider;
 pub use provider::Provider;
