@@ -41,6 +41,7 @@ pub use evtstore_core::{
     Result,
     Snapshot,
     StoredEvent,
+    TxHandles,
     UnknownEvents,
     domain,
     provider,

@@ -19,7 +19,32 @@ use crate::read::set_position;
 pub type TxHandlerBuilder<D> = evtstore_core::provider::TxHandlerBuilder<MysqlProvider, D>;
 
 /// A MariaDB/MySQL handler whose callbacks write in the same transaction as its bookmark: see
-/// [`evtstore_core::provider::TxHandler`].
+/// [`evtstore_core::provider::TxHandler`]. A read model may implement
+/// [`TxHandles`](evtstore_core::TxHandles):
+///
+/// ```no_run
+/// # use evtstore_core::conformance::domain::{Post, PostEvent, Tests};
+/// use evtstore_core::{BoxError, EventMeta, TxHandles};
+/// use evtstore_mysql::MysqlProvider;
+/// use sqlx::MySqlConnection;
+///
+/// struct PostsPerUser;
+///
+/// impl TxHandles<Post, MysqlProvider> for PostsPerUser {
+///     async fn handle(&self, conn: &mut MySqlConnection, event: &PostEvent, _: &EventMeta)
+///         -> Result<(), BoxError> {
+///         if let PostEvent::PostCreated { user_id, .. } = event {
+///             let sql = "UPDATE authors SET posts = posts + 1 WHERE id = ?";
+///             sqlx::query(sql).bind(user_id).execute(conn).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// # async fn run(provider: std::sync::Arc<MysqlProvider>) -> evtstore_core::Result<()> {
+/// let handler = provider.tx_handler::<Tests>("posts-per-user").on::<Post, _>(PostsPerUser);
+/// handler.build()?.start();
+/// # Ok(()) }
+/// ```
 pub type TxHandler = evtstore_core::provider::TxHandler<MysqlProvider>;
 
 impl MysqlProvider {

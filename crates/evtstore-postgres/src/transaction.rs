@@ -19,7 +19,32 @@ use crate::failure::append_to;
 pub type TxHandlerBuilder<D> = evtstore_core::provider::TxHandlerBuilder<PgProvider, D>;
 
 /// A PostgreSQL handler whose callbacks write in the same transaction as its bookmark: see
-/// [`evtstore_core::provider::TxHandler`].
+/// [`evtstore_core::provider::TxHandler`]. A read model may implement
+/// [`TxHandles`](evtstore_core::TxHandles):
+///
+/// ```no_run
+/// # use evtstore_core::conformance::domain::{Post, PostEvent, Tests};
+/// use evtstore_core::{BoxError, EventMeta, TxHandles};
+/// use evtstore_postgres::PgProvider;
+/// use tokio_postgres::Transaction;
+///
+/// struct PostsPerUser;
+///
+/// impl TxHandles<Post, PgProvider> for PostsPerUser {
+///     async fn handle(&self, tx: &Transaction<'_>, event: &PostEvent, _: &EventMeta)
+///         -> Result<(), BoxError> {
+///         if let PostEvent::PostCreated { user_id, .. } = event {
+///             let sql = "UPDATE authors SET posts = posts + 1 WHERE id = $1";
+///             tx.execute(sql, &[user_id]).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// # async fn run(provider: std::sync::Arc<PgProvider>) -> evtstore_core::Result<()> {
+/// let handler = provider.tx_handler::<Tests>("posts-per-user").on::<Post, _>(PostsPerUser);
+/// handler.build()?.start();
+/// # Ok(()) }
+/// ```
 pub type TxHandler = evtstore_core::provider::TxHandler<PgProvider>;
 
 impl PgProvider {
