@@ -9,12 +9,14 @@
 //! - `domain.rs`: [`Domain`], aggregate kinds on one provider: load, execute, handlers;
 //!   [`domain!`] declares which kinds a domain holds, so the compiler checks membership.
 //! - `handler/`: event handlers (read models, process managers) with bookmarks: [`Handles`],
-//!   [`Handler`].
+//!   [`Handler`]; `handler/tx/`: transactional handlers ([`TxHandles`], the page loop shared
+//!   by providers that implement [`provider::TxProvider`]).
 //! - `memory.rs`: [`MemoryProvider`], everything in this process.
 //! - `event.rs`, `error.rs`: stored events and the [`enum@Error`] type.
 //! - [`provider`]: for provider authors: the [`Provider`] trait and the checks and helpers
 //!   every backend uses.
-//! - `conformance` (feature `testkit`): the test suite every provider passes.
+//! - `conformance` (feature `testkit`): the test suite every provider passes (and
+//!   `conformance::tx`, the one every transactional provider passes).
 
 mod aggregate;
 mod batch;

@@ -112,7 +112,7 @@ impl TxProvider for MysqlProvider {
         tx
     }
 
-    fn connect(&self) -> BoxFuture<'_, Result<Self::Conn>> {
+    fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>> {
         self.conn().boxed()
     }
 

@@ -67,6 +67,9 @@ impl PgProvider {
 
     /// Starts declaring a transactional handler over aggregate kinds of domain `D`: each page
     /// is one transaction, in which the callbacks get `&Transaction` and the bookmark is saved.
+    /// With `continue_on_error` each event runs in a savepoint, a subtransaction: past 64
+    /// events that write, a page overflows the server's subtransaction cache, and while it is
+    /// open other sessions' visibility checks read `pg_subtrans`. Keep such pages small.
     ///
     /// ```no_run
     /// # use evtstore_core::conformance::domain::{Post, PostEvent, Tests};
@@ -108,7 +111,7 @@ impl TxProvider for PgProvider {
         tx
     }
 
-    fn connect(&self) -> BoxFuture<'_, Result<Object>> {
+    fn acquire(&self) -> BoxFuture<'_, Result<Object>> {
         self.client().boxed()
     }
 

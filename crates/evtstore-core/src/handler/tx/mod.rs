@@ -25,7 +25,7 @@ use crate::provider::Provider;
 
 /// The database part of a transactional handler ([`TxHandler`]), which a provider implements.
 ///
-/// A page runs `connect`, `begin`, maybe `tail`, `read_page`, the callbacks (each between
+/// A page runs `acquire`, `begin`, maybe `tail`, `read_page`, the callbacks (each between
 /// `savepoint` steps with `continue_on_error`), `save_bookmark` and `commit`; dropping the
 /// transaction rolls it back.
 pub trait TxProvider: Provider {
@@ -40,7 +40,7 @@ pub trait TxProvider: Provider {
     fn arg<'a, 'c>(tx: &'a mut Self::Tx<'c>) -> Self::Arg<'a>;
 
     /// Takes a connection for a page.
-    fn connect(&self) -> BoxFuture<'_, Result<Self::Conn>>;
+    fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>>;
 
     /// Begins a transaction that holds the handler's lock until it ends (so one process at a
     /// time runs the handler), and reads its bookmark: `None` when it was never set.
@@ -92,9 +92,10 @@ pub trait TxProvider: Provider {
 pub enum Savepoint {
     /// Sets the savepoint, before the callback.
     Set,
-    /// Forgets it, after a callback that succeeded.
+    /// Forgets it, after the callback (and after a rollback to it).
     Release,
-    /// Undoes the callback's writes (and, in PostgreSQL, the error state of the transaction).
+    /// Undoes a failed callback's writes (and, in PostgreSQL, the error state of the
+    /// transaction).
     RollBack,
 }
 

@@ -94,7 +94,7 @@ impl<P: TxProvider> Inner<P> {
     /// events were read, and how many were handled (none when it rolled back).
     async fn transaction(&self) -> (usize, Result<usize>) {
         let provider = &*self.provider;
-        let mut conn = match provider.connect().await {
+        let mut conn = match provider.acquire().await {
             Ok(conn) => conn,
             Err(error) => return (0, Err(error)),
         };
@@ -161,11 +161,10 @@ impl<P: TxProvider> PageEvents for TxEvents<'_, '_, '_, P> {
         let provider = &*inner.provider;
         provider.savepoint(self.tx, Savepoint::Set).await?;
         let handled = self.call(event).await;
-        let step = match handled {
-            Handled::Failed(_) => Savepoint::RollBack,
-            _ => Savepoint::Release,
-        };
-        provider.savepoint(self.tx, step).await?;
+        if let Handled::Failed(_) = handled {
+            provider.savepoint(self.tx, Savepoint::RollBack).await?;
+        }
+        provider.savepoint(self.tx, Savepoint::Release).await?;
         Ok(handled)
     }
 }
