@@ -74,12 +74,13 @@ impl MysqlProvider {
                 0 if index < positions.len() => positions[index] = value as u64,
                 1 if index < expected.len() => conflicts.push((index, value as u64)),
                 2 => self.sequencer.advance(value as u64),
+                3 => (0..)
+                    .zip(&mut positions)
+                    .for_each(|(i, p)| *p = value as u64 + i),
                 _ => {
                     let cause = format!("unexpected answer {kind}, {index}, {value}");
-                    return Err(Error::backend(
-                        format!("MariaDB {}: append", self.server),
-                        cause,
-                    ));
+                    let context = format!("MariaDB {}: append", self.server);
+                    return Err(Error::backend(context, cause));
                 }
             }
         }

@@ -44,16 +44,33 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
 
 /// The append: `(events, expected, timestamp_ms)`, where `events` is a JSON array of
 /// `[stream, aggregate id, version, data]` and `expected` one of `[stream, aggregate id,
-/// current version]`. In one transaction it checks every version, inserts the events, numbers
-/// them (with any committed events still waiting) and commits.
+/// current version]`. In one transaction it checks the versions, inserts the events, numbers
+/// them (with any committed events still waiting before them) and commits.
+///
+/// The check reads only that each aggregate expected at a version above 0 has that version
+/// (else the append would leave a gap); an aggregate already past its expected version fails
+/// the insert on the unique version (error 1062), as does a writer that took a version between
+/// the check and the insert.
 ///
 /// Returns rows `(kind, index, value)`: when an aggregate is not at its expected version,
-/// `(1, index in expected, actual version)` for each such, and nothing is written; else
-/// `(0, index in events, position)` for each event (position 0 if a backlog of more than
-/// [`PASS_ROWS`] waiting events left it unnumbered) and `(2, 0, last position)`.
+/// `(1, index in expected, actual version)` for each such, and nothing is written. Else
+/// `(2, 0, last position)` and either `(3, 0, first position)` when the events took
+/// consecutive positions in order (no committed event waited before them, and their ids are
+/// consecutive, as MariaDB gives one statement's rows unless `innodb_autoinc_lock_mode` is 2),
+/// or `(0, index in events, position)` for each event (position 0 if a backlog of more than
+/// [`PASS_ROWS`] waiting events left it unnumbered).
+///
+/// Events are found through `by_version` by force: with one stream in the table, the
+/// optimizer would pick `by_stream` for a JSON row's `(stream, aggregate)` and read every
+/// event of the stream (20 ms instead of 0.3 ms for twelve aggregates of 3,000 events).
+///
+/// Its own rows are updated through the primary key with `LIMIT`, so the scan stops at the
+/// last of them: a range's end (`BETWEEN`) is found by reading, and locking, the next row,
+/// which may be another append's uncommitted row whose transaction waits for the counter
+/// this one holds (a deadlock).
 pub(crate) fn add_procedure(t: &Tables) -> String {
     let current = format!(
-        "(SELECT COALESCE(MAX(version), 0) FROM {events} e
+        "(SELECT COALESCE(MAX(version), 0) FROM {events} e FORCE INDEX (by_version)
           WHERE e.stream = x.s AND e.aggregate_id = x.a)",
         events = t.events
     );
@@ -69,11 +86,16 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
           DECLARE last_pos BIGINT;
           DECLARE numbered BIGINT DEFAULT 0;
           DECLARE bad BIGINT DEFAULT 0;
+          DECLARE first_id BIGINT;
+          DECLARE added BIGINT;
+          DECLARE waiting BIGINT DEFAULT NULL;
           DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
-          {session_table}
           SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
           START TRANSACTION;
-          SELECT COUNT(*) INTO bad FROM {expected} WHERE x.c <> {current};
+          SELECT COUNT(*) INTO bad FROM {expected}
+            LEFT JOIN {events} e FORCE INDEX (by_version)
+              ON e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c
+            WHERE x.c > 0 AND e.id IS NULL;
           IF bad > 0 THEN
             ROLLBACK;
             SELECT 1, CAST(t.n - 1 AS SIGNED), t.actual FROM
@@ -82,15 +104,28 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
           ELSE
             INSERT INTO {events} (stream, aggregate_id, version, timestamp_ms, data)
               SELECT j.s, j.a, j.v, ts, j.d FROM {new} ORDER BY j.n;
-            {number}
-            SELECT 0, CAST(j.n - 1 AS SIGNED), COALESCE(e.position, 0) FROM {new}
-              JOIN {events} e ON e.stream = j.s AND e.aggregate_id = j.a AND e.version = j.v
-            UNION ALL SELECT 2, 0, last_pos + numbered;
+            SET first_id = LAST_INSERT_ID(), added = ROW_COUNT();
+            SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
+            SELECT id INTO waiting FROM {events}
+              WHERE position IS NULL AND id < first_id LIMIT 1;
+            IF waiting IS NULL AND (added = 1 OR @@innodb_autoinc_lock_mode < 2) THEN
+              UPDATE {events} SET position = last_pos + 1 + id - first_id
+                WHERE id >= first_id ORDER BY id LIMIT added;
+              UPDATE {seq} SET last = last_pos + added WHERE id = 1;
+              SELECT 3, 0, last_pos + 1 UNION ALL SELECT 2, 0, last_pos + added;
+            ELSE
+              {session_table}
+              {number}
+              SELECT 0, CAST(j.n - 1 AS SIGNED), COALESCE(e.position, 0) FROM {new}
+                JOIN {events} e FORCE INDEX (by_version) ON e.stream = j.s AND e.aggregate_id = j.a AND e.version = j.v
+              UNION ALL SELECT 2, 0, last_pos + numbered;
+            END IF;
             COMMIT;
           END IF;
         END",
         add = t.add,
         events = t.events,
+        seq = t.sequence,
         session_table = session_table(t),
         number = number(t),
     )

@@ -126,3 +126,30 @@ async fn bad_appends_in_a_group_fail_only_their_callers() {
         "every good append stored, no bad one"
     );
 }
+
+/// Events committed without positions (by `append_in`, with no pass since) are numbered
+/// before an append's own, in the append's transaction: versions stay in position order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_numbers_the_committed_events_waiting_before_it() {
+    use sqlx::Connection;
+    let Some(url) = support::url() else { return };
+    let db = support::TestDb::create(&url).await;
+    let options = evtstore_mysql::MysqlOptions {
+        sequence_interval: std::time::Duration::from_secs(3600),
+        ..evtstore_mysql::MysqlOptions::default()
+    };
+    let provider = db.provider(options).await;
+    let mut conn = db.connection().await;
+    let mut tx = conn.begin().await.unwrap();
+    let waiting = vec![event("w", 1), event("w", 2)];
+    provider.append_in(&mut tx, waiting).await.unwrap();
+    tx.commit().await.unwrap();
+    let metas = provider.append(vec![event("w", 3)]).await.unwrap();
+    assert_eq!(metas[0].position, 3, "after the two waiting events");
+    let stored = provider.events(&["counters".into()], 0, 10).await.unwrap();
+    let got: Vec<(u64, u64)> = stored
+        .iter()
+        .map(|e| (e.meta.position, e.meta.version))
+        .collect();
+    assert_eq!(got, [(1, 1), (2, 2), (3, 3)]);
+}

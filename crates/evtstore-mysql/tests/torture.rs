@@ -1,7 +1,9 @@
 //! No event is ever skipped, under 16 writers committing out of order (random delays between
-//! insert and commit, one transaction in ten rolled back), with positions given only by two
-//! other processes' sequencers, read by two handlers: each handler sees exactly the committed
-//! events, once each, in order, at positions 1..N with no gap.
+//! insert and commit, one transaction in ten rolled back), whose events get positions only
+//! from two other processes' sequencers, while 4 more writers append through the provider
+//! (each append numbers its own events in its transaction, concurrent ones share it), read
+//! by two handlers: each handler sees exactly the committed events, once each, in order, at
+//! positions 1..N with no gap.
 
 mod support;
 
@@ -11,11 +13,12 @@ use std::process::{Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use evtstore_core::{Aggregate, Domain, EventMeta, NewEvent};
+use evtstore_core::{Aggregate, Domain, EventMeta, NewEvent, Provider};
 use evtstore_mysql::{MysqlOptions, MysqlProvider};
 use serde::{Deserialize, Serialize};
 
 const WRITERS: usize = 16;
+const DIRECT_WRITERS: usize = 4;
 const TRANSACTIONS_PER_WRITER: usize = 100;
 const CHILD: &str = "EVTSTORE_MYSQL_SEQUENCER_CHILD_DB";
 const NAME: &str = "handlers_see_every_committed_event_once_in_order";
@@ -114,6 +117,27 @@ async fn writer(provider: Arc<MysqlProvider>, w: usize) -> BTreeSet<(String, u64
     committed
 }
 
+/// Appends through the provider, one event at a time with 0–2 ms between; returns the
+/// (aggregate, version) pairs appended.
+async fn direct_writer(provider: Arc<MysqlProvider>, w: usize) -> BTreeSet<(String, u64)> {
+    let mut random = 0x2545_F491_4F6C_DD1D ^ (w as u64 + 1);
+    let id = format!("direct-{w}");
+    let mut appended = BTreeSet::new();
+    for version in 1..=TRANSACTIONS_PER_WRITER as u64 {
+        let event = NewEvent {
+            stream: "clock".into(),
+            aggregate_id: id.clone(),
+            version,
+            data: r#"{"type":"Tick"}"#.into(),
+        };
+        let metas = Provider::append(&*provider, vec![event]).await.unwrap();
+        assert!(metas[0].position > 0, "an append returns its position");
+        appended.insert((id.clone(), version));
+        tokio::time::sleep(Duration::from_micros(next_random(&mut random) % 2000)).await;
+    }
+    appended
+}
+
 fn recording_handler(domain: &Domain<Clocks>, name: &str, seen: Seen) -> evtstore_core::Handler {
     domain
         .handler(name)
@@ -164,6 +188,9 @@ async fn handlers_see_every_committed_event_once_in_order() {
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| tokio::spawn(writer(provider.clone(), w)))
         .collect();
+    let direct: Vec<_> = (0..DIRECT_WRITERS)
+        .map(|w| tokio::spawn(direct_writer(provider.clone(), w)))
+        .collect();
     let mut committed = BTreeSet::new();
     for w in writers {
         committed.extend(w.await.unwrap());
@@ -173,6 +200,9 @@ async fn handlers_see_every_committed_event_once_in_order() {
         committed.len() > total * 8 / 10 && committed.len() < total,
         "some roll back"
     );
+    for w in direct {
+        committed.extend(w.await.unwrap());
+    }
     for seen in &seen {
         wait_for(seen, committed.len()).await;
     }
@@ -193,8 +223,8 @@ async fn handlers_see_every_committed_event_once_in_order() {
             events, committed,
             "handler {h}: exactly the committed events, once each"
         );
-        for w in 0..WRITERS {
-            let id = format!("writer-{w}");
+        let writers = (0..WRITERS).map(|w| format!("writer-{w}"));
+        for id in writers.chain((0..DIRECT_WRITERS).map(|w| format!("direct-{w}"))) {
             let versions: Vec<u64> = seen.iter().filter(|s| s.1 == id).map(|s| s.2).collect();
             let expected: Vec<u64> = (1..=versions.len() as u64).collect();
             assert_eq!(
