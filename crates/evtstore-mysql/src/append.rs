@@ -35,12 +35,22 @@ impl MysqlProvider {
     async fn append_alone(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let expected = expectations(&events)?;
         let timestamp = now_millis();
-        let (rows, versions) = as_json(&events, &expected);
-        if events.len() <= ROWS_PER_INSERT && rows.len() <= ADD_BYTES {
+        // One event goes in scalar arguments; several as JSON (see `procedures`).
+        let one = events.first().filter(|_| events.len() == 1);
+        let json = one.is_none().then(|| as_json(&events, &expected));
+        let fits = json
+            .as_ref()
+            .is_none_or(|(rows, _)| events.len() <= ROWS_PER_INSERT && rows.len() <= ADD_BYTES);
+        if fits {
+            let (rows, versions) = json.unzip();
             let added = sqlx::query_as(&self.sql.add)
                 .bind(rows)
                 .bind(versions)
                 .bind(timestamp)
+                .bind(one.map(|e| e.stream.as_str()))
+                .bind(one.map(|e| e.aggregate_id.as_str()))
+                .bind(one.map(|e| e.version as i64))
+                .bind(one.map(|e| e.data.as_str()))
                 .fetch_all(&self.pool)
                 .await;
             return match added {
@@ -68,17 +78,19 @@ impl MysqlProvider {
     ) -> Result<Vec<EventMeta>> {
         let mut positions = vec![0; events.len()];
         let mut conflicts = Vec::new();
-        for (kind, index, value) in answer {
-            let index = index as usize;
+        for (kind, a, b) in answer {
+            let (index, value) = (a as usize, b as u64);
             match kind {
-                0 if index < positions.len() => positions[index] = value as u64,
-                1 if index < expected.len() => conflicts.push((index, value as u64)),
-                2 => self.sequencer.advance(value as u64),
-                3 => (0..)
-                    .zip(&mut positions)
-                    .for_each(|(i, p)| *p = value as u64 + i),
+                0 if index < positions.len() => positions[index] = value,
+                1 if index < expected.len() => conflicts.push((index, value)),
+                2 => self.sequencer.advance(value),
+                3 => {
+                    let first = a as u64;
+                    (first..).zip(&mut positions).for_each(|(n, p)| *p = n);
+                    self.sequencer.advance(value);
+                }
                 _ => {
-                    let cause = format!("unexpected answer {kind}, {index}, {value}");
+                    let cause = format!("unexpected answer {kind}, {a}, {b}");
                     let context = format!("MariaDB {}: append", self.server);
                     return Err(Error::backend(context, cause));
                 }

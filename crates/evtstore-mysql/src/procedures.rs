@@ -29,7 +29,9 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
           IF waiting IS NOT NULL THEN
             SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
             START TRANSACTION;
+            SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
             {number}
+            UPDATE {seq} SET last = last_pos + numbered WHERE id = 1;
             COMMIT;
           END IF;
           SELECT numbered, last FROM {seq} WHERE id = 1;
@@ -42,23 +44,25 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
     )
 }
 
-/// The append: `(events, expected, timestamp_ms)`, where `events` is a JSON array of
-/// `[stream, aggregate id, version, data]` and `expected` one of `[stream, aggregate id,
-/// current version]`. In one transaction it checks the versions, inserts the events, numbers
-/// them (with any committed events still waiting before them) and commits.
+/// The append, in one transaction: checks the versions, inserts the events, numbers them
+/// (with any committed events still waiting before them) and commits. Its arguments are
+/// `(events, expected, timestamp_ms, stream, aggregate id, version, data)`: one event is
+/// given in the last four (`events` and `expected` NULL); several as JSON arrays, `events` of
+/// `[stream, aggregate id, version, data]` and `expected` of `[stream, aggregate id, current
+/// version]` (the last four NULL).
 ///
 /// The check reads only that each aggregate expected at a version above 0 has that version
 /// (else the append would leave a gap); an aggregate already past its expected version fails
 /// the insert on the unique version (error 1062), as does a writer that took a version between
 /// the check and the insert.
 ///
-/// Returns rows `(kind, index, value)`: when an aggregate is not at its expected version,
+/// Returns rows `(kind, a, b)`: when an aggregate is not at its expected version,
 /// `(1, index in expected, actual version)` for each such, and nothing is written. Else
-/// `(2, 0, last position)` and either `(3, 0, first position)` when the events took
-/// consecutive positions in order (no committed event waited before them, and their ids are
-/// consecutive, as MariaDB gives one statement's rows unless `innodb_autoinc_lock_mode` is 2),
-/// or `(0, index in events, position)` for each event (position 0 if a backlog of more than
-/// [`PASS_ROWS`] waiting events left it unnumbered).
+/// either one row `(3, first position, last position)` when the events took consecutive
+/// positions in order (no committed event waited before them, and their ids are consecutive,
+/// as MariaDB gives one statement's rows unless `innodb_autoinc_lock_mode` is 2), or
+/// `(0, index in events, position)` for each event (position 0 if a backlog of more than
+/// [`PASS_ROWS`] waiting events left it unnumbered) and `(2, 0, last position)`.
 ///
 /// Events are found through `by_version` by force: with one stream in the table, the
 /// optimizer would pick `by_stream` for a JSON row's `(stream, aggregate)` and read every
@@ -69,19 +73,23 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
 /// which may be another append's uncommitted row whose transaction waits for the counter
 /// this one holds (a deadlock).
 pub(crate) fn add_procedure(t: &Tables) -> String {
-    let current = format!(
-        "(SELECT COALESCE(MAX(version), 0) FROM {events} e FORCE INDEX (by_version)
-          WHERE e.stream = x.s AND e.aggregate_id = x.a)",
-        events = t.events
-    );
+    let events = &t.events;
     let expected = "JSON_TABLE(expected, '$[*]' COLUMNS (n FOR ORDINALITY,
         s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', c BIGINT PATH '$[2]')) x";
     let new = "JSON_TABLE(evts, '$[*]' COLUMNS (n FOR ORDINALITY,
         s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', v BIGINT PATH '$[2]',
         d LONGTEXT CHARACTER SET utf8mb4 PATH '$[3]')) j";
+    let version_of = |s: &str, a: &str| {
+        format!(
+            "(SELECT COALESCE(MAX(version), 0) FROM {events} e FORCE INDEX (by_version)
+              WHERE e.stream = {s} AND e.aggregate_id = {a})"
+        )
+    };
     format!(
         "CREATE PROCEDURE {add}(IN evts LONGTEXT CHARACTER SET utf8mb4,
-          IN expected LONGTEXT CHARACTER SET utf8mb4, IN ts BIGINT)
+          IN expected LONGTEXT CHARACTER SET utf8mb4, IN ts BIGINT,
+          IN one_s VARBINARY(1020), IN one_a VARBINARY(1020), IN one_v BIGINT,
+          IN one_d LONGTEXT CHARACTER SET utf8mb4)
         BEGIN
           DECLARE last_pos BIGINT;
           DECLARE numbered BIGINT DEFAULT 0;
@@ -92,40 +100,64 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
           DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
           SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
           START TRANSACTION;
-          SELECT COUNT(*) INTO bad FROM {expected}
-            LEFT JOIN {events} e FORCE INDEX (by_version)
-              ON e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c
-            WHERE x.c > 0 AND e.id IS NULL;
+          IF evts IS NULL THEN
+            IF one_v > 1 THEN
+              SELECT 1 - COUNT(*) INTO bad FROM {events} FORCE INDEX (by_version)
+                WHERE stream = one_s AND aggregate_id = one_a AND version = one_v - 1;
+            END IF;
+          ELSE
+            SELECT COUNT(*) INTO bad FROM {expected}
+              LEFT JOIN {events} e FORCE INDEX (by_version)
+                ON e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c
+              WHERE x.c > 0 AND e.id IS NULL;
+          END IF;
           IF bad > 0 THEN
             ROLLBACK;
-            SELECT 1, CAST(t.n - 1 AS SIGNED), t.actual FROM
-              (SELECT x.n, x.c, {current} AS actual FROM {expected}) t
-            WHERE t.actual <> t.c;
+            IF evts IS NULL THEN
+              SELECT 1, 0, {one_version};
+            ELSE
+              SELECT 1, CAST(t.n - 1 AS SIGNED), t.actual FROM
+                (SELECT x.n, x.c, {x_version} AS actual FROM {expected}) t
+              WHERE t.actual <> t.c;
+            END IF;
           ELSE
-            INSERT INTO {events} (stream, aggregate_id, version, timestamp_ms, data)
-              SELECT j.s, j.a, j.v, ts, j.d FROM {new} ORDER BY j.n;
+            IF evts IS NULL THEN
+              INSERT INTO {events} (stream, aggregate_id, version, timestamp_ms, data)
+                VALUES (one_s, one_a, one_v, ts, one_d);
+            ELSE
+              INSERT INTO {events} (stream, aggregate_id, version, timestamp_ms, data)
+                SELECT j.s, j.a, j.v, ts, j.d FROM {new} ORDER BY j.n;
+            END IF;
             SET first_id = LAST_INSERT_ID(), added = ROW_COUNT();
-            SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
+            UPDATE {seq} SET last = (@evtstore_last := last) + added WHERE id = 1;
+            SET last_pos = @evtstore_last;
             SELECT id INTO waiting FROM {events}
               WHERE position IS NULL AND id < first_id LIMIT 1;
             IF waiting IS NULL AND (added = 1 OR @@innodb_autoinc_lock_mode < 2) THEN
               UPDATE {events} SET position = last_pos + 1 + id - first_id
                 WHERE id >= first_id ORDER BY id LIMIT added;
-              UPDATE {seq} SET last = last_pos + added WHERE id = 1;
-              SELECT 3, 0, last_pos + 1 UNION ALL SELECT 2, 0, last_pos + added;
+              SELECT 3, last_pos + 1, last_pos + added;
             ELSE
               {session_table}
               {number}
-              SELECT 0, CAST(j.n - 1 AS SIGNED), COALESCE(e.position, 0) FROM {new}
-                JOIN {events} e FORCE INDEX (by_version) ON e.stream = j.s AND e.aggregate_id = j.a AND e.version = j.v
-              UNION ALL SELECT 2, 0, last_pos + numbered;
+              UPDATE {seq} SET last = last_pos + numbered WHERE id = 1;
+              IF evts IS NULL THEN
+                SELECT 0, 0, COALESCE(position, 0) FROM {events} WHERE id = first_id
+                UNION ALL SELECT 2, 0, last_pos + numbered;
+              ELSE
+                SELECT 0, CAST(j.n - 1 AS SIGNED), COALESCE(e.position, 0) FROM {new}
+                  JOIN {events} e FORCE INDEX (by_version)
+                    ON e.stream = j.s AND e.aggregate_id = j.a AND e.version = j.v
+                UNION ALL SELECT 2, 0, last_pos + numbered;
+              END IF;
             END IF;
             COMMIT;
           END IF;
         END",
         add = t.add,
-        events = t.events,
         seq = t.sequence,
+        one_version = version_of("one_s", "one_a"),
+        x_version = version_of("x.s", "x.a"),
         session_table = session_table(t),
         number = number(t),
     )
@@ -142,22 +174,18 @@ fn session_table(t: &Tables) -> String {
     )
 }
 
-/// Numbers the waiting events in `id` order after the counter's `last`, in the caller's
-/// transaction, leaving `last_pos` and `numbered` set.
+/// Numbers the waiting events in `id` order after `last_pos` (read with the counter's row
+/// locked), in the caller's transaction, leaving `numbered` set; the caller then moves the
+/// counter on by `numbered`.
 fn number(t: &Tables) -> String {
     format!(
-        "SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
-            INSERT INTO {pass}
+        "INSERT INTO {pass}
               SELECT id, last_pos + ROW_NUMBER() OVER (ORDER BY id)
               FROM {events} WHERE position IS NULL ORDER BY id LIMIT {PASS_ROWS};
             SET numbered = ROW_COUNT();
-            IF numbered > 0 THEN
-              UPDATE {pass} STRAIGHT_JOIN {events} ON {events}.id = {pass}.id
-                SET {events}.position = {pass}.pos;
-              UPDATE {seq} SET last = last_pos + numbered WHERE id = 1;
-            END IF;",
+            UPDATE {pass} STRAIGHT_JOIN {events} ON {events}.id = {pass}.id
+              SET {events}.position = {pass}.pos;",
         pass = t.pass,
         events = t.events,
-        seq = t.sequence,
     )
 }

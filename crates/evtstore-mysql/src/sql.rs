@@ -24,7 +24,7 @@ impl Sql {
     pub(crate) fn new(t: &Tables) -> Self {
         let (events, bookmarks, snapshots) = (&t.events, &t.bookmarks, &t.snapshots);
         Sql {
-            add: format!("CALL {}(?, ?, ?)", t.add),
+            add: format!("CALL {}(?, ?, ?, ?, ?, ?, ?)", t.add),
             version: format!(
                 "SELECT MAX(version) FROM {events} WHERE stream = ? AND aggregate_id = ?"
             ),

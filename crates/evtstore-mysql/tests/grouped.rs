@@ -140,16 +140,22 @@ async fn an_append_numbers_the_committed_events_waiting_before_it() {
     };
     let provider = db.provider(options).await;
     let mut conn = db.connection().await;
-    let mut tx = conn.begin().await.unwrap();
-    let waiting = vec![event("w", 1), event("w", 2)];
-    provider.append_in(&mut tx, waiting).await.unwrap();
-    tx.commit().await.unwrap();
-    let metas = provider.append(vec![event("w", 3)]).await.unwrap();
-    assert_eq!(metas[0].position, 3, "after the two waiting events");
+    // One event, then two: the procedure takes each shape its own way.
+    for (waiting, appended) in [(1..=2, 3..=3), (4..=4, 5..=6)] {
+        let mut tx = conn.begin().await.unwrap();
+        let waiting = waiting.map(|v| event("w", v)).collect();
+        provider.append_in(&mut tx, waiting).await.unwrap();
+        tx.commit().await.unwrap();
+        let appended: Vec<NewEvent> = appended.map(|v| event("w", v)).collect();
+        let metas = provider.append(appended.clone()).await.unwrap();
+        let positions: Vec<u64> = metas.iter().map(|m| m.position).collect();
+        let versions: Vec<u64> = appended.iter().map(|e| e.version).collect();
+        assert_eq!(positions, versions, "after the waiting events");
+    }
     let stored = provider.events(&["counters".into()], 0, 10).await.unwrap();
     let got: Vec<(u64, u64)> = stored
         .iter()
         .map(|e| (e.meta.position, e.meta.version))
         .collect();
-    assert_eq!(got, [(1, 1), (2, 2), (3, 3)]);
+    assert_eq!(got, (1..=6).map(|v| (v, v)).collect::<Vec<_>>());
 }
