@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
@@ -50,12 +51,20 @@ type Job = (Vec<NewEvent>, oneshot::Sender<Result<Vec<EventMeta>>>);
 pub struct GroupCommit {
     state: Mutex<QueueState>,
     batch_done: Notify,
+    queued: Notify,
+    /// How long a caller that finds fewer appends queued than were lately in flight waits
+    /// for them (zero: not at all).
+    linger: Duration,
 }
 
 #[derive(Default)]
 struct QueueState {
     jobs: Vec<Job>,
     committing: bool,
+    /// Appends in the group being committed.
+    in_flight: usize,
+    /// The most appends queued or in flight at once since the last claim.
+    seen: usize,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -74,6 +83,49 @@ impl GroupCommit {
         Self::default()
     }
 
+    /// An empty queue on which a caller that finds no group in flight, but fewer appends
+    /// queued than were queued or in flight at once since the last group was claimed, waits
+    /// up to `linger` for them, so that callers who take turns come back into one group
+    /// rather than two that alternate. A lone caller never waits.
+    pub fn with_linger(linger: Duration) -> Self {
+        GroupCommit {
+            linger,
+            ..Self::default()
+        }
+    }
+
+    /// Waits, up to `linger`, while no group is in flight and fewer appends are queued than
+    /// were lately queued or in flight at once. False when there was nothing to wait for.
+    async fn gather(&self) -> bool {
+        if self.linger.is_zero() || !self.short() {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + self.linger;
+        loop {
+            let queued = self.queued.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            if !self.short() || tokio::time::timeout_at(deadline, queued).await.is_err() {
+                return true;
+            }
+        }
+    }
+
+    /// True when no group is in flight and fewer appends are queued than lately.
+    fn short(&self) -> bool {
+        let state = self.lock();
+        !state.committing && state.jobs.len() < state.seen
+    }
+
+    /// Queues a job, noting how many are queued or in flight.
+    fn push(&self, job: Job) {
+        let mut state = self.lock();
+        state.jobs.push(job);
+        state.seen = state.seen.max(state.jobs.len() + state.in_flight);
+        drop(state);
+        self.queued.notify_waiters();
+    }
+
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -85,6 +137,8 @@ impl GroupCommit {
             return None;
         }
         state.committing = true;
+        state.in_flight = state.jobs.len();
+        state.seen = state.in_flight;
         Some(std::mem::take(&mut state.jobs))
     }
 
@@ -100,7 +154,8 @@ impl GroupCommit {
         events: Vec<NewEvent>,
     ) -> Result<Vec<EventMeta>> {
         let (reply, mut answer) = oneshot::channel();
-        self.lock().jobs.push((events, reply));
+        self.push((events, reply));
+        let mut gathered = false;
         loop {
             let batch_done = self.batch_done.notified();
             tokio::pin!(batch_done);
@@ -112,6 +167,9 @@ impl GroupCommit {
                     return Err(Error::backend(format!("{}: append", P::BACKEND), cause));
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            if !gathered {
+                gathered = self.gather().await;
             }
             if let Some(jobs) = self.claim() {
                 let mut untried = disjoint_groups(valid_only(jobs));
@@ -141,6 +199,7 @@ impl Drop for Claim<'_> {
         let untried = self.untried.drain(..).rev().flatten();
         state.jobs.splice(0..0, untried);
         state.committing = false;
+        state.in_flight = 0;
         drop(state);
         self.queue.batch_done.notify_waiters();
     }
@@ -254,153 +313,4 @@ fn disjoint_groups(jobs: Vec<Job>) -> Vec<Vec<Job>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::provider::Expectation;
-
-    /// Aggregates' versions in memory; each append takes 5 ms, so concurrent callers queue.
-    #[derive(Default)]
-    struct Fake {
-        versions: Mutex<HashMap<String, u64>>,
-        /// The number of events of each append, in order.
-        calls: Mutex<Vec<usize>>,
-        /// Fails every append of more than one caller as if the connection was lost.
-        lose_groups: bool,
-    }
-
-    impl GroupAppend for Fake {
-        const BACKEND: &'static str = "Fake";
-
-        async fn append_group(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
-            self.calls.lock().unwrap().push(events.len());
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if self.lose_groups && events.len() > 1 {
-                return Err(Error::unavailable("Fake: append", "connection lost"));
-            }
-            let expected = expectations(&events)?;
-            let mut versions = self.versions.lock().unwrap();
-            if let Some(x) = expected.iter().find(|x| current(&versions, x) != x.current) {
-                return Err(Error::VersionConflict {
-                    stream: x.stream.to_owned(),
-                    aggregate_id: x.aggregate_id.to_owned(),
-                    expected: x.current,
-                    actual: current(&versions, x),
-                });
-            }
-            let metas = events.iter().map(|e| EventMeta {
-                stream: e.stream.clone(),
-                aggregate_id: e.aggregate_id.clone(),
-                version: e.version,
-                position: 0,
-                timestamp: 0,
-            });
-            let metas: Vec<_> = metas.collect();
-            for meta in &metas {
-                versions.insert(meta.aggregate_id.clone(), meta.version);
-            }
-            Ok(metas)
-        }
-
-        fn refused(&self, error: &Error) -> bool {
-            error.is_version_conflict()
-        }
-
-        fn stored(&self) {}
-    }
-
-    fn current(versions: &HashMap<String, u64>, x: &Expectation<'_>) -> u64 {
-        versions.get(x.aggregate_id).copied().unwrap_or(0)
-    }
-
-    fn event(id: &str, version: u64) -> NewEvent {
-        NewEvent {
-            stream: "s".into(),
-            aggregate_id: id.into(),
-            version,
-            data: "{}".into(),
-        }
-    }
-
-    /// Runs `appends` at once; returns each caller's answer, in order, and the appends made.
-    async fn run(
-        fake: Fake,
-        appends: Vec<Vec<NewEvent>>,
-    ) -> (Vec<Result<Vec<EventMeta>>>, Vec<usize>) {
-        let (fake, queue) = (Arc::new(fake), Arc::new(GroupCommit::new()));
-        let tasks = appends.into_iter().map(|events| {
-            let (fake, queue) = (fake.clone(), queue.clone());
-            tokio::spawn(async move { queue.append(&*fake, events).await })
-        });
-        let mut answers = Vec::new();
-        for task in tasks.collect::<Vec<_>>() {
-            answers.push(task.await.unwrap());
-        }
-        let calls = fake.calls.lock().unwrap().clone();
-        (answers, calls)
-    }
-
-    #[tokio::test]
-    async fn concurrent_appends_share_an_append_and_each_gets_its_own_events() {
-        let appends = (0..10).map(|n| vec![event(&format!("a{n}"), 1)]).collect();
-        let (answers, calls) = run(Fake::default(), appends).await;
-        assert_eq!(
-            calls,
-            [1, 9],
-            "the first alone, the nine queued behind it together"
-        );
-        for (n, answer) in answers.into_iter().enumerate() {
-            let metas = answer.unwrap();
-            assert_eq!(metas.len(), 1);
-            assert_eq!(metas[0].aggregate_id, format!("a{n}"));
-        }
-    }
-
-    #[tokio::test]
-    async fn a_conflict_or_bad_append_in_a_group_fails_alone() {
-        let fake = Fake::default();
-        fake.versions.lock().unwrap().insert("taken".into(), 1);
-        let appends = vec![
-            vec![event("first", 1)],
-            vec![event("a", 1)],
-            vec![event("taken", 1)],
-            vec![event("b", 0)],
-            vec![event("a", 2), event("a", 3)],
-        ];
-        let (answers, calls) = run(fake, appends).await;
-        // `first` alone; then `a`, `taken` (refused: each alone again); then `a` again.
-        assert_eq!(calls, [1, 2, 1, 1, 2]);
-        assert!(answers[0].is_ok() && answers[1].is_ok() && answers[4].is_ok());
-        assert!(answers[2].as_ref().unwrap_err().is_version_conflict());
-        assert!(matches!(answers[3], Err(Error::InvalidAppend { .. })));
-    }
-
-    #[tokio::test]
-    async fn a_group_lost_on_the_way_fails_every_caller_without_a_retry() {
-        let fake = Fake {
-            lose_groups: true,
-            ..Fake::default()
-        };
-        let appends = (0..3).map(|n| vec![event(&format!("a{n}"), 1)]).collect();
-        let (answers, calls) = run(fake, appends).await;
-        assert_eq!(calls, [1, 2]);
-        assert!(answers[0].is_ok());
-        for answer in &answers[1..] {
-            let error = answer.as_ref().unwrap_err();
-            assert_eq!(error.kind(), crate::ErrorKind::Unavailable, "{error}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_cancelled_committer_leaves_the_queue_usable() {
-        let (fake, queue) = (Fake::default(), GroupCommit::new());
-        let cancelled = queue.append(&fake, vec![event("a", 1)]);
-        let timed_out = tokio::time::timeout(Duration::from_millis(1), cancelled).await;
-        assert!(timed_out.is_err(), "cancelled mid-append");
-        let next = queue.append(&fake, vec![event("b", 1)]).await.unwrap();
-        assert_eq!(next[0].aggregate_id, "b");
-    }
-}
+mod tests;

@@ -2,6 +2,8 @@
 //! procedure ([`GroupCommit`]), which checks every version, inserts the events, numbers them
 //! and commits: one round trip and one durable commit for the whole group.
 
+use std::time::Duration;
+
 use evtstore_core::provider::now_millis;
 use evtstore_core::provider::{Expectation, GroupAppend, GroupCommit, expectations};
 use evtstore_core::{Error, ErrorKind, EventMeta, NewEvent, Result};
@@ -23,6 +25,13 @@ const ADD_BYTES: usize = 1 << 20;
 
 /// Appends waiting to be committed.
 pub(crate) type AppendQueue = GroupCommit;
+
+/// How long a caller waits for the callers of the last group to queue again (the timer's
+/// granularity, 1 ms). A call of the procedure takes about 1 ms whatever the group's size,
+/// and callers that each load then append split, without it, into two groups that take
+/// turns: 16 concurrent loads and appends ran at 7,224/s without, 9,277/s with (medians of 4
+/// runs, same minutes, this project's machine), sequential ones at the same rate.
+pub(crate) const LINGER: Duration = Duration::from_millis(1);
 
 impl MysqlProvider {
     /// The provider's append: every aggregate's version checked and every event inserted, or

@@ -148,7 +148,7 @@ impl MysqlProvider {
             pool,
             sql: Arc::new(Sql::new(&tables)),
             sequencer,
-            queue: append::AppendQueue::default(),
+            queue: append::AppendQueue::with_linger(append::LINGER),
             timer,
             server,
         })
