@@ -45,6 +45,7 @@ mod append;
 mod errors;
 mod procedures;
 mod read;
+mod readahead;
 mod schema;
 mod sequencer;
 mod sql;
@@ -78,6 +79,7 @@ pub struct MysqlProvider {
     sql: Arc<Sql>,
     sequencer: Arc<Sequencer>,
     queue: append::AppendQueue,
+    ahead: readahead::ReadAhead,
     timer: JoinHandle<()>,
     /// `host:port/database`, for messages (never the password).
     server: Arc<str>,
@@ -144,9 +146,11 @@ impl MysqlProvider {
         drop(conn);
         let sequencer = Arc::new(Sequencer::new(pool.clone(), &tables.pass, server.clone()));
         let timer = tokio::spawn(sequencer.clone().run_every(options.sequence_interval));
+        let sql = Arc::new(Sql::new(&tables));
         Ok(MysqlProvider {
+            ahead: readahead::ReadAhead::new(pool.clone(), sql.clone(), server.clone()),
             pool,
-            sql: Arc::new(Sql::new(&tables)),
+            sql,
             sequencer,
             queue: append::AppendQueue::with_linger(append::LINGER),
             timer,
@@ -212,11 +216,7 @@ impl Provider for MysqlProvider {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        async move {
-            let mut conn = self.conn().await?;
-            self.read_page_on(&mut conn, streams, after, limit).await
-        }
-        .boxed()
+        self.ahead.page(streams, after, limit).boxed()
     }
 
     fn last_event<'a>(

@@ -4,7 +4,8 @@ use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlConnection, Row};
 
-use crate::MysqlProvider;
+use crate::sql::Sql;
+use crate::{MysqlProvider, errors};
 
 /// Text stored as bytes (`VARBINARY` compares exactly, with no collation or padding).
 fn text(row: &MySqlRow, index: usize) -> Result<String, sqlx::Error> {
@@ -32,6 +33,32 @@ pub(crate) fn set_position(position: Option<i64>) -> Option<Position> {
     position.filter(|&p| p >= 0).map(|p| p as u64)
 }
 
+/// At most `limit` positioned events of `streams` after `after`, in position order.
+pub(crate) async fn read_page(
+    conn: &mut MySqlConnection,
+    sql: &Sql,
+    server: &str,
+    streams: &[String],
+    after: Position,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    if streams.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fail = |e| errors::fail(server, "read events", e);
+    let sql = sql.page(streams.len());
+    let mut query = sqlx::query(&sql).bind(after as i64);
+    for stream in streams {
+        query = query.bind(stream.as_str());
+    }
+    let rows = query.bind(limit as i64).fetch_all(conn).await;
+    rows.and_then(|rows| events_from(&rows)).map_err(fail)
+}
+
+fn events_from(rows: &[MySqlRow]) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    rows.iter().map(event_from_row).collect()
+}
+
 impl MysqlProvider {
     pub(crate) async fn read_aggregate(
         &self,
@@ -39,18 +66,14 @@ impl MysqlProvider {
         id: &str,
         after: u64,
     ) -> Result<Vec<StoredEvent>> {
-        let fail = |e| self.fail("read aggregate", e);
         let rows = sqlx::query(&self.sql.aggregate_events)
             .bind(stream)
             .bind(id)
             .bind(after as i64)
             .fetch_all(&self.pool)
-            .await
-            .map_err(fail)?;
-        rows.iter()
-            .map(event_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(fail)
+            .await;
+        let events = rows.and_then(|rows| events_from(&rows));
+        events.map_err(|e| self.fail("read aggregate", e))
     }
 
     /// A page of positioned events after `after`.
@@ -61,24 +84,7 @@ impl MysqlProvider {
         after: Position,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        if streams.is_empty() {
-            return Ok(Vec::new());
-        }
-        let fail = |e| self.fail("read events", e);
-        let sql = self.sql.page(streams.len());
-        let mut query = sqlx::query(&sql).bind(after as i64);
-        for stream in streams {
-            query = query.bind(stream.as_str());
-        }
-        let rows = query
-            .bind(limit as i64)
-            .fetch_all(conn)
-            .await
-            .map_err(fail)?;
-        rows.iter()
-            .map(event_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(fail)
+        read_page(conn, &self.sql, &self.server, streams, after, limit).await
     }
 
     pub(crate) async fn read_last(

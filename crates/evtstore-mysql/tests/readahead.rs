@@ -1,0 +1,59 @@
+//! Read-ahead: after a full page the next is read in the background; a reader gets exactly
+//! what a fresh read would return, never a stale short page.
+
+mod support;
+
+use evtstore_core::{NewEvent, Provider};
+
+fn event(id: &str, version: u64) -> NewEvent {
+    NewEvent {
+        stream: "pages".into(),
+        aggregate_id: id.into(),
+        version,
+        data: r#"{"type":"Paged"}"#.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_read_ahead_short_is_read_again() {
+    let Some(url) = support::url() else { return };
+    let (provider, _db) = support::fresh(&url).await;
+    let streams = ["pages".to_owned()];
+    provider
+        .append(vec![event("a", 1), event("a", 2)])
+        .await
+        .unwrap();
+    let full = provider.events(&streams, 0, 2).await.unwrap();
+    assert_eq!(
+        full.len(),
+        2,
+        "a full page: the next is read ahead, and is empty"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    provider.append(vec![event("a", 3)]).await.unwrap();
+    let next = provider.events(&streams, 2, 2).await.unwrap();
+    let positions: Vec<u64> = next.iter().map(|e| e.meta.position).collect();
+    assert_eq!(positions, [3], "the event appended since the read ahead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_read_ahead_give_every_event_once_in_order() {
+    let Some(url) = support::url() else { return };
+    let (provider, _db) = support::fresh(&url).await;
+    let streams = ["pages".to_owned()];
+    for v in 1..=10 {
+        provider.append(vec![event("b", v)]).await.unwrap();
+    }
+    let (mut after, mut seen) = (0, Vec::new());
+    loop {
+        let page = provider.events(&streams, after, 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.meta.position;
+        seen.extend(page.iter().map(|e| (e.meta.position, e.meta.version)));
+        if after == 4 {
+            // Another reader's request in between replaces the page read ahead.
+            provider.events(&streams, 0, 5).await.unwrap();
+        }
+    }
+    assert_eq!(seen, (1..=10).map(|v| (v, v)).collect::<Vec<_>>());
+}
