@@ -14,6 +14,23 @@ fn event(id: &str, version: u64) -> NewEvent {
     }
 }
 
+/// (position, version) of every event of stream `pages`, read in pages of 3; after the page
+/// that ends at `interrupt`, another reader asks for another page.
+async fn read_all(provider: &impl Provider, interrupt: Option<u64>) -> Vec<(u64, u64)> {
+    let streams = ["pages".to_owned()];
+    let (mut after, mut seen) = (0, Vec::new());
+    loop {
+        let page = provider.events(&streams, after, 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.meta.position;
+        seen.extend(page.iter().map(|e| (e.meta.position, e.meta.version)));
+        if Some(after) == interrupt {
+            provider.events(&streams, 0, 5).await.unwrap();
+        }
+    }
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_read_ahead_short_is_read_again() {
     let Some(url) = support::url() else { return };
@@ -40,20 +57,32 @@ async fn a_page_read_ahead_short_is_read_again() {
 async fn pages_read_ahead_give_every_event_once_in_order() {
     let Some(url) = support::url() else { return };
     let (provider, _db) = support::fresh(&url).await;
-    let streams = ["pages".to_owned()];
     for v in 1..=10 {
         provider.append(vec![event("b", v)]).await.unwrap();
     }
-    let (mut after, mut seen) = (0, Vec::new());
-    loop {
-        let page = provider.events(&streams, after, 3).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.meta.position;
-        seen.extend(page.iter().map(|e| (e.meta.position, e.meta.version)));
-        if after == 4 {
-            // Another reader's request in between replaces the page read ahead.
-            provider.events(&streams, 0, 5).await.unwrap();
+    // Another reader's request in between replaces the pages read ahead.
+    let seen = read_all(&*provider, Some(4)).await;
+    assert_eq!(seen, (1..=10).map(|v| (v, v)).collect::<Vec<_>>());
+}
+
+/// A page of one stream followed by another stream's events: the page guessed to come next
+/// is read in vain, never handed over for another page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_guess_of_the_next_page_is_never_handed_over() {
+    let Some(url) = support::url() else { return };
+    let (provider, _db) = support::fresh(&url).await;
+    for (stream, id, versions) in [
+        ("pages", "a", 1..=3),
+        ("others", "o", 1..=3),
+        ("pages", "a", 4..=7),
+    ] {
+        for v in versions {
+            let mut new = event(id, v);
+            new.stream = stream.into();
+            provider.append(vec![new]).await.unwrap();
         }
     }
-    assert_eq!(seen, (1..=10).map(|v| (v, v)).collect::<Vec<_>>());
+    let seen = read_all(&*provider, None).await;
+    let expected = [(1, 1), (2, 2), (3, 3), (7, 4), (8, 5), (9, 6), (10, 7)];
+    assert_eq!(seen, expected);
 }
