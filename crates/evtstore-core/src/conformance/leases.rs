@@ -71,7 +71,7 @@ pub async fn a_lease_has_one_holder_and_fences_bookmarks(
     provider.set_bookmark_leased(&b, 7).await.expect("b saves");
     assert_eq!(bookmark(&provider, "h").await, Some(7));
     let live = provider.leases("h").await.expect("listing leases");
-    assert_eq!(live, [b.clone()], "the live leases of the name");
+    assert_eq!(live, [b], "the live leases of the name");
     assert_eq!(
         acquire(&provider, "h", "a", LONG).await,
         None,
