@@ -135,6 +135,15 @@ pub enum Error {
         /// The aggregate.
         aggregate_id: String,
     },
+    /// A handler's lease expired or passed to another process: its bookmark was not saved.
+    /// The handler stops and waits to take the lease again.
+    #[error("lease {name:?} of {owner:?} is not held any more: the bookmark was not saved")]
+    LeaseLost {
+        /// The lease's (and bookmark's) name.
+        name: String,
+        /// The owner that lost it.
+        owner: String,
+    },
     /// Writers got in each other's way (a deadlock, a busy database): nothing was written, and
     /// the same work may succeed when retried.
     #[error("{context}: {source}")]
@@ -201,6 +210,7 @@ impl Error {
         match self {
             Error::VersionConflict { .. }
             | Error::StaleTransaction { .. }
+            | Error::LeaseLost { .. }
             | Error::Contention { .. } => ErrorKind::Conflict,
             Error::Rejected { .. } => ErrorKind::Rejected,
             Error::InvalidName { .. } | Error::InvalidAppend { .. } | Error::Encode { .. } => {
