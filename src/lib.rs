@@ -13,7 +13,7 @@ pub use evtstore_core::{Aggregate, Contains, Domain, Loaded, UnknownEvents, doma
 pub use evtstore_core::{Batch, Command, CommandError, Decision, Events, Executed, Rejection};
 
 // Event handlers.
-pub use evtstore_core::{Handler, HandlerBuilder, HandlerFailure, Handles};
+pub use evtstore_core::{Handler, HandlerBuilder, HandlerFailure, Handles, TxHandles};
 
 // Events and errors.
 pub use evtstore_core::{BoxError, Error, ErrorKind, EventMeta, Position, Result};

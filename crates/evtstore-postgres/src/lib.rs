@@ -80,7 +80,7 @@ use tokio::task::JoinHandle;
 
 pub use tables::PgOptions;
 pub use tls::PgSslMode;
-pub use transaction::{TxCallback, TxHandler, TxHandlerBuilder};
+pub use transaction::{TxHandler, TxHandlerBuilder};
 
 use connect::{Renewal, Target, UrlTls};
 use failure::Limits;

@@ -46,6 +46,7 @@ mod provider_reads;
 mod snapshots;
 mod stopping;
 mod support;
+pub mod tx;
 mod unknown;
 
 pub use commands::*;

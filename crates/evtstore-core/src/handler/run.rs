@@ -1,11 +1,8 @@
 //! One run of a handler: pages of events, callbacks, bookmark saves.
 
-use std::panic::AssertUnwindSafe;
-
-use futures_util::FutureExt;
-
-use super::{Handler, HandlerFailure};
-use crate::error::{BoxError, Error, Result};
+use super::page::{Handled, PageEvents};
+use super::{Handler, Parts};
+use crate::error::{Error, Result};
 use crate::event::{Position, StoredEvent};
 
 impl<S: Send + 'static> Handler<S> {
@@ -85,9 +82,12 @@ impl<S: Send + 'static> Handler<S> {
             .events(&parts.streams, position, page_size)
             .await?;
         let start = position;
-        let (handled, outcome) = self
-            .handle_page(&mut cursor.state, &page, &mut position)
-            .await;
+        let mut events = StateEvents {
+            parts,
+            state: &mut cursor.state,
+        };
+        let policy = parts.policy();
+        let (handled, outcome) = policy.handle_page(&mut events, &page, &mut position).await;
         if position != start {
             self.save_position(position).await?;
             cursor.position = Some(position);
@@ -102,86 +102,24 @@ impl<S: Send + 'static> Handler<S> {
         }
         Ok((page.len(), handled))
     }
+}
 
-    /// Handles a page in order, moving `position` past each event done (or skipped).
-    async fn handle_page(
-        &self,
-        state: &mut S,
-        page: &[StoredEvent],
-        position: &mut Position,
-    ) -> (usize, Result<()>) {
-        let parts = &self.inner.parts;
-        let mut handled = 0;
-        for event in page {
-            match self.dispatch(state, event).await {
-                Ok(true) => handled += 1,
-                Ok(false) => {}
-                Err(error) if parts.options.continue_on_error || is_skipped_unknown(&error) => {
-                    let failure = HandlerFailure {
-                        handler: &parts.name,
-                        event: Some(&event.meta),
-                        error: &error,
-                    };
-                    parts.hooks.failed(failure).await;
-                }
-                Err(error) => return (handled, Err(error)),
-            }
-            *position = event.meta.position;
-        }
-        (handled, Ok(()))
-    }
+/// A plain handler's page: each event goes to its callback with the handler's state.
+struct StateEvents<'h, S> {
+    parts: &'h Parts<S>,
+    state: &'h mut S,
+}
 
-    /// Runs the event's callback; false when the handler has none for its stream.
-    async fn dispatch(&self, state: &mut S, event: &StoredEvent) -> Result<bool> {
-        let parts = &self.inner.parts;
+impl<S: Send> PageEvents for StateEvents<'_, S> {
+    async fn handle(&mut self, event: &StoredEvent) -> Result<Handled> {
+        let parts = self.parts;
         let Some(callback) = parts.routes.get(&event.meta.stream) else {
-            return Ok(false);
+            return Ok(Handled::Ignored);
         };
         // Decoding only: the callback itself runs inside the future.
-        let Some(future) = callback(state, event)? else {
-            return Err(unknown_skipped(event));
-        };
-        match AssertUnwindSafe(future).catch_unwind().await {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(source)) => Err(self.failure(event, source)),
-            Err(panic) => Err(self.failure(event, panic_message(panic))),
-        }
+        Ok(match callback(self.state, event) {
+            Ok(future) => parts.policy().call(event, future).await,
+            Err(error) => Handled::Failed(error),
+        })
     }
-
-    fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
-        Error::Handler {
-            handler: self.inner.parts.name.clone(),
-            stream: event.meta.stream.clone(),
-            aggregate_id: event.meta.aggregate_id.clone(),
-            version: event.meta.version,
-            position: event.meta.position,
-            source,
-        }
-    }
-}
-
-/// The report of an event skipped because its type is unknown to this build.
-fn unknown_skipped(event: &StoredEvent) -> Error {
-    let event_type = crate::aggregate::event_type(&event.data).unwrap_or_default();
-    Error::UnknownEventType {
-        stream: event.meta.stream.clone(),
-        aggregate_id: event.meta.aggregate_id.clone(),
-        version: event.meta.version,
-        position: event.meta.position,
-        event_type,
-        skipped: true,
-    }
-}
-
-fn is_skipped_unknown(error: &Error) -> bool {
-    matches!(error, Error::UnknownEventType { skipped: true, .. })
-}
-
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> BoxError {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("callback panicked: {text}").into()
 }
