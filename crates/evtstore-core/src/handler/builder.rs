@@ -109,6 +109,22 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
 
     common_options!();
 
+    /// How long the handler's lease lasts unless renewed (default 4 s). However many
+    /// processes start a handler of one name, one at a time runs it; when it dies another
+    /// takes over once its lease has expired, and a graceful [`stop`](Handler::stop) hands
+    /// over at once. Handlers with an in-memory bookmark take no lease.
+    pub fn lease_time(mut self, time: std::time::Duration) -> Self {
+        self.options.lease = Some(time.max(std::time::Duration::from_millis(100)));
+        self
+    }
+
+    /// Takes no lease: every process that starts the handler runs it (each with its own
+    /// effects), and they race on the one bookmark. For handlers that must run everywhere.
+    pub fn without_lease(mut self) -> Self {
+        self.options.lease = None;
+        self
+    }
+
     /// Keeps the position in this process only, never in the provider.
     pub fn in_memory_bookmark(mut self) -> Self {
         self.options.in_memory_bookmark = true;
