@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::domain::*;
 use super::support::{domain, eventually};
-use crate::{Domain, Handler, Position, Provider};
+use crate::{Domain, Handler, Partitioned, Position, Provider};
 
 /// Which handler got which position.
 type Seen = Arc<Mutex<Vec<(&'static str, Position)>>>;
@@ -131,5 +131,86 @@ pub async fn set_position_goes_through_the_lease(provider: Arc<dyn Provider>, pa
         &seen[replay..replay + 2],
         at.as_slice(),
         "replayed in order: {seen:?}"
+    );
+}
+
+/// (who, aggregate, version) of each event a partition handled.
+type Handled = Arc<Mutex<Vec<(&'static str, String, u64)>>>;
+
+fn partitioned(domain: &Domain<Tests>, who: &'static str, handled: &Handled) -> Partitioned<()> {
+    let record = handled.clone();
+    let partitioned = domain
+        .handler("split")
+        .lease_time(Duration::from_secs(1))
+        .handle::<Counter, _>(move |_, _, meta| {
+            let id = meta.aggregate_id.to_string();
+            record.lock().unwrap().push((who, id, meta.version));
+            Ok(())
+        })
+        .build_partitioned(4)
+        .expect("building");
+    partitioned.start();
+    partitioned
+}
+
+async fn bump_each(domain: &Domain<Tests>, aggregates: usize) {
+    for a in 0..aggregates {
+        let bumped = domain.execute(&format!("c{a}"), Bump { by: vec![1] }).await;
+        bumped.expect("bumping");
+    }
+}
+
+/// Two processes' worth of a handler split into 4 partitions: every event handled once, each
+/// aggregate's in version order, the partitions shared between both; when one stops the
+/// other takes over its partitions.
+pub async fn partitions_are_shared_and_move_when_a_process_leaves(
+    provider: Arc<dyn Provider>,
+    _page: usize,
+) {
+    let domain = domain(&provider);
+    let handled = Handled::default();
+    let one = partitioned(&domain, "one", &handled);
+    let two = partitioned(&domain, "two", &handled);
+    tokio::time::sleep(Duration::from_millis(600)).await; // both join
+    for _ in 0..3 {
+        bump_each(&domain, 12).await;
+    }
+    let all = || async { handled.lock().unwrap().len() >= 36 };
+    eventually("36 events handled", Duration::from_secs(20), all).await;
+    let by = |who| {
+        handled
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.0 == who)
+            .count()
+    };
+    assert!(
+        by("one") > 0 && by("two") > 0,
+        "both share the work: {} and {}",
+        by("one"),
+        by("two")
+    );
+
+    one.stop().await;
+    bump_each(&domain, 12).await;
+    let all = || async { handled.lock().unwrap().len() >= 48 };
+    eventually(
+        "the remaining process takes every partition",
+        Duration::from_secs(20),
+        all,
+    )
+    .await;
+    two.stop().await;
+    let handled = handled.lock().unwrap().clone();
+    assert_eq!(handled.len(), 48, "each event once: {handled:?}");
+    for a in 0..12 {
+        let id = format!("c{a}");
+        let versions: Vec<u64> = handled.iter().filter(|h| h.1 == id).map(|h| h.2).collect();
+        assert_eq!(versions, [1, 2, 3, 4], "{id} in version order");
+    }
+    assert!(
+        handled[36..].iter().all(|h| h.0 == "two"),
+        "after the stop only two runs"
     );
 }

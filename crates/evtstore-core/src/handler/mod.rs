@@ -11,6 +11,7 @@ mod hooks;
 mod leasing;
 mod options;
 mod page;
+mod partition;
 mod run;
 mod runner;
 mod tx;
@@ -25,6 +26,7 @@ use futures_util::future::BoxFuture;
 
 pub use builder::{HandlerBuilder, check_routes};
 pub use hooks::{HandlerFailure, Hooks};
+pub use partition::Partitioned;
 pub use runner::{Runner, Timing};
 pub use tx::{Savepoint, TxHandler, TxHandlerBuilder, TxHandles, TxProvider};
 
@@ -85,6 +87,8 @@ struct Parts<S> {
     routes: HashMap<String, Callback<S>>,
     options: Options,
     hooks: Hooks,
+    /// For one partition of a partitioned handler: (this partition, how many).
+    partition: Option<(u32, u32)>,
 }
 
 impl<S> Parts<S> {
