@@ -128,10 +128,11 @@ impl<S: Send> PageEvents for StateEvents<'_, S> {
         let Some(callback) = parts.routes.get(&event.meta.stream) else {
             return Ok(Handled::Ignored);
         };
-        if let Some((partition, of)) = parts.partition {
-            if super::partition::partition_of(&event.meta.aggregate_id, of) != partition {
-                return Ok(Handled::Ignored);
-            }
+        let other_partition = parts.partition.is_some_and(|(partition, of)| {
+            super::partition::partition_of(&event.meta.aggregate_id, of) != partition
+        });
+        if other_partition {
+            return Ok(Handled::Ignored);
         }
         // Decoding only: the callback itself runs inside the future.
         Ok(match callback(self.state, event) {
