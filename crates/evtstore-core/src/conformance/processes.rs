@@ -21,14 +21,15 @@ pub const CHILD: &str = "EVTSTORE_LEASE_CHILD";
 /// The children's lease: short, so the test is quick.
 const LEASE: Duration = Duration::from_secs(1);
 
-/// In a child: runs the handler "across" (page size 1) and prints `handled <position>` for
-/// each event. Never returns; the parent kills it.
+/// In a child: runs the handler "across" (page size 1), each event taking 100 ms, and prints
+/// `handled <position>` for each. Never returns; the parent kills it.
 pub async fn run_child(provider: Arc<dyn Provider>) {
     let handler = domain(&provider)
         .handler("across")
         .page_size(1)
         .lease_time(LEASE)
         .handle::<Counter, _>(|_, _, meta| {
+            std::thread::sleep(Duration::from_millis(100)); // slow, so a pause lands mid-page
             println!("handled {}", meta.position);
             Ok(())
         })
@@ -152,6 +153,10 @@ pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Pro
     assert!(took < LEASE * 4, "the takeover took {took:?}");
 
     let watcher = watch_bookmark(provider.clone());
+    for _ in 0..5 {
+        bump(&domain).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await; // the second child is mid-event
     children.signal(second, "-STOP");
     let paused_at = Instant::now();
     let (third, took) = until_another_runs(
@@ -168,7 +173,10 @@ pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Pro
     let resumed_at = Instant::now();
     tokio::time::sleep(LEASE * 2).await;
     let last = bump(&domain).await;
-    tokio::time::sleep(LEASE).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !children.lines().iter().any(|l| l.1 == last) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let went_back = watcher.stop().await;
     assert!(
         went_back.is_empty(),
