@@ -144,6 +144,12 @@ pub enum Error {
         /// The owner that lost it.
         owner: String,
     },
+    /// Another process runs this handler: it holds the handler's lease.
+    #[error("handler {name:?} runs in another process, which holds its lease")]
+    LeaseHeld {
+        /// The handler's (and lease's) name.
+        name: String,
+    },
     /// Writers got in each other's way (a deadlock, a busy database): nothing was written, and
     /// the same work may succeed when retried.
     #[error("{context}: {source}")]
@@ -211,6 +217,7 @@ impl Error {
             Error::VersionConflict { .. }
             | Error::StaleTransaction { .. }
             | Error::LeaseLost { .. }
+            | Error::LeaseHeld { .. }
             | Error::Contention { .. } => ErrorKind::Conflict,
             Error::Rejected { .. } => ErrorKind::Rejected,
             Error::InvalidName { .. } | Error::InvalidAppend { .. } | Error::Encode { .. } => {

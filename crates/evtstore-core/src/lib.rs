@@ -42,7 +42,7 @@ pub use command::{Command, CommandError, Decision, Events, Rejection};
 pub use domain::{Contains, Domain, Executed};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
-pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles, TxHandles};
+pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles, Partitioned, TxHandles};
 pub use lease::Lease;
 pub use memory::MemoryProvider;
 pub use provider::Provider;

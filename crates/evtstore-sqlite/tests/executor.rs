@@ -109,5 +109,8 @@ async fn timer_keeps_ticking_while_another_process_holds_the_lock() {
     assert!(child.wait().unwrap().success(), "the child failed");
     appended.expect("the append succeeds once the lock is free");
     assert!(waited > HOLD / 2, "the append waited only {waited:?}");
-    assert!(late < MAX_LATENESS_WHILE_LOCKED, "a 1 ms timer was {late:?} late");
+    assert!(
+        late < MAX_LATENESS_WHILE_LOCKED,
+        "a 1 ms timer was {late:?} late"
+    );
 }
