@@ -21,23 +21,31 @@ pub const CHILD: &str = "EVTSTORE_LEASE_CHILD";
 /// The children's lease: short, so the test is quick.
 const LEASE: Duration = Duration::from_secs(1);
 
-/// In a child: runs the handler "across" (page size 1), each event taking 100 ms, and prints
-/// `handled <position>` for each. Never returns; the parent kills it.
+/// In a child: runs the handler "across" (page size 1), printing `handled <position>` as
+/// each event starts, which then takes 100 ms. When its stdin closes it stops the handler (a graceful
+/// stop, releasing the lease) and exits; otherwise the parent kills it.
 pub async fn run_child(provider: Arc<dyn Provider>) {
     let handler = domain(&provider)
         .handler("across")
         .page_size(1)
         .lease_time(LEASE)
         .handle::<Counter, _>(|_, _, meta| {
-            std::thread::sleep(Duration::from_millis(100)); // slow, so a pause lands mid-page
             println!("handled {}", meta.position);
+            std::thread::sleep(Duration::from_millis(100)); // slow, so a pause lands mid-page
             Ok(())
         })
         .build()
         .expect("building the child's handler");
     handler.start();
     println!("started");
-    std::future::pending::<()>().await;
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().lines().count();
+        let _ = closed.send(());
+    });
+    let _ = stdin_closed.await;
+    handler.stop().await;
+    std::process::exit(0);
 }
 
 /// One event a child handled: which child, the position, when the parent read it.
@@ -54,6 +62,7 @@ impl Children {
         let handled = Arc::new(Mutex::new(Vec::new()));
         let children = (0..count).map(|n| {
             let mut child = start()
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("starting a child");
@@ -90,9 +99,12 @@ impl Children {
 impl Drop for Children {
     fn drop(&mut self) {
         for n in 0..self.children.len() {
-            let _ = Process::new("kill")
-                .args(["-CONT", &self.children[n].id().to_string()])
+            let pid = self.children[n].id().to_string();
+            let resume = Process::new("kill")
+                .args(["-CONT", &pid])
+                .stderr(Stdio::null())
                 .status();
+            drop(resume); // an exited child has nothing to resume
             let _ = self.children[n].kill();
             let _ = self.children[n].wait();
         }
@@ -191,6 +203,48 @@ pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Pro
     assert!(
         lines.iter().any(|l| l.1 == last && l.0 == third),
         "the third child handles on"
+    );
+}
+
+/// Two children run one handler; the one running it stops gracefully (its stdin closes) and
+/// the other takes over at once, long before the lease would expire. Prints the time from
+/// the stop to the other's first event.
+pub async fn graceful_stop_hands_over(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
+    let domain = domain(&provider);
+    let mut children = Children::start(2, start);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bump(&domain).await;
+    let first = loop {
+        if let Some(line) = children.lines().last() {
+            break line.0;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    drop(children.children[first].stdin.take()); // a graceful stop
+    let exited = children.children[first]
+        .wait()
+        .expect("the first child exits");
+    assert!(exited.success(), "the first child stopped cleanly");
+    let stopped_at = Instant::now();
+    let last = bump(&domain).await;
+    let deadline = stopped_at + Duration::from_secs(10);
+    let handled = loop {
+        let lines = children.lines();
+        if let Some(line) = lines.iter().find(|l| l.1 == last) {
+            break *line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody handled the event after the stop"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let took = handled.2 - stopped_at;
+    println!("after a graceful stop, the other process handled the next event in {took:?}");
+    assert_ne!(handled.0, first, "the other child");
+    assert!(
+        took < LEASE / 2,
+        "the handover waited {took:?}: the lease ({LEASE:?}) expired"
     );
 }
 
