@@ -1,13 +1,17 @@
 //! The standard evtstore workload (`shared/bench/WORKLOAD.md`), printed as JSON lines.
 //!
 //! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres|mysql
-//! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]`.
+//! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]
+//! [--aggregate-cache CAPACITY]`.
 //! `--raw` adds the raw SQLite or MariaDB ceiling for W1. Postgres: the server of
 //! `EVTSTORE_PG_URL` (default `postgres://root@127.0.0.1:5432/postgres?sslmode=disable`, plain
 //! TCP as the original's node-postgres); MariaDB/MySQL: the server of `EVTSTORE_MYSQL_URL`
 //! (default `mysql://root@127.0.0.1:3306/test`); on each, database `evtbench`, dropped and
-//! created by the run. Each line names its Tokio runtime.
+//! created by the run. Each line names its Tokio runtime. W1 to W4 add `allocs_per_op`: the
+//! allocations made in the whole process (every thread) during the workload, per command (W1,
+//! W2), per event loaded (W3) or per event handled (W4).
 
+mod allocs;
 mod counter;
 mod mysql;
 mod postgres;
@@ -24,6 +28,9 @@ use counter::Bench;
 use report::Reporter;
 use workloads::Sizes;
 
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
+
 struct Args {
     provider: String,
     scale: usize,
@@ -31,6 +38,8 @@ struct Args {
     raw: bool,
     /// Tokio's single-threaded runtime instead of the multi-threaded one.
     single_thread: Option<bool>,
+    /// The domain's aggregate cache, holding up to this many aggregates.
+    aggregate_cache: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         durability: Durability::Full,
         raw: false,
         single_thread: None,
+        aggregate_cache: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -55,6 +65,12 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--raw" => args.raw = true,
+            "--aggregate-cache" => {
+                let capacity = value()?
+                    .parse()
+                    .map_err(|e| format!("--aggregate-cache: {e}"))?;
+                args.aggregate_cache = Some(capacity);
+            }
             "--runtime" => {
                 args.single_thread = match value()?.as_str() {
                     "single" => Some(true),
@@ -101,9 +117,13 @@ async fn run(args: Args) -> Result<(), String> {
         provider: args.provider.clone(),
         durability: (args.provider == "sqlite").then(|| synchronous(args.durability)),
         runtime: runtime_name(&args),
+        aggregate_cache: args.aggregate_cache,
     };
     let sizes = Sizes::at(args.scale);
-    let (domain, file) = domain(&args).await?;
+    let (mut domain, file) = domain(&args).await?;
+    if let Some(capacity) = args.aggregate_cache {
+        domain = domain.with_aggregate_cache(capacity);
+    }
     eprintln!(
         "running W1..W5 on {} at scale {}",
         args.provider, args.scale
@@ -140,6 +160,7 @@ async fn raw_ceiling(args: &Args) -> Result<(), String> {
             provider: "mysql".into(),
             durability: None,
             runtime: runtime_name(args),
+            aggregate_cache: None,
         };
         return mysql::single_inserts(5000 * args.scale, &raw).await;
     }
@@ -152,6 +173,7 @@ async fn raw_ceiling(args: &Args) -> Result<(), String> {
         provider: "sqlite".into(),
         durability: Some(synchronous),
         runtime: runtime_name(args),
+        aggregate_cache: None,
     };
     let path = fresh_file("raw");
     raw::sqlite_single_inserts(&path, synchronous, 5000 * args.scale, &raw);
