@@ -39,6 +39,7 @@ pub use evtstore_core::{
     Provider,
     Rejection,
     Result,
+    SharedStr,
     Snapshot,
     StoredEvent,
     UnknownEvents,

@@ -147,7 +147,7 @@ pub(crate) async fn latency(domain: &Domain<Bench>, out: &Reporter) -> Result<()
         .handler("live")
         .tail_stream(true)
         .handle::<Counter, _>(move |_, _, meta| {
-            if let Some(at) = started.lock().unwrap().get(&meta.aggregate_id) {
+            if let Some(at) = started.lock().unwrap().get(meta.aggregate_id.as_str()) {
                 let _ = arrived.send(millis(*at));
             }
             Ok(())

@@ -6,9 +6,10 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::aggregate::{Aggregate, Loaded};
+use crate::shared_str::SharedStr;
 
 /// A `Loaded<A>` of some aggregate kind `A`.
 type Value = Box<dyn Any + Send + Sync>;
@@ -83,7 +84,7 @@ impl AggregateCache {
 /// Slots in a slab, chained from the most to the least recently used, found by stream and id.
 #[derive(Default)]
 struct Lru {
-    index: HashMap<&'static str, HashMap<Arc<str>, usize>>,
+    index: HashMap<&'static str, HashMap<SharedStr, usize>>,
     slots: Vec<Slot>,
     /// Slots free for reuse.
     free: Vec<usize>,
@@ -93,7 +94,7 @@ struct Lru {
 
 struct Slot {
     stream: &'static str,
-    id: Arc<str>,
+    id: SharedStr,
     /// `None` while the slot is free.
     value: Option<Value>,
     newer: Option<usize>,
@@ -124,7 +125,7 @@ impl Lru {
 
     /// Adds a `Loaded` aggregate as the most recently used.
     fn insert<A: Aggregate>(&mut self, stream: &'static str, value: Box<Loaded<A>>) {
-        let id: Arc<str> = Arc::from(value.id.as_str());
+        let id = value.id.clone();
         let slot = Slot {
             stream,
             id: id.clone(),
@@ -203,7 +204,7 @@ mod tests {
 
     fn total(id: &str, version: u64) -> Loaded<Total> {
         Loaded {
-            id: id.to_owned(),
+            id: id.into(),
             version,
             position: version,
             state: Total(version as i64 * 10),
@@ -256,6 +257,7 @@ mod tests {
     async fn a_domain_keeps_its_recently_used_aggregates() {
         use crate::conformance::domain::{Bump, Counter, CreateUser, Tests, User};
         use crate::{Domain, MemoryProvider, Provider};
+        use std::sync::Arc;
 
         let provider: Arc<dyn Provider> = Arc::new(MemoryProvider::new());
         let cached = Domain::<Tests>::with_provider(provider.clone()).with_aggregate_cache(2);

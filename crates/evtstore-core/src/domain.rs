@@ -10,7 +10,7 @@ use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Snapshot};
-use crate::names::{check_aggregate_id, stream_of};
+use crate::names::{check_aggregate_id, shared_stream};
 use crate::provider::Provider;
 
 /// Says that aggregate kind `A` belongs to a domain. Declare it with [`domain!`](crate::domain!).
@@ -254,12 +254,15 @@ impl<D> Domain<D> {
         id: &str,
         cached: Option<Loaded<A>>,
     ) -> Result<Loaded<A>> {
-        stream_of::<A>();
         let mut aggregate = match cached {
             Some(cached) => cached,
             None => self.start_from_snapshot(id).await?,
         };
-        let after = aggregate.version;
+        let (stream, id, after) = (
+            shared_stream::<A>(),
+            aggregate.id.clone(),
+            aggregate.version,
+        );
         let mut fold = |meta: &EventMeta, data: &str| {
             match decode_known_data::<A::Event>(meta, data, A::UNKNOWN_EVENTS)? {
                 Some(event) => aggregate.apply(&event, meta),
@@ -269,7 +272,7 @@ impl<D> Domain<D> {
         };
         let visited = self
             .provider
-            .visit_aggregate(A::STREAM, id, after, &mut fold);
+            .visit_aggregate(&stream, &id, after, &mut fold);
         visited.await?;
         Ok(aggregate)
     }
@@ -298,14 +301,14 @@ pub(crate) fn encode_events<A: Aggregate>(
     aggregate: &Loaded<A>,
     events: &[A::Event],
 ) -> Result<Vec<NewEvent>> {
-    let stream = stream_of::<A>();
+    let stream = shared_stream::<A>();
     let encode = |(index, event): (usize, &A::Event)| {
         let data = crate::body::encode(event).map_err(|source| Error::Encode {
             what: format!("event for {stream}/{}", aggregate.id),
             source,
         })?;
         Ok(NewEvent {
-            stream: stream.to_owned(),
+            stream: stream.clone(),
             aggregate_id: aggregate.id.clone(),
             version: aggregate.version + 1 + index as u64,
             data,
@@ -322,7 +325,7 @@ fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
     })?;
     Ok(Snapshot {
         stream: A::STREAM.to_owned(),
-        aggregate_id: aggregate.id.clone(),
+        aggregate_id: aggregate.id.to_string(),
         schema: A::SNAPSHOT.unwrap_or_default().to_owned(),
         version: aggregate.version,
         position: aggregate.position,
@@ -333,7 +336,7 @@ fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
 fn decode_snapshot<A: Aggregate>(snapshot: Snapshot) -> serde_json::Result<Loaded<A>> {
     let state = serde_json::from_str(&snapshot.state)?;
     Ok(Loaded {
-        id: snapshot.aggregate_id,
+        id: snapshot.aggregate_id.into(),
         version: snapshot.version,
         position: snapshot.position,
         state,

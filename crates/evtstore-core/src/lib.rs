@@ -30,6 +30,7 @@ mod handler;
 mod memory;
 mod names;
 pub mod provider;
+mod shared_str;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};
 pub use batch::Batch;
@@ -40,3 +41,4 @@ pub use event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
 pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles};
 pub use memory::MemoryProvider;
 pub use provider::Provider;
+pub use shared_str::SharedStr;

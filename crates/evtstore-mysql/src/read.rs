@@ -14,8 +14,8 @@ fn text(row: &MySqlRow, index: usize) -> Result<String, sqlx::Error> {
 
 pub(crate) fn event_from_row(row: &MySqlRow) -> Result<StoredEvent, sqlx::Error> {
     let meta = EventMeta {
-        stream: text(row, 0)?,
-        aggregate_id: text(row, 1)?,
+        stream: text(row, 0)?.into(),
+        aggregate_id: text(row, 1)?.into(),
         version: row.try_get::<i64, _>(2)? as u64,
         position: row.try_get::<i64, _>(3)? as u64,
         timestamp: row.try_get(4)?,

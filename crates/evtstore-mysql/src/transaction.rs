@@ -18,7 +18,6 @@ use futures_util::future::BoxFuture;
 use sqlx::{Connection, MySqlConnection};
 
 use crate::MysqlProvider;
-use crate::append::meta;
 
 impl MysqlProvider {
     /// Appends inside the caller's own transaction (`&mut *tx` of a `sqlx::Transaction`, on
@@ -38,7 +37,7 @@ impl MysqlProvider {
         let expected = expectations(&events)?;
         let timestamp = now_millis();
         self.insert_in(conn, &events, &expected, timestamp).await?;
-        Ok(events.iter().map(|e| meta(e, 0, timestamp)).collect())
+        Ok(events.iter().map(|e| e.meta(0, timestamp)).collect())
     }
 
     /// Starts declaring a transactional handler over aggregate kinds of domain `D`.
@@ -99,7 +98,7 @@ impl<D> TxHandlerBuilder<D> {
     {
         let route: Route = Arc::new(move |conn, stored| {
             let event = decode_event::<A::Event>(stored)?;
-            let (id, meta) = (stored.meta.aggregate_id.clone(), stored.meta.clone());
+            let (id, meta) = (stored.meta.aggregate_id.to_string(), stored.meta.clone());
             Ok(callback(conn, id, event, meta))
         });
         let stream = evtstore_core::provider::stream_of::<A>();
@@ -250,7 +249,7 @@ impl TxInner {
             .await?;
         let mut handled = 0;
         for event in &page {
-            if let Some(route) = self.routes.get(&event.meta.stream) {
+            if let Some(route) = self.routes.get(event.meta.stream.as_str()) {
                 let call = route(&mut tx, event)?; // dropping `tx` rolls the page back
                 call.await.map_err(|source| self.failure(event, source))?;
                 handled += 1;
@@ -268,8 +267,8 @@ impl TxInner {
     fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
         Error::Handler {
             handler: self.name.clone(),
-            stream: event.meta.stream.clone(),
-            aggregate_id: event.meta.aggregate_id.clone(),
+            stream: event.meta.stream.to_string(),
+            aggregate_id: event.meta.aggregate_id.to_string(),
             version: event.meta.version,
             position: event.meta.position,
             source,

@@ -14,8 +14,8 @@ const HORIZON_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) fn event_from_row(row: &Row) -> StoredEvent {
     let meta = EventMeta {
-        stream: row.get(0),
-        aggregate_id: row.get(1),
+        stream: row.get::<_, &str>(0).into(),
+        aggregate_id: row.get::<_, &str>(1).into(),
         version: row.get::<_, i64>(2) as u64,
         position: row.get::<_, i64>(3) as u64,
         timestamp: row.get(4),

@@ -84,7 +84,7 @@ impl<D> TxHandlerBuilder<D> {
             let event = decode_event::<A::Event>(stored)?;
             Ok(callback(
                 tx,
-                stored.meta.aggregate_id.clone(),
+                stored.meta.aggregate_id.to_string(),
                 event,
                 stored.meta.clone(),
             ))
@@ -231,7 +231,7 @@ impl TxInner {
             .await?;
         let mut handled = 0;
         for event in &page {
-            if let Some(route) = self.routes.get(&event.meta.stream) {
+            if let Some(route) = self.routes.get(event.meta.stream.as_str()) {
                 let outcome = match route(&tx, event) {
                     Ok(call) => call.await.map_err(|source| self.failure(event, source)),
                     Err(decode) => Err(decode),
@@ -268,8 +268,8 @@ impl TxInner {
     fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
         Error::Handler {
             handler: self.name.clone(),
-            stream: event.meta.stream.clone(),
-            aggregate_id: event.meta.aggregate_id.clone(),
+            stream: event.meta.stream.to_string(),
+            aggregate_id: event.meta.aggregate_id.to_string(),
             version: event.meta.version,
             position: event.meta.position,
             source,

@@ -24,7 +24,7 @@ pub(crate) fn append(
         .map_err(|e| config.error("append", e))?;
     let mut metas = Vec::with_capacity(events.len());
     for event in events {
-        let (stream, id) = (&event.stream, &event.aggregate_id);
+        let (stream, id) = (event.stream.as_str(), event.aggregate_id.as_str());
         match insert.execute((stream, id, event.version, timestamp, &event.data)) {
             Ok(_) => {}
             Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
@@ -33,7 +33,7 @@ pub(crate) fn append(
             Err(e) => return Err(config.error("append", e)),
         }
         let position = conn.last_insert_rowid() as Position;
-        metas.push(event.clone().stored(position, timestamp).meta);
+        metas.push(event.meta(position, timestamp));
     }
     Ok(metas)
 }

@@ -77,7 +77,9 @@ use std::sync::Arc;
 
 use evtstore_core::provider::Visitor;
 use evtstore_core::provider::check_bookmark;
-use evtstore_core::{EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent};
+use evtstore_core::{
+    EventMeta, NewEvent, Position, Provider, Result, SharedStr, Snapshot, StoredEvent,
+};
 use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
@@ -159,8 +161,13 @@ impl SqliteProvider {
     }
 
     /// An aggregate's events after a version, as read.
-    async fn aggregate(&self, stream: &str, id: &str, after: u64) -> Result<AggregateRows> {
-        let (stream, id) = (stream.to_owned(), id.to_owned());
+    async fn aggregate(
+        &self,
+        stream: &SharedStr,
+        id: &SharedStr,
+        after: u64,
+    ) -> Result<AggregateRows> {
+        let (stream, id) = (stream.clone(), id.clone());
         let read = move |c: &Connection| reader::aggregate(c, &stream, &id, after);
         self.read("read aggregate", true, read).await
     }
@@ -182,16 +189,17 @@ impl Provider for SqliteProvider {
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         async move {
-            let rows = self.aggregate(stream, aggregate_id, after_version).await?;
-            rows.collect(&self.config, stream, aggregate_id, after_version)
+            let (stream, id) = (SharedStr::from(stream), SharedStr::from(aggregate_id));
+            let rows = self.aggregate(&stream, &id, after_version).await?;
+            rows.collect(&self.config, &stream, &id, after_version)
         }
         .boxed()
     }
 
     fn visit_aggregate<'a>(
         &'a self,
-        stream: &'a str,
-        aggregate_id: &'a str,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
         after_version: u64,
         visit: &'a mut Visitor<'_>,
     ) -> BoxFuture<'a, Result<()>> {

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use evtstore_core::provider::Visitor;
-use evtstore_core::{EventMeta, Position, Snapshot, StoredEvent};
+use evtstore_core::{EventMeta, Position, SharedStr, Snapshot, StoredEvent};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Row, params_from_iter};
 
@@ -26,10 +26,16 @@ fn body(value: ValueRef<'_>) -> Cow<'_, str> {
     }
 }
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+/// An event of a row; its stream shares the name of the one in `streams` it matches.
+fn event_from_row(streams: &[SharedStr], row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let stream = row.get_ref(0)?.as_str()?;
+    let stream = match streams.iter().find(|s| *s == stream) {
+        Some(shared) => shared.clone(),
+        None => stream.into(),
+    };
     let meta = EventMeta {
-        stream: row.get(0)?,
-        aggregate_id: row.get(1)?,
+        stream,
+        aggregate_id: row.get_ref(1)?.as_str()?.into(),
         version: row.get(2)?,
         position: row.get(3)?,
         timestamp: row.get(4)?,
@@ -51,14 +57,14 @@ impl AggregateRows {
     pub(crate) fn visit(
         &self,
         config: &Config,
-        stream: &str,
-        id: &str,
+        stream: &SharedStr,
+        id: &SharedStr,
         after_version: u64,
         visit: &mut Visitor<'_>,
     ) -> evtstore_core::Result<()> {
         let mut meta = EventMeta {
-            stream: stream.to_owned(),
-            aggregate_id: id.to_owned(),
+            stream: stream.clone(),
+            aggregate_id: id.clone(),
             version: after_version,
             position: 0,
             timestamp: 0,
@@ -80,8 +86,8 @@ impl AggregateRows {
     pub(crate) fn collect(
         &self,
         config: &Config,
-        stream: &str,
-        id: &str,
+        stream: &SharedStr,
+        id: &SharedStr,
         after: u64,
     ) -> evtstore_core::Result<Vec<StoredEvent>> {
         let mut events = Vec::with_capacity(self.rows.len());
@@ -140,7 +146,8 @@ pub(crate) fn events(
     let params = bounds
         .into_iter()
         .chain(streams.iter().cloned().map(Value::Text));
-    let rows = statement.query_map(params_from_iter(params), event_from_row)?;
+    let shared = shared_names(streams);
+    let rows = statement.query_map(params_from_iter(params), |row| event_from_row(&shared, row))?;
     rows.collect()
 }
 
@@ -158,7 +165,9 @@ pub(crate) fn last_event(
     let mut statement = conn.prepare_cached(&sql)?;
     let id = Value::from(id.map(str::to_owned));
     let params = std::iter::once(id).chain(streams.iter().cloned().map(Value::Text));
-    let mut rows = statement.query_map(params_from_iter(params), event_from_row)?;
+    let shared = shared_names(streams);
+    let mut rows =
+        statement.query_map(params_from_iter(params), |row| event_from_row(&shared, row))?;
     rows.next().transpose()
 }
 
@@ -188,6 +197,11 @@ pub(crate) fn snapshot(
         })
     })?;
     rows.next().transpose()
+}
+
+/// The stream names of a read, each made once and shared by the events read.
+fn shared_names(streams: &[String]) -> Vec<SharedStr> {
+    streams.iter().map(SharedStr::from).collect()
 }
 
 /// `?first, ?first+1, …`: `count` numbered placeholders.

@@ -134,7 +134,7 @@ impl<S: Send + 'static> Handler<S> {
     /// Runs the event's callback; false when the handler has none for its stream.
     async fn dispatch(&self, state: &mut S, event: &StoredEvent) -> Result<bool> {
         let parts = &self.inner.parts;
-        let Some(callback) = parts.routes.get(&event.meta.stream) else {
+        let Some(callback) = parts.routes.get(event.meta.stream.as_str()) else {
             return Ok(false);
         };
         // Decoding only: the callback itself runs inside the future.
@@ -151,8 +151,8 @@ impl<S: Send + 'static> Handler<S> {
     fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
         Error::Handler {
             handler: self.inner.parts.name.clone(),
-            stream: event.meta.stream.clone(),
-            aggregate_id: event.meta.aggregate_id.clone(),
+            stream: event.meta.stream.to_string(),
+            aggregate_id: event.meta.aggregate_id.to_string(),
             version: event.meta.version,
             position: event.meta.position,
             source,
@@ -164,8 +164,8 @@ impl<S: Send + 'static> Handler<S> {
 fn unknown_skipped(event: &StoredEvent) -> Error {
     let event_type = crate::aggregate::event_type(&event.data).unwrap_or_default();
     Error::UnknownEventType {
-        stream: event.meta.stream.clone(),
-        aggregate_id: event.meta.aggregate_id.clone(),
+        stream: event.meta.stream.to_string(),
+        aggregate_id: event.meta.aggregate_id.to_string(),
         version: event.meta.version,
         position: event.meta.position,
         event_type,
