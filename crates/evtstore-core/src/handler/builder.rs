@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use super::{Callback, CallbackResult, Handler, HandlerFailure, Handles, Hooks, Options, Parts};
+use super::{
+    Callback, CallbackResult, Handler, HandlerFailure, Handles, Hooks, Options, Parts, Started,
+};
 use crate::aggregate::{Aggregate, UnknownEvents, decode_known};
 use crate::domain::{Contains, Domain};
 use crate::error::{Error, Result};
@@ -73,7 +75,9 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         D: Contains<A>,
         S: Handles<A>,
     {
-        self.route::<A>(|state, event, meta| state.handle(event, meta).boxed())
+        self.route::<A, _>(|state, event, stored| {
+            Started::Pending(async move { state.handle(&event, &stored.meta).await }.boxed())
+        })
     }
 
     /// Calls `callback(state, event, meta)` for each event of aggregate kind `A`: sugar for a
@@ -85,34 +89,23 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         D: Contains<A>,
         F: Fn(&mut S, &A::Event, &EventMeta) -> CallbackResult + Send + Sync + 'static,
     {
-        let callback = Arc::new(callback);
-        self.route::<A>(move |state, event, meta| {
-            let callback = callback.clone();
-            async move { callback(state, event, meta) }.boxed()
+        self.route::<A, _>(move |state, event, stored| {
+            Started::Done(callback(state, &event, &stored.meta))
         })
     }
 
-    fn route<A: Aggregate>(
-        mut self,
-        start: impl for<'a> Fn(
-            &'a mut S,
-            &'a A::Event,
-            &'a EventMeta,
-        ) -> futures_util::future::BoxFuture<'a, CallbackResult>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
+    /// Routes the events of kind `A`: each is decoded and given to `start`.
+    fn route<A, F>(mut self, start: F) -> Self
+    where
+        A: Aggregate,
+        F: for<'a> Fn(&'a mut S, A::Event, &'a StoredEvent) -> Started<'a> + Send + Sync + 'static,
+    {
         let unknown = self.options.unknown_events;
-        let start = Arc::new(start);
         let callback: Callback<S> = Arc::new(move |state: &mut S, stored: &StoredEvent| {
             let Some(event) = decode_known::<A::Event>(stored, unknown)? else {
                 return Ok(None);
             };
-            let start = start.clone();
-            Ok(Some(
-                async move { start(state, &event, &stored.meta).await }.boxed(),
-            ))
+            Ok(Some(start(state, event, stored)))
         });
         self.routes.push((stream_of::<A>().to_owned(), callback));
         self

@@ -4,7 +4,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use super::{Handler, HandlerFailure};
+use super::{Handler, HandlerFailure, Started};
 use crate::error::{BoxError, Error, Result};
 use crate::event::{Position, StoredEvent};
 
@@ -137,15 +137,26 @@ impl<S: Send + 'static> Handler<S> {
         let Some(callback) = parts.routes.get(event.meta.stream.as_str()) else {
             return Ok(false);
         };
-        // Decoding only: the callback itself runs inside the future.
-        let Some(future) = callback(state, event)? else {
+        // Decodes, and runs a closure or starts a future.
+        let start = move || {
+            let state = state; // moved in: the future may hold it
+            callback(state, event)
+        };
+        let started = std::panic::catch_unwind(AssertUnwindSafe(start));
+        let started = started.map_err(|panic| self.failure(event, panic_message(panic)))?;
+        let Some(started) = started? else {
             return Err(unknown_skipped(event));
         };
-        match AssertUnwindSafe(future).catch_unwind().await {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(source)) => Err(self.failure(event, source)),
-            Err(panic) => Err(self.failure(event, panic_message(panic))),
-        }
+        let outcome = match started {
+            Started::Done(outcome) => outcome,
+            Started::Pending(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(panic) => Err(panic_message(panic)),
+            },
+        };
+        outcome
+            .map(|()| true)
+            .map_err(|source| self.failure(event, source))
     }
 
     fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
