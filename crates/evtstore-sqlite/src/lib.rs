@@ -13,7 +13,7 @@
 //! - `writer`: the writer thread, owner of the one write connection, with group commit: all
 //!   writes queued while a commit runs share the next transaction (and its fsync), each append
 //!   in a savepoint of its own, checked for its own aggregate's version.
-//! - `append`: the statements of a write.
+//! - `append`: the statements of a write; `statements`: those of every append, prepared once.
 //! - `readers`: reader threads, each with a read connection; WAL lets them run beside writes.
 //! - `reader`: the statements of a read.
 //! - `waiting`: how callers await the threads' answers.
@@ -69,6 +69,7 @@ mod config;
 mod reader;
 mod readers;
 mod schema;
+mod statements;
 mod waiting;
 mod writer;
 

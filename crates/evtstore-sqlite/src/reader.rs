@@ -10,6 +10,9 @@ use rusqlite::{Connection, Row, params_from_iter};
 
 use crate::config::Config;
 
+/// How many events an aggregate read makes room for at its first.
+const ROOM: usize = 16;
+
 const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp, data";
 
 /// An event's body as text. A BLOB, or text that is not UTF-8 (written by another tool), gives
@@ -123,7 +126,13 @@ pub(crate) fn aggregate(
         bodies: String::new(),
     };
     while let Some(row) = rows.next()? {
-        read.bodies.push_str(&body(row.get_ref(3)?));
+        let body = body(row.get_ref(3)?);
+        if read.rows.is_empty() {
+            // Room for a few events like the first at once: a short aggregate allocates twice.
+            read.bodies.reserve(body.len() * ROOM);
+            read.rows.reserve(ROOM);
+        }
+        read.bodies.push_str(&body);
         let end = read.bodies.len();
         read.rows.push((row.get(0)?, row.get(1)?, row.get(2)?, end));
     }
