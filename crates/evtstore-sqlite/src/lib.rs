@@ -15,7 +15,7 @@
 //!   in a savepoint of its own, checked for its own aggregate's version.
 //! - `append`: the statements of a write; `statements`: those of every append, prepared once.
 //! - `readers`: reader threads, each with a read connection; WAL lets them run beside writes.
-//! - `reader`: the statements of a read.
+//! - `reader`: the statements of a read; `rows`: an aggregate's events as read, in one buffer.
 //! - `waiting`: how callers await the threads' answers.
 //!
 //! # Threads
@@ -68,6 +68,7 @@ mod append;
 mod config;
 mod reader;
 mod readers;
+mod rows;
 mod schema;
 mod statements;
 mod waiting;
@@ -87,8 +88,8 @@ use tokio::sync::{oneshot, watch};
 
 use config::Config;
 pub use config::{Durability, SqliteOptions};
-use reader::AggregateRows;
 use readers::{Read, Readers};
+use rows::AggregateRows;
 use waiting::Waiting;
 use writer::{Job, Writer};
 

@@ -3,15 +3,11 @@
 
 use std::borrow::Cow;
 
-use evtstore_core::provider::Visitor;
 use evtstore_core::{EventMeta, Position, SharedStr, Snapshot, StoredEvent};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Row, params_from_iter};
 
-use crate::config::Config;
-
-/// How many events an aggregate read makes room for at its first.
-const ROOM: usize = 16;
+use crate::rows::AggregateRows;
 
 const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp, data";
 
@@ -47,63 +43,6 @@ fn event_from_row(streams: &[SharedStr], row: &Row<'_>) -> rusqlite::Result<Stor
     Ok(StoredEvent { meta, data })
 }
 
-/// One aggregate's events as read: their envelopes, and their bodies in one buffer (a load
-/// allocates twice, whatever its number of events).
-pub(crate) struct AggregateRows {
-    /// Version, position, timestamp, and where the body ends in `bodies`.
-    rows: Vec<(u64, Position, i64, usize)>,
-    bodies: String,
-}
-
-impl AggregateRows {
-    /// Calls `visit` with each event, in version order.
-    pub(crate) fn visit(
-        &self,
-        config: &Config,
-        stream: &SharedStr,
-        id: &SharedStr,
-        after_version: u64,
-        visit: &mut Visitor<'_>,
-    ) -> evtstore_core::Result<()> {
-        let mut meta = EventMeta {
-            stream: stream.clone(),
-            aggregate_id: id.clone(),
-            version: after_version,
-            position: 0,
-            timestamp: 0,
-        };
-        let mut start = 0;
-        for &(version, position, timestamp, end) in &self.rows {
-            if version <= meta.version {
-                let cause = format!("version {version} came after {}", meta.version);
-                return Err(config.other_error(&format!("read {stream}/{id}"), cause));
-            }
-            (meta.version, meta.position, meta.timestamp) = (version, position, timestamp);
-            visit(&meta, &self.bodies[start..end])?;
-            start = end;
-        }
-        Ok(())
-    }
-
-    /// The events, collected.
-    pub(crate) fn collect(
-        &self,
-        config: &Config,
-        stream: &SharedStr,
-        id: &SharedStr,
-        after: u64,
-    ) -> evtstore_core::Result<Vec<StoredEvent>> {
-        let mut events = Vec::with_capacity(self.rows.len());
-        let mut collect = |meta: &EventMeta, data: &str| {
-            let (meta, data) = (meta.clone(), data.to_owned());
-            events.push(StoredEvent { meta, data });
-            Ok(())
-        };
-        self.visit(config, stream, id, after, &mut collect)?;
-        Ok(events)
-    }
-}
-
 /// An aggregate's events after a version, in version order.
 ///
 /// The rows come in version order from the `(stream, aggregate_id, version)` index. The query
@@ -121,20 +60,10 @@ pub(crate) fn aggregate(
          WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3",
     )?;
     let mut rows = statement.query((stream, id, after_version))?;
-    let mut read = AggregateRows {
-        rows: Vec::new(),
-        bodies: String::new(),
-    };
+    let mut read = AggregateRows::default();
     while let Some(row) = rows.next()? {
         let body = body(row.get_ref(3)?);
-        if read.rows.is_empty() {
-            // Room for a few events like the first at once: a short aggregate allocates twice.
-            read.bodies.reserve(body.len() * ROOM);
-            read.rows.reserve(ROOM);
-        }
-        read.bodies.push_str(&body);
-        let end = read.bodies.len();
-        read.rows.push((row.get(0)?, row.get(1)?, row.get(2)?, end));
+        read.push((row.get(0)?, row.get(1)?, row.get(2)?), &body);
     }
     Ok(read)
 }
