@@ -139,7 +139,7 @@ impl Sql {
                  ON CONFLICT (stream, aggregate_id) DO UPDATE SET
                    tag = excluded.tag, version = excluded.version,
                    position = excluded.position, state = excluded.state
-                 WHERE excluded.tag <> kept.schema OR excluded.version >= kept.version",
+                 WHERE excluded.tag <> kept.tag OR excluded.version >= kept.version",
                 s = t.snapshots
             ),
             // Whether an aggregate's last event lies above this transaction's positions.
