@@ -25,16 +25,27 @@ fn body(value: ValueRef<'_>) -> Cow<'_, str> {
     }
 }
 
-/// An event of a row; its stream shares the name of the one in `streams` it matches.
-fn event_from_row(streams: &[SharedStr], row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+/// An event of a row. Its stream shares the name of the one in `streams` it matches, and its
+/// aggregate id the previous event's when it is the same (an aggregate's events often follow
+/// each other).
+fn event_from_row(
+    streams: &[SharedStr],
+    previous: Option<&StoredEvent>,
+    row: &Row<'_>,
+) -> rusqlite::Result<StoredEvent> {
     let stream = row.get_ref(0)?.as_str()?;
     let stream = match streams.iter().find(|s| *s == stream) {
         Some(shared) => shared.clone(),
         None => stream.into(),
     };
+    let id = row.get_ref(1)?.as_str()?;
+    let aggregate_id = match previous.map(|e| &e.meta.aggregate_id) {
+        Some(same) if *same == id => same.clone(),
+        _ => id.into(),
+    };
     let meta = EventMeta {
         stream,
-        aggregate_id: row.get_ref(1)?.as_str()?.into(),
+        aggregate_id,
         version: row.get(2)?,
         position: row.get(3)?,
         timestamp: row.get(4)?,
@@ -85,8 +96,13 @@ pub(crate) fn events(
         .into_iter()
         .chain(streams.iter().cloned().map(Value::Text));
     let shared = shared_names(streams);
-    let rows = statement.query_map(params_from_iter(params), |row| event_from_row(&shared, row))?;
-    rows.collect()
+    let mut rows = statement.query(params_from_iter(params))?;
+    let mut events: Vec<StoredEvent> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let event = event_from_row(&shared, events.last(), row)?;
+        events.push(event);
+    }
+    Ok(events)
 }
 
 pub(crate) fn last_event(
@@ -104,9 +120,10 @@ pub(crate) fn last_event(
     let id = Value::from(id.map(str::to_owned));
     let params = std::iter::once(id).chain(streams.iter().cloned().map(Value::Text));
     let shared = shared_names(streams);
-    let mut rows =
-        statement.query_map(params_from_iter(params), |row| event_from_row(&shared, row))?;
-    rows.next().transpose()
+    let mut rows = statement.query(params_from_iter(params))?;
+    rows.next()?
+        .map(|row| event_from_row(&shared, None, row))
+        .transpose()
 }
 
 pub(crate) fn bookmark(conn: &Connection, name: &str) -> rusqlite::Result<Option<Position>> {
