@@ -1,7 +1,8 @@
 //! Run: `cargo run --example quickstart` (twice: the second run carries on from the first).
 //!
 //! The users-and-posts domain of the original evtstore README, on an SQLite file
-//! (`quickstart.db` in the current directory), with a read model of posts per user.
+//! (`quickstart.db` in the current directory), with a read model of posts per user. The domain's
+//! items are `pub(crate)` for `tests/quickstart_commands.rs`, which tests its commands.
 
 use std::collections::BTreeMap;
 
@@ -11,16 +12,16 @@ use evtstore::{
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
-enum UserEvent {
+pub(crate) enum UserEvent {
     Created { name: String },
     Disabled,
     Enabled,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct User {
+pub(crate) struct User {
     name: String,
     enabled: bool,
 }
@@ -38,15 +39,15 @@ impl Aggregate for User {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
-enum PostEvent {
+pub(crate) enum PostEvent {
     PostCreated { user_id: String, content: String },
     PostArchived,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Post {
+pub(crate) struct Post {
     user_id: String,
     content: String,
     archived: bool,
@@ -66,11 +67,11 @@ impl Aggregate for Post {
     }
 }
 
-evtstore::domain!(Blog { User, Post });
+evtstore::domain!(pub(crate) Blog { User, Post });
 
 /// Why the blog's commands refuse.
-#[derive(Debug, thiserror::Error)]
-enum BlogError {
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub(crate) enum BlogError {
     #[error("{0} exists already")]
     Exists(&'static str),
     #[error("unknown or disabled user {0}")]
@@ -81,7 +82,7 @@ enum BlogError {
 
 impl Rejection for BlogError {}
 
-enum UserCommand {
+pub(crate) enum UserCommand {
     Create { name: String },
     Disable,
     Enable,
@@ -104,7 +105,7 @@ impl Command<Blog> for UserCommand {
     }
 }
 
-enum PostCommand {
+pub(crate) enum PostCommand {
     Create { user_id: String, content: String },
     Archive { user_id: String },
 }
@@ -138,7 +139,7 @@ impl Command<Blog> for PostCommand {
 
 /// The read model: live post ids per user, owned by its handler.
 #[derive(Debug, Default)]
-struct PostsPerUser(BTreeMap<String, Vec<String>>);
+pub(crate) struct PostsPerUser(pub(crate) BTreeMap<String, Vec<String>>);
 
 impl Handles<Post> for PostsPerUser {
     async fn handle(&mut self, event: &PostEvent, meta: &EventMeta) -> Result<(), BoxError> {

@@ -1,69 +1,53 @@
 #![doc = concat!(
-    "Type-safe event sourcing and CQRS, on SQLite (the embedded default, feature `sqlite`), ",
-    "PostgreSQL (feature `postgres`), MariaDB/MySQL (feature `mysql`) and in memory.\n\n",
-    "This crate re-exports [`evtstore_core`] (aggregates, commands, domains, handlers, the ",
-    "provider trait, the in-memory provider) and each provider behind its feature. ",
-    "The README walks through it; here is the quickstart, `examples/quickstart.rs`:\n\n",
+    include_str!("lib.md"),
     "```rust,no_run\n",
     include_str!("../examples/quickstart.rs"),
     "\n```\n"
 )]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use evtstore_core::{
-    // Aggregates and domains
-    Aggregate,
-    // Commands
-    Batch,
-    // Events and errors
-    BoxError,
-    Command,
-    CommandError,
-    Contains,
-    Decision,
-    Domain,
-    Error,
-    ErrorKind,
-    EventMeta,
-    Events,
-    Executed,
-    // Event handlers
-    Handler,
-    HandlerBuilder,
-    HandlerFailure,
-    Handles,
-    Loaded,
-    // Providers: the trait, the in-memory one, and (for provider authors) the helpers
-    MemoryProvider,
-    NewEvent,
-    Position,
-    Provider,
-    Rejection,
-    Result,
-    SharedStr,
-    Snapshot,
-    StoredEvent,
-    UnknownEvents,
-    domain,
-    provider,
-};
+// Aggregates and domains.
+pub use evtstore_core::{Aggregate, Contains, Domain, Loaded, UnknownEvents, domain};
+
+// Commands.
+pub use evtstore_core::{Batch, Command, CommandError, Decision, Events, Executed, Rejection};
+
+// Event handlers.
+pub use evtstore_core::{Handler, HandlerBuilder, HandlerFailure, Handles, TxHandles};
+
+// Events and errors.
+pub use evtstore_core::{BoxError, Error, ErrorKind, EventMeta, Position, Result, SharedStr};
+
+// Providers: the trait, the in-memory one, what they read and write, and (for provider
+// authors) the checks and helpers in `provider`.
+pub use evtstore_core::{MemoryProvider, NewEvent, Provider, Snapshot, StoredEvent, provider};
+
+// Testing commands and handlers given earlier events.
+pub use evtstore_core::testing;
 
 /// The SQLite provider, the embedded default (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use evtstore_sqlite as sqlite;
 
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use evtstore_sqlite::SqliteProvider;
 
 /// The PostgreSQL provider, the production default (feature `postgres`).
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use evtstore_postgres as postgres;
 
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use evtstore_postgres::PgProvider;
 
 /// The MariaDB/MySQL provider, with a post-commit sequencer (feature `mysql`).
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use evtstore_mysql as mysql;
 
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use evtstore_mysql::MysqlProvider;

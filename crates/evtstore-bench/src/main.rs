@@ -3,6 +3,7 @@
 //! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres|mysql
 //! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]
 //! [--aggregate-cache CAPACITY]`.
+//! W6 (not on memory) starts this program again as its handler process, with `--w6-handler`.
 //! `--raw` adds the raw SQLite or MariaDB ceiling for W1. Postgres: the server of
 //! `EVTSTORE_PG_URL` (default `postgres://root@127.0.0.1:5432/postgres?sslmode=disable`, plain
 //! TCP as the original's node-postgres); MariaDB/MySQL: the server of `EVTSTORE_MYSQL_URL`
@@ -13,6 +14,7 @@
 
 mod allocs;
 mod counter;
+mod cross_process;
 mod mysql;
 mod postgres;
 mod raw;
@@ -40,6 +42,10 @@ struct Args {
     single_thread: Option<bool>,
     /// The domain's aggregate cache, holding up to this many aggregates.
     aggregate_cache: Option<usize>,
+    /// W6's second process: a handler on the store another run made (`--w6-handler`).
+    w6_handler: bool,
+    /// The SQLite file of that store (`--path`).
+    path: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +56,8 @@ fn parse_args() -> Result<Args, String> {
         raw: false,
         single_thread: None,
         aggregate_cache: None,
+        w6_handler: false,
+        path: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -71,6 +79,8 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--aggregate-cache: {e}"))?;
                 args.aggregate_cache = Some(capacity);
             }
+            "--w6-handler" => args.w6_handler = true,
+            "--path" => args.path = Some(value()?.into()),
             "--runtime" => {
                 args.single_thread = match value()?.as_str() {
                     "single" => Some(true),
@@ -111,7 +121,46 @@ async fn domain(args: &Args) -> Result<(Domain<Bench>, Option<PathBuf>), String>
     }
 }
 
+/// The store a W6 parent made, for its handler process.
+async fn existing_domain(args: &Args) -> Result<Domain<Bench>, String> {
+    match args.provider.as_str() {
+        "sqlite" => {
+            let path = args
+                .path
+                .as_ref()
+                .ok_or("--w6-handler on sqlite needs --path")?;
+            let options = SqliteOptions {
+                durability: args.durability,
+                ..SqliteOptions::default()
+            };
+            let provider = SqliteProvider::open_with(path, options).map_err(|e| e.to_string())?;
+            Ok(Domain::new(provider))
+        }
+        "postgres" => Ok(Domain::new(postgres::existing_database().await?)),
+        "mysql" => Ok(Domain::new(mysql::existing_database().await?)),
+        other => Err(format!(
+            "W6 needs a store two processes share, not {other:?}"
+        )),
+    }
+}
+
+/// What W6's handler process is started with: the same provider and store.
+fn w6_child_args(args: &Args, file: Option<&Path>) -> Vec<String> {
+    let mut child = vec!["--provider".to_owned(), args.provider.clone()];
+    child.extend([
+        "--durability".to_owned(),
+        synchronous(args.durability).to_lowercase(),
+    ]);
+    if let Some(path) = file {
+        child.extend(["--path".to_owned(), path.display().to_string()]);
+    }
+    child
+}
+
 async fn run(args: Args) -> Result<(), String> {
+    if args.w6_handler {
+        return cross_process::serve_handler(existing_domain(&args).await?).await;
+    }
     let out = Reporter {
         system: "evtstore-rs",
         provider: args.provider.clone(),
@@ -125,7 +174,7 @@ async fn run(args: Args) -> Result<(), String> {
         domain = domain.with_aggregate_cache(capacity);
     }
     eprintln!(
-        "running W1..W5 on {} at scale {}",
+        "running W1..W6 on {} at scale {}",
         args.provider, args.scale
     );
     raw_ceiling(&args).await?; // before and after W1, to bracket the machine's noise
@@ -145,6 +194,10 @@ async fn run(args: Args) -> Result<(), String> {
     workloads::latency(&domain, &out)
         .await
         .map_err(|e| e.to_string())?;
+    if args.provider != "memory" {
+        let child = w6_child_args(&args, file.as_deref());
+        cross_process::latency(&domain, &child, &out).await?;
+    }
     if let Some(path) = file {
         remove_database(&path);
     }

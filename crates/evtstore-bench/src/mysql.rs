@@ -18,6 +18,13 @@ fn options() -> Result<MySqlConnectOptions, String> {
     MySqlConnectOptions::from_str(&url).map_err(|e| format!("EVTSTORE_MYSQL_URL: {e}"))
 }
 
+/// A provider on the `evtbench` database another run made.
+pub(crate) async fn existing_database() -> Result<MysqlProvider, String> {
+    MysqlProvider::connect_config(options()?.database(DATABASE), MysqlOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// A provider on a new, empty `evtbench` database of the server of `EVTSTORE_MYSQL_URL`.
 pub(crate) async fn fresh_database() -> Result<MysqlProvider, String> {
     let options = options()?;

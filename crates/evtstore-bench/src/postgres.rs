@@ -7,11 +7,24 @@ use tokio_postgres::NoTls;
 const DEFAULT_URL: &str = "postgres://root@127.0.0.1:5432/postgres?sslmode=disable";
 const DATABASE: &str = "evtbench";
 
+fn config() -> Result<(String, tokio_postgres::Config), String> {
+    let url = std::env::var("EVTSTORE_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let config = url.parse().map_err(|e| format!("EVTSTORE_PG_URL: {e}"))?;
+    Ok((url, config))
+}
+
+/// A provider on the `evtbench` database another run made.
+pub(crate) async fn existing_database() -> Result<PgProvider, String> {
+    let (_, mut config) = config()?;
+    config.dbname(DATABASE);
+    PgProvider::connect_config(config, PgOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// A provider on a new, empty `evtbench` database of the server of `EVTSTORE_PG_URL`.
 pub(crate) async fn fresh_database() -> Result<PgProvider, String> {
-    let url = std::env::var("EVTSTORE_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    let config: tokio_postgres::Config =
-        url.parse().map_err(|e| format!("EVTSTORE_PG_URL: {e}"))?;
+    let (url, config) = config()?;
     let (client, connection) = config
         .connect(NoTls)
         .await

@@ -106,7 +106,10 @@ pub enum UnknownEvents {
 }
 
 /// Decodes a stored event's body; `Ok(None)` when its type is unknown and the policy skips it.
-/// Errors name the event's place; an unknown type is [`Error::UnknownEventType`].
+///
+/// # Errors
+/// [`Error::Decode`] naming the event's place; [`Error::UnknownEventType`] for a type the enum
+/// does not know, unless the policy skips it.
 pub fn decode_known<E: DeserializeOwned>(
     stored: &StoredEvent,
     unknown: UnknownEvents,
@@ -115,6 +118,9 @@ pub fn decode_known<E: DeserializeOwned>(
 }
 
 /// [`decode_known`] on an envelope and a body.
+///
+/// # Errors
+/// As [`decode_known`].
 pub fn decode_known_data<E: DeserializeOwned>(
     meta: &EventMeta,
     data: &str,
@@ -161,12 +167,18 @@ pub(crate) fn event_type(data: &str) -> Option<String> {
     serde_json::from_str::<Typed>(data).ok().map(|t| t.r#type)
 }
 
-/// Decodes a stored event's body; the error names the event's place.
+/// Decodes a stored event's body.
+///
+/// # Errors
+/// [`Error::Decode`] or [`Error::UnknownEventType`], naming the event's place.
 pub fn decode_event<E: DeserializeOwned>(stored: &StoredEvent) -> Result<E> {
     decode_data(&stored.meta, &stored.data)
 }
 
-/// Decodes an event body; the error names the event's place.
+/// Decodes an event body.
+///
+/// # Errors
+/// As [`decode_event`].
 pub fn decode_data<E: DeserializeOwned>(meta: &EventMeta, data: &str) -> Result<E> {
     let decoded = decode_known_data(meta, data, UnknownEvents::Fail)?;
     Ok(decoded.expect("failing on unknown types never skips"))

@@ -80,8 +80,11 @@ impl<D> Batch<D> {
         self.events
     }
 
-    /// Appends every staged event atomically; fails with a version conflict, writing nothing,
-    /// when any aggregate moved since it was loaded.
+    /// Appends every staged event atomically.
+    ///
+    /// # Errors
+    /// [`Error::VersionConflict`], writing nothing, when any aggregate moved since it was
+    /// loaded; a store failure.
     pub async fn commit(self) -> Result<Vec<EventMeta>> {
         if self.events.is_empty() {
             return Ok(Vec::new());

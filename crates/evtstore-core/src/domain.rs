@@ -116,6 +116,22 @@ impl<D> Domain<D> {
     }
 
     /// Loads an aggregate: version 0 and the initial state when it has no events.
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::{User, Tests};
+    /// # use evtstore_core::{Domain, MemoryProvider};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> evtstore_core::Result<()> {
+    /// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+    /// let user = domain.load::<User>("u1").await?;
+    /// assert_eq!((user.version, user.state.enabled), (0, false));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for an invalid id; [`Error::Decode`] or
+    /// [`Error::UnknownEventType`] for a stored event that does not decode (naming it); a
+    /// store failure ([`Error::Unavailable`], [`Error::Backend`]).
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>>
     where
         D: Contains<A>,
@@ -184,7 +200,12 @@ impl<D> Domain<D> {
         Ok(self.append(aggregate, events).await?)
     }
 
-    /// Appends events to an aggregate at the versions after `aggregate.version`.
+    /// Appends events to an aggregate at the versions after `aggregate.version`, without a
+    /// command, and returns it with the events folded in.
+    ///
+    /// # Errors
+    /// [`Error::VersionConflict`] when another writer appended first (nothing is written);
+    /// [`Error::Encode`] for an event that cannot be serialised; a store failure.
     pub async fn append<A: Aggregate>(
         &self,
         mut aggregate: Loaded<A>,

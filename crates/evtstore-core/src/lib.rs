@@ -9,12 +9,15 @@
 //! - `domain.rs`: [`Domain`], aggregate kinds on one provider: load, execute, handlers;
 //!   [`domain!`] declares which kinds a domain holds, so the compiler checks membership.
 //! - `handler/`: event handlers (read models, process managers) with bookmarks: [`Handles`],
-//!   [`Handler`].
+//!   [`Handler`]; `handler/tx/`: transactional handlers ([`TxHandles`], the page loop shared
+//!   by providers that implement [`provider::TxProvider`]).
 //! - `memory.rs`: [`MemoryProvider`], everything in this process.
 //! - `event.rs`, `error.rs`: stored events and the [`enum@Error`] type.
 //! - [`provider`]: for provider authors: the [`Provider`] trait and the checks and helpers
 //!   every backend uses.
-//! - `conformance` (feature `testkit`): the test suite every provider passes.
+//! - [`testing`]: given/when/then tests of commands and handlers, on a fresh in-memory store.
+//! - `conformance` (feature `testkit`): the test suite every provider passes (and
+//!   `conformance::tx`, the one every transactional provider passes).
 
 mod aggregate;
 mod batch;
@@ -31,6 +34,7 @@ mod memory;
 mod names;
 pub mod provider;
 mod shared_str;
+pub mod testing;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};
 pub use batch::Batch;
@@ -38,7 +42,7 @@ pub use command::{Command, CommandError, Decision, Events, Rejection};
 pub use domain::{Contains, Domain, Executed};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
-pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles};
+pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles, TxHandles};
 pub use memory::MemoryProvider;
 pub use provider::Provider;
 pub use shared_str::SharedStr;

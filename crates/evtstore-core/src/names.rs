@@ -11,6 +11,9 @@ pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_ID_LEN: usize = 255;
 
 /// A stream name: 1 to 200 ASCII letters, digits, `_`, `-` or `.`.
+///
+/// # Errors
+/// [`Error::InvalidName`] naming the stream and why.
 pub fn check_stream(name: &str) -> Result<()> {
     check_identifier("stream", name, MAX_NAME_LEN, |c| {
         c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
@@ -78,6 +81,9 @@ const fn is_stream_name(name: &str) -> bool {
 /// A table or schema name: 1 to 63 ASCII letters, digits or `_`, not starting with a digit.
 ///
 /// Providers check every configurable table name with this before using it in SQL.
+///
+/// # Errors
+/// [`Error::InvalidName`] naming the table and why.
 pub fn check_table(name: &str) -> Result<()> {
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(invalid("table", name, "must not start with a digit"));
@@ -86,11 +92,17 @@ pub fn check_table(name: &str) -> Result<()> {
 }
 
 /// An aggregate id: 1 to 255 bytes of text without control characters.
+///
+/// # Errors
+/// [`Error::InvalidName`] naming the aggregate id and why.
 pub fn check_aggregate_id(id: &str) -> Result<()> {
     check_text("aggregate id", id, MAX_ID_LEN)
 }
 
 /// A bookmark name: 1 to 200 bytes of text without control characters.
+///
+/// # Errors
+/// [`Error::InvalidName`] naming the bookmark and why.
 pub fn check_bookmark(name: &str) -> Result<()> {
     check_text("bookmark", name, MAX_NAME_LEN)
 }

@@ -5,7 +5,9 @@
 pub use crate::aggregate::{decode_data, decode_event, decode_known, decode_known_data};
 pub use crate::body::{check as check_body, encode as encode_body};
 pub use crate::event::now_millis;
-pub use crate::handler::{Hooks, Runner, Timing, check_routes};
+pub use crate::handler::{
+    Hooks, Runner, Savepoint, Timing, TxHandler, TxHandlerBuilder, TxProvider, check_routes,
+};
 pub use crate::names::{
     MAX_ID_LEN, MAX_NAME_LEN, check_aggregate_id, check_bookmark, check_stream, check_table,
     shorten, stream_of,
@@ -122,6 +124,10 @@ pub struct Expectation<'a> {
 /// Checks an append's names and versions, and says which version each aggregate must be at now.
 ///
 /// Each aggregate's events must be adjacent and consecutive. Providers call this first.
+///
+/// # Errors
+/// [`Error::InvalidName`] for a bad stream or aggregate id; [`Error::InvalidAppend`] for a body
+/// that is not a JSON object or versions that do not follow each other.
 pub fn expectations(events: &[NewEvent]) -> Result<Expectations<'_>> {
     let mut found = Expectations::Many(Vec::new());
     for (index, event) in events.iter().enumerate() {

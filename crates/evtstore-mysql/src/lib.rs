@@ -65,7 +65,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use tables::MysqlOptions;
-pub use transaction::{TxCallback, TxHandler, TxHandlerBuilder};
+pub use transaction::{TxHandler, TxHandlerBuilder};
 
 use sequencer::Sequencer;
 use sql::Sql;
@@ -89,6 +89,16 @@ impl Drop for MysqlProvider {
 
 impl MysqlProvider {
     /// Connects with the default tables (`events`, …), creating or upgrading them.
+    ///
+    /// ```no_run
+    /// # async fn run() -> evtstore_core::Result<()> {
+    /// let store = evtstore_mysql::MysqlProvider::connect("mysql://app@db/app").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the server cannot be reached in time; [`Error::Backend`]
+    /// for refused credentials, a bad URL or missing privileges to create the tables.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, MysqlOptions::default()).await
     }
@@ -201,7 +211,7 @@ impl Provider for MysqlProvider {
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         async move {
             let mut conn = self.conn().await?;
-            self.read_page(&mut conn, streams, after, limit).await
+            self.read_page_on(&mut conn, streams, after, limit).await
         }
         .boxed()
     }
@@ -211,7 +221,11 @@ impl Provider for MysqlProvider {
         streams: &'a [String],
         aggregate_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
-        self.read_last(streams, aggregate_id).boxed()
+        async move {
+            let mut conn = self.conn().await?;
+            self.read_last(&mut conn, streams, aggregate_id).await
+        }
+        .boxed()
     }
 
     fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {

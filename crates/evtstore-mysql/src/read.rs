@@ -26,6 +26,12 @@ pub(crate) fn event_from_row(row: &MySqlRow) -> Result<StoredEvent, sqlx::Error>
     })
 }
 
+/// A bookmark's position; `None` when never set: no row, or the row a transactional handler
+/// creates to lock, at -1 (see `sql`).
+pub(crate) fn set_position(position: Option<i64>) -> Option<Position> {
+    position.filter(|&p| p >= 0).map(|p| p as u64)
+}
+
 impl MysqlProvider {
     pub(crate) async fn read_aggregate(
         &self,
@@ -48,7 +54,7 @@ impl MysqlProvider {
     }
 
     /// A page of positioned events after `after`.
-    pub(crate) async fn read_page(
+    pub(crate) async fn read_page_on(
         &self,
         conn: &mut MySqlConnection,
         streams: &[String],
@@ -77,6 +83,7 @@ impl MysqlProvider {
 
     pub(crate) async fn read_last(
         &self,
+        conn: &mut MySqlConnection,
         streams: &[String],
         id: Option<&str>,
     ) -> Result<Option<StoredEvent>> {
@@ -92,7 +99,7 @@ impl MysqlProvider {
         if let Some(id) = id {
             query = query.bind(id);
         }
-        let row = query.fetch_optional(&self.pool).await.map_err(fail)?;
+        let row = query.fetch_optional(conn).await.map_err(fail)?;
         row.as_ref().map(event_from_row).transpose().map_err(fail)
     }
 
@@ -102,7 +109,7 @@ impl MysqlProvider {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.fail("read bookmark", e))?;
-        Ok(position.map(|p| p as u64))
+        Ok(set_position(position))
     }
 
     pub(crate) async fn write_bookmark(

@@ -35,7 +35,8 @@ impl Sql {
             ),
             bookmark: format!("SELECT position FROM {bookmarks} WHERE name = ?"),
             lock_bookmark: format!("SELECT position FROM {bookmarks} WHERE name = ? FOR UPDATE"),
-            create_bookmark: format!("INSERT IGNORE INTO {bookmarks} VALUES (?, 0)"),
+            // The row a transactional handler locks; -1 until a page sets it: never set.
+            create_bookmark: format!("INSERT IGNORE INTO {bookmarks} VALUES (?, -1)"),
             set_bookmark: format!(
                 "INSERT INTO {bookmarks} VALUES (?, ?)
                  ON DUPLICATE KEY UPDATE position = VALUES(position)"

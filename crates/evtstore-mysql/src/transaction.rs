@@ -1,23 +1,50 @@
 //! Transactions: appends inside the caller's transaction, and transactional handlers whose
-//! read-model writes and bookmark commit together (each event applied exactly once).
+//! read-model writes and bookmark commit together (each event applied exactly once). The
+//! handlers' page loop, options and hooks are evtstore-core's; this is their MariaDB part.
 
-use std::collections::HashMap;
-use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
-use evtstore_core::provider::check_bookmark;
-use evtstore_core::provider::decode_event;
-use evtstore_core::provider::expectations;
-use evtstore_core::provider::now_millis;
-use evtstore_core::provider::{Runner, Timing, check_routes};
-use evtstore_core::{
-    Aggregate, BoxError, Contains, Error, EventMeta, NewEvent, Position, Result, StoredEvent,
-};
+use evtstore_core::provider::{Savepoint, TxProvider, expectations, now_millis};
+use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use sqlx::{Connection, MySqlConnection};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Executor, MySql, MySqlConnection, Transaction};
 
 use crate::MysqlProvider;
+use crate::read::set_position;
+
+/// Declares a [`TxHandler`]; get one from [`MysqlProvider::tx_handler`].
+pub type TxHandlerBuilder<D> = evtstore_core::provider::TxHandlerBuilder<MysqlProvider, D>;
+
+/// A MariaDB/MySQL handler whose callbacks write in the same transaction as its bookmark: see
+/// [`evtstore_core::provider::TxHandler`]. A read model may implement
+/// [`TxHandles`](evtstore_core::TxHandles):
+///
+/// ```no_run
+/// # use evtstore_core::conformance::domain::{Post, PostEvent, Tests};
+/// use evtstore_core::{BoxError, EventMeta, TxHandles};
+/// use evtstore_mysql::MysqlProvider;
+/// use sqlx::MySqlConnection;
+///
+/// struct PostsPerUser;
+///
+/// impl TxHandles<Post, MysqlProvider> for PostsPerUser {
+///     async fn handle(&self, conn: &mut MySqlConnection, event: &PostEvent, _: &EventMeta)
+///         -> Result<(), BoxError> {
+///         if let PostEvent::PostCreated { user_id, .. } = event {
+///             let sql = "UPDATE authors SET posts = posts + 1 WHERE id = ?";
+///             sqlx::query(sql).bind(user_id).execute(conn).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+/// # async fn run(provider: std::sync::Arc<MysqlProvider>) -> evtstore_core::Result<()> {
+/// let handler = provider.tx_handler::<Tests>("posts-per-user").on::<Post, _>(PostsPerUser);
+/// handler.build()?.start();
+/// # Ok(()) }
+/// ```
+pub type TxHandler = evtstore_core::provider::TxHandler<MysqlProvider>;
 
 impl MysqlProvider {
     /// Appends inside the caller's own transaction (`&mut *tx` of a `sqlx::Transaction`, on
@@ -29,6 +56,9 @@ impl MysqlProvider {
     /// sequencer of any running provider gives them within its `sequence_interval`); the
     /// envelopes returned here carry position 0. Pair it with `Domain::batch` to execute
     /// commands inside the transaction.
+    ///
+    /// # Errors
+    /// As [`Provider::append`](evtstore_core::Provider::append).
     pub async fn append_in(
         &self,
         conn: &mut MySqlConnection,
@@ -40,238 +70,112 @@ impl MysqlProvider {
         Ok(events.iter().map(|e| e.meta(0, timestamp)).collect())
     }
 
-    /// Starts declaring a transactional handler over aggregate kinds of domain `D`.
+    /// Starts declaring a transactional handler over aggregate kinds of domain `D`: each page
+    /// is one transaction, whose connection the callbacks get, and in which the bookmark is
+    /// saved.
+    ///
+    /// ```no_run
+    /// # use evtstore_core::conformance::domain::{Post, PostEvent, Tests};
+    /// # async fn run(provider: std::sync::Arc<evtstore_mysql::MysqlProvider>) -> evtstore_core::Result<()> {
+    /// let titles = provider
+    ///     .tx_handler::<Tests>("post-titles")
+    ///     .continue_on_error(true) // a failing event's writes are undone, the page goes on
+    ///     .tail_stream(true) // a new bookmark starts at the end of history
+    ///     .after_run(|read, handled| async move { println!("{handled} of {read}") })
+    ///     .handle::<Post, _>(|conn, event, meta| {
+    ///         Box::pin(async move {
+    ///             if let PostEvent::PostCreated { content, .. } = event {
+    ///                 let sql = "INSERT INTO titles (id, title) VALUES (?, ?)";
+    ///                 sqlx::query(sql).bind(meta.aggregate_id.as_str()).bind(content).execute(conn).await?;
+    ///             }
+    ///             Ok(())
+    ///         })
+    ///     })
+    ///     .build()?;
+    /// titles.run_once().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn tx_handler<D>(self: &Arc<Self>, name: &str) -> TxHandlerBuilder<D> {
-        TxHandlerBuilder {
-            provider: self.clone(),
-            name: name.to_owned(),
-            routes: Vec::new(),
-            page_size: 1000,
-            timing: Timing::default(),
-            on_error: None,
-            domain: PhantomData,
+        TxHandlerBuilder::new(self.clone(), name)
+    }
+}
+
+/// Each page: a transaction on one pooled connection that locks the handler's bookmark row
+/// (created beforehand, outside it, when missing), the page read on the same connection.
+impl TxProvider for MysqlProvider {
+    type Conn = PoolConnection<MySql>;
+    type Tx<'c> = Transaction<'c, MySql>;
+    type Arg<'a> = &'a mut MySqlConnection;
+
+    fn arg<'a, 'c>(tx: &'a mut Self::Tx<'c>) -> &'a mut MySqlConnection {
+        tx
+    }
+
+    fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>> {
+        self.conn().boxed()
+    }
+
+    fn begin<'c>(
+        &'c self,
+        conn: &'c mut Self::Conn,
+        name: &'c str,
+    ) -> BoxFuture<'c, Result<(Self::Tx<'c>, Option<Position>)>> {
+        async move {
+            let fail = |what: &'static str| move |e| self.fail(what, e);
+            let create = sqlx::query(&self.sql.create_bookmark).bind(name);
+            create
+                .execute(&mut **conn)
+                .await
+                .map_err(fail("create bookmark"))?;
+            let mut tx = conn.begin().await.map_err(fail("begin"))?;
+            let lock = sqlx::query_scalar(&self.sql.lock_bookmark).bind(name);
+            let position = lock.fetch_one(&mut *tx).await;
+            Ok((
+                tx,
+                set_position(Some(position.map_err(fail("lock bookmark"))?)),
+            ))
         }
-    }
-}
-
-/// A callback of a transactional handler: it gets the transaction's connection and the event.
-pub type TxCallback<E> = Box<
-    dyn for<'t> Fn(
-            &'t mut MySqlConnection,
-            String,
-            E,
-            EventMeta,
-        ) -> BoxFuture<'t, Result<(), BoxError>>
-        + Send
-        + Sync,
->;
-
-type Route = Arc<
-    dyn for<'t> Fn(
-            &'t mut MySqlConnection,
-            &StoredEvent,
-        ) -> Result<BoxFuture<'t, Result<(), BoxError>>>
-        + Send
-        + Sync,
->;
-
-type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
-
-/// Declares a [`TxHandler`]; get one from [`MysqlProvider::tx_handler`].
-pub struct TxHandlerBuilder<D> {
-    provider: Arc<MysqlProvider>,
-    name: String,
-    routes: Vec<(String, Route)>,
-    page_size: usize,
-    timing: Timing,
-    on_error: Option<ErrorHook>,
-    domain: PhantomData<fn() -> D>,
-}
-
-impl<D> TxHandlerBuilder<D> {
-    /// Calls `callback(conn, aggregate_id, event, meta)` for each event of aggregate kind `A`,
-    /// inside the transaction that also moves the bookmark past the event.
-    pub fn handle<A>(mut self, callback: TxCallback<A::Event>) -> Self
-    where
-        A: Aggregate,
-        D: Contains<A>,
-    {
-        let route: Route = Arc::new(move |conn, stored| {
-            let event = decode_event::<A::Event>(stored)?;
-            let (id, meta) = (stored.meta.aggregate_id.to_string(), stored.meta.clone());
-            Ok(callback(conn, id, event, meta))
-        });
-        let stream = evtstore_core::provider::stream_of::<A>();
-        self.routes.push((stream.to_owned(), route));
-        self
+        .boxed()
     }
 
-    /// Events per transaction (default 1,000).
-    pub fn page_size(mut self, events: usize) -> Self {
-        self.page_size = events.max(1);
-        self
+    fn tail<'a>(
+        &'a self,
+        tx: &'a mut Self::Tx<'_>,
+        streams: &'a [String],
+    ) -> BoxFuture<'a, Result<Position>> {
+        let last = self.read_last(tx, streams, None);
+        async move { Ok(last.await?.map_or(0, |event| event.meta.position)) }.boxed()
     }
 
-    /// How often a started handler checks for events (default 1 s); positions given by this
-    /// process's sequencer wake it at once.
-    pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.timing.poll_interval = interval;
-        self
+    fn read_page<'a>(
+        &'a self,
+        tx: &'a mut Self::Tx<'_>,
+        streams: &'a [String],
+        after: Position,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        self.read_page_on(tx, streams, after, limit).boxed()
     }
 
-    /// How long a started handler waits after a failed run (default 1 s).
-    pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.timing.retry_delay = delay;
-        self
+    fn savepoint<'a>(
+        &'a self,
+        tx: &'a mut Self::Tx<'_>,
+        step: Savepoint,
+    ) -> BoxFuture<'a, Result<()>> {
+        let run = tx.execute(step.sql());
+        async move { run.await.map(drop).map_err(|e| self.fail("savepoint", e)) }.boxed()
     }
 
-    /// Called with each failed run of a started handler.
-    pub fn on_error(mut self, hook: impl Fn(&Error) + Send + Sync + 'static) -> Self {
-        self.on_error = Some(Arc::new(hook));
-        self
+    fn save_bookmark<'a>(
+        &'a self,
+        tx: &'a mut Self::Tx<'_>,
+        name: &'a str,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.write_bookmark(tx, name, position).boxed()
     }
 
-    /// Checks the declaration and gives the handler.
-    pub fn build(self) -> Result<TxHandler> {
-        check_bookmark(&self.name)?;
-        let (streams, routes) = check_routes(&self.name, self.routes)?;
-        let inner = TxInner {
-            provider: self.provider,
-            name: self.name,
-            streams,
-            routes,
-            page_size: self.page_size,
-            timing: self.timing,
-            on_error: self.on_error,
-            runner: Runner::default(),
-        };
-        Ok(TxHandler {
-            inner: Arc::new(inner),
-        })
-    }
-}
-
-/// A handler whose callbacks write in the same transaction as its bookmark: a read model in
-/// the same database sees each event exactly once, even when the process dies mid-page.
-///
-/// Each page is one transaction that first locks the handler's bookmark row, so one process
-/// at a time runs the handler. A failing callback rolls the page back: the bookmark stays
-/// before it and the next run retries it. Cheap to clone.
-#[derive(Clone)]
-pub struct TxHandler {
-    inner: Arc<TxInner>,
-}
-
-struct TxInner {
-    provider: Arc<MysqlProvider>,
-    name: String,
-    streams: Vec<String>,
-    routes: HashMap<String, Route>,
-    page_size: usize,
-    timing: Timing,
-    on_error: Option<ErrorHook>,
-    runner: Runner,
-}
-
-impl TxHandler {
-    /// Handles every pending event, a page per transaction; returns how many were handled.
-    pub async fn run_once(&self) -> Result<usize> {
-        self.inner.run_pages(&|| false).await
-    }
-
-    /// The position the handler has committed.
-    pub async fn position(&self) -> Result<Position> {
-        let inner = &self.inner;
-        Ok(inner
-            .provider
-            .read_bookmark(&inner.name)
-            .await?
-            .unwrap_or(0))
-    }
-
-    /// Runs the handler in the background until [`stop`](Self::stop), woken at once when
-    /// this process's sequencer gives positions, polling as a fallback.
-    pub fn start(&self) {
-        let inner = self.inner.clone();
-        let run = move || {
-            let inner = inner.clone();
-            async move { inner.run_pages(&|| inner.runner.is_stopping()).await }
-        };
-        let reporter = self.inner.clone();
-        let report = move |error: Error| {
-            tracing::warn!(handler = %reporter.name, %error, "transactional handler run failed");
-            if let Some(hook) = &reporter.on_error {
-                hook(&error);
-            }
-            std::future::ready(())
-        };
-        let appended = evtstore_core::Provider::subscribe(&*self.inner.provider);
-        let timing = self.inner.timing;
-        self.inner.runner.start(run, appended, timing, report);
-    }
-
-    /// Stops the background run after the page (transaction) it is handling.
-    pub async fn stop(&self) {
-        self.inner.runner.stop().await;
-    }
-}
-
-impl TxInner {
-    /// Runs pages until one comes back short, or `stop()` says so between pages.
-    async fn run_pages(&self, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize> {
-        let mut total = 0;
-        loop {
-            let (read, handled) = self.run_page().await?;
-            total += handled;
-            if read < self.page_size || stop() {
-                return Ok(total);
-            }
-        }
-    }
-
-    async fn run_page(&self) -> Result<(usize, usize)> {
-        let provider = &self.provider;
-        let fail = |what: &'static str| move |e| provider.fail(what, e);
-        let mut conn = provider.conn().await?;
-        sqlx::query(&provider.sql.create_bookmark)
-            .bind(&self.name)
-            .execute(&mut *conn)
-            .await
-            .map_err(fail("create bookmark"))?;
-        let mut tx = conn.begin().await.map_err(fail("begin"))?;
-        let position: i64 = sqlx::query_scalar(&provider.sql.lock_bookmark)
-            .bind(&self.name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(fail("lock bookmark"))?;
-        let page = provider
-            .read_page(&mut tx, &self.streams, position as u64, self.page_size)
-            .await?;
-        let mut handled = 0;
-        for event in &page {
-            if let Some(route) = self.routes.get(event.meta.stream.as_str()) {
-                let call = route(&mut tx, event)?; // dropping `tx` rolls the page back
-                call.await.map_err(|source| self.failure(event, source))?;
-                handled += 1;
-            }
-        }
-        if let Some(last) = page.last() {
-            provider
-                .write_bookmark(&mut tx, &self.name, last.meta.position)
-                .await?;
-        }
-        tx.commit().await.map_err(fail("commit"))?;
-        Ok((page.len(), handled))
-    }
-
-    fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
-        Error::Handler {
-            handler: self.name.clone(),
-            stream: event.meta.stream.to_string(),
-            aggregate_id: event.meta.aggregate_id.to_string(),
-            version: event.meta.version,
-            position: event.meta.position,
-            source,
-        }
+    fn commit<'c>(&'c self, tx: Self::Tx<'c>) -> BoxFuture<'c, Result<()>> {
+        async move { tx.commit().await.map_err(|e| self.fail("commit", e)) }.boxed()
     }
 }

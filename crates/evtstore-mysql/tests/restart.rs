@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use evtstore_core::conformance::domain::{Tests, User};
 use evtstore_core::{Domain, ErrorKind, Handler, NewEvent, Provider};
 use evtstore_mysql::{MysqlOptions, MysqlProvider, TxHandler};
-use sqlx::{Executor, MySqlConnection};
+use sqlx::Executor;
 
 const DAEMON: &str = "/usr/sbin/mariadbd";
 
@@ -90,14 +90,14 @@ fn exact_handler(provider: &Arc<MysqlProvider>) -> TxHandler {
         .tx_handler::<Tests>("exact")
         .poll_interval(Duration::from_millis(100))
         .retry_delay(Duration::from_millis(100))
-        .handle::<User>(Box::new(|conn: &mut MySqlConnection, _, _, meta| {
+        .handle::<User, _>(|conn, _, meta| {
             Box::pin(async move {
                 let sql = "INSERT INTO applied VALUES (?, 1) ON DUPLICATE KEY UPDATE n = n + 1";
                 let position = meta.position as i64;
-                sqlx::query(sql).bind(position).execute(&mut *conn).await?;
+                sqlx::query(sql).bind(position).execute(conn).await?;
                 Ok(())
             })
-        }))
+        })
         .build()
         .unwrap()
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use evtstore_core::{Aggregate, EventMeta, NewEvent, Provider};
 use evtstore_mysql::{MysqlOptions, MysqlProvider, TxHandler};
 use serde::{Deserialize, Serialize};
-use sqlx::{Executor, MySqlConnection};
+use sqlx::Executor;
 
 const CHILD: &str = "EVTSTORE_MYSQL_TX_CHILD_DB";
 const NAME: &str = "tx_handler_killed_mid_page_loses_nothing_and_applies_nothing_twice";
@@ -39,18 +39,18 @@ fn model_handler(provider: &Arc<MysqlProvider>, hang_at: Option<u64>) -> TxHandl
     provider
         .tx_handler::<Clocks>("model")
         .page_size(10)
-        .handle::<Clock>(Box::new(move |conn: &mut MySqlConnection, _, _, meta| {
+        .handle::<Clock, _>(move |conn, _, meta| {
             Box::pin(async move {
                 let sql = "INSERT INTO applied VALUES (?, 1) ON DUPLICATE KEY UPDATE n = n + 1";
                 let position = meta.position as i64;
-                sqlx::query(sql).bind(position).execute(&mut *conn).await?;
+                sqlx::query(sql).bind(position).execute(conn).await?;
                 println!("applied {position}");
                 if Some(meta.position) == hang_at {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
                 Ok(())
             })
-        }))
+        })
         .build()
         .unwrap()
 }

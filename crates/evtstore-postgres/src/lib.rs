@@ -80,7 +80,7 @@ use tokio::task::JoinHandle;
 
 pub use tables::PgOptions;
 pub use tls::PgSslMode;
-pub use transaction::{TxCallback, TxHandler, TxHandlerBuilder};
+pub use transaction::{TxHandler, TxHandlerBuilder};
 
 use connect::{Renewal, Target, UrlTls};
 use failure::Limits;
@@ -110,6 +110,16 @@ impl Drop for PgProvider {
 
 impl PgProvider {
     /// Connects with the default tables (`public.events`, …), creating or upgrading them.
+    ///
+    /// ```no_run
+    /// # async fn run() -> evtstore_core::Result<()> {
+    /// let store = evtstore_postgres::PgProvider::connect("postgres://app@db/app").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the server cannot be reached in time; [`Error::Backend`]
+    /// for refused credentials, a bad URL or a role that may not create or upgrade the tables.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, PgOptions::default()).await
     }

@@ -88,15 +88,23 @@ impl PgProvider {
         id: Option<&str>,
     ) -> Result<Option<StoredEvent>> {
         let client = self.client().await?;
+        let Some(id) = id else {
+            return self.read_last_on(&client, streams).await;
+        };
+        let sql = &self.sql.last_aggregate_event;
+        let params: [&(dyn ToSql + Sync); 2] = [&streams, &id];
+        let row = self.run("read last event", client.query_opt(sql, &params));
+        Ok(row.await?.as_ref().map(event_from_row))
+    }
+
+    /// The end of history, on a given connection or transaction: the last committed event,
+    /// once nothing older can still appear.
+    pub(crate) async fn read_last_on<C: GenericClient>(
+        &self,
+        client: &C,
+        streams: &[String],
+    ) -> Result<Option<StoredEvent>> {
         let what = "read last event";
-        if let Some(id) = id {
-            let sql = &self.sql.last_aggregate_event;
-            let row = self
-                .run(what, client.query_opt(sql, &[&streams, &id]))
-                .await?;
-            return Ok(row.as_ref().map(event_from_row));
-        }
-        // The end of history is the last committed event, once nothing older can still appear.
         let mut wait = HorizonWait::new();
         loop {
             let last = &self.sql.last_event;

@@ -44,7 +44,7 @@ fn tx_handler(provider: &Arc<PgProvider>, schema: &str) -> TxHandler {
     provider
         .tx_handler::<Counters>("model")
         .page_size(5)
-        .handle::<Counter>(Box::new(move |tx, _, _, meta| {
+        .handle::<Counter, _>(move |tx, _, meta| {
             let (update, insert) = (update.clone(), insert.clone());
             Box::pin(async move {
                 let position = meta.position as i64;
@@ -54,7 +54,7 @@ fn tx_handler(provider: &Arc<PgProvider>, schema: &str) -> TxHandler {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 Ok(())
             })
-        }))
+        })
         .build()
         .unwrap()
 }

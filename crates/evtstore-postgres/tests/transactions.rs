@@ -227,8 +227,8 @@ async fn tx_handler_refuses_two_callbacks_for_one_kind() {
     let p = connect(&url, &support::unique_schema(), 1).await;
     let built = p
         .tx_handler::<Counters>("twice")
-        .handle::<Counter>(Box::new(|_, _, _, _| Box::pin(async { Ok(()) })))
-        .handle::<Counter>(Box::new(|_, _, _, _| Box::pin(async { Ok(()) })))
+        .handle::<Counter, _>(|_, _, _| Box::pin(async { Ok(()) }))
+        .handle::<Counter, _>(|_, _, _| Box::pin(async { Ok(()) }))
         .build();
     assert!(
         matches!(built, Err(Error::InvalidName { .. })),
@@ -249,13 +249,13 @@ async fn started_tx_handler_applies_appends_at_once_and_stops() {
     let handler = p
         .tx_handler::<Counters>("started")
         .poll_interval(Duration::from_secs(60))
-        .handle::<Counter>(Box::new(move |tx, _, _, meta| {
+        .handle::<Counter, _>(move |tx, _, meta| {
             let sql = sql.clone();
             Box::pin(async move {
                 tx.execute(&sql, &[&(meta.position as i64)]).await?;
                 Ok(())
             })
-        }))
+        })
         .build()
         .unwrap();
     handler.start();

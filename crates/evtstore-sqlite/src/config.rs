@@ -62,6 +62,11 @@ impl Config {
         Ok(Config { path, options })
     }
 
+    /// The database file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// A new connection to the file, with the options applied.
     pub(crate) fn connect(&self) -> rusqlite::Result<Connection> {
         disable_memory_statistics();

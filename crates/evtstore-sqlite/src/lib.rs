@@ -17,6 +17,7 @@
 //! - `readers`: reader threads, each with a read connection; WAL lets them run beside writes.
 //! - `reader`: the statements of a read; `rows`: an aggregate's events as read, in one buffer.
 //! - `waiting`: how callers await the threads' answers.
+//! - `commits`: wakes handlers when another process commits to the file.
 //!
 //! # Threads
 //! SQLite calls block (a commit waits for an fsync under `Durability::Full`, a write for
@@ -61,10 +62,14 @@
 //!
 //! # Several processes
 //! Processes may share one file: appends take SQLite's write lock, check versions under it
-//! and wait up to `busy_timeout` for another process's transaction. Handlers see other
-//! processes' events by polling; appends in this process wake them at once.
+//! and wait up to `busy_timeout` for another process's transaction. Appends in this process
+//! wake its handlers at once; commits by other processes wake them too (`commits`): a watcher
+//! started with the first handler learns from the file system (inotify on Linux) that the
+//! database's WAL file was written, and from SQLite's `data_version` that a commit landed.
+//! Polling stays as the fallback, for a file system that sends no such news.
 
 mod append;
+mod commits;
 mod config;
 mod reader;
 mod readers;
@@ -75,7 +80,7 @@ mod waiting;
 mod writer;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use evtstore_core::provider::Visitor;
 use evtstore_core::provider::check_bookmark;
@@ -86,6 +91,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
+use commits::CommitWatcher;
 use config::Config;
 pub use config::{Durability, SqliteOptions};
 use readers::{Read, Readers};
@@ -100,10 +106,22 @@ pub struct SqliteProvider {
     writer: Writer,
     waiting: Waiting,
     appended: Arc<watch::Sender<Position>>,
+    /// Started by the first `subscribe`: wakes handlers on other processes' commits.
+    watcher: OnceLock<Option<CommitWatcher>>,
 }
 
 impl SqliteProvider {
     /// Opens (or creates) the database file with the default options.
+    ///
+    /// ```no_run
+    /// let store = evtstore_sqlite::SqliteProvider::open("events.db")?;
+    /// # Ok::<(), evtstore_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`](evtstore_core::Error::InvalidName) for an in-memory path;
+    /// [`Error::Backend`](evtstore_core::Error::Backend) naming the path when the file cannot
+    /// be opened, created or upgraded.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, SqliteOptions::default())
     }
@@ -127,6 +145,7 @@ impl SqliteProvider {
             config,
             waiting: Waiting::default(),
             appended,
+            watcher: OnceLock::new(),
         })
     }
 
@@ -267,6 +286,11 @@ impl Provider for SqliteProvider {
     }
 
     fn subscribe(&self) -> watch::Receiver<Position> {
+        self.watcher.get_or_init(|| {
+            let started = CommitWatcher::start(&self.config, self.appended.clone());
+            let failed = |error| tracing::warn!(%error, "handlers will see other processes' commits by polling");
+            started.map_err(failed).ok()
+        });
         self.appended.subscribe()
     }
 }

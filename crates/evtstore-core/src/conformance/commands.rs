@@ -4,18 +4,25 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use super::domain::*;
-use super::support::{all_events, domain, streams};
+use super::support::{all_events, domain, scenario, streams};
 use crate::event::now_millis;
-use crate::{Aggregate, CommandError, Contains, Domain, Loaded, Provider};
+use crate::{Aggregate, Contains, Domain, Loaded, Provider};
+
+fn created(name: &str) -> UserEvent {
+    UserEvent::Created { name: name.into() }
+}
+
+fn added(by: i64, seen_version: u64) -> CounterEvent {
+    CounterEvent::Added { by, seen_version }
+}
 
 /// Item 1: a command appends an event and returns the aggregate at version 1 with it folded in;
 /// the stored event carries its stream, id, version, position, timestamp and a tagged JSON body.
 pub async fn command_appends_and_returns_version_1(provider: Arc<dyn Provider>, _page: usize) {
-    let domain = domain(&provider);
-    let user = domain
-        .execute("u1", CreateUser { name: "ada".into() })
+    let user = scenario(&provider)
+        .when("u1", CreateUser { name: "ada".into() })
+        .then([created("ada")])
         .await;
-    let user = user.expect("creating user u1");
     assert_eq!(
         (user.id.as_str(), user.version),
         ("u1", 1),
@@ -71,15 +78,11 @@ pub async fn command_appends_and_returns_version_1(provider: Arc<dyn Provider>, 
 
 /// Item 2: a second command on the aggregate returns version 2.
 pub async fn second_command_returns_version_2(provider: Arc<dyn Provider>, _page: usize) {
-    let domain = domain(&provider);
-    domain
-        .execute("u1", CreateUser { name: "ada".into() })
-        .await
-        .expect("creating u1");
-    let user = domain
-        .execute("u1", DisableUser)
-        .await
-        .expect("disabling u1");
+    let user = scenario(&provider)
+        .given::<User>("u1", [created("ada")])
+        .when("u1", DisableUser)
+        .then([UserEvent::Disabled])
+        .await;
     assert_eq!(user.version, 2, "a second command gives version 2");
     assert!(
         !user.state.enabled,
@@ -120,28 +123,22 @@ where
     );
 }
 
-/// Asserts that a command was rejected with the command's own error.
-fn assert_rejected<T: Debug>(outcome: Result<T, CommandError<Refused>>, expected: Refused) {
-    let error = outcome.expect_err("the command must be rejected");
-    let rejection = error.rejection();
-    let rejection = rejection.unwrap_or_else(|| panic!("expected a rejection, got {error}"));
-    assert_eq!(rejection, &expected, "rejection {error}");
-}
-
 /// Item 7: every command returns the correct new aggregate, including one that reads another
 /// aggregate, one that returns no event, and rejected ones (which write nothing).
 pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>, _page: usize) {
     let domain = domain(&provider);
-    let user = domain
-        .execute("u1", CreateUser { name: "ada".into() })
-        .await
-        .expect("create");
+    let user = scenario(&provider)
+        .when("u1", CreateUser { name: "ada".into() })
+        .then([created("ada")])
+        .await;
     assert_eq!((user.version, user.state.enabled), (1, true));
     same_as_loaded(&domain, &user).await;
-    let user = domain.execute("u1", DisableUser).await.expect("disable");
+    let disable = scenario(&provider).when("u1", DisableUser);
+    let user = disable.then([UserEvent::Disabled]).await;
     assert_eq!((user.version, user.state.enabled), (2, false));
     same_as_loaded(&domain, &user).await;
-    let user = domain.execute("u1", EnableUser).await.expect("enable");
+    let enable = scenario(&provider).when("u1", EnableUser);
+    let user = enable.then([UserEvent::Enabled]).await;
     assert_eq!(
         (user.version, user.state.enabled, user.state.name.as_str()),
         (3, true, "ada")
@@ -152,7 +149,14 @@ pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>
         user_id: "u1".into(),
         content: "hello".into(),
     };
-    let post = domain.execute("p1", create).await.expect("create post");
+    let post_created = PostEvent::PostCreated {
+        user_id: "u1".into(),
+        content: "hello".into(),
+    };
+    let post = scenario(&provider)
+        .when("p1", create)
+        .then([post_created])
+        .await;
     let expected = Post {
         user_id: "u1".into(),
         content: "hello".into(),
@@ -160,58 +164,34 @@ pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>
     };
     assert_eq!((post.version, &post.state), (1, &expected));
     same_as_loaded(&domain, &post).await;
-    let post = domain
-        .execute(
-            "p1",
-            ArchivePost {
-                user_id: "u1".into(),
-            },
-        )
-        .await;
-    let post = post.expect("archive post");
+    let archive_by = |user_id: &str| ArchivePost {
+        user_id: user_id.into(),
+    };
+    let archive = scenario(&provider).when("p1", archive_by("u1"));
+    let post = archive.then([PostEvent::PostArchived]).await;
     assert_eq!((post.version, post.state.archived), (2, true));
     same_as_loaded(&domain, &post).await;
-    let again = domain
-        .execute(
-            "p1",
-            ArchivePost {
-                user_id: "u1".into(),
-            },
-        )
+    let again = scenario(&provider)
+        .when("p1", archive_by("u1"))
+        .then([])
         .await;
-    assert_eq!(
-        again.expect("archive again"),
-        post,
-        "a command without events changes nothing"
-    );
+    assert_eq!(again, post, "a command without events changes nothing");
 
     let orphan = CreatePost {
         user_id: "nobody".into(),
         content: "x".into(),
     };
-    assert_rejected(domain.execute("p2", orphan).await, Refused::Unauthorized);
-    assert_rejected(
-        domain
-            .execute(
-                "p1",
-                ArchivePost {
-                    user_id: "u2".into(),
-                },
-            )
-            .await,
-        Refused::NotAllowed,
+    let orphan = scenario(&provider).when("p2", orphan);
+    orphan.then_rejected(Refused::Unauthorized).await;
+    let by_other = scenario(&provider).when("p1", archive_by("u2"));
+    by_other.then_rejected(Refused::NotAllowed).await;
+    let create_again = scenario(&provider).when(
+        "u1",
+        CreateUser {
+            name: "again".into(),
+        },
     );
-    assert_rejected(
-        domain
-            .execute(
-                "u1",
-                CreateUser {
-                    name: "again".into(),
-                },
-            )
-            .await,
-        Refused::Exists,
-    );
+    create_again.then_rejected(Refused::Exists).await;
     let stored = all_events(&provider, &["users", "posts"]).await;
     assert_eq!(
         stored.len(),
@@ -223,11 +203,10 @@ pub async fn every_command_returns_the_new_aggregate(provider: Arc<dyn Provider>
 /// Item 8: a command that returns two events advances the version by two and folds both in order;
 /// one that returns none changes nothing.
 pub async fn two_events_advance_the_version_by_two(provider: Arc<dyn Provider>, _page: usize) {
-    let domain = domain(&provider);
-    let counter = domain
-        .execute("c1", Bump { by: vec![5, 7] })
-        .await
-        .expect("bump twice");
+    let counter = scenario(&provider)
+        .when("c1", Bump { by: vec![5, 7] })
+        .then([added(5, 0), added(7, 0)])
+        .await;
     assert_eq!(counter.version, 2, "two events advance the version by two");
     assert_eq!(
         (counter.state.total, &counter.state.history[..]),
@@ -249,18 +228,14 @@ pub async fn two_events_advance_the_version_by_two(provider: Arc<dyn Provider>, 
         "the aggregate is at its last event"
     );
 
-    let unchanged = domain
-        .execute("c1", Bump { by: vec![] })
-        .await
-        .expect("bump by nothing");
+    let nothing = scenario(&provider).when("c1", Bump { by: vec![] });
+    let unchanged = nothing.then([]).await;
     assert_eq!(
         unchanged, counter,
         "a command without events returns the aggregate as it was"
     );
-    let counter = domain
-        .execute("c1", Bump { by: vec![1] })
-        .await
-        .expect("bump once");
+    let once = scenario(&provider).when("c1", Bump { by: vec![1] });
+    let counter = once.then([added(1, 2)]).await;
     assert_eq!(
         (counter.version, &counter.state.history[..]),
         (3, &[5, 7, 1][..])
@@ -344,26 +319,19 @@ pub async fn missing_aggregate_loads_at_version_0(provider: Arc<dyn Provider>, _
 
 /// Item 11: a command handler sees the aggregate's current, non-zero version.
 pub async fn command_sees_the_current_version(provider: Arc<dyn Provider>, _page: usize) {
-    let domain = domain(&provider);
-    for _ in 0..3 {
-        domain
-            .execute("c1", Bump { by: vec![1] })
-            .await
-            .expect("bumping c1");
+    for seen_version in 0..3 {
+        let bump = scenario(&provider).when("c1", Bump { by: vec![1] });
+        bump.then([added(1, seen_version)]).await;
     }
-    let counter = domain
-        .execute("c1", Bump { by: vec![1, 1] })
-        .await
-        .expect("bumping twice");
+    let twice = scenario(&provider).when("c1", Bump { by: vec![1, 1] });
+    let counter = twice.then([added(1, 3), added(1, 3)]).await;
     assert_eq!(
         counter.state.seen_versions,
         [0, 1, 2, 3, 3],
         "versions the commands saw"
     );
-    let other = domain
-        .execute("c2", Bump { by: vec![1] })
-        .await
-        .expect("bumping c2");
+    let other = scenario(&provider).when("c2", Bump { by: vec![1] });
+    let other = other.then([added(1, 0)]).await;
     assert_eq!(
         other.state.seen_versions,
         [0],

@@ -45,6 +45,7 @@ mod provider_reads;
 mod snapshots;
 mod stopping;
 mod support;
+pub mod tx;
 mod unknown;
 
 pub use commands::*;

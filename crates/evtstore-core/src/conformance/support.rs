@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::domain::Tests;
+use crate::testing::Scenario;
 use crate::{
     Aggregate, BoxError, Domain, Error, EventMeta, Handler, HandlerFailure, NewEvent, Position,
     Provider, Result, Snapshot, StoredEvent,
@@ -20,6 +21,11 @@ pub(super) const PROMPTLY: Duration = Duration::from_secs(2);
 /// The test domain on a provider.
 pub(super) fn domain(provider: &Arc<dyn Provider>) -> Domain<Tests> {
     Domain::with_provider(provider.clone())
+}
+
+/// A test-kit scenario of the test domain on a provider.
+pub(super) fn scenario(provider: &Arc<dyn Provider>) -> Scenario<Tests> {
+    Scenario::on(provider.clone())
 }
 
 /// Stream names as the provider takes them.

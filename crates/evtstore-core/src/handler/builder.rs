@@ -1,16 +1,13 @@
 //! Declaring an event handler: its bookmark, state, routes, options and hooks.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use super::{
-    Callback, CallbackResult, Handler, HandlerFailure, Handles, Hooks, Options, Parts, Started,
-};
-use crate::aggregate::{Aggregate, UnknownEvents, decode_known};
+use super::options::common_options;
+use super::{Callback, CallbackResult, Handler, Handles, Hooks, Options, Parts, Started};
+use crate::aggregate::{Aggregate, decode_known};
 use crate::domain::{Contains, Domain};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, StoredEvent};
@@ -111,86 +108,11 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         self
     }
 
-    /// What to do with an event whose type this build does not know (a newer build wrote it):
-    /// fail on it (the default), or skip it and report it to [`on_error`](Self::on_error).
-    /// Applies to the kinds registered after it.
-    pub fn unknown_events(mut self, policy: UnknownEvents) -> Self {
-        self.options.unknown_events = policy;
-        self
-    }
-
-    /// A new bookmark starts at the end of history instead of the start.
-    pub fn tail_stream(mut self, yes: bool) -> Self {
-        self.options.tail_stream = yes;
-        self
-    }
-
-    /// Every start and every [`reset`](Handler::reset) begins at the end of history.
-    pub fn always_tail_stream(mut self, yes: bool) -> Self {
-        self.options.always_tail_stream = yes;
-        self
-    }
-
-    /// A failing event is reported to [`on_error`](Self::on_error) and skipped. Without it the
-    /// handler stops at that event, keeps its bookmark before it, and retries it later.
-    pub fn continue_on_error(mut self, yes: bool) -> Self {
-        self.options.continue_on_error = yes;
-        self
-    }
+    common_options!();
 
     /// Keeps the position in this process only, never in the provider.
     pub fn in_memory_bookmark(mut self) -> Self {
         self.options.in_memory_bookmark = true;
-        self
-    }
-
-    /// How many events to read per page (default 1,000); the bookmark is saved once per page.
-    pub fn page_size(mut self, events: usize) -> Self {
-        self.options.page_size = events.max(1);
-        self
-    }
-
-    /// How often a running handler checks for events from writers in other processes
-    /// (default 1 s); events appended through this process wake it at once.
-    pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.options.timing.poll_interval = interval;
-        self
-    }
-
-    /// How long a running handler waits after a failed run before it retries (default 1 s).
-    pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.options.timing.retry_delay = delay;
-        self
-    }
-
-    /// Called with each event failure (its event, the error and the handler's name) and by a
-    /// running handler with each failed run.
-    pub fn on_error<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(&HandlerFailure<'_>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.hooks.set_on_error(hook);
-        self
-    }
-
-    /// Called before each page is read.
-    pub fn before_run<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.hooks.set_before_run(hook);
-        self
-    }
-
-    /// Called after each page with (events read, events handled).
-    pub fn after_run<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.hooks.set_after_run(hook);
         self
     }
 

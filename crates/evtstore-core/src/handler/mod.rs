@@ -8,8 +8,11 @@
 
 mod builder;
 mod hooks;
+mod options;
+mod page;
 mod run;
 mod runner;
+mod tx;
 mod worker;
 
 use std::collections::HashMap;
@@ -22,8 +25,12 @@ use futures_util::future::BoxFuture;
 pub use builder::{HandlerBuilder, check_routes};
 pub use hooks::{HandlerFailure, Hooks};
 pub use runner::{Runner, Timing};
+pub use tx::{Savepoint, TxHandler, TxHandlerBuilder, TxHandles, TxProvider};
 
-use crate::aggregate::{Aggregate, UnknownEvents};
+use options::Options;
+use page::Policy;
+
+use crate::aggregate::Aggregate;
 use crate::error::{BoxError, Result};
 use crate::event::{EventMeta, Position, StoredEvent};
 use crate::provider::Provider;
@@ -73,31 +80,6 @@ enum Started<'a> {
     Pending(BoxFuture<'a, CallbackResult>),
 }
 
-#[derive(Debug, Clone)]
-struct Options {
-    tail_stream: bool,
-    always_tail_stream: bool,
-    continue_on_error: bool,
-    in_memory_bookmark: bool,
-    page_size: usize,
-    unknown_events: UnknownEvents,
-    timing: Timing,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            tail_stream: false,
-            always_tail_stream: false,
-            continue_on_error: false,
-            in_memory_bookmark: false,
-            page_size: 1000,
-            unknown_events: UnknownEvents::Fail,
-            timing: Timing::default(),
-        }
-    }
-}
-
 /// Everything a handler is built from.
 struct Parts<S> {
     name: String,
@@ -106,6 +88,12 @@ struct Parts<S> {
     routes: HashMap<String, Callback<S>>,
     options: Options,
     hooks: Hooks,
+}
+
+impl<S> Parts<S> {
+    fn policy(&self) -> Policy<'_> {
+        self.options.policy(&self.name, &self.hooks)
+    }
 }
 
 /// A running or runnable event handler, with its state `S` (`()` for closures only).

@@ -2,10 +2,9 @@
 
 use std::panic::AssertUnwindSafe;
 
-use futures_util::FutureExt;
-
-use super::{Handler, HandlerFailure, Started};
-use crate::error::{BoxError, Error, Result};
+use super::page::{Handled, PageEvents};
+use super::{Handler, Parts};
+use crate::error::{Error, Result};
 use crate::event::{Position, StoredEvent};
 
 impl<S: Send + 'static> Handler<S> {
@@ -85,9 +84,12 @@ impl<S: Send + 'static> Handler<S> {
             .events(&parts.streams, position, page_size)
             .await?;
         let start = position;
-        let (handled, outcome) = self
-            .handle_page(&mut cursor.state, &page, &mut position)
-            .await;
+        let mut events = StateEvents {
+            parts,
+            state: &mut cursor.state,
+        };
+        let policy = parts.policy();
+        let (handled, outcome) = policy.handle_page(&mut events, &page, &mut position).await;
         if position != start {
             self.save_position(position).await?;
             cursor.position = Some(position);
@@ -102,97 +104,30 @@ impl<S: Send + 'static> Handler<S> {
         }
         Ok((page.len(), handled))
     }
+}
 
-    /// Handles a page in order, moving `position` past each event done (or skipped).
-    async fn handle_page(
-        &self,
-        state: &mut S,
-        page: &[StoredEvent],
-        position: &mut Position,
-    ) -> (usize, Result<()>) {
-        let parts = &self.inner.parts;
-        let mut handled = 0;
-        for event in page {
-            match self.dispatch(state, event).await {
-                Ok(true) => handled += 1,
-                Ok(false) => {}
-                Err(error) if parts.options.continue_on_error || is_skipped_unknown(&error) => {
-                    let failure = HandlerFailure {
-                        handler: &parts.name,
-                        event: Some(&event.meta),
-                        error: &error,
-                    };
-                    parts.hooks.failed(failure).await;
-                }
-                Err(error) => return (handled, Err(error)),
-            }
-            *position = event.meta.position;
-        }
-        (handled, Ok(()))
-    }
+/// A plain handler's page: each event goes to its callback with the handler's state.
+struct StateEvents<'h, S> {
+    parts: &'h Parts<S>,
+    state: &'h mut S,
+}
 
-    /// Runs the event's callback; false when the handler has none for its stream.
-    async fn dispatch(&self, state: &mut S, event: &StoredEvent) -> Result<bool> {
-        let parts = &self.inner.parts;
+impl<S: Send> PageEvents for StateEvents<'_, S> {
+    async fn handle(&mut self, event: &StoredEvent) -> Result<Handled> {
+        let parts = self.parts;
         let Some(callback) = parts.routes.get(event.meta.stream.as_str()) else {
-            return Ok(false);
+            return Ok(Handled::Ignored);
         };
-        // Decodes, and runs a closure or starts a future.
+        // Decodes, and runs a closure or starts a future: a panic in either fails the event.
+        let state = &mut *self.state;
         let start = move || {
             let state = state; // moved in: the future may hold it
             callback(state, event)
         };
-        let started = std::panic::catch_unwind(AssertUnwindSafe(start));
-        let started = started.map_err(|panic| self.failure(event, panic_message(panic)))?;
-        let Some(started) = started? else {
-            return Err(unknown_skipped(event));
-        };
-        let outcome = match started {
-            Started::Done(outcome) => outcome,
-            Started::Pending(future) => match AssertUnwindSafe(future).catch_unwind().await {
-                Ok(outcome) => outcome,
-                Err(panic) => Err(panic_message(panic)),
-            },
-        };
-        outcome
-            .map(|()| true)
-            .map_err(|source| self.failure(event, source))
+        Ok(match std::panic::catch_unwind(AssertUnwindSafe(start)) {
+            Ok(Ok(started)) => parts.policy().call(event, started).await,
+            Ok(Err(error)) => Handled::Failed(error),
+            Err(panic) => parts.policy().panicked(event, panic),
+        })
     }
-
-    fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
-        Error::Handler {
-            handler: self.inner.parts.name.clone(),
-            stream: event.meta.stream.to_string(),
-            aggregate_id: event.meta.aggregate_id.to_string(),
-            version: event.meta.version,
-            position: event.meta.position,
-            source,
-        }
-    }
-}
-
-/// The report of an event skipped because its type is unknown to this build.
-fn unknown_skipped(event: &StoredEvent) -> Error {
-    let event_type = crate::aggregate::event_type(&event.data).unwrap_or_default();
-    Error::UnknownEventType {
-        stream: event.meta.stream.to_string(),
-        aggregate_id: event.meta.aggregate_id.to_string(),
-        version: event.meta.version,
-        position: event.meta.position,
-        event_type,
-        skipped: true,
-    }
-}
-
-fn is_skipped_unknown(error: &Error) -> bool {
-    matches!(error, Error::UnknownEventType { skipped: true, .. })
-}
-
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> BoxError {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("callback panicked: {text}").into()
 }

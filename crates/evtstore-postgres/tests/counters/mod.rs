@@ -112,12 +112,12 @@ pub fn model_handler(
     let count = Arc::new(AtomicUsize::new(0));
     p.tx_handler::<Counters>("model")
         .page_size(page)
-        .handle::<Counter>(Box::new(move |tx, id, _event, meta| {
+        .handle::<Counter, _>(move |tx, _event, meta| {
             let (sql, fail) = (sql.clone(), fail.load(Ordering::SeqCst));
             let nth = count.fetch_add(1, Ordering::SeqCst) + 1;
             Box::pin(async move {
                 tx.execute(&sql, &[&(meta.position as i64)]).await?;
-                if fail && id == "bad" {
+                if fail && meta.aggregate_id == "bad" {
                     return Err("the read model refuses aggregate bad".into());
                 }
                 if let Some(hang_at) = hang_at {
@@ -129,7 +129,7 @@ pub fn model_handler(
                 }
                 Ok(())
             })
-        }))
+        })
         .build()
         .unwrap()
 }

@@ -1,0 +1,93 @@
+//! Where a transactional handler starts (`tail_stream`, `always_tail_stream`), and its hooks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::TxModel;
+use super::kit::{Kit, REFUSE, run};
+use crate::conformance::support::{PROMPTLY, eventually};
+use crate::provider::TxProvider;
+
+/// With `tail_stream`, a new bookmark starts (and is saved) at the end of history; a handler
+/// whose bookmark exists resumes from it.
+pub async fn tail_stream_starts_a_new_bookmark_at_the_end<P: TxProvider, M: TxModel<P>>(
+    provider: Arc<P>,
+    model: M,
+) {
+    let kit = Kit::new(provider, model);
+    let old = kit.bump("c1", &[1, 2]).await;
+    let tailing = kit.handler("tailing", |b| b.tail_stream(true));
+    assert_eq!(run(&tailing).await, 0, "history is skipped");
+    assert_eq!(
+        kit.bookmark("tailing").await,
+        Some(old[1]),
+        "saved at the end"
+    );
+    let new = kit.bump("c1", &[3]).await;
+    assert_eq!(run(&tailing).await, 1, "a later event is handled");
+
+    let more = kit.bump("c1", &[4]).await;
+    let again = kit.handler("tailing", |b| b.tail_stream(true));
+    assert_eq!(run(&again).await, 1, "an existing bookmark is kept");
+    assert_eq!(kit.rows().await, [new[0], more[0]]);
+}
+
+/// With `always_tail_stream`, a handler's first run and each start begin at the end of
+/// history, whatever its bookmark says; in between it goes on from where it is.
+pub async fn always_tail_stream_starts_each_start_at_the_end<P: TxProvider, M: TxModel<P>>(
+    provider: Arc<P>,
+    model: M,
+) {
+    let kit = Kit::new(provider, model);
+    let always = |b: crate::provider::TxHandlerBuilder<P, _>| {
+        b.always_tail_stream(true)
+            .poll_interval(Duration::from_millis(50))
+    };
+    kit.bump("c1", &[1]).await;
+    let first = kit.handler("always", always);
+    assert_eq!(run(&first).await, 0, "the first run starts at the end");
+    let second = kit.bump("c1", &[2]).await;
+    assert_eq!(run(&first).await, 1, "then it goes on");
+
+    kit.bump("c1", &[3]).await;
+    let restarted = kit.handler("always", always); // as in a new process
+    assert_eq!(run(&restarted).await, 0, "the bookmark is passed over");
+    kit.bump("c1", &[4]).await;
+    let pages = || kit.log().iter().filter(|l| l.starts_with("after")).count();
+    let before_start = pages();
+    restarted.start();
+    let started = || async { pages() > before_start };
+    eventually("the started handler ran a page", PROMPTLY, started).await;
+    let fifth = kit.bump("c1", &[5]).await;
+    let handled = || async { kit.rows().await.contains(&fifth[0]) };
+    eventually("the started handler handled 5", PROMPTLY, handled).await;
+    restarted.stop().await;
+    assert_eq!(
+        kit.rows().await,
+        [second[0], fifth[0]],
+        "1, 3 and 4 were passed over"
+    );
+}
+
+/// `before_run` and `after_run` run around each page (transaction), after with (events read,
+/// events handled); a skipped failing event is read but not handled.
+pub async fn hooks_run_around_each_page<P: TxProvider, M: TxModel<P>>(provider: Arc<P>, model: M) {
+    let kit = Kit::new(provider, model);
+    kit.bump("c1", &[1, 2, REFUSE, 3, 4]).await;
+    let paged = kit.handler("paged", |b| b.page_size(2).continue_on_error(true));
+    assert_eq!(run(&paged).await, 4);
+    let expected = [
+        "before",
+        "handle 1",
+        "handle 2",
+        "after 2 2",
+        "before",
+        "handle 15",
+        "handle 3",
+        "after 2 1",
+        "before",
+        "handle 4",
+        "after 1 1",
+    ];
+    assert_eq!(kit.log(), expected, "a short page ends the run");
+}
