@@ -12,6 +12,7 @@ pub use crate::names::{
     MAX_ID_LEN, MAX_NAME_LEN, check_aggregate_id, check_bookmark, check_stream, check_table,
     shorten, stream_of,
 };
+pub use crate::shared_str::SharedNames;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;

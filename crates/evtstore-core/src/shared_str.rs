@@ -125,3 +125,51 @@ impl PartialEq<SharedStr> for String {
         **self == *other.0
     }
 }
+
+/// For providers reading events: gives each event's names shared with the others of the read.
+/// A stream name is the same string as the one asked for (or as the first of that name read),
+/// and an aggregate id the previous event's when it is the same (an aggregate's events often
+/// follow each other), so most events of a page or of an aggregate allocate no name.
+///
+/// ```
+/// use evtstore_core::provider::SharedNames;
+/// let mut names = SharedNames::new(&["users"]);
+/// let (first, second) = (names.aggregate_id("u1"), names.aggregate_id("u1"));
+/// assert_eq!(first, "u1");
+/// assert!(std::ptr::eq(first.as_str(), second.as_str()), "one string");
+/// assert_eq!(names.stream("users"), "users");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SharedNames {
+    streams: Vec<SharedStr>,
+    last_id: Option<SharedStr>,
+}
+
+impl SharedNames {
+    /// For a read of these streams.
+    pub fn new<S: AsRef<str>>(streams: &[S]) -> Self {
+        let streams = streams.iter().map(|s| SharedStr::from(s.as_ref()));
+        SharedNames {
+            streams: streams.collect(),
+            last_id: None,
+        }
+    }
+
+    /// A stream name, shared.
+    pub fn stream(&mut self, name: &str) -> SharedStr {
+        if let Some(known) = self.streams.iter().find(|known| *known == name) {
+            return known.clone();
+        }
+        let new = SharedStr::from(name);
+        self.streams.push(new.clone());
+        new
+    }
+
+    /// An aggregate id, shared with the previous one when it is the same.
+    pub fn aggregate_id(&mut self, id: &str) -> SharedStr {
+        match &self.last_id {
+            Some(last) if last == id => last.clone(),
+            _ => self.last_id.insert(SharedStr::from(id)).clone(),
+        }
+    }
+}

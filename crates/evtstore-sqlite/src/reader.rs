@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use evtstore_core::{EventMeta, Position, SharedStr, Snapshot, StoredEvent};
+use evtstore_core::provider::SharedNames;
+use evtstore_core::{EventMeta, Position, Snapshot, StoredEvent};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Row, params_from_iter};
 
@@ -25,27 +26,11 @@ fn body(value: ValueRef<'_>) -> Cow<'_, str> {
     }
 }
 
-/// An event of a row. Its stream shares the name of the one in `streams` it matches, and its
-/// aggregate id the previous event's when it is the same (an aggregate's events often follow
-/// each other).
-fn event_from_row(
-    streams: &[SharedStr],
-    previous: Option<&StoredEvent>,
-    row: &Row<'_>,
-) -> rusqlite::Result<StoredEvent> {
-    let stream = row.get_ref(0)?.as_str()?;
-    let stream = match streams.iter().find(|s| *s == stream) {
-        Some(shared) => shared.clone(),
-        None => stream.into(),
-    };
-    let id = row.get_ref(1)?.as_str()?;
-    let aggregate_id = match previous.map(|e| &e.meta.aggregate_id) {
-        Some(same) if *same == id => same.clone(),
-        _ => id.into(),
-    };
+/// An event of a row, its names shared with the read's other events.
+fn event_from_row(names: &mut SharedNames, row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     let meta = EventMeta {
-        stream,
-        aggregate_id,
+        stream: names.stream(row.get_ref(0)?.as_str()?),
+        aggregate_id: names.aggregate_id(row.get_ref(1)?.as_str()?),
         version: row.get(2)?,
         position: row.get(3)?,
         timestamp: row.get(4)?,
@@ -95,14 +80,11 @@ pub(crate) fn events(
     let params = bounds
         .into_iter()
         .chain(streams.iter().cloned().map(Value::Text));
-    let shared = shared_names(streams);
-    let mut rows = statement.query(params_from_iter(params))?;
-    let mut events: Vec<StoredEvent> = Vec::new();
-    while let Some(row) = rows.next()? {
-        let event = event_from_row(&shared, events.last(), row)?;
-        events.push(event);
-    }
-    Ok(events)
+    let mut names = SharedNames::new(streams);
+    let rows = statement.query_map(params_from_iter(params), |row| {
+        event_from_row(&mut names, row)
+    })?;
+    rows.collect()
 }
 
 pub(crate) fn last_event(
@@ -119,10 +101,10 @@ pub(crate) fn last_event(
     let mut statement = conn.prepare_cached(&sql)?;
     let id = Value::from(id.map(str::to_owned));
     let params = std::iter::once(id).chain(streams.iter().cloned().map(Value::Text));
-    let shared = shared_names(streams);
+    let mut names = SharedNames::new(streams);
     let mut rows = statement.query(params_from_iter(params))?;
     rows.next()?
-        .map(|row| event_from_row(&shared, None, row))
+        .map(|row| event_from_row(&mut names, row))
         .transpose()
 }
 
@@ -152,11 +134,6 @@ pub(crate) fn snapshot(
         })
     })?;
     rows.next().transpose()
-}
-
-/// The stream names of a read, each made once and shared by the events read.
-fn shared_names(streams: &[String]) -> Vec<SharedStr> {
-    streams.iter().map(SharedStr::from).collect()
 }
 
 /// `?first, ?first+1, …`: `count` numbered placeholders.
