@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent, now_millis};
+use crate::lease::Lease;
 use crate::names::check_bookmark;
 use crate::provider::{Provider, Visitor, expectations};
 use crate::shared_str::SharedStr;
@@ -28,6 +30,7 @@ struct State {
     /// Positions of each aggregate's events, in version order, by stream and id.
     aggregates: HashMap<SharedStr, HashMap<SharedStr, Vec<Position>>>,
     bookmarks: HashMap<String, Position>,
+    leases: HashMap<String, Lease>,
     snapshots: HashMap<AggregateKey, Snapshot>,
 }
 
@@ -190,6 +193,68 @@ impl Provider for MemoryProvider {
             self.lock().bookmarks.insert(name.to_owned(), position);
         });
         async move { saved }.boxed()
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        let granted = check_bookmark(name).map(|()| {
+            let mut state = self.lock();
+            let granted = Lease::granted(state.leases.get(name), name, owner, ttl, now_millis());
+            if let Some(lease) = &granted {
+                state.leases.insert(name.to_owned(), lease.clone());
+            }
+            granted
+        });
+        async move { granted }.boxed()
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        let now = now_millis();
+        let mut state = self.lock();
+        if let Some(held) = state
+            .leases
+            .get_mut(&lease.name)
+            .filter(|held| lease.is_held(Some(held), now))
+        {
+            held.expires_at = now - 1;
+        }
+        drop(state);
+        self.appended.send_modify(|_| {});
+        async { Ok(()) }.boxed()
+    }
+
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        let mut state = self.lock();
+        let saved = if lease.is_held(state.leases.get(&lease.name), now_millis()) {
+            state.bookmarks.insert(lease.name.clone(), position);
+            Ok(())
+        } else {
+            Err(Error::LeaseLost {
+                name: lease.name.clone(),
+                owner: lease.owner.clone(),
+            })
+        };
+        async move { saved }.boxed()
+    }
+
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        let now = now_millis();
+        let state = self.lock();
+        let live = state
+            .leases
+            .values()
+            .filter(|l| l.name.starts_with(prefix) && l.expires_at > now);
+        let mut live: Vec<Lease> = live.cloned().collect();
+        live.sort_by(|a, b| a.name.cmp(&b.name));
+        async move { Ok(live) }.boxed()
     }
 
     fn snapshot<'a>(

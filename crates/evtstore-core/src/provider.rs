@@ -14,11 +14,14 @@ pub use crate::names::{
 };
 pub use crate::shared_str::SharedNames;
 
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
+use crate::lease::Lease;
 use crate::shared_str::SharedStr;
 
 /// A storage backend.
@@ -100,7 +103,36 @@ pub trait Provider: Send + Sync + 'static {
     /// schema is stored.
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>>;
 
-    /// Signals new events: the value changes after each append that this process can see.
+    /// Takes the lease of `name` for `owner` until `ttl` from now, by the store's clock, when it
+    /// is free, expired or already this owner's (a renewal); `None` while another owner holds
+    /// it. Follows [`Lease::granted`].
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>>;
+
+    /// Ends a lease at once, if it is still this one, so that another process may take it
+    /// without waiting for it to expire; signals [`subscribe`](Self::subscribe)rs.
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>>;
+
+    /// Saves the bookmark of the lease's name only while the lease is held (same owner and
+    /// token, not expired), atomically with that check.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] when it is not held any more; nothing is written.
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The unexpired leases whose names start with `prefix`.
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>>;
+
+    /// Signals new events: the value changes after each append that this process can see
+    /// (and is re-sent when a lease is released, so that waiting handlers try to take it).
     ///
     /// Handlers wait on it and poll as a fallback for writers this signal does not reach.
     fn subscribe(&self) -> watch::Receiver<Position>;

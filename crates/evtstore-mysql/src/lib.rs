@@ -34,15 +34,22 @@
 //! sequential commands run at about a third of the raw one-transaction-per-insert ceiling,
 //! and concurrent ones are bound by the rate of passes. The README has the figures.
 //!
+//! # Leases
+//! Leases follow the server's clock. A release wakes this process's handlers at once; MariaDB
+//! has no push across processes, so handlers of other processes try to take it at their next
+//! poll.
+//!
 //! # Layout
 //! - `tables`: configurable, validated table names ([`MysqlOptions`]).
 //! - `schema`: versioned migrations under `GET_LOCK`, and the sequencer's stored procedure.
 //! - `sequencer`: how positions are given, and why no event is ever skipped.
 //! - `append`, `read`: the provider's work; `errors`: driver errors as evtstore errors.
+//! - `lease`: leases, each change one statement or one transaction that locks the lease row.
 //! - `transaction`: appends inside your own transaction, and transactional handlers.
 
 mod append;
 mod errors;
+mod lease;
 mod read;
 mod schema;
 mod sequencer;
@@ -52,10 +59,11 @@ mod transaction;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use evtstore_core::provider::check_bookmark;
 use evtstore_core::{
-    Error, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
+    Error, EventMeta, Lease, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -255,6 +263,35 @@ impl Provider for MysqlProvider {
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         async move { self.write_snapshot(&snapshot).await }.boxed()
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        async move {
+            check_bookmark(name)?;
+            self.take_lease(name, owner, ttl).await
+        }
+        .boxed()
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        self.end_lease(lease).boxed()
+    }
+
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.save_bookmark_leased(lease, position).boxed()
+    }
+
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        self.live_leases(prefix).boxed()
     }
 
     fn subscribe(&self) -> watch::Receiver<Position> {

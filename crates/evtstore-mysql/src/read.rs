@@ -8,7 +8,7 @@ use sqlx::{MySqlConnection, Row};
 use crate::MysqlProvider;
 
 /// Text stored as bytes (`VARBINARY` compares exactly, with no collation or padding).
-fn text(row: &MySqlRow, index: usize) -> Result<&str, sqlx::Error> {
+pub(crate) fn text(row: &MySqlRow, index: usize) -> Result<&str, sqlx::Error> {
     let bytes: &[u8] = row.try_get(index)?;
     std::str::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }

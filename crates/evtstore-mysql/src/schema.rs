@@ -22,7 +22,7 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
         format!("DROP PROCEDURE IF EXISTS {}", t.pass),
         pass_procedure(t),
     ];
-    vec![tables, pass]
+    vec![tables, pass, vec![leases_table(t)]]
 }
 
 /// The events (`position` NULL until the sequencer gives one) and the sequencer's counter.
@@ -74,6 +74,19 @@ fn other_tables(t: &Tables) -> Vec<String> {
             t.snapshots
         ),
     ]
+}
+
+/// Leases of handlers' names; `expires_at` in milliseconds, by the server's clock (UTC).
+fn leases_table(t: &Tables) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+            name VARBINARY(200) PRIMARY KEY,
+            owner VARBINARY(255) NOT NULL,
+            token BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL
+        ) ENGINE=InnoDB",
+        t.leases
+    )
 }
 
 /// The sequencer pass (see `sequencer`): one round trip. It returns `(0, last position)`, then

@@ -14,6 +14,7 @@
 //!   writes queued while a commit runs share the next transaction (and its fsync), each append
 //!   in a savepoint of its own, checked for its own aggregate's version.
 //! - `append`: the statements of a write; `statements`: those of every append, prepared once.
+//! - `lease`: leases, changed by the writer thread under SQLite's write lock.
 //! - `readers`: reader threads, each with a read connection; WAL lets them run beside writes.
 //! - `reader`: the statements of a read; `rows`: an aggregate's events as read, in one buffer.
 //! - `waiting`: how callers await the threads' answers.
@@ -66,11 +67,13 @@
 //! wake its handlers at once; commits by other processes wake them too (`commits`): a watcher
 //! started with the first handler learns from the file system (inotify on Linux) that the
 //! database's WAL file was written, and from SQLite's `data_version` that a commit landed.
-//! Polling stays as the fallback, for a file system that sends no such news.
+//! A lease released by another process wakes them the same way, so one of them takes it at
+//! once. Polling stays as the fallback, for a file system that sends no such news.
 
 mod append;
 mod commits;
 mod config;
+mod lease;
 mod reader;
 mod readers;
 mod rows;
@@ -81,11 +84,12 @@ mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use evtstore_core::provider::Visitor;
-use evtstore_core::provider::check_bookmark;
+use evtstore_core::provider::{check_bookmark, now_millis};
 use evtstore_core::{
-    EventMeta, NewEvent, Position, Provider, Result, SharedStr, Snapshot, StoredEvent,
+    EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr, Snapshot, StoredEvent,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::Connection;
@@ -94,6 +98,7 @@ use tokio::sync::{oneshot, watch};
 use commits::CommitWatcher;
 use config::Config;
 pub use config::{Durability, SqliteOptions};
+use lease::LeaseJob;
 use readers::{Read, Readers};
 use rows::AggregateRows;
 use waiting::Waiting;
@@ -179,6 +184,11 @@ impl SqliteProvider {
         let answer = self.waiting.answer(self.writer.submit(job)).await;
         let lost = "the write was lost: the writer thread panicked or ended";
         answer.ok_or_else(|| self.config.other_error("write", lost))?
+    }
+
+    /// Runs a lease change on the writer thread.
+    async fn lease(&self, job: LeaseJob) -> Result<Option<Lease>> {
+        self.write(|reply| Job::Lease(job, reply)).await
     }
 
     /// An aggregate's events after a version, as read.
@@ -283,6 +293,45 @@ impl Provider for SqliteProvider {
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         self.write(|reply| Job::Snapshot(snapshot, reply)).boxed()
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        async move {
+            check_bookmark(name)?;
+            let (name, owner) = (name.to_owned(), owner.to_owned());
+            self.lease(LeaseJob::Acquire { name, owner, ttl }).await
+        }
+        .boxed()
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        async move {
+            self.lease(LeaseJob::Release(lease.clone())).await?;
+            // Other processes' handlers hear of it from their watcher (`commits`).
+            self.appended.send_modify(|_| {});
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        let job = LeaseJob::Bookmark(lease.clone(), position);
+        self.lease(job).map(|saved| saved.map(drop)).boxed()
+    }
+
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        let (prefix, now) = (prefix.to_owned(), now_millis());
+        let read = move |c: &Connection| lease::live(c, &prefix, now);
+        self.read("read leases", false, read).boxed()
     }
 
     fn subscribe(&self) -> watch::Receiver<Position> {

@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
+use evtstore_core::{Error, EventMeta, Lease, NewEvent, Position, Result, Snapshot};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
 use crate::append::{append, save_snapshot, set_bookmark};
 use crate::config::Config;
+use crate::lease::LeaseJob;
 use crate::readers::Read;
 use crate::statements::Statements;
 
@@ -31,6 +32,7 @@ pub(crate) enum Job {
     Append(Vec<NewEvent>, oneshot::Sender<Result<Vec<EventMeta>>>),
     Bookmark(String, Position, oneshot::Sender<Result<()>>),
     Snapshot(Snapshot, oneshot::Sender<Result<()>>),
+    Lease(LeaseJob, oneshot::Sender<Result<Option<Lease>>>),
 }
 
 /// What the writer thread is sent.
@@ -47,6 +49,10 @@ enum Done {
         oneshot::Sender<Result<Vec<EventMeta>>>,
     ),
     Other(Result<()>, oneshot::Sender<Result<()>>),
+    Lease(
+        Result<Option<Lease>>,
+        oneshot::Sender<Result<Option<Lease>>>,
+    ),
 }
 
 /// The handle on the writer thread.
@@ -301,6 +307,7 @@ fn apply(w: &mut Writing<'_>, job: Job, timestamp: i64) -> Done {
             let saved = save_snapshot(conn, &snapshot);
             Done::Other(saved.map_err(|e| config.error("save snapshot", e)), reply)
         }
+        Job::Lease(job, reply) => Done::Lease(job.apply(conn, config, timestamp), reply),
     }
 }
 
@@ -323,6 +330,7 @@ impl Job {
             Job::Bookmark(_, _, reply) | Job::Snapshot(_, reply) => {
                 Done::Other(appended.map(|_| ()), reply)
             }
+            Job::Lease(_, reply) => Done::Lease(appended.map(|_| None), reply),
         }
     }
 }
@@ -332,6 +340,7 @@ impl Done {
         match self {
             Done::Append(result, _) => result.is_ok(),
             Done::Other(result, _) => result.is_ok(),
+            Done::Lease(result, _) => result.is_ok(),
         }
     }
 
@@ -339,6 +348,7 @@ impl Done {
         match self {
             Done::Append(_, reply) => Done::Append(Err(error), reply),
             Done::Other(_, reply) => Done::Other(Err(error), reply),
+            Done::Lease(_, reply) => Done::Lease(Err(error), reply),
         }
     }
 
@@ -347,6 +357,7 @@ impl Done {
         match self {
             Done::Append(result, reply) => drop(reply.send(result)),
             Done::Other(result, reply) => drop(reply.send(result)),
+            Done::Lease(result, reply) => drop(reply.send(result)),
         }
     }
 }

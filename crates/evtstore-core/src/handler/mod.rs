@@ -8,8 +8,10 @@
 
 mod builder;
 mod hooks;
+mod leasing;
 mod options;
 mod page;
+mod partition;
 mod run;
 mod runner;
 mod tx;
@@ -24,6 +26,7 @@ use futures_util::future::BoxFuture;
 
 pub use builder::{HandlerBuilder, check_routes};
 pub use hooks::{HandlerFailure, Hooks};
+pub use partition::Partitioned;
 pub use runner::{Runner, Timing};
 pub use tx::{Savepoint, TxHandler, TxHandlerBuilder, TxHandles, TxProvider};
 
@@ -88,6 +91,8 @@ struct Parts<S> {
     routes: HashMap<String, Callback<S>>,
     options: Options,
     hooks: Hooks,
+    /// For one partition of a partitioned handler: (this partition, how many).
+    partition: Option<(u32, u32)>,
 }
 
 impl<S> Parts<S> {
@@ -112,6 +117,8 @@ impl<S> Clone for Handler<S> {
 
 struct Inner<S> {
     parts: Parts<S>,
+    /// Who this handler is among every process's, for its lease.
+    owner: String,
     /// The position and state, held for a page at a time.
     cursor: tokio::sync::Mutex<Cursor<S>>,
     runner: Runner,
@@ -121,6 +128,8 @@ struct Cursor<S> {
     /// The cached position; `None` until read from the bookmark.
     position: Option<Position>,
     state: S,
+    /// The lease, while this handler holds it.
+    lease: Option<leasing::Held>,
 }
 
 impl<S: Send + 'static> Handler<S> {
@@ -128,9 +137,11 @@ impl<S: Send + 'static> Handler<S> {
         let cursor = Cursor {
             position: None,
             state,
+            lease: None,
         };
         let inner = Inner {
             parts,
+            owner: leasing::owner_name(),
             cursor: tokio::sync::Mutex::new(cursor),
             runner: Runner::default(),
         };
@@ -157,12 +168,18 @@ impl<S: Send + 'static> Handler<S> {
 
     /// Handles every pending event and returns how many were handled.
     ///
+    /// A handler with a stored bookmark takes its lease first (see
+    /// [`lease_time`](HandlerBuilder::lease_time)), and releases it afterwards unless started.
+    ///
     /// # Errors
+    /// [`Error::LeaseHeld`](crate::Error::LeaseHeld) when another process runs the handler.
     /// Without `continue_on_error`, the first failing event stops the run with its error
     /// ([`Error::Handler`](crate::Error::Handler), or the decode error); the bookmark stays
     /// just before it, so the next run retries it. A failing store fails the run too.
     pub async fn run_once(&self) -> Result<usize> {
-        self.run_pages(&|| false).await
+        let ran = self.run_pages(&|| false).await;
+        self.release_unless_started().await;
+        ran?.ok_or_else(|| self.held_elsewhere())
     }
 
     /// The position after which the handler reads next.
@@ -171,19 +188,23 @@ impl<S: Send + 'static> Handler<S> {
     /// When the bookmark cannot be read.
     pub async fn position(&self) -> Result<Position> {
         let mut cursor = self.inner.cursor.lock().await;
-        self.resolve_position(&mut cursor.position).await
+        self.resolve_position(&mut cursor).await
     }
 
     /// Moves the handler (and its bookmark) to a position: 0 replays everything. Takes effect
     /// between pages. The state is left as it is: reset it yourself through [`state`](Self::state).
     ///
+    /// It goes through the lease: when another process runs the handler, that process moves
+    /// to the position at its next lease renewal (within a quarter of the lease time).
+    ///
     /// # Errors
     /// When the bookmark cannot be saved; the position is then unchanged.
     pub async fn set_position(&self, position: Position) -> Result<()> {
         let mut cursor = self.inner.cursor.lock().await;
-        self.save_position(position).await?;
-        cursor.position = Some(position);
-        Ok(())
+        let moved = self.move_bookmark(&mut cursor, position).await;
+        drop(cursor);
+        self.release_unless_started().await;
+        moved
     }
 
     /// Forgets the cached position: the next run reads the bookmark again, or, with

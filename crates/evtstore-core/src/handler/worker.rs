@@ -23,7 +23,8 @@ impl<S: Send + 'static> Handler<S> {
                     handler.reset().await; // every start begins at the end
                 }
                 let runner = &handler.inner.runner;
-                handler.run_pages(&|| runner.is_stopping()).await
+                let handled = handler.run_pages(&|| runner.is_stopping()).await?;
+                Ok(handled.unwrap_or(0)) // or another process holds the lease: stand by
             }
         };
         let reporter = self.clone();
@@ -40,15 +41,23 @@ impl<S: Send + 'static> Handler<S> {
             }
         };
         let appended = parts.provider.subscribe();
-        self.inner
-            .runner
-            .start(run, appended, parts.options.timing, report);
+        let mut timing = parts.options.timing;
+        if let Some(lease) = self.lease_time() {
+            // Often enough to renew the lease, or to take it soon after it expires.
+            timing.poll_interval = timing.poll_interval.min(lease / 8);
+        }
+        self.inner.runner.start(run, appended, timing, report);
     }
 
     /// Stops the background run after the page it is handling: the bookmark stays after that
-    /// page, and the next start resumes there.
+    /// page, and the next start resumes there. Releases the lease, so that a handler of the
+    /// same name in another process takes over at once.
     pub async fn stop(&self) {
         self.inner.runner.stop().await;
+        let mut cursor = self.inner.cursor.lock().await;
+        if let Err(error) = self.release_lease(&mut cursor).await {
+            tracing::warn!(handler = %self.name(), %error, "lease not released: it will expire");
+        }
     }
 
     /// True between `start` and `stop`.
