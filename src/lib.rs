@@ -16,7 +16,9 @@ pub use evtstore_core::{Batch, Command, CommandError, Decision, Events, Executed
 pub use evtstore_core::{Handler, HandlerBuilder, HandlerFailure, Handles, Partitioned, TxHandles};
 
 // Events and errors.
-pub use evtstore_core::{BoxError, Error, ErrorKind, EventMeta, Lease, Position, Result};
+pub use evtstore_core::{
+    BoxError, Error, ErrorKind, EventMeta, Lease, Position, Result, SharedStr,
+};
 
 // Providers: the trait, the in-memory one, what they read and write, and (for provider
 // authors) the checks and helpers in `provider`.

@@ -34,6 +34,7 @@ mod lease;
 mod memory;
 mod names;
 pub mod provider;
+mod shared_str;
 pub mod testing;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};
@@ -46,3 +47,4 @@ pub use handler::{Handler, HandlerBuilder, HandlerFailure, Handles, Partitioned,
 pub use lease::Lease;
 pub use memory::MemoryProvider;
 pub use provider::Provider;
+pub use shared_str::SharedStr;

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent, now_millis};
 use crate::lease::Lease;
 use crate::names::check_bookmark;
-use crate::provider::{Provider, expectations};
+use crate::provider::{Provider, Visitor, expectations};
+use crate::shared_str::SharedStr;
 
 type AggregateKey = (String, String);
 
@@ -26,8 +27,8 @@ pub struct MemoryProvider {
 struct State {
     /// Event at position p is `events[p - 1]`.
     events: Vec<StoredEvent>,
-    /// Positions of each aggregate's events, in version order.
-    aggregates: HashMap<AggregateKey, Vec<Position>>,
+    /// Positions of each aggregate's events, in version order, by stream and id.
+    aggregates: HashMap<SharedStr, HashMap<SharedStr, Vec<Position>>>,
     bookmarks: HashMap<String, Position>,
     leases: HashMap<String, Lease>,
     snapshots: HashMap<AggregateKey, Snapshot>,
@@ -55,12 +56,12 @@ impl MemoryProvider {
     fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let mut state = self.lock();
         for expected in expectations(&events)? {
-            let key = (expected.stream.to_owned(), expected.aggregate_id.to_owned());
-            let actual = state.aggregates.get(&key).map_or(0, |v| v.len() as u64);
+            let (stream, id) = (expected.stream, expected.aggregate_id);
+            let actual = state.positions(stream, id).len() as u64;
             if actual != expected.current {
                 return Err(Error::VersionConflict {
-                    stream: key.0,
-                    aggregate_id: key.1,
+                    stream: stream.to_owned(),
+                    aggregate_id: id.to_owned(),
                     expected: expected.current,
                     actual,
                 });
@@ -70,8 +71,12 @@ impl MemoryProvider {
         let mut metas = Vec::with_capacity(events.len());
         for event in events {
             let position = state.events.len() as Position + 1;
-            let key = (event.stream.clone(), event.aggregate_id.clone());
-            state.aggregates.entry(key).or_default().push(position);
+            let streams = state.aggregates.entry(event.stream.clone()).or_default();
+            let aggregate = match streams.get_mut(event.aggregate_id.as_str()) {
+                Some(aggregate) => aggregate,
+                None => streams.entry(event.aggregate_id.clone()).or_default(),
+            };
+            aggregate.push(position);
             let stored = event.stored(position, timestamp);
             metas.push(stored.meta.clone());
             state.events.push(stored);
@@ -84,28 +89,48 @@ impl MemoryProvider {
 
     fn aggregate_events_now(&self, stream: &str, id: &str, after: u64) -> Vec<StoredEvent> {
         let state = self.lock();
-        let key = (stream.to_owned(), id.to_owned());
-        let positions = state.aggregates.get(&key).map_or(&[][..], |v| &v[..]);
-        let newer = positions.iter().skip(after as usize);
+        let newer = state.positions(stream, id).iter().skip(after as usize);
         newer
             .map(|p| state.events[*p as usize - 1].clone())
             .collect()
     }
 
+    /// Visits the events in place, under the lock: loading copies nothing.
+    fn visit_now(&self, stream: &str, id: &str, after: u64, visit: &mut Visitor<'_>) -> Result<()> {
+        let state = self.lock();
+        for p in state.positions(stream, id).iter().skip(after as usize) {
+            let event = &state.events[*p as usize - 1];
+            visit(&event.meta, &event.data)?;
+        }
+        Ok(())
+    }
+
     fn events_now(&self, streams: &[String], after: Position, limit: usize) -> Vec<StoredEvent> {
         let state = self.lock();
         let rest = state.events.iter().skip(after as usize);
-        let matching = rest.filter(|e| streams.contains(&e.meta.stream));
+        let matching = rest.filter(|e| in_streams(streams, e));
         matching.take(limit).cloned().collect()
     }
 
     fn last_event_now(&self, streams: &[String], id: Option<&str>) -> Option<StoredEvent> {
         let state = self.lock();
         let matches = |e: &&StoredEvent| {
-            streams.contains(&e.meta.stream) && id.is_none_or(|id| e.meta.aggregate_id == id)
+            in_streams(streams, e) && id.is_none_or(|id| e.meta.aggregate_id == id)
         };
         state.events.iter().rev().find(matches).cloned()
     }
+}
+
+impl State {
+    /// The positions of an aggregate's events, in version order.
+    fn positions(&self, stream: &str, id: &str) -> &[Position] {
+        let found = self.aggregates.get(stream).and_then(|ids| ids.get(id));
+        found.map_or(&[], Vec::as_slice)
+    }
+}
+
+fn in_streams(streams: &[String], event: &StoredEvent) -> bool {
+    streams.iter().any(|s| event.meta.stream == *s)
 }
 
 impl Provider for MemoryProvider {
@@ -126,6 +151,17 @@ impl Provider for MemoryProvider {
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         let events = self.aggregate_events_now(stream, aggregate_id, after_version);
         async move { Ok(events) }.boxed()
+    }
+
+    fn visit_aggregate<'a>(
+        &'a self,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
+        after_version: u64,
+        visit: &'a mut Visitor<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let visited = self.visit_now(stream, aggregate_id, after_version, visit);
+        async move { visited }.boxed()
     }
 
     fn events<'a>(

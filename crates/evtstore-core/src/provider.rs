@@ -12,6 +12,7 @@ pub use crate::names::{
     MAX_ID_LEN, MAX_NAME_LEN, check_aggregate_id, check_bookmark, check_stream, check_table,
     shorten, stream_of,
 };
+pub use crate::shared_str::SharedNames;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
 use crate::lease::Lease;
+use crate::shared_str::SharedStr;
 
 /// A storage backend.
 ///
@@ -48,11 +50,12 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Calls `visit` with each of an aggregate's events above `after_version`, in version order,
     /// without collecting them: how aggregates are loaded. The default reads them with
-    /// [`aggregate_events`](Self::aggregate_events); a provider may stream them instead.
+    /// [`aggregate_events`](Self::aggregate_events); a provider may stream them instead, and
+    /// give envelopes that share the names it is given.
     fn visit_aggregate<'a>(
         &'a self,
-        stream: &'a str,
-        aggregate_id: &'a str,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
         after_version: u64,
         visit: &'a mut Visitor<'_>,
     ) -> BoxFuture<'a, Result<()>> {
@@ -158,8 +161,8 @@ pub struct Expectation<'a> {
 /// # Errors
 /// [`Error::InvalidName`] for a bad stream or aggregate id; [`Error::InvalidAppend`] for a body
 /// that is not a JSON object or versions that do not follow each other.
-pub fn expectations(events: &[NewEvent]) -> Result<Vec<Expectation<'_>>> {
-    let mut found: Vec<Expectation<'_>> = Vec::new();
+pub fn expectations(events: &[NewEvent]) -> Result<Expectations<'_>> {
+    let mut found = Expectations::Many(Vec::new());
     for (index, event) in events.iter().enumerate() {
         check_stream(&event.stream)?;
         check_aggregate_id(&event.aggregate_id)?;
@@ -190,14 +193,80 @@ pub fn expectations(events: &[NewEvent]) -> Result<Vec<Expectation<'_>>> {
     Ok(found)
 }
 
+/// What an append expects, one [`Expectation`] per aggregate: a slice, held without an
+/// allocation for an append to one aggregate (the usual command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectations<'a> {
+    /// One aggregate.
+    One(Expectation<'a>),
+    /// None, or several.
+    Many(Vec<Expectation<'a>>),
+}
+
+impl<'a> Expectations<'a> {
+    fn push(&mut self, expectation: Expectation<'a>) {
+        *self = match std::mem::replace(self, Expectations::Many(Vec::new())) {
+            Expectations::Many(none) if none.is_empty() => Expectations::One(expectation),
+            Expectations::One(first) => Expectations::Many(vec![first, expectation]),
+            Expectations::Many(mut several) => {
+                several.push(expectation);
+                Expectations::Many(several)
+            }
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Expectation<'a>> {
+        match self {
+            Expectations::One(one) => Some(one),
+            Expectations::Many(several) => several.last_mut(),
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for Expectations<'a> {
+    type Target = [Expectation<'a>];
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Expectations::One(one) => std::slice::from_ref(one),
+            Expectations::Many(several) => several,
+        }
+    }
+}
+
+impl<'a> IntoIterator for Expectations<'a> {
+    type Item = Expectation<'a>;
+    type IntoIter = std::iter::Chain<
+        std::option::IntoIter<Expectation<'a>>,
+        std::vec::IntoIter<Expectation<'a>>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let (one, several) = match self {
+            Expectations::One(one) => (Some(one), Vec::new()),
+            Expectations::Many(several) => (None, several),
+        };
+        one.into_iter().chain(several)
+    }
+}
+
+impl<'a, 'b> IntoIterator for &'b Expectations<'a> {
+    type Item = &'b Expectation<'a>;
+    type IntoIter = std::slice::Iter<'b, Expectation<'a>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 fn same_aggregate(expectation: &Expectation<'_>, event: &NewEvent) -> bool {
-    expectation.stream == event.stream && expectation.aggregate_id == event.aggregate_id
+    event.stream == expectation.stream && event.aggregate_id == expectation.aggregate_id
 }
 
 fn invalid(event: &NewEvent, reason: &'static str) -> Error {
     Error::InvalidAppend {
-        stream: event.stream.clone(),
-        aggregate_id: event.aggregate_id.clone(),
+        stream: event.stream.to_string(),
+        aggregate_id: event.aggregate_id.to_string(),
         version: event.version,
         reason,
     }

@@ -44,7 +44,7 @@ impl MysqlProvider {
             let given = Some(first_id).filter(|_| events.len() == 1);
             self.sequencer.sequence_for(given).await?;
             if let Some(position) = given.and_then(|id| self.sequencer.position_of(id)) {
-                return Ok(vec![meta(&events[0], position, timestamp)]);
+                return Ok(vec![events[0].meta(position, timestamp)]);
             }
             self.metas(&events, &expected, timestamp).await
         };
@@ -141,20 +141,10 @@ impl MysqlProvider {
                 .map_err(|e| self.fail("read appended positions", e))?;
             let slice = &events[x.range.0..x.range.1];
             for (event, position) in slice.iter().zip(positions) {
-                metas.push(meta(event, position as u64, timestamp));
+                metas.push(event.meta(position as u64, timestamp));
             }
         }
         Ok(metas)
-    }
-}
-
-pub(crate) fn meta(event: &NewEvent, position: u64, timestamp: i64) -> EventMeta {
-    EventMeta {
-        stream: event.stream.clone(),
-        aggregate_id: event.aggregate_id.clone(),
-        version: event.version,
-        position,
-        timestamp,
     }
 }
 

@@ -129,8 +129,8 @@ impl MysqlProvider {
 
 fn lease_from_row(row: &MySqlRow) -> Result<Lease, sqlx::Error> {
     Ok(Lease {
-        name: text(row, 0)?,
-        owner: text(row, 1)?,
+        name: text(row, 0)?.to_owned(),
+        owner: text(row, 1)?.to_owned(),
         token: row.try_get::<i64, _>(2)? as u64,
         expires_at: row.try_get(3)?,
     })

@@ -1,5 +1,6 @@
 //! Reads: aggregates, pages of events, the last event, bookmarks, snapshots.
 
+use evtstore_core::provider::SharedNames;
 use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlConnection, Row};
@@ -7,15 +8,19 @@ use sqlx::{MySqlConnection, Row};
 use crate::MysqlProvider;
 
 /// Text stored as bytes (`VARBINARY` compares exactly, with no collation or padding).
-pub(crate) fn text(row: &MySqlRow, index: usize) -> Result<String, sqlx::Error> {
-    let bytes: Vec<u8> = row.try_get(index)?;
-    String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+pub(crate) fn text(row: &MySqlRow, index: usize) -> Result<&str, sqlx::Error> {
+    let bytes: &[u8] = row.try_get(index)?;
+    std::str::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-pub(crate) fn event_from_row(row: &MySqlRow) -> Result<StoredEvent, sqlx::Error> {
+/// An event of a row, its names shared with the read's other events.
+pub(crate) fn event_from_row(
+    names: &mut SharedNames,
+    row: &MySqlRow,
+) -> Result<StoredEvent, sqlx::Error> {
     let meta = EventMeta {
-        stream: text(row, 0)?,
-        aggregate_id: text(row, 1)?,
+        stream: names.stream(text(row, 0)?),
+        aggregate_id: names.aggregate_id(text(row, 1)?),
         version: row.try_get::<i64, _>(2)? as u64,
         position: row.try_get::<i64, _>(3)? as u64,
         timestamp: row.try_get(4)?,
@@ -47,8 +52,9 @@ impl MysqlProvider {
             .fetch_all(&self.pool)
             .await
             .map_err(fail)?;
+        let mut names = SharedNames::new(&[stream]);
         rows.iter()
-            .map(event_from_row)
+            .map(|row| event_from_row(&mut names, row))
             .collect::<Result<_, _>>()
             .map_err(fail)
     }
@@ -75,8 +81,9 @@ impl MysqlProvider {
             .fetch_all(conn)
             .await
             .map_err(fail)?;
+        let mut names = SharedNames::new(streams);
         rows.iter()
-            .map(event_from_row)
+            .map(|row| event_from_row(&mut names, row))
             .collect::<Result<_, _>>()
             .map_err(fail)
     }
@@ -100,7 +107,9 @@ impl MysqlProvider {
             query = query.bind(id);
         }
         let row = query.fetch_optional(conn).await.map_err(fail)?;
-        row.as_ref().map(event_from_row).transpose().map_err(fail)
+        let mut names = SharedNames::new(streams);
+        let event = row.map(|row| event_from_row(&mut names, &row));
+        event.transpose().map_err(fail)
     }
 
     pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {

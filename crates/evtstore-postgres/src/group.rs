@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 
 use evtstore_core::provider::expectations;
-use evtstore_core::{Error, EventMeta, NewEvent, Result};
+use evtstore_core::{Error, EventMeta, NewEvent, Result, SharedStr};
 use tokio::sync::{Notify, oneshot};
 
 use crate::PgProvider;
@@ -181,7 +181,7 @@ fn refused_by_server(error: &Error) -> bool {
 /// Splits jobs, in order, into runs whose aggregates differ, so each run is one valid append.
 fn disjoint_groups(jobs: Vec<Job>) -> Vec<Vec<Job>> {
     let mut groups: Vec<Vec<Job>> = Vec::new();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut seen: HashSet<(SharedStr, SharedStr)> = HashSet::new();
     for job in jobs {
         let keys: Vec<_> = job
             .0

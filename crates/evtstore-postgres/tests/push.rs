@@ -56,7 +56,7 @@ fn started(domain: &Domain<Counters>) -> (Handler, mpsc::UnboundedReceiver<Strin
         .poll_interval(POLL)
         .retry_delay(Duration::from_millis(100))
         .handle::<Counter, _>(move |_, _, meta| {
-            let id = meta.aggregate_id.clone();
+            let id = meta.aggregate_id.to_string();
             let _ = sender.send(id);
             Ok(())
         })

@@ -13,10 +13,10 @@
 //! - `writer`: the writer thread, owner of the one write connection, with group commit: all
 //!   writes queued while a commit runs share the next transaction (and its fsync), each append
 //!   in a savepoint of its own, checked for its own aggregate's version.
-//! - `append`: the statements of a write.
+//! - `append`: the statements of a write; `statements`: those of every append, prepared once.
 //! - `lease`: leases, changed by the writer thread under SQLite's write lock.
 //! - `readers`: reader threads, each with a read connection; WAL lets them run beside writes.
-//! - `reader`: the statements of a read.
+//! - `reader`: the statements of a read; `rows`: an aggregate's events as read, in one buffer.
 //! - `waiting`: how callers await the threads' answers.
 //! - `commits`: wakes handlers when another process commits to the file.
 //!
@@ -76,7 +76,9 @@ mod config;
 mod lease;
 mod reader;
 mod readers;
+mod rows;
 mod schema;
+mod statements;
 mod waiting;
 mod writer;
 
@@ -87,7 +89,7 @@ use std::time::Duration;
 use evtstore_core::provider::Visitor;
 use evtstore_core::provider::{check_bookmark, now_millis};
 use evtstore_core::{
-    EventMeta, Lease, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
+    EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr, Snapshot, StoredEvent,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::Connection;
@@ -97,8 +99,8 @@ use commits::CommitWatcher;
 use config::Config;
 pub use config::{Durability, SqliteOptions};
 use lease::LeaseJob;
-use reader::AggregateRows;
 use readers::{Read, Readers};
+use rows::AggregateRows;
 use waiting::Waiting;
 use writer::{Job, Writer};
 
@@ -190,8 +192,13 @@ impl SqliteProvider {
     }
 
     /// An aggregate's events after a version, as read.
-    async fn aggregate(&self, stream: &str, id: &str, after: u64) -> Result<AggregateRows> {
-        let (stream, id) = (stream.to_owned(), id.to_owned());
+    async fn aggregate(
+        &self,
+        stream: &SharedStr,
+        id: &SharedStr,
+        after: u64,
+    ) -> Result<AggregateRows> {
+        let (stream, id) = (stream.clone(), id.clone());
         let read = move |c: &Connection| reader::aggregate(c, &stream, &id, after);
         self.read("read aggregate", true, read).await
     }
@@ -213,16 +220,17 @@ impl Provider for SqliteProvider {
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         async move {
-            let rows = self.aggregate(stream, aggregate_id, after_version).await?;
-            rows.collect(&self.config, stream, aggregate_id, after_version)
+            let (stream, id) = (SharedStr::from(stream), SharedStr::from(aggregate_id));
+            let rows = self.aggregate(&stream, &id, after_version).await?;
+            rows.collect(&self.config, &stream, &id, after_version)
         }
         .boxed()
     }
 
     fn visit_aggregate<'a>(
         &'a self,
-        stream: &'a str,
-        aggregate_id: &'a str,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
         after_version: u64,
         visit: &'a mut Visitor<'_>,
     ) -> BoxFuture<'a, Result<()>> {

@@ -128,8 +128,8 @@ impl Log {
                 Outcome::Panic => panic!("callback panicked on purpose"),
             }
             let kind = event["type"].as_str().unwrap_or_default().to_owned();
-            let id = meta.aggregate_id.clone();
-            let (stream, position) = (meta.stream.clone(), meta.position);
+            let id = meta.aggregate_id.to_string();
+            let (stream, position) = (meta.stream.to_string(), meta.position);
             let callback = A::STREAM;
             let seen = Seen {
                 callback,

@@ -4,15 +4,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 
 use super::options::common_options;
-use super::page::start_decoded;
-use super::{Callback, CallbackResult, Handler, Handles, Hooks, Options, Partitioned, Parts};
-use crate::aggregate::Aggregate;
+use super::{
+    Callback, CallbackResult, Handler, Handles, Hooks, Options, Partitioned, Parts, Started,
+};
+use crate::aggregate::{Aggregate, decode_known};
 use crate::domain::{Contains, Domain};
 use crate::error::{Error, Result};
-use crate::event::EventMeta;
+use crate::event::{EventMeta, StoredEvent};
 use crate::names::{check_bookmark, check_stream, stream_of};
 
 /// Declares an event handler; get one from [`Domain::handler`] (closures only) or
@@ -74,7 +74,9 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         D: Contains<A>,
         S: Handles<A>,
     {
-        self.route::<A>(|state, event, meta| state.handle(event, meta).boxed())
+        self.route::<A, _>(|state, event, stored| {
+            Started::Pending(async move { state.handle(&event, &stored.meta).await }.boxed())
+        })
     }
 
     /// Calls `callback(state, event, meta)` for each event of aggregate kind `A`: sugar for a
@@ -86,23 +88,24 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         D: Contains<A>,
         F: Fn(&mut S, &A::Event, &EventMeta) -> CallbackResult + Send + Sync + 'static,
     {
-        let callback = Arc::new(callback);
-        self.route::<A>(move |state, event, meta| {
-            let callback = callback.clone();
-            async move { callback(state, event, meta) }.boxed()
+        self.route::<A, _>(move |state, event, stored| {
+            Started::Done(callback(state, &event, &stored.meta))
         })
     }
 
-    fn route<A: Aggregate>(
-        mut self,
-        start: impl for<'a> Fn(&'a mut S, &'a A::Event, &'a EventMeta) -> BoxFuture<'a, CallbackResult>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        let (unknown, start) = (self.options.unknown_events, Arc::new(start));
-        let callback: Callback<S> =
-            Arc::new(move |state, stored| start_decoded(&start, state, stored, unknown));
+    /// Routes the events of kind `A`: each is decoded and given to `start`.
+    fn route<A, F>(mut self, start: F) -> Self
+    where
+        A: Aggregate,
+        F: for<'a> Fn(&'a mut S, A::Event, &'a StoredEvent) -> Started<'a> + Send + Sync + 'static,
+    {
+        let unknown = self.options.unknown_events;
+        let callback: Callback<S> = Arc::new(move |state: &mut S, stored: &StoredEvent| {
+            let Some(event) = decode_known::<A::Event>(stored, unknown)? else {
+                return Ok(None);
+            };
+            Ok(Some(start(state, event, stored)))
+        });
         self.routes.push((stream_of::<A>().to_owned(), callback));
         self
     }

@@ -71,13 +71,17 @@ pub trait Handles<A: Aggregate>: Send + 'static {
 
 /// Decodes an event and starts its callback on the handler's state; `Ok(None)` when the event
 /// is of a type the code does not know and the handler skips those.
-type Callback<S> = Arc<
-    dyn for<'a> Fn(&'a mut S, &'a StoredEvent) -> Result<Option<BoxFuture<'a, CallbackResult>>>
-        + Send
-        + Sync,
->;
+type Callback<S> =
+    Arc<dyn for<'a> Fn(&'a mut S, &'a StoredEvent) -> Result<Option<Started<'a>>> + Send + Sync>;
 
 type CallbackResult = Result<(), BoxError>;
+
+/// A callback started on an event: done already (a closure, no future to allocate), or a
+/// future to await (a [`Handles`] implementation).
+enum Started<'a> {
+    Done(CallbackResult),
+    Pending(BoxFuture<'a, CallbackResult>),
+}
 
 /// Everything a handler is built from.
 struct Parts<S> {

@@ -1,5 +1,7 @@
 //! One run of a handler: pages of events, callbacks, bookmark saves.
 
+use std::panic::AssertUnwindSafe;
+
 use super::page::{Handled, PageEvents};
 use super::{Cursor, Handler, Parts};
 use crate::error::{Error, Result};
@@ -125,7 +127,7 @@ struct StateEvents<'h, S> {
 impl<S: Send> PageEvents for StateEvents<'_, S> {
     async fn handle(&mut self, event: &StoredEvent) -> Result<Handled> {
         let parts = self.parts;
-        let Some(callback) = parts.routes.get(&event.meta.stream) else {
+        let Some(callback) = parts.routes.get(event.meta.stream.as_str()) else {
             return Ok(Handled::Ignored);
         };
         let other_partition = parts.partition.is_some_and(|(partition, of)| {
@@ -134,10 +136,16 @@ impl<S: Send> PageEvents for StateEvents<'_, S> {
         if other_partition {
             return Ok(Handled::Ignored);
         }
-        // Decoding only: the callback itself runs inside the future.
-        Ok(match callback(self.state, event) {
-            Ok(future) => parts.policy().call(event, future).await,
-            Err(error) => Handled::Failed(error),
+        // Decodes, and runs a closure or starts a future: a panic in either fails the event.
+        let state = &mut *self.state;
+        let start = move || {
+            let state = state; // moved in: the future may hold it
+            callback(state, event)
+        };
+        Ok(match std::panic::catch_unwind(AssertUnwindSafe(start)) {
+            Ok(Ok(started)) => parts.policy().call(event, started).await,
+            Ok(Err(error)) => Handled::Failed(error),
+            Err(panic) => parts.policy().panicked(event, panic),
         })
     }
 }
