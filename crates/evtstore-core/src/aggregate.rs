@@ -55,6 +55,17 @@ pub trait Aggregate:
 }
 
 /// An aggregate as loaded: its id, version and position, and its state in `state`.
+///
+/// ```
+/// # use evtstore_core::conformance::domain::{CreateUser, Tests, User};
+/// # use evtstore_core::{Domain, MemoryProvider};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+/// let user = domain.execute("u1", CreateUser { name: "ada".into() }).await?;
+/// assert_eq!((user.id.as_str(), user.version, user.state.name.as_str()), ("u1", 1, "ada"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded<A> {
     /// The aggregate's id, shared with the envelopes of the events it appends.

@@ -2,7 +2,15 @@
 
 use std::time::Duration;
 
-/// A process's claim on a handler (or one of its partitions) until `expires_at`.
+/// A process's claim on a handler (or one of its partitions) until `expires_at`. Handlers
+/// take and renew theirs by themselves; this is what providers store.
+///
+/// ```
+/// # use std::time::Duration;
+/// use evtstore_core::Lease;
+/// let lease = Lease::granted(None, "orders", "pid42", Duration::from_secs(4), 1_000).unwrap();
+/// assert_eq!((lease.token, lease.expires_at), (1, 5_000));
+/// ```
 ///
 /// Only the holder runs the handler; its bookmark saves go through
 /// [`Provider::set_bookmark_leased`](crate::Provider::set_bookmark_leased), which refuses them

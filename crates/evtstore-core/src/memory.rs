@@ -16,8 +16,14 @@ use crate::shared_str::SharedStr;
 
 type AggregateKey = (String, String);
 
-/// Keeps everything in this process; gone when it ends.
+/// Keeps everything in this process; gone when it ends. The same semantics as the other
+/// providers (it passes the same conformance suite), for tests and experiments.
 ///
+/// ```
+/// # use evtstore_core::conformance::domain::Tests;
+/// use evtstore_core::{Domain, MemoryProvider};
+/// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+/// ```
 pub struct MemoryProvider {
     state: Mutex<State>,
     appended: watch::Sender<Position>,

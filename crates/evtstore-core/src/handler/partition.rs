@@ -30,6 +30,24 @@ pub(super) fn partition_of(aggregate_id: &str, of: u32) -> u32 {
 /// A handler split into partitions by aggregate id: each aggregate's events stay in order in
 /// its partition, and the processes that start it share the partitions. Build it with
 /// [`HandlerBuilder::build_partitioned`](super::HandlerBuilder::build_partitioned).
+///
+/// ```
+/// # use evtstore_core::conformance::domain::{Counter, Tests};
+/// # use evtstore_core::{Domain, MemoryProvider};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> evtstore_core::Result<()> {
+/// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+/// let shipping = domain
+///     .handler("shipping")
+///     .handle::<Counter, _>(|_, _event, meta| {
+///         println!("ship for {}", meta.aggregate_id); // each aggregate's events in order
+///         Ok(())
+///     })
+///     .build_partitioned(8)?;
+/// shipping.start(); // in every process: they share the 8 partitions
+/// shipping.stop().await;
+/// # Ok(()) }
+/// ```
 pub struct Partitioned<S> {
     name: String,
     partitions: Vec<Handler<S>>,

@@ -10,7 +10,27 @@ impl<S: Send + 'static> Handler<S> {
     ///
     /// It handles events appended through this process within moments, and polls every
     /// `poll_interval` for other writers. A failed run is reported to `on_error` and retried
-    /// after `retry_delay`. Starting a started handler does nothing.
+    /// after `retry_delay`. Starting a started handler does nothing. With a lease (the
+    /// default for a stored bookmark) it stands by while another process runs the handler.
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::{Counter, Tests};
+    /// # use evtstore_core::{Domain, MemoryProvider};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> evtstore_core::Result<()> {
+    /// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+    /// let counted = domain
+    ///     .handler_with("counted", 0_u64)
+    ///     .handle::<Counter, _>(|count, _event, _meta| {
+    ///         *count += 1;
+    ///         Ok(())
+    ///     })
+    ///     .build()?;
+    /// counted.start();
+    /// // … commands run, the handler keeps up …
+    /// counted.stop().await; // after its current page, releasing its lease
+    /// # Ok(()) }
+    /// ```
     pub fn start(&self) {
         let parts = &self.inner.parts;
         let handler = self.clone();
