@@ -43,6 +43,7 @@ mod handler_leases;
 mod handlers;
 mod leases;
 mod pages;
+pub mod partitions_across;
 pub mod processes;
 mod provider_reads;
 mod snapshots;
