@@ -216,7 +216,13 @@ impl<D> Domain<D> {
     {
         if !events.is_empty() {
             let new_events = encode_events::<A>(&aggregate, &events)?;
-            let metas = self.provider.append(new_events).await?;
+            let appended = self.provider.append(new_events).await;
+            let metas = appended.inspect_err(|error| {
+                if error.is_version_conflict() {
+                    crate::telemetry::conflict(A::STREAM);
+                }
+            })?;
+            crate::telemetry::appended(A::STREAM, metas.len());
             for (event, meta) in events.iter().zip(&metas) {
                 aggregate.apply(event, meta);
             }

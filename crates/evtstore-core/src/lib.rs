@@ -35,6 +35,7 @@ mod memory;
 mod names;
 pub mod provider;
 mod shared_str;
+pub mod telemetry;
 pub mod testing;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};

@@ -63,6 +63,7 @@ impl Hooks {
 
     /// Reports a failure: to the log, and to the hook if there is one.
     pub async fn failed(&self, failure: HandlerFailure<'_>) {
+        crate::telemetry::failed(failure.handler);
         let error = failure.error;
         match failure.event {
             Some(meta) => tracing::warn!(

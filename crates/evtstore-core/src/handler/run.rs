@@ -2,6 +2,8 @@
 
 use std::panic::AssertUnwindSafe;
 
+use tracing::Instrument;
+
 use super::page::{Handled, PageEvents};
 use super::{Cursor, Handler, Parts};
 use crate::error::{Error, Result};
@@ -67,7 +69,8 @@ impl<S: Send + 'static> Handler<S> {
     ) -> Result<Option<usize>> {
         let mut total = 0;
         loop {
-            let Some((read, handled)) = self.run_page().await? else {
+            let span = tracing::debug_span!("handler page", handler = %self.inner.parts.name);
+            let Some((read, handled)) = self.run_page().instrument(span).await? else {
                 return Ok((total > 0).then_some(total));
             };
             total += handled;
@@ -95,6 +98,7 @@ impl<S: Send + 'static> Handler<S> {
             .provider
             .events(&parts.streams, position, page_size)
             .await?;
+        crate::telemetry::page_read(&parts.name, &page);
         let start = position;
         let mut events = StateEvents {
             parts,
@@ -106,6 +110,11 @@ impl<S: Send + 'static> Handler<S> {
             self.save_leased(cursor, position).await?;
             cursor.position = Some(position);
         }
+        crate::telemetry::page_done(
+            &parts.name,
+            handled,
+            page.len() < page_size && outcome.is_ok(),
+        );
         parts.hooks.after_run(page.len(), handled).await;
         outcome?;
         if page.len() >= page_size && position == start {
