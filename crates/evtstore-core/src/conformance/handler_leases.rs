@@ -214,3 +214,37 @@ pub async fn partitions_are_shared_and_move_when_a_process_leaves(
         "after the stop only two runs"
     );
 }
+
+/// Read-your-writes: a command's position, waited for on a started handler, returns once the
+/// handler's state has the command's event; a position not reached times out.
+pub async fn wait_for_reads_your_writes(provider: Arc<dyn Provider>, page: usize) {
+    let domain = domain(&provider);
+    let totals = domain
+        .handler_with("totals", 0_i64)
+        .page_size(page)
+        .poll_interval(Duration::from_secs(60))
+        .handle::<Counter, _>(|total, event, _| {
+            let CounterEvent::Added { by, .. } = event;
+            *total += by;
+            Ok(())
+        })
+        .build()
+        .expect("building");
+    totals.start();
+    for by in [3, 4] {
+        let counter = domain.execute("c1", Bump { by: vec![by] }).await;
+        let position = counter.expect("bumping").position;
+        assert!(
+            totals.wait_for(position, Duration::from_secs(10)).await,
+            "passed {position}"
+        );
+        assert!(*totals.state().await >= by, "the state has the change");
+    }
+    assert_eq!(*totals.state().await, 7);
+    let far = Duration::from_millis(200);
+    assert!(
+        !totals.wait_for(u64::MAX, far).await,
+        "a position never reached times out"
+    );
+    totals.stop().await;
+}

@@ -104,6 +104,7 @@ impl<S: Send + 'static> Handler<S> {
         if self.lease_time().is_none() || self.hold_lease(cursor).await? {
             self.save_leased(cursor, at).await?;
             cursor.position = Some(at);
+            self.inner.passed.send_replace(at);
             return Ok(());
         }
         let parts = &self.inner.parts;

@@ -122,6 +122,8 @@ struct Inner<S> {
     /// The position and state, held for a page at a time.
     cursor: tokio::sync::Mutex<Cursor<S>>,
     runner: Runner,
+    /// The position the handler has passed (handled and saved), for `wait_for`.
+    passed: tokio::sync::watch::Sender<Position>,
 }
 
 struct Cursor<S> {
@@ -144,6 +146,7 @@ impl<S: Send + 'static> Handler<S> {
             owner: leasing::owner_name(),
             cursor: tokio::sync::Mutex::new(cursor),
             runner: Runner::default(),
+            passed: tokio::sync::watch::channel(0).0,
         };
         Handler {
             inner: Arc::new(inner),
@@ -205,6 +208,34 @@ impl<S: Send + 'static> Handler<S> {
         drop(cursor);
         self.release_unless_started().await;
         moved
+    }
+
+    /// Waits until this handler has passed `position` (handled every event up to it and saved
+    /// its bookmark), or `timeout` passes: read-your-writes for a command's result, whose
+    /// `position` is its last event's. Woken by the handler itself, not by polling. True when
+    /// passed, false on timeout.
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::{Bump, Counter, Tests};
+    /// # use evtstore_core::{Domain, MemoryProvider};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+    /// let totals = domain.handler_with("totals", 0_i64)
+    ///     .handle::<Counter, _>(|total, _, _| { *total += 1; Ok(()) })
+    ///     .build()?;
+    /// totals.start();
+    /// let counter = domain.execute("c1", Bump { by: vec![5] }).await?;
+    /// assert!(totals.wait_for(counter.position, Duration::from_secs(5)).await);
+    /// assert_eq!(*totals.state().await, 1); // the read model has the change
+    /// # totals.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for(&self, position: Position, timeout: std::time::Duration) -> bool {
+        let mut passed = self.inner.passed.subscribe();
+        let reached = passed.wait_for(|at| *at >= position);
+        matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_)))
     }
 
     /// Forgets the cached position: the next run reads the bookmark again, or, with

@@ -109,6 +109,7 @@ impl<S: Send + 'static> Handler<S> {
         if position != start {
             self.save_leased(cursor, position).await?;
             cursor.position = Some(position);
+            self.inner.passed.send_replace(position);
         }
         crate::telemetry::page_done(
             &parts.name,
