@@ -248,3 +248,53 @@ pub async fn wait_for_reads_your_writes(provider: Arc<dyn Provider>, page: usize
     );
     totals.stop().await;
 }
+
+/// A rebuild without downtime: the read model is rebuilt from the start under a new name
+/// while the old one keeps serving and keeps up; once the new one has passed the head it
+/// takes over and the old one stops. Both saw every event.
+pub async fn a_read_model_is_rebuilt_under_a_new_name_and_switched_over(
+    provider: Arc<dyn Provider>,
+    page: usize,
+) {
+    let domain = domain(&provider);
+    let model = |name: &str| {
+        domain
+            .handler_with(name, Vec::<Position>::new())
+            .page_size(page)
+            .handle::<Counter, _>(|seen, _, meta| {
+                seen.push(meta.position);
+                Ok(())
+            })
+            .build()
+            .expect("building")
+    };
+    let old = model("totals-v1");
+    old.start();
+    bump(&domain, 5).await;
+    let rebuilt = model("totals-v2");
+    rebuilt.start(); // from the start of history, beside the old one
+    let head = bump(&domain, 3).await[2];
+    let within = Duration::from_secs(10);
+    assert!(
+        old.wait_for(head, within).await,
+        "the old model keeps serving"
+    );
+    assert!(
+        rebuilt.wait_for(head, within).await,
+        "the new one caught up"
+    );
+    old.stop().await; // switch over: readers now use `rebuilt`
+    let more = bump(&domain, 1).await[0];
+    assert!(
+        rebuilt.wait_for(more, within).await,
+        "the new one serves on"
+    );
+    let (old_seen, new_seen) = (old.state().await.clone(), rebuilt.state().await.clone());
+    assert_eq!(
+        &new_seen[..old_seen.len()],
+        old_seen.as_slice(),
+        "the same events, in order"
+    );
+    assert_eq!(new_seen.len(), 9, "every event in the new model");
+    rebuilt.stop().await;
+}

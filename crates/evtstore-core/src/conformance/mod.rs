@@ -140,6 +140,7 @@ macro_rules! conformance_tests {
                 set_position_goes_through_the_lease,
                 partitions_are_shared_and_move_when_a_process_leaves,
                 wait_for_reads_your_writes,
+                a_read_model_is_rebuilt_under_a_new_name_and_switched_over,
                 a_lease_has_one_holder_and_fences_bookmarks,
                 an_expired_lease_passes_on_and_its_holder_is_fenced,
                 one_of_racing_owners_gets_a_lease,
