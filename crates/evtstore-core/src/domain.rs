@@ -110,6 +110,46 @@ impl<D> Domain<D> {
         self.cache.as_deref()
     }
 
+    /// Waits until the handler named `name`, in this process or another, has saved its
+    /// bookmark at or past `position`, or `timeout` passes: read-your-writes across processes
+    /// (in this process, [`Handler::wait_for`](crate::Handler::wait_for) is quicker). Woken by
+    /// the provider's signal, which bookmark saves in other processes raise on SQLite and
+    /// PostgreSQL; on MariaDB, which has no push across processes, it looks again every
+    /// 100 ms. True when passed, false on timeout.
+    ///
+    /// # Errors
+    /// When the bookmark cannot be read.
+    pub async fn wait_for_bookmark(
+        &self,
+        name: &str,
+        position: crate::Position,
+        timeout: std::time::Duration,
+    ) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut signal = self.provider.subscribe();
+        loop {
+            signal.borrow_and_update();
+            if self
+                .provider
+                .bookmark(name)
+                .await?
+                .is_some_and(|at| at >= position)
+            {
+                return Ok(true);
+            }
+            let fallback = if self.provider.name() == "mysql" {
+                100
+            } else {
+                1_000
+            };
+            let wake =
+                tokio::time::timeout(std::time::Duration::from_millis(fallback), signal.changed());
+            if tokio::time::timeout_at(deadline, wake).await.is_err() {
+                return Ok(false);
+            }
+        }
+    }
+
     /// The provider, for direct reads and appends.
     pub fn provider(&self) -> &Arc<dyn Provider> {
         &self.provider

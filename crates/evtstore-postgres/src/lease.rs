@@ -112,6 +112,7 @@ impl PgProvider {
             let (name, owner) = (lease.name.clone(), lease.owner.clone());
             return Err(Error::LeaseLost { name, owner });
         }
+        self.pending_notify.notify_one(); // callers waiting to read their writes look again
         Ok(())
     }
 

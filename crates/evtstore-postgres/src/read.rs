@@ -149,6 +149,7 @@ impl PgProvider {
         let statement = statement.await?;
         let params: [&(dyn ToSql + Sync); 2] = [&name, &(position as i64)];
         self.run(&what, client.execute(&statement, &params)).await?;
+        self.pending_notify.notify_one(); // callers waiting to read their writes look again
         Ok(())
     }
 

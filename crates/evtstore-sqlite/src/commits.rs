@@ -73,14 +73,14 @@ fn is_database_file(path: &Path, name: &str) -> bool {
 /// when the watcher is dropped.
 fn check_commits(conn: Connection, woken: Receiver<()>, appended: Arc<watch::Sender<Position>>) {
     let mut seen = data_version(&conn);
-    let mut ended = last_lease_end(&conn);
+    let mut seen_now = Seen::read(&conn);
     while woken.recv().is_ok() {
         for wait_us in RECHECKS_US {
             while woken.try_recv().is_ok() {}
             let version = data_version(&conn);
             if version != seen {
                 seen = version;
-                signal_commit(&conn, &appended, &mut ended);
+                signal_commit(&conn, &appended, &mut seen_now);
                 break;
             }
             thread::sleep(Duration::from_micros(wait_us));
@@ -95,14 +95,15 @@ const RECHECKS_US: [u64; 11] = [
 ];
 
 /// Raises `appended` to the last position when it rose; re-sends it when a lease ended since
-/// the last look (`ended`), as a release does: handlers waiting for the lease try at once.
-fn signal_commit(conn: &Connection, appended: &watch::Sender<Position>, ended: &mut Option<i64>) {
+/// the last look, as a release does (handlers waiting for the lease try at once), or when a
+/// bookmark moved (callers waiting to read their writes look again).
+fn signal_commit(conn: &Connection, appended: &watch::Sender<Position>, seen: &mut Seen) {
     let last: Option<Position> = conn
         .query_row("SELECT MAX(position) FROM events", [], |row| row.get(0))
         .unwrap_or_default();
-    let lease_end = last_lease_end(conn);
-    let released = lease_end > *ended;
-    *ended = lease_end;
+    let now = Seen::read(conn);
+    let released = now.lease_end > seen.lease_end || now.bookmarks != seen.bookmarks;
+    *seen = now;
     appended.send_if_modified(|signalled| {
         let newer = last.is_some_and(|last| last > *signalled);
         if newer {
@@ -112,11 +113,26 @@ fn signal_commit(conn: &Connection, appended: &watch::Sender<Position>, ended: &
     });
 }
 
-/// When the lease that ended last ended: a release ends one now.
-fn last_lease_end(conn: &Connection) -> Option<i64> {
-    let sql = "SELECT MAX(expires_at) FROM leases WHERE expires_at <= ?1";
-    conn.query_row(sql, [now_millis()], |row| row.get(0))
-        .unwrap_or_default()
+/// What the watcher last saw of leases and bookmarks.
+#[derive(Default)]
+struct Seen {
+    /// When the lease that ended last ended: a release ends one now.
+    lease_end: Option<i64>,
+    /// The sum of every bookmark: it moves when a handler saves one.
+    bookmarks: f64,
+}
+
+impl Seen {
+    fn read(conn: &Connection) -> Self {
+        let sql = "SELECT MAX(expires_at) FROM leases WHERE expires_at <= ?1";
+        let lease_end = conn.query_row(sql, [now_millis()], |row| row.get(0));
+        let sql = "SELECT TOTAL(position) FROM bookmarks";
+        let bookmarks = conn.query_row(sql, [], |row| row.get(0));
+        Seen {
+            lease_end: lease_end.unwrap_or_default(),
+            bookmarks: bookmarks.unwrap_or_default(),
+        }
+    }
 }
 
 fn data_version(conn: &Connection) -> Option<i64> {

@@ -278,3 +278,27 @@ impl BookmarkWatch {
         self.task.await.unwrap_or_default()
     }
 }
+
+/// Read-your-writes across processes: a child runs the handler; this process executes a
+/// command and waits for the child's bookmark to pass it. Woken by the bookmark save (the
+/// waiter's own fallback look comes only after a second). Prints how long it took.
+pub async fn read_your_writes_across(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
+    let domain = domain(&provider);
+    let _children = Children::start(1, start);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = Instant::now();
+    let position = bump(&domain).await;
+    let passed = domain
+        .wait_for_bookmark("across", position, Duration::from_secs(10))
+        .await;
+    let took = sent.elapsed();
+    println!("read-your-writes across processes: {took:?} (the handler takes 100 ms per event)");
+    assert!(
+        passed.expect("reading the bookmark"),
+        "the other process's handler passed it"
+    );
+    assert!(
+        took < Duration::from_millis(800),
+        "woken by the fallback look, not the save: {took:?}"
+    );
+}
