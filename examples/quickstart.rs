@@ -147,7 +147,7 @@ impl Handles<Post> for PostsPerUser {
         match event {
             PostEvent::PostCreated { user_id, .. } => {
                 let posts = self.0.entry(user_id.clone()).or_default();
-                posts.push(post_id.clone());
+                posts.push(post_id.to_string());
             }
             PostEvent::PostArchived => {
                 let posts = self.0.values_mut();

@@ -13,10 +13,12 @@ pub use evtstore_core::{Aggregate, Contains, Domain, Loaded, UnknownEvents, doma
 pub use evtstore_core::{Batch, Command, CommandError, Decision, Events, Executed, Rejection};
 
 // Event handlers.
-pub use evtstore_core::{Handler, HandlerBuilder, HandlerFailure, Handles, TxHandles};
+pub use evtstore_core::{Handler, HandlerBuilder, HandlerFailure, Handles, Partitioned, TxHandles};
 
 // Events and errors.
-pub use evtstore_core::{BoxError, Error, ErrorKind, EventMeta, Position, Result};
+pub use evtstore_core::{
+    BoxError, Error, ErrorKind, EventMeta, Lease, Position, Result, SharedStr,
+};
 
 // Providers: the trait, the in-memory one, what they read and write, and (for provider
 // authors) the checks and helpers in `provider`.

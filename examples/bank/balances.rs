@@ -18,7 +18,7 @@ pub(crate) struct Balances {
 impl Handles<Customer> for Balances {
     async fn handle(&mut self, event: &CustomerEvent, meta: &EventMeta) -> Result<(), BoxError> {
         if let CustomerEvent::Registered { .. } = event {
-            self.customers.insert(meta.aggregate_id.clone(), 0);
+            self.customers.insert(meta.aggregate_id.to_string(), 0);
         }
         Ok(())
     }
@@ -26,7 +26,7 @@ impl Handles<Customer> for Balances {
 
 impl Handles<Account> for Balances {
     async fn handle(&mut self, event: &AccountEvent, meta: &EventMeta) -> Result<(), BoxError> {
-        let account_id = &meta.aggregate_id;
+        let account_id = &meta.aggregate_id.to_string();
         let (added, taken) = match event {
             AccountEvent::Opened { customer_id } => {
                 self.owners.insert(account_id.clone(), customer_id.clone());

@@ -92,7 +92,7 @@ impl Command<Bank> for Register {
 
     async fn handle(self, customer: &Loaded<Customer>, _: &Domain<Bank>) -> Decision<Self, Bank> {
         if customer.version > 0 {
-            Err(BankError::CustomerExists(customer.id.clone()))?;
+            Err(BankError::CustomerExists(customer.id.to_string()))?;
         }
         Ok(vec![CustomerEvent::Registered { name: self.name }])
     }
@@ -107,7 +107,7 @@ impl Command<Bank> for Block {
 
     async fn handle(self, customer: &Loaded<Customer>, _: &Domain<Bank>) -> Decision<Self, Bank> {
         match (customer.version, customer.state.blocked) {
-            (0, _) => Err(BankError::UnknownCustomer(customer.id.clone()))?,
+            (0, _) => Err(BankError::UnknownCustomer(customer.id.to_string()))?,
             (_, true) => Ok(vec![]),
             (_, false) => Ok(vec![CustomerEvent::Blocked]),
         }

@@ -1,14 +1,18 @@
 //! The standard evtstore workload (`shared/bench/WORKLOAD.md`), printed as JSON lines.
 //!
 //! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres|mysql
-//! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]`.
+//! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]
+//! [--aggregate-cache CAPACITY]`.
 //! W6 (not on memory) starts this program again as its handler process, with `--w6-handler`.
 //! `--raw` adds the raw SQLite or MariaDB ceiling for W1. Postgres: the server of
 //! `EVTSTORE_PG_URL` (default `postgres://root@127.0.0.1:5432/postgres?sslmode=disable`, plain
 //! TCP as the original's node-postgres); MariaDB/MySQL: the server of `EVTSTORE_MYSQL_URL`
 //! (default `mysql://root@127.0.0.1:3306/test`); on each, database `evtbench`, dropped and
-//! created by the run. Each line names its Tokio runtime.
+//! created by the run. Each line names its Tokio runtime. W1 to W4 add `allocs_per_op`: the
+//! allocations made in the whole process (every thread) during the workload, per command (W1,
+//! W2), per event loaded (W3) or per event handled (W4).
 
+mod allocs;
 mod counter;
 mod cross_process;
 mod mysql;
@@ -26,6 +30,9 @@ use counter::Bench;
 use report::Reporter;
 use workloads::Sizes;
 
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
+
 struct Args {
     provider: String,
     scale: usize,
@@ -33,6 +40,8 @@ struct Args {
     raw: bool,
     /// Tokio's single-threaded runtime instead of the multi-threaded one.
     single_thread: Option<bool>,
+    /// The domain's aggregate cache, holding up to this many aggregates.
+    aggregate_cache: Option<usize>,
     /// W6's second process: a handler on the store another run made (`--w6-handler`).
     w6_handler: bool,
     /// The SQLite file of that store (`--path`).
@@ -46,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         durability: Durability::Full,
         raw: false,
         single_thread: None,
+        aggregate_cache: None,
         w6_handler: false,
         path: None,
     };
@@ -63,6 +73,12 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--raw" => args.raw = true,
+            "--aggregate-cache" => {
+                let capacity = value()?
+                    .parse()
+                    .map_err(|e| format!("--aggregate-cache: {e}"))?;
+                args.aggregate_cache = Some(capacity);
+            }
             "--w6-handler" => args.w6_handler = true,
             "--path" => args.path = Some(value()?.into()),
             "--runtime" => {
@@ -150,9 +166,13 @@ async fn run(args: Args) -> Result<(), String> {
         provider: args.provider.clone(),
         durability: (args.provider == "sqlite").then(|| synchronous(args.durability)),
         runtime: runtime_name(&args),
+        aggregate_cache: args.aggregate_cache,
     };
     let sizes = Sizes::at(args.scale);
-    let (domain, file) = domain(&args).await?;
+    let (mut domain, file) = domain(&args).await?;
+    if let Some(capacity) = args.aggregate_cache {
+        domain = domain.with_aggregate_cache(capacity);
+    }
     eprintln!(
         "running W1..W6 on {} at scale {}",
         args.provider, args.scale
@@ -193,6 +213,7 @@ async fn raw_ceiling(args: &Args) -> Result<(), String> {
             provider: "mysql".into(),
             durability: None,
             runtime: runtime_name(args),
+            aggregate_cache: None,
         };
         return mysql::single_inserts(5000 * args.scale, &raw).await;
     }
@@ -205,6 +226,7 @@ async fn raw_ceiling(args: &Args) -> Result<(), String> {
         provider: "sqlite".into(),
         durability: Some(synchronous),
         runtime: runtime_name(args),
+        aggregate_cache: None,
     };
     let path = fresh_file("raw");
     raw::sqlite_single_inserts(&path, synchronous, 5000 * args.scale, &raw);

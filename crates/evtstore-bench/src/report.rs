@@ -10,6 +10,8 @@ pub(crate) struct Reporter {
     pub(crate) durability: Option<&'static str>,
     /// The Tokio runtime: "single" or "multi" threaded.
     pub(crate) runtime: &'static str,
+    /// The domain's aggregate cache capacity, when it has one.
+    pub(crate) aggregate_cache: Option<usize>,
 }
 
 impl Reporter {
@@ -20,6 +22,16 @@ impl Reporter {
             workload,
             json!({ "n": n, "ms": round(ms), "per_s": round(per_s) }),
         );
+    }
+
+    /// A throughput line with `allocations`, those made during the `n` operations, per operation.
+    pub(crate) fn rate_allocating(&self, workload: &str, n: usize, ms: f64, allocations: u64) {
+        let per_s = n as f64 / (ms / 1000.0);
+        let per_op = allocations as f64 / n as f64;
+        let fields = json!({
+            "n": n, "ms": round(ms), "per_s": round(per_s), "allocs_per_op": round(per_op)
+        });
+        self.line(workload, fields);
     }
 
     /// A latency line: percentiles of `samples_ms`.
@@ -39,6 +51,9 @@ impl Reporter {
             line.insert("runtime".into(), self.runtime.into());
             if let Some(durability) = self.durability {
                 line.insert("durability".into(), durability.into());
+            }
+            if let Some(capacity) = self.aggregate_cache {
+                line.insert("aggregate_cache".into(), capacity.into());
             }
         }
         println!("{line}");

@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 
 use evtstore::{Domain, Loaded, Result};
 
+use crate::allocs;
 use crate::counter::{Bench, Counter, CounterEvent, DoOne};
 use crate::report::Reporter;
 
 const ROUNDS: usize = 5;
 const WORKERS: usize = 16;
 const HYDRATE_BATCH: usize = 100;
+/// W3's loads of the big aggregate.
+const LOADS: usize = 5;
 
 /// Sizes at a scale.
 pub(crate) struct Sizes {
@@ -39,16 +42,17 @@ pub(crate) async fn sequential(
     sizes: &Sizes,
     out: &Reporter,
 ) -> Result<()> {
-    let start = Instant::now();
+    let (start, allocated) = (Instant::now(), allocs::count());
     for _ in 0..ROUNDS {
         for a in 0..sizes.aggregates {
             domain.execute(&format!("s-{a}"), DoOne { one: 1 }).await?;
         }
     }
-    out.rate(
+    out.rate_allocating(
         "W1_sequential_commands",
         ROUNDS * sizes.aggregates,
         millis(start),
+        allocs::count() - allocated,
     );
     Ok(())
 }
@@ -59,7 +63,7 @@ pub(crate) async fn concurrent(
     sizes: &Sizes,
     out: &Reporter,
 ) -> Result<()> {
-    let start = Instant::now();
+    let (start, allocated) = (Instant::now(), allocs::count());
     let workers = (0..WORKERS).map(|w| {
         let (domain, aggregates) = (domain.clone(), sizes.aggregates);
         tokio::spawn(async move {
@@ -74,10 +78,11 @@ pub(crate) async fn concurrent(
     for worker in workers.collect::<Vec<_>>() {
         worker.await.expect("worker panicked")?;
     }
-    out.rate(
+    out.rate_allocating(
         "W2_concurrent_commands",
         ROUNDS * sizes.aggregates,
         millis(start),
+        allocs::count() - allocated,
     );
     Ok(())
 }
@@ -89,8 +94,9 @@ pub(crate) async fn hydrate(domain: &Domain<Bench>, sizes: &Sizes, out: &Reporte
         let batch = vec![CounterEvent::One { one: 1 }; HYDRATE_BATCH];
         big = domain.append(big, batch).await?;
     }
-    let mut times = Vec::new();
-    for _ in 0..5 {
+    let mut times = Vec::with_capacity(LOADS);
+    let allocated = allocs::count();
+    for _ in 0..LOADS {
         let start = Instant::now();
         let loaded = domain.load::<Counter>("big").await?;
         times.push(millis(start));
@@ -99,8 +105,11 @@ pub(crate) async fn hydrate(domain: &Domain<Bench>, sizes: &Sizes, out: &Reporte
             "hydrated count"
         );
     }
+    // Per event loaded, over all the loads.
+    let allocations = (allocs::count() - allocated) / LOADS as u64;
     times.sort_by(f64::total_cmp);
-    out.rate("W3_hydrate", sizes.hydrate_events, times[2]);
+    let median = times[LOADS / 2];
+    out.rate_allocating("W3_hydrate", sizes.hydrate_events, median, allocations);
     Ok(())
 }
 
@@ -116,15 +125,15 @@ pub(crate) async fn catch_up(domain: &Domain<Bench>, sizes: &Sizes, out: &Report
             Ok(())
         })
         .build()?;
-    let start = Instant::now();
+    let (start, allocated) = (Instant::now(), allocs::count());
     handler.run_once().await?;
-    let ms = millis(start);
+    let (ms, allocations) = (millis(start), allocs::count() - allocated);
     assert_eq!(
         seen.load(Ordering::Relaxed),
         total,
         "catch-up saw every event"
     );
-    out.rate("W4_catchup", total, ms);
+    out.rate_allocating("W4_catchup", total, ms, allocations);
     Ok(())
 }
 
@@ -138,7 +147,7 @@ pub(crate) async fn latency(domain: &Domain<Bench>, out: &Reporter) -> Result<()
         .handler("live")
         .tail_stream(true)
         .handle::<Counter, _>(move |_, _, meta| {
-            if let Some(at) = started.lock().unwrap().get(&meta.aggregate_id) {
+            if let Some(at) = started.lock().unwrap().get(meta.aggregate_id.as_str()) {
                 let _ = arrived.send(millis(*at));
             }
             Ok(())

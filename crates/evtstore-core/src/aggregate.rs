@@ -4,6 +4,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, Position, StoredEvent};
+use crate::shared_str::SharedStr;
 
 /// An aggregate kind: its stream, its event enum, its state and its fold.
 ///
@@ -54,10 +55,21 @@ pub trait Aggregate:
 }
 
 /// An aggregate as loaded: its id, version and position, and its state in `state`.
+///
+/// ```
+/// # use evtstore_core::conformance::domain::{CreateUser, Tests, User};
+/// # use evtstore_core::{Domain, MemoryProvider};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+/// let user = domain.execute("u1", CreateUser { name: "ada".into() }).await?;
+/// assert_eq!((user.id.as_str(), user.version, user.state.name.as_str()), ("u1", 1, "ada"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded<A> {
-    /// The aggregate's id.
-    pub id: String,
+    /// The aggregate's id, shared with the envelopes of the events it appends.
+    pub id: SharedStr,
     /// How many events it has: 0 when it has none.
     pub version: u64,
     /// The position of its last event (0 when it has none).
@@ -68,7 +80,7 @@ pub struct Loaded<A> {
 
 impl<A: Aggregate> Loaded<A> {
     /// An aggregate with no events.
-    pub fn new(id: impl Into<String>) -> Self {
+    pub fn new(id: impl Into<SharedStr>) -> Self {
         Loaded {
             id: id.into(),
             version: 0,
@@ -135,8 +147,8 @@ pub fn decode_known_data<E: DeserializeOwned>(
     match unknown {
         UnknownEvents::Skip => Ok(None),
         UnknownEvents::Fail => Err(Error::UnknownEventType {
-            stream: meta.stream.clone(),
-            aggregate_id: meta.aggregate_id.clone(),
+            stream: meta.stream.to_string(),
+            aggregate_id: meta.aggregate_id.to_string(),
             version: meta.version,
             position: meta.position,
             event_type,
@@ -185,8 +197,8 @@ pub fn decode_data<E: DeserializeOwned>(meta: &EventMeta, data: &str) -> Result<
 
 fn decode_error(meta: &EventMeta, source: serde_json::Error) -> Error {
     Error::Decode {
-        stream: meta.stream.clone(),
-        aggregate_id: meta.aggregate_id.clone(),
+        stream: meta.stream.to_string(),
+        aggregate_id: meta.aggregate_id.to_string(),
         version: meta.version,
         position: meta.position,
         source,

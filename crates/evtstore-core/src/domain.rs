@@ -10,7 +10,7 @@ use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Snapshot};
-use crate::names::{check_aggregate_id, stream_of};
+use crate::names::{check_aggregate_id, shared_stream};
 use crate::provider::Provider;
 
 /// Says that aggregate kind `A` belongs to a domain. Declare it with [`domain!`](crate::domain!).
@@ -104,6 +104,52 @@ impl<D> Domain<D> {
         self
     }
 
+    /// The aggregate cache, for tests.
+    #[cfg(test)]
+    pub(crate) fn aggregate_cache(&self) -> Option<&AggregateCache> {
+        self.cache.as_deref()
+    }
+
+    /// Waits until the handler named `name`, in this process or another, has saved its
+    /// bookmark at or past `position`, or `timeout` passes: read-your-writes across processes
+    /// (in this process, [`Handler::wait_for`](crate::Handler::wait_for) is quicker). Woken by
+    /// the provider's signal, which bookmark saves in other processes raise on SQLite and
+    /// PostgreSQL; on MariaDB, which has no push across processes, it looks again every
+    /// 100 ms. True when passed, false on timeout.
+    ///
+    /// # Errors
+    /// When the bookmark cannot be read.
+    pub async fn wait_for_bookmark(
+        &self,
+        name: &str,
+        position: crate::Position,
+        timeout: std::time::Duration,
+    ) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut signal = self.provider.subscribe();
+        loop {
+            signal.borrow_and_update();
+            if self
+                .provider
+                .bookmark(name)
+                .await?
+                .is_some_and(|at| at >= position)
+            {
+                return Ok(true);
+            }
+            let fallback = if self.provider.name() == "mysql" {
+                100
+            } else {
+                1_000
+            };
+            let wake =
+                tokio::time::timeout(std::time::Duration::from_millis(fallback), signal.changed());
+            if tokio::time::timeout_at(deadline, wake).await.is_err() {
+                return Ok(false);
+            }
+        }
+    }
+
     /// The provider, for direct reads and appends.
     pub fn provider(&self) -> &Arc<dyn Provider> {
         &self.provider
@@ -147,7 +193,7 @@ impl<D> Domain<D> {
     {
         let span = tracing::debug_span!("command", stream = C::Aggregate::STREAM, id);
         async {
-            let aggregate = self.load_unchecked(id).await?;
+            let aggregate = self.load_to_change(id).await?;
             self.execute_on(aggregate, command).await
         }
         .instrument(span)
@@ -184,7 +230,13 @@ impl<D> Domain<D> {
         C: Command<D>,
         D: Contains<C::Aggregate>,
     {
-        let events = command.handle(&aggregate, self).await?;
+        let events = match command.handle(&aggregate, self).await {
+            Ok(events) => events,
+            Err(refused) => {
+                self.keep(aggregate); // unchanged: back into the cache
+                return Err(refused);
+            }
+        };
         Ok(self.append(aggregate, events).await?)
     }
 
@@ -202,21 +254,33 @@ impl<D> Domain<D> {
     where
         D: Contains<A>,
     {
-        if events.is_empty() {
-            return Ok(aggregate);
+        if !events.is_empty() {
+            let new_events = encode_events::<A>(&aggregate, &events)?;
+            let appended = self.provider.append(new_events).await;
+            let metas = appended.inspect_err(|error| {
+                if error.is_version_conflict() {
+                    crate::telemetry::conflict(A::STREAM);
+                }
+            })?;
+            crate::telemetry::appended(A::STREAM, metas.len());
+            for (event, meta) in events.iter().zip(&metas) {
+                aggregate.apply(event, meta);
+            }
+            if A::SNAPSHOT.is_some() {
+                self.save_snapshot(&aggregate).await;
+            }
         }
-        let new_events = encode_events::<A>(&aggregate, &events)?;
-        let metas = self.provider.append(new_events).await?;
-        for (event, meta) in events.iter().zip(&metas) {
-            aggregate.apply(event, meta);
-        }
-        if A::SNAPSHOT.is_some() {
-            self.save_snapshot(&aggregate).await;
-        }
-        if let Some(cache) = &self.cache {
-            cache.put(A::STREAM, &aggregate);
+        if self.cache.is_some() {
+            self.keep(aggregate.clone());
         }
         Ok(aggregate)
+    }
+
+    /// Puts an aggregate into the cache, if the domain has one.
+    fn keep<A: Aggregate>(&self, aggregate: Loaded<A>) {
+        if let Some(cache) = &self.cache {
+            cache.put(A::STREAM, aggregate);
+        }
     }
 
     /// Stores the folded aggregate. The events are committed already, so a failure here only
@@ -231,14 +295,41 @@ impl<D> Domain<D> {
         }
     }
 
+    /// Loads an aggregate; the cache, if any, keeps a copy.
     async fn load_unchecked<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
-        stream_of::<A>();
         check_aggregate_id(id)?;
-        let mut aggregate = match self.cache.as_ref().and_then(|c| c.get::<A>(A::STREAM, id)) {
+        let cached = self.cache.as_ref().and_then(|c| c.get::<A>(A::STREAM, id));
+        let kept = cached.as_ref().map(|cached| cached.version);
+        let aggregate = self.catch_up(id, cached).await?;
+        if self.cache.is_some() && kept != Some(aggregate.version) {
+            self.keep(aggregate.clone());
+        }
+        Ok(aggregate)
+    }
+
+    /// Loads an aggregate for a command: the cache, if any, gives up its copy (no clone), and
+    /// the command's append puts the new state back.
+    async fn load_to_change<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
+        check_aggregate_id(id)?;
+        let taken = self.cache.as_ref().and_then(|c| c.take::<A>(A::STREAM, id));
+        self.catch_up(id, taken).await
+    }
+
+    /// Folds in the events after the cached aggregate's version, or loads it afresh.
+    async fn catch_up<A: Aggregate>(
+        &self,
+        id: &str,
+        cached: Option<Loaded<A>>,
+    ) -> Result<Loaded<A>> {
+        let mut aggregate = match cached {
             Some(cached) => cached,
             None => self.start_from_snapshot(id).await?,
         };
-        let after = aggregate.version;
+        let (stream, id, after) = (
+            shared_stream::<A>(),
+            aggregate.id.clone(),
+            aggregate.version,
+        );
         let mut fold = |meta: &EventMeta, data: &str| {
             match decode_known_data::<A::Event>(meta, data, A::UNKNOWN_EVENTS)? {
                 Some(event) => aggregate.apply(&event, meta),
@@ -248,11 +339,8 @@ impl<D> Domain<D> {
         };
         let visited = self
             .provider
-            .visit_aggregate(A::STREAM, id, after, &mut fold);
+            .visit_aggregate(&stream, &id, after, &mut fold);
         visited.await?;
-        if let Some(cache) = &self.cache {
-            cache.put(A::STREAM, &aggregate);
-        }
         Ok(aggregate)
     }
 
@@ -280,14 +368,14 @@ pub(crate) fn encode_events<A: Aggregate>(
     aggregate: &Loaded<A>,
     events: &[A::Event],
 ) -> Result<Vec<NewEvent>> {
-    let stream = stream_of::<A>();
+    let stream = shared_stream::<A>();
     let encode = |(index, event): (usize, &A::Event)| {
         let data = crate::body::encode(event).map_err(|source| Error::Encode {
             what: format!("event for {stream}/{}", aggregate.id),
             source,
         })?;
         Ok(NewEvent {
-            stream: stream.to_owned(),
+            stream: stream.clone(),
             aggregate_id: aggregate.id.clone(),
             version: aggregate.version + 1 + index as u64,
             data,
@@ -304,7 +392,7 @@ fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
     })?;
     Ok(Snapshot {
         stream: A::STREAM.to_owned(),
-        aggregate_id: aggregate.id.clone(),
+        aggregate_id: aggregate.id.to_string(),
         schema: A::SNAPSHOT.unwrap_or_default().to_owned(),
         version: aggregate.version,
         position: aggregate.position,
@@ -315,7 +403,7 @@ fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
 fn decode_snapshot<A: Aggregate>(snapshot: Snapshot) -> serde_json::Result<Loaded<A>> {
     let state = serde_json::from_str(&snapshot.state)?;
     Ok(Loaded {
-        id: snapshot.aggregate_id,
+        id: snapshot.aggregate_id.into(),
         version: snapshot.version,
         position: snapshot.position,
         state,

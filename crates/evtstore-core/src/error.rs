@@ -135,6 +135,21 @@ pub enum Error {
         /// The aggregate.
         aggregate_id: String,
     },
+    /// A handler's lease expired or passed to another process: its bookmark was not saved.
+    /// The handler stops and waits to take the lease again.
+    #[error("lease {name:?} of {owner:?} is not held any more: the bookmark was not saved")]
+    LeaseLost {
+        /// The lease's (and bookmark's) name.
+        name: String,
+        /// The owner that lost it.
+        owner: String,
+    },
+    /// Another process runs this handler: it holds the handler's lease.
+    #[error("handler {name:?} runs in another process, which holds its lease")]
+    LeaseHeld {
+        /// The handler's (and lease's) name.
+        name: String,
+    },
     /// Writers got in each other's way (a deadlock, a busy database): nothing was written, and
     /// the same work may succeed when retried.
     #[error("{context}: {source}")]
@@ -201,6 +216,8 @@ impl Error {
         match self {
             Error::VersionConflict { .. }
             | Error::StaleTransaction { .. }
+            | Error::LeaseLost { .. }
+            | Error::LeaseHeld { .. }
             | Error::Contention { .. } => ErrorKind::Conflict,
             Error::Rejected { .. } => ErrorKind::Rejected,
             Error::InvalidName { .. } | Error::InvalidAppend { .. } | Error::Encode { .. } => {

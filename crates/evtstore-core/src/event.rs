@@ -2,16 +2,21 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::shared_str::SharedStr;
+
 /// A place in the store-wide order of events. `0` is the start, before any event.
 pub type Position = u64;
 
 /// The envelope of a stored event: where it sits in its aggregate and in the store.
+///
+/// Its names are [`SharedStr`]s: the envelopes of one stream, or of one aggregate's events
+/// read together, hold the same string, and a clone copies no text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventMeta {
     /// The aggregate kind, e.g. `"users"`.
-    pub stream: String,
+    pub stream: SharedStr,
     /// The aggregate the event belongs to.
-    pub aggregate_id: String,
+    pub aggregate_id: SharedStr,
     /// 1, 2, 3… within the aggregate.
     pub version: u64,
     /// Store-wide order, strictly increasing in the order readers may see events.
@@ -30,12 +35,14 @@ pub struct StoredEvent {
 }
 
 /// An event to append: the provider assigns its position and timestamp.
+///
+/// Its names are shared like [`EventMeta`]'s: `"users".into()` makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     /// The aggregate kind.
-    pub stream: String,
+    pub stream: SharedStr,
     /// The aggregate.
-    pub aggregate_id: String,
+    pub aggregate_id: SharedStr,
     /// The version this event takes: the aggregate's current version plus one for its first event.
     pub version: u64,
     /// The serialised event.
@@ -45,16 +52,20 @@ pub struct NewEvent {
 impl NewEvent {
     /// Gives this event its place in the store, as a provider does when it commits it.
     pub fn stored(self, position: Position, timestamp: i64) -> StoredEvent {
-        let meta = EventMeta {
-            stream: self.stream,
-            aggregate_id: self.aggregate_id,
+        StoredEvent {
+            meta: self.meta(position, timestamp),
+            data: self.data,
+        }
+    }
+
+    /// The envelope this event gets at its place in the store; it shares the event's names.
+    pub fn meta(&self, position: Position, timestamp: i64) -> EventMeta {
+        EventMeta {
+            stream: self.stream.clone(),
+            aggregate_id: self.aggregate_id.clone(),
             version: self.version,
             position,
             timestamp,
-        };
-        StoredEvent {
-            meta,
-            data: self.data,
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent};
 use crate::provider::expectations;
+use crate::shared_str::SharedStr;
 
 /// A provider's side of group commit: how a group is appended, and what a failure means.
 pub trait GroupAppend: Send + Sync {
@@ -291,7 +292,7 @@ fn valid_only(jobs: Vec<Job>) -> Vec<Job> {
 /// Splits jobs, in order, into runs whose aggregates differ, so each run is one valid append.
 fn disjoint_groups(jobs: Vec<Job>) -> Vec<Vec<Job>> {
     let mut groups: Vec<Vec<Job>> = Vec::new();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut seen: HashSet<(SharedStr, SharedStr)> = HashSet::new();
     for job in jobs {
         let keys: Vec<_> = job
             .0

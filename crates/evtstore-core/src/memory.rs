@@ -2,19 +2,28 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent, now_millis};
+use crate::lease::Lease;
 use crate::names::check_bookmark;
-use crate::provider::{Provider, expectations};
+use crate::provider::{Provider, Visitor, expectations};
+use crate::shared_str::SharedStr;
 
 type AggregateKey = (String, String);
 
-/// Keeps everything in this process; gone when it ends.
+/// Keeps everything in this process; gone when it ends. The same semantics as the other
+/// providers (it passes the same conformance suite), for tests and experiments.
 ///
+/// ```
+/// # use evtstore_core::conformance::domain::Tests;
+/// use evtstore_core::{Domain, MemoryProvider};
+/// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+/// ```
 pub struct MemoryProvider {
     state: Mutex<State>,
     appended: watch::Sender<Position>,
@@ -24,9 +33,10 @@ pub struct MemoryProvider {
 struct State {
     /// Event at position p is `events[p - 1]`.
     events: Vec<StoredEvent>,
-    /// Positions of each aggregate's events, in version order.
-    aggregates: HashMap<AggregateKey, Vec<Position>>,
+    /// Positions of each aggregate's events, in version order, by stream and id.
+    aggregates: HashMap<SharedStr, HashMap<SharedStr, Vec<Position>>>,
     bookmarks: HashMap<String, Position>,
+    leases: HashMap<String, Lease>,
     snapshots: HashMap<AggregateKey, Snapshot>,
 }
 
@@ -52,12 +62,12 @@ impl MemoryProvider {
     fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let mut state = self.lock();
         for expected in expectations(&events)? {
-            let key = (expected.stream.to_owned(), expected.aggregate_id.to_owned());
-            let actual = state.aggregates.get(&key).map_or(0, |v| v.len() as u64);
+            let (stream, id) = (expected.stream, expected.aggregate_id);
+            let actual = state.positions(stream, id).len() as u64;
             if actual != expected.current {
                 return Err(Error::VersionConflict {
-                    stream: key.0,
-                    aggregate_id: key.1,
+                    stream: stream.to_owned(),
+                    aggregate_id: id.to_owned(),
                     expected: expected.current,
                     actual,
                 });
@@ -67,8 +77,12 @@ impl MemoryProvider {
         let mut metas = Vec::with_capacity(events.len());
         for event in events {
             let position = state.events.len() as Position + 1;
-            let key = (event.stream.clone(), event.aggregate_id.clone());
-            state.aggregates.entry(key).or_default().push(position);
+            let streams = state.aggregates.entry(event.stream.clone()).or_default();
+            let aggregate = match streams.get_mut(event.aggregate_id.as_str()) {
+                Some(aggregate) => aggregate,
+                None => streams.entry(event.aggregate_id.clone()).or_default(),
+            };
+            aggregate.push(position);
             let stored = event.stored(position, timestamp);
             metas.push(stored.meta.clone());
             state.events.push(stored);
@@ -81,28 +95,48 @@ impl MemoryProvider {
 
     fn aggregate_events_now(&self, stream: &str, id: &str, after: u64) -> Vec<StoredEvent> {
         let state = self.lock();
-        let key = (stream.to_owned(), id.to_owned());
-        let positions = state.aggregates.get(&key).map_or(&[][..], |v| &v[..]);
-        let newer = positions.iter().skip(after as usize);
+        let newer = state.positions(stream, id).iter().skip(after as usize);
         newer
             .map(|p| state.events[*p as usize - 1].clone())
             .collect()
     }
 
+    /// Visits the events in place, under the lock: loading copies nothing.
+    fn visit_now(&self, stream: &str, id: &str, after: u64, visit: &mut Visitor<'_>) -> Result<()> {
+        let state = self.lock();
+        for p in state.positions(stream, id).iter().skip(after as usize) {
+            let event = &state.events[*p as usize - 1];
+            visit(&event.meta, &event.data)?;
+        }
+        Ok(())
+    }
+
     fn events_now(&self, streams: &[String], after: Position, limit: usize) -> Vec<StoredEvent> {
         let state = self.lock();
         let rest = state.events.iter().skip(after as usize);
-        let matching = rest.filter(|e| streams.contains(&e.meta.stream));
+        let matching = rest.filter(|e| in_streams(streams, e));
         matching.take(limit).cloned().collect()
     }
 
     fn last_event_now(&self, streams: &[String], id: Option<&str>) -> Option<StoredEvent> {
         let state = self.lock();
         let matches = |e: &&StoredEvent| {
-            streams.contains(&e.meta.stream) && id.is_none_or(|id| e.meta.aggregate_id == id)
+            in_streams(streams, e) && id.is_none_or(|id| e.meta.aggregate_id == id)
         };
         state.events.iter().rev().find(matches).cloned()
     }
+}
+
+impl State {
+    /// The positions of an aggregate's events, in version order.
+    fn positions(&self, stream: &str, id: &str) -> &[Position] {
+        let found = self.aggregates.get(stream).and_then(|ids| ids.get(id));
+        found.map_or(&[], Vec::as_slice)
+    }
+}
+
+fn in_streams(streams: &[String], event: &StoredEvent) -> bool {
+    streams.iter().any(|s| event.meta.stream == *s)
 }
 
 impl Provider for MemoryProvider {
@@ -123,6 +157,17 @@ impl Provider for MemoryProvider {
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         let events = self.aggregate_events_now(stream, aggregate_id, after_version);
         async move { Ok(events) }.boxed()
+    }
+
+    fn visit_aggregate<'a>(
+        &'a self,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
+        after_version: u64,
+        visit: &'a mut Visitor<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let visited = self.visit_now(stream, aggregate_id, after_version, visit);
+        async move { visited }.boxed()
     }
 
     fn events<'a>(
@@ -154,6 +199,68 @@ impl Provider for MemoryProvider {
             self.lock().bookmarks.insert(name.to_owned(), position);
         });
         async move { saved }.boxed()
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        let granted = check_bookmark(name).map(|()| {
+            let mut state = self.lock();
+            let granted = Lease::granted(state.leases.get(name), name, owner, ttl, now_millis());
+            if let Some(lease) = &granted {
+                state.leases.insert(name.to_owned(), lease.clone());
+            }
+            granted
+        });
+        async move { granted }.boxed()
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        let now = now_millis();
+        let mut state = self.lock();
+        if let Some(held) = state
+            .leases
+            .get_mut(&lease.name)
+            .filter(|held| lease.is_held(Some(held), now))
+        {
+            held.expires_at = now - 1;
+        }
+        drop(state);
+        self.appended.send_modify(|_| {});
+        async { Ok(()) }.boxed()
+    }
+
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        let mut state = self.lock();
+        let saved = if lease.is_held(state.leases.get(&lease.name), now_millis()) {
+            state.bookmarks.insert(lease.name.clone(), position);
+            Ok(())
+        } else {
+            Err(Error::LeaseLost {
+                name: lease.name.clone(),
+                owner: lease.owner.clone(),
+            })
+        };
+        async move { saved }.boxed()
+    }
+
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        let now = now_millis();
+        let state = self.lock();
+        let live = state
+            .leases
+            .values()
+            .filter(|l| l.name.starts_with(prefix) && l.expires_at > now);
+        let mut live: Vec<Lease> = live.cloned().collect();
+        live.sort_by(|a, b| a.name.cmp(&b.name));
+        async move { Ok(live) }.boxed()
     }
 
     fn snapshot<'a>(

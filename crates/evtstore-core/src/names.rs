@@ -1,6 +1,9 @@
 //! Checks on the names given to evtstore: streams, aggregate ids, bookmarks, tables.
 
+use std::sync::{Mutex, PoisonError};
+
 use crate::error::{Error, Result};
+use crate::shared_str::SharedStr;
 
 /// Longest accepted stream or bookmark name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
@@ -41,6 +44,21 @@ pub fn stream_of<A: crate::Aggregate>() -> &'static str {
         );
     }
     A::STREAM
+}
+
+/// An aggregate kind's stream name, shared: every envelope the domain makes for the kind holds
+/// the same string, made once per process.
+pub(crate) fn shared_stream<A: crate::Aggregate>() -> SharedStr {
+    /// The names made so far: one per aggregate kind used.
+    static SHARED: Mutex<Vec<SharedStr>> = Mutex::new(Vec::new());
+    let name = stream_of::<A>();
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(made) = shared.iter().find(|made| *made == name) {
+        return made.clone();
+    }
+    let made = SharedStr::from(name);
+    shared.push(made.clone());
+    made
 }
 
 /// The rule of [`check_stream`], usable in constants.

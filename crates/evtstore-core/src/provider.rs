@@ -13,12 +13,17 @@ pub use crate::names::{
     MAX_ID_LEN, MAX_NAME_LEN, check_aggregate_id, check_bookmark, check_stream, check_table,
     shorten, stream_of,
 };
+pub use crate::shared_str::SharedNames;
+
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
+use crate::lease::Lease;
+use crate::shared_str::SharedStr;
 
 /// A storage backend.
 ///
@@ -46,11 +51,12 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Calls `visit` with each of an aggregate's events above `after_version`, in version order,
     /// without collecting them: how aggregates are loaded. The default reads them with
-    /// [`aggregate_events`](Self::aggregate_events); a provider may stream them instead.
+    /// [`aggregate_events`](Self::aggregate_events); a provider may stream them instead, and
+    /// give envelopes that share the names it is given.
     fn visit_aggregate<'a>(
         &'a self,
-        stream: &'a str,
-        aggregate_id: &'a str,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
         after_version: u64,
         visit: &'a mut Visitor<'_>,
     ) -> BoxFuture<'a, Result<()>> {
@@ -98,7 +104,36 @@ pub trait Provider: Send + Sync + 'static {
     /// schema is stored.
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>>;
 
-    /// Signals new events: the value changes after each append that this process can see.
+    /// Takes the lease of `name` for `owner` until `ttl` from now, by the store's clock, when it
+    /// is free, expired or already this owner's (a renewal); `None` while another owner holds
+    /// it. Follows [`Lease::granted`].
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>>;
+
+    /// Ends a lease at once, if it is still this one, so that another process may take it
+    /// without waiting for it to expire; signals [`subscribe`](Self::subscribe)rs.
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>>;
+
+    /// Saves the bookmark of the lease's name only while the lease is held (same owner and
+    /// token, not expired), atomically with that check.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] when it is not held any more; nothing is written.
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The unexpired leases whose names start with `prefix`.
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>>;
+
+    /// Signals new events: the value changes after each append that this process can see
+    /// (and is re-sent when a lease is released, so that waiting handlers try to take it).
     ///
     /// Handlers wait on it and poll as a fallback for writers this signal does not reach.
     fn subscribe(&self) -> watch::Receiver<Position>;
@@ -127,8 +162,8 @@ pub struct Expectation<'a> {
 /// # Errors
 /// [`Error::InvalidName`] for a bad stream or aggregate id; [`Error::InvalidAppend`] for a body
 /// that is not a JSON object or versions that do not follow each other.
-pub fn expectations(events: &[NewEvent]) -> Result<Vec<Expectation<'_>>> {
-    let mut found: Vec<Expectation<'_>> = Vec::new();
+pub fn expectations(events: &[NewEvent]) -> Result<Expectations<'_>> {
+    let mut found = Expectations::Many(Vec::new());
     for (index, event) in events.iter().enumerate() {
         check_stream(&event.stream)?;
         check_aggregate_id(&event.aggregate_id)?;
@@ -159,14 +194,80 @@ pub fn expectations(events: &[NewEvent]) -> Result<Vec<Expectation<'_>>> {
     Ok(found)
 }
 
+/// What an append expects, one [`Expectation`] per aggregate: a slice, held without an
+/// allocation for an append to one aggregate (the usual command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectations<'a> {
+    /// One aggregate.
+    One(Expectation<'a>),
+    /// None, or several.
+    Many(Vec<Expectation<'a>>),
+}
+
+impl<'a> Expectations<'a> {
+    fn push(&mut self, expectation: Expectation<'a>) {
+        *self = match std::mem::replace(self, Expectations::Many(Vec::new())) {
+            Expectations::Many(none) if none.is_empty() => Expectations::One(expectation),
+            Expectations::One(first) => Expectations::Many(vec![first, expectation]),
+            Expectations::Many(mut several) => {
+                several.push(expectation);
+                Expectations::Many(several)
+            }
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Expectation<'a>> {
+        match self {
+            Expectations::One(one) => Some(one),
+            Expectations::Many(several) => several.last_mut(),
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for Expectations<'a> {
+    type Target = [Expectation<'a>];
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Expectations::One(one) => std::slice::from_ref(one),
+            Expectations::Many(several) => several,
+        }
+    }
+}
+
+impl<'a> IntoIterator for Expectations<'a> {
+    type Item = Expectation<'a>;
+    type IntoIter = std::iter::Chain<
+        std::option::IntoIter<Expectation<'a>>,
+        std::vec::IntoIter<Expectation<'a>>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let (one, several) = match self {
+            Expectations::One(one) => (Some(one), Vec::new()),
+            Expectations::Many(several) => (None, several),
+        };
+        one.into_iter().chain(several)
+    }
+}
+
+impl<'a, 'b> IntoIterator for &'b Expectations<'a> {
+    type Item = &'b Expectation<'a>;
+    type IntoIter = std::slice::Iter<'b, Expectation<'a>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 fn same_aggregate(expectation: &Expectation<'_>, event: &NewEvent) -> bool {
-    expectation.stream == event.stream && expectation.aggregate_id == event.aggregate_id
+    event.stream == expectation.stream && event.aggregate_id == expectation.aggregate_id
 }
 
 fn invalid(event: &NewEvent, reason: &'static str) -> Error {
     Error::InvalidAppend {
-        stream: event.stream.clone(),
-        aggregate_id: event.aggregate_id.clone(),
+        stream: event.stream.to_string(),
+        aggregate_id: event.aggregate_id.to_string(),
         version: event.version,
         reason,
     }

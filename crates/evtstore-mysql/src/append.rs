@@ -113,7 +113,7 @@ impl MysqlProvider {
             return self.positioned_later(events, expected, timestamp).await;
         }
         let placed = events.iter().zip(positions);
-        Ok(placed.map(|(e, p)| meta(e, p, timestamp)).collect())
+        Ok(placed.map(|(e, p)| e.meta(p, timestamp)).collect())
     }
 
     /// Checks each version with a plain (non-locking) read, then inserts, a statement per
@@ -214,7 +214,7 @@ impl MysqlProvider {
                     .map_err(|e| self.fail("read appended positions", e))?;
                 let slice = &events[x.range.0..x.range.1];
                 for (event, position) in slice.iter().zip(positions) {
-                    metas.push(meta(event, position as u64, timestamp));
+                    metas.push(event.meta(position as u64, timestamp));
                 }
             }
             Ok(metas)
@@ -252,7 +252,14 @@ impl GroupAppend for MysqlProvider {
 fn as_json(events: &[NewEvent], expected: &[Expectation<'_>]) -> (String, String) {
     let rows: Vec<_> = events
         .iter()
-        .map(|e| (&e.stream, &e.aggregate_id, e.version, &e.data))
+        .map(|e| {
+            (
+                e.stream.as_str(),
+                e.aggregate_id.as_str(),
+                e.version,
+                &e.data,
+            )
+        })
         .collect();
     let versions: Vec<_> = expected
         .iter()
@@ -261,16 +268,6 @@ fn as_json(events: &[NewEvent], expected: &[Expectation<'_>]) -> (String, String
     let rows = serde_json::to_string(&rows).expect("strings and numbers encode");
     let versions = serde_json::to_string(&versions).expect("strings and numbers encode");
     (rows, versions)
-}
-
-pub(crate) fn meta(event: &NewEvent, position: u64, timestamp: i64) -> EventMeta {
-    EventMeta {
-        stream: event.stream.clone(),
-        aggregate_id: event.aggregate_id.clone(),
-        version: event.version,
-        position,
-        timestamp,
-    }
 }
 
 /// An error after the events committed: say so, lest the caller append them again.

@@ -1,5 +1,6 @@
 //! Reads: aggregates, pages of events, the last event, bookmarks, snapshots.
 
+use evtstore_core::provider::SharedNames;
 use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlConnection, Row};
@@ -8,15 +9,19 @@ use crate::sql::Sql;
 use crate::{MysqlProvider, errors};
 
 /// Text stored as bytes (`VARBINARY` compares exactly, with no collation or padding).
-fn text(row: &MySqlRow, index: usize) -> Result<String, sqlx::Error> {
-    let bytes: Vec<u8> = row.try_get(index)?;
-    String::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+pub(crate) fn text(row: &MySqlRow, index: usize) -> Result<&str, sqlx::Error> {
+    let bytes: &[u8] = row.try_get(index)?;
+    std::str::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-pub(crate) fn event_from_row(row: &MySqlRow) -> Result<StoredEvent, sqlx::Error> {
+/// An event of a row, its names shared with the read's other events.
+pub(crate) fn event_from_row(
+    names: &mut SharedNames,
+    row: &MySqlRow,
+) -> Result<StoredEvent, sqlx::Error> {
     let meta = EventMeta {
-        stream: text(row, 0)?,
-        aggregate_id: text(row, 1)?,
+        stream: names.stream(text(row, 0)?),
+        aggregate_id: names.aggregate_id(text(row, 1)?),
         version: row.try_get::<i64, _>(2)? as u64,
         position: row.try_get::<i64, _>(3)? as u64,
         timestamp: row.try_get(4)?,
@@ -52,11 +57,15 @@ pub(crate) async fn read_page(
         query = query.bind(stream.as_str());
     }
     let rows = query.bind(limit as i64).fetch_all(conn).await;
-    rows.and_then(|rows| events_from(&rows)).map_err(fail)
+    let events = rows.and_then(|rows| events_from(SharedNames::new(streams), &rows));
+    events.map_err(fail)
 }
 
-fn events_from(rows: &[MySqlRow]) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    rows.iter().map(event_from_row).collect()
+/// The events of a read's rows, sharing their names.
+fn events_from(mut names: SharedNames, rows: &[MySqlRow]) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    rows.iter()
+        .map(|row| event_from_row(&mut names, row))
+        .collect()
 }
 
 impl MysqlProvider {
@@ -72,7 +81,7 @@ impl MysqlProvider {
             .bind(after as i64)
             .fetch_all(&self.pool)
             .await;
-        let events = rows.and_then(|rows| events_from(&rows));
+        let events = rows.and_then(|rows| events_from(SharedNames::new(&[stream]), &rows));
         events.map_err(|e| self.fail("read aggregate", e))
     }
 
@@ -106,7 +115,9 @@ impl MysqlProvider {
             query = query.bind(id);
         }
         let row = query.fetch_optional(conn).await.map_err(fail)?;
-        row.as_ref().map(event_from_row).transpose().map_err(fail)
+        let mut names = SharedNames::new(streams);
+        let event = row.map(|row| event_from_row(&mut names, &row));
+        event.transpose().map_err(fail)
     }
 
     pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {

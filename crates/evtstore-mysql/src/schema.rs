@@ -23,7 +23,7 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let mut add = pass.clone();
     add.push(format!("DROP PROCEDURE IF EXISTS {}", t.add));
     add.push(add_procedure(t));
-    vec![tables, pass, add]
+    vec![tables, pass, vec![leases_table(t)], add]
 }
 
 /// The events (`position` NULL until the sequencer gives one) and the sequencer's counter.
@@ -75,6 +75,19 @@ fn other_tables(t: &Tables) -> Vec<String> {
             t.snapshots
         ),
     ]
+}
+
+/// Leases of handlers' names; `expires_at` in milliseconds, by the server's clock (UTC).
+fn leases_table(t: &Tables) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+            name VARBINARY(200) PRIMARY KEY,
+            owner VARBINARY(255) NOT NULL,
+            token BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL
+        ) ENGINE=InnoDB",
+        t.leases
+    )
 }
 
 /// Brings the tables up to date, holding a server-wide lock named after the database and the

@@ -105,6 +105,11 @@ impl Sequencer {
         self.appended.subscribe()
     }
 
+    /// Wakes this process's handlers though no position moved: a lease was released.
+    pub(crate) fn wake(&self) {
+        self.appended.send_modify(|_| {});
+    }
+
     /// Runs a pass every `interval` until the provider is dropped.
     pub(crate) async fn run_every(self: Arc<Self>, interval: Duration) {
         let mut ticks = tokio::time::interval(interval);

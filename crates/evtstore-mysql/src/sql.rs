@@ -1,5 +1,6 @@
 //! The statements, written once per provider with its checked table names.
 
+use crate::lease::LeaseSql;
 use crate::tables::Tables;
 
 /// The columns every event read returns, in `read::event_from_row` order.
@@ -18,6 +19,7 @@ pub(crate) struct Sql {
     pub(crate) set_bookmark: String,
     pub(crate) snapshot: String,
     pub(crate) save_snapshot: String,
+    pub(crate) lease: LeaseSql,
 }
 
 impl Sql {
@@ -56,6 +58,7 @@ impl Sql {
                  version = GREATEST(version, VALUES(version))"
             ),
             events: events.clone(),
+            lease: LeaseSql::new(t),
         }
     }
 

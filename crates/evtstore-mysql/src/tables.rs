@@ -22,6 +22,9 @@ pub struct MysqlOptions {
     pub bookmarks_table: String,
     /// The snapshots table (default `snapshots`).
     pub snapshots_table: String,
+    /// The leases table (default `leases`). Stores that share a database need one each, as
+    /// they do bookmarks tables.
+    pub leases_table: String,
     /// Most pooled connections (default 16).
     pub pool_size: u32,
     /// How often this process gives positions to committed events that have none (events
@@ -36,6 +39,7 @@ impl Default for MysqlOptions {
             events_table: "events".into(),
             bookmarks_table: "bookmarks".into(),
             snapshots_table: "snapshots".into(),
+            leases_table: "leases".into(),
             pool_size: 16,
             sequence_interval: Duration::from_millis(50),
         }
@@ -48,6 +52,7 @@ pub(crate) struct Tables {
     pub(crate) events: String,
     pub(crate) bookmarks: String,
     pub(crate) snapshots: String,
+    pub(crate) leases: String,
     /// The sequencer's one-row counter of the last position given.
     pub(crate) sequence: String,
     /// The stored procedure that runs a sequencer pass.
@@ -71,6 +76,7 @@ impl Tables {
             &options.events_table,
             &options.bookmarks_table,
             &options.snapshots_table,
+            &options.leases_table,
             &sequence,
             &pass,
             &add,
@@ -82,6 +88,7 @@ impl Tables {
             events: quoted(&options.events_table),
             bookmarks: quoted(&options.bookmarks_table),
             snapshots: quoted(&options.snapshots_table),
+            leases: quoted(&options.leases_table),
             sequence: quoted(&sequence),
             pass: quoted(&pass),
             add: quoted(&add),

@@ -12,7 +12,6 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Executor, MySql, MySqlConnection, Transaction};
 
 use crate::MysqlProvider;
-use crate::append::meta;
 use crate::read::set_position;
 
 /// Declares a [`TxHandler`]; get one from [`MysqlProvider::tx_handler`].
@@ -68,7 +67,7 @@ impl MysqlProvider {
         let expected = expectations(&events)?;
         let timestamp = now_millis();
         self.insert_in(conn, &events, &expected, timestamp).await?;
-        Ok(events.iter().map(|e| meta(e, 0, timestamp)).collect())
+        Ok(events.iter().map(|e| e.meta(0, timestamp)).collect())
     }
 
     /// Starts declaring a transactional handler over aggregate kinds of domain `D`: each page
@@ -87,7 +86,7 @@ impl MysqlProvider {
     ///         Box::pin(async move {
     ///             if let PostEvent::PostCreated { content, .. } = event {
     ///                 let sql = "INSERT INTO titles (id, title) VALUES (?, ?)";
-    ///                 sqlx::query(sql).bind(&meta.aggregate_id).bind(content).execute(conn).await?;
+    ///                 sqlx::query(sql).bind(meta.aggregate_id.as_str()).bind(content).execute(conn).await?;
     ///             }
     ///             Ok(())
     ///         })

@@ -57,7 +57,7 @@ async fn concurrent_appends_all_land_with_their_own_positions() {
             assert_eq!(metas.len(), n % 3 + 1, "caller {n}: its own events");
             for meta in metas {
                 assert_eq!(meta.aggregate_id, format!("g-{n}"));
-                let key = (meta.aggregate_id, meta.version);
+                let key = (meta.aggregate_id.to_string(), meta.version);
                 assert!(
                     returned.insert(meta.position, key).is_none(),
                     "a position given twice"
@@ -70,7 +70,12 @@ async fn concurrent_appends_all_land_with_their_own_positions() {
     let stored: BTreeMap<u64, (String, u64)> = stored
         .unwrap()
         .into_iter()
-        .map(|e| (e.meta.position, (e.meta.aggregate_id, e.meta.version)))
+        .map(|e| {
+            (
+                e.meta.position,
+                (e.meta.aggregate_id.to_string(), e.meta.version),
+            )
+        })
         .collect();
     assert_eq!(
         stored, returned,
@@ -81,7 +86,7 @@ async fn concurrent_appends_all_land_with_their_own_positions() {
     assert_eq!(positions, expected, "positions 1..N, no gap");
     let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
     for (id, version) in stored.values() {
-        let before = seen.insert(id, *version).unwrap_or(0);
+        let before = seen.insert(id.as_str(), *version).unwrap_or(0);
         assert_eq!(*version, before + 1, "{id}: versions in position order");
     }
 }
@@ -101,7 +106,7 @@ async fn bad_appends_in_a_group_fail_only_their_callers() {
                 0 => new.aggregate_id = "taken".into(),
                 1 => new.version = 3,
                 2 => new.data = "not json".into(),
-                3 => new.aggregate_id.clear(),
+                3 => new.aggregate_id = "".into(),
                 _ => {}
             }
             vec![new]

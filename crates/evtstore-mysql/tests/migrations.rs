@@ -16,7 +16,7 @@ async fn providers_starting_together_migrate_once() {
     let mut conn = db.connection().await;
     let sql = "SELECT events_table, version FROM evtstore_migrations";
     let versions: Vec<(String, i32)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, [("events".to_owned(), 3)]);
+    assert_eq!(versions, [("events".to_owned(), 4)]);
     providers[0]
         .append(vec![evtstore_core::NewEvent {
             stream: "s".into(),
@@ -39,6 +39,7 @@ async fn configured_table_names_are_used() {
         events_table: "orders_events".into(),
         bookmarks_table: "orders_bookmarks".into(),
         snapshots_table: "orders_snapshots".into(),
+        leases_table: "orders_leases".into(),
         ..MysqlOptions::default()
     };
     let provider = db.provider(options).await;
@@ -51,6 +52,12 @@ async fn configured_table_names_are_used() {
     let metas = provider.append(vec![event]).await.unwrap();
     assert_eq!(metas[0].position, 1);
     provider.set_bookmark("model", 1).await.unwrap();
+    let ttl = std::time::Duration::from_secs(30);
+    let lease = provider.acquire_lease("model", "me", ttl).await.unwrap();
+    provider
+        .set_bookmark_leased(&lease.unwrap(), 1)
+        .await
+        .unwrap();
     let mut conn = db.connection().await;
     let sql = "SELECT table_name FROM information_schema.tables
                WHERE table_schema = DATABASE() ORDER BY table_name";
@@ -60,6 +67,7 @@ async fn configured_table_names_are_used() {
         "orders_bookmarks",
         "orders_events",
         "orders_events_seq",
+        "orders_leases",
         "orders_snapshots",
     ];
     assert_eq!(tables, expected);

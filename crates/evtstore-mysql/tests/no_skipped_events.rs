@@ -59,7 +59,7 @@ async fn a_late_commit_is_skipped_by_id_but_not_by_the_handler() {
     let handler = domain
         .handler("model")
         .handle::<Clock, _>(move |_, _, meta| {
-            let id = meta.aggregate_id.clone();
+            let id = meta.aggregate_id.to_string();
             recorded.lock().unwrap().push((id, meta.position));
             Ok(())
         })
@@ -132,13 +132,17 @@ async fn appends_return_the_positions_they_were_given() {
     let mut returned = Vec::new();
     for append in appends {
         let metas = append.await.unwrap();
-        returned.extend(metas.into_iter().map(|m| (m.position, m.aggregate_id)));
+        returned.extend(
+            metas
+                .into_iter()
+                .map(|m| (m.position, m.aggregate_id.to_string())),
+        );
     }
     returned.sort();
     let stored = provider.events(&["clock".into()], 0, 100).await.unwrap();
     let stored: Vec<(u64, String)> = stored
         .into_iter()
-        .map(|e| (e.meta.position, e.meta.aggregate_id))
+        .map(|e| (e.meta.position, e.meta.aggregate_id.to_string()))
         .collect();
     assert_eq!(
         returned, stored,

@@ -31,7 +31,7 @@ fn started(
         .in_memory_bookmark()
         .poll_interval(Duration::from_secs(60))
         .handle::<User, _>(move |_, _, meta| {
-            let _ = send.send(meta.aggregate_id.clone());
+            let _ = send.send(meta.aggregate_id.to_string());
             Ok(())
         })
         .build()

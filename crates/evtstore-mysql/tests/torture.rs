@@ -100,7 +100,7 @@ async fn writer(provider: Arc<MysqlProvider>, w: usize) -> BTreeSet<(String, u64
         let mut tx = provider.pool().begin().await.unwrap();
         let event = NewEvent {
             stream: "clock".into(),
-            aggregate_id: id.clone(),
+            aggregate_id: id.as_str().into(),
             version: version + 1,
             data: r#"{"type":"Tick"}"#.into(),
         };
@@ -126,7 +126,7 @@ async fn direct_writer(provider: Arc<MysqlProvider>, w: usize) -> BTreeSet<(Stri
     for version in 1..=TRANSACTIONS_PER_WRITER as u64 {
         let event = NewEvent {
             stream: "clock".into(),
-            aggregate_id: id.clone(),
+            aggregate_id: id.as_str().into(),
             version,
             data: r#"{"type":"Tick"}"#.into(),
         };
@@ -145,7 +145,7 @@ fn recording_handler(domain: &Domain<Clocks>, name: &str, seen: Seen) -> evtstor
         .page_size(10)
         .poll_interval(Duration::from_millis(5))
         .handle::<Clock, _>(move |_, _, meta| {
-            let id = meta.aggregate_id.clone();
+            let id = meta.aggregate_id.to_string();
             seen.lock().unwrap().push((meta.position, id, meta.version));
             Ok(())
         })

@@ -109,7 +109,7 @@ async fn tx_handler_killed_mid_page_loses_nothing_and_applies_nothing_twice() {
     for n in 0..40u64 {
         let event = NewEvent {
             stream: "clock".into(),
-            aggregate_id: format!("agg-{}", n % 7),
+            aggregate_id: format!("agg-{}", n % 7).into(),
             version: n / 7 + 1,
             data: r#"{"type":"Tick"}"#.into(),
         };

@@ -146,12 +146,6 @@ fn conflict(x: &Expectation<'_>, actual: u64) -> Error {
 fn metas(events: &[NewEvent], rows: &[Row]) -> Vec<EventMeta> {
     let placed = events.iter().zip(rows);
     placed
-        .map(|(event, row)| EventMeta {
-            stream: event.stream.clone(),
-            aggregate_id: event.aggregate_id.clone(),
-            version: event.version,
-            position: row.get::<_, i64>(0) as u64,
-            timestamp: row.get(1),
-        })
+        .map(|(event, row)| event.meta(row.get::<_, i64>(0) as u64, row.get(1)))
         .collect()
 }

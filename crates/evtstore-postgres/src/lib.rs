@@ -50,12 +50,15 @@
 //! - `schema`: versioned migrations under an advisory lock.
 //! - `sql`: the statements, and why no event is ever skipped (read its docs).
 //! - `append`, `read`: the provider's work; `listen`: LISTEN/NOTIFY push with reconnection.
+//! - `lease`: leases by the server's clock; a release sends a NOTIFY, so that handlers of
+//!   other processes try to take it at once.
 //! - `transaction`: appends inside your own transaction, and transactional handlers.
 
 mod append;
 mod connect;
 mod failure;
 mod group;
+mod lease;
 mod listen;
 mod loads;
 mod positions;
@@ -68,11 +71,12 @@ mod transaction;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Hook, HookError, Object, Pool};
 use evtstore_core::provider::check_bookmark;
 use evtstore_core::{
-    Error, ErrorKind, EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
+    Error, ErrorKind, EventMeta, Lease, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
@@ -343,6 +347,35 @@ impl Provider for PgProvider {
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         async move { self.write_snapshot(&snapshot).await }.boxed()
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        async move {
+            check_bookmark(name)?;
+            self.take_lease(name, owner, ttl).await
+        }
+        .boxed()
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        self.end_lease(lease).boxed()
+    }
+
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.save_bookmark_leased(lease, position).boxed()
+    }
+
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        self.read(move || self.live_leases(prefix)).boxed()
     }
 
     fn subscribe(&self) -> watch::Receiver<Position> {

@@ -12,6 +12,7 @@ use tokio_postgres::types::ToSql;
 use crate::PgProvider;
 use crate::failure::echo;
 use crate::read::event_from_row;
+use evtstore_core::provider::SharedNames;
 
 /// One aggregate to read: stream, id, the version to read after, and where the events go.
 type Load = (
@@ -105,9 +106,10 @@ impl PgProvider {
         let mut events: Vec<Vec<StoredEvent>> = loads.iter().map(|_| Vec::new()).collect();
         match rows.await {
             Ok(rows) => {
+                let mut names = SharedNames::default();
                 for row in &rows {
                     let index = row.get::<_, i64>(6) as usize - 1;
-                    events[index].push(event_from_row(row));
+                    events[index].push(event_from_row(&mut names, row));
                 }
                 for (load, events) in loads.into_iter().zip(events) {
                     let _ = load.3.send(Ok(events));

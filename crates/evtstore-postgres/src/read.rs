@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::GenericClient;
+use evtstore_core::provider::SharedNames;
 use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -12,10 +13,11 @@ use crate::PgProvider;
 /// How long a short page waits for transactions that hold committed events beyond the horizon.
 const HORIZON_WAIT: Duration = Duration::from_secs(2);
 
-pub(crate) fn event_from_row(row: &Row) -> StoredEvent {
+/// An event of a row, its names shared with the read's other events.
+pub(crate) fn event_from_row(names: &mut SharedNames, row: &Row) -> StoredEvent {
     let meta = EventMeta {
-        stream: row.get(0),
-        aggregate_id: row.get(1),
+        stream: names.stream(row.get(0)),
+        aggregate_id: names.aggregate_id(row.get(1)),
         version: row.get::<_, i64>(2) as u64,
         position: row.get::<_, i64>(3) as u64,
         timestamp: row.get(4),
@@ -39,7 +41,11 @@ impl PgProvider {
         let statement = self.run(&what, statement).await?;
         let params: [&(dyn ToSql + Sync); 3] = [&stream, &id, &(after as i64)];
         let rows = self.run(&what, client.query(&statement, &params)).await?;
-        Ok(rows.iter().map(event_from_row).collect())
+        let mut names = SharedNames::new(&[stream]);
+        Ok(rows
+            .iter()
+            .map(|row| event_from_row(&mut names, row))
+            .collect())
     }
 
     /// A page after `after`; when it is short but committed events wait beyond the horizon,
@@ -75,7 +81,9 @@ impl PgProvider {
             let rows = self.run(what, client.query(&events, &params)).await?;
             // Visible events come first; the others are committed but held back.
             let visible = rows.iter().take_while(|row| row.get::<_, bool>(6)).count();
-            let page = rows[..visible].iter().map(event_from_row).collect();
+            let mut names = SharedNames::new(streams);
+            let page = rows[..visible].iter();
+            let page = page.map(|row| event_from_row(&mut names, row)).collect();
             if visible == rows.len() || !wait.again().await {
                 return Ok(page);
             }
@@ -94,7 +102,8 @@ impl PgProvider {
         let sql = &self.sql.last_aggregate_event;
         let params: [&(dyn ToSql + Sync); 2] = [&streams, &id];
         let row = self.run("read last event", client.query_opt(sql, &params));
-        Ok(row.await?.as_ref().map(event_from_row))
+        let mut names = SharedNames::new(streams);
+        Ok(row.await?.map(|row| event_from_row(&mut names, &row)))
     }
 
     /// The end of history, on a given connection or transaction: the last committed event,
@@ -111,12 +120,15 @@ impl PgProvider {
             let row = self.run(what, client.query_opt(last, &[&streams])).await?;
             match row {
                 None => return Ok(None),
-                Some(row) if row.get::<_, bool>(6) => return Ok(Some(event_from_row(&row))),
+                Some(row) if row.get::<_, bool>(6) => {
+                    return Ok(Some(event_from_row(&mut SharedNames::new(streams), &row)));
+                }
                 Some(_) if wait.again().await => {}
                 Some(_) => {
                     let sql = &self.sql.last_visible_event;
                     let row = self.run(what, client.query_opt(sql, &[&streams])).await?;
-                    return Ok(row.as_ref().map(event_from_row));
+                    let mut names = SharedNames::new(streams);
+                    return Ok(row.map(|row| event_from_row(&mut names, &row)));
                 }
             }
         }
@@ -137,6 +149,7 @@ impl PgProvider {
         let statement = statement.await?;
         let params: [&(dyn ToSql + Sync); 2] = [&name, &(position as i64)];
         self.run(&what, client.execute(&statement, &params)).await?;
+        self.pending_notify.notify_one(); // callers waiting to read their writes look again
         Ok(())
     }
 

@@ -36,7 +36,17 @@ fn migrations(t: &Tables) -> Vec<String> {
         "ALTER TABLE {} ADD COLUMN IF NOT EXISTS xid_offset BIGINT NOT NULL DEFAULT 0",
         t.migrations
     );
-    vec![first, offset]
+    // Leases of handlers' names; `expires_at` in milliseconds, by the server's clock.
+    let leases = format!(
+        "CREATE TABLE {} (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            token BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL
+        )",
+        t.leases
+    );
+    vec![first, offset, leases]
 }
 
 /// Brings the tables up to date.

@@ -25,6 +25,7 @@
 //! commit handles it. The page's statement itself tells (a second statement would see a later
 //! horizon, below which the held-back event may already be: the reader would stop without it).
 
+use crate::lease::LeaseSql;
 use crate::tables::Tables;
 
 /// The SQL of one table set.
@@ -46,6 +47,7 @@ pub(crate) struct Sql {
     pub(crate) stale: String,
     pub(crate) clock: String,
     pub(crate) raise_offset: String,
+    pub(crate) lease: LeaseSql,
 }
 
 /// Columns of a stored event, in the order `read::event_from_row` takes them.
@@ -158,6 +160,7 @@ impl Sql {
                  WHERE events_table = '{events}' RETURNING xid_offset",
                 m = t.migrations
             ),
+            lease: LeaseSql::new(t),
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct PgOptions {
     pub bookmarks_table: String,
     /// The snapshots table (default `snapshots`).
     pub snapshots_table: String,
+    /// The leases table (default `leases`). Stores that share a schema need one each, as
+    /// they do bookmarks tables.
+    pub leases_table: String,
     /// Most pooled connections (default 16).
     pub pool_size: usize,
     /// Longest wait to connect: TCP, TLS and start-up together (default 10 s). A URL's
@@ -43,6 +46,7 @@ impl Default for PgOptions {
             events_table: "events".into(),
             bookmarks_table: "bookmarks".into(),
             snapshots_table: "snapshots".into(),
+            leases_table: "leases".into(),
             pool_size: 16,
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
@@ -59,6 +63,7 @@ pub(crate) struct Tables {
     pub(crate) events: String,
     pub(crate) bookmarks: String,
     pub(crate) snapshots: String,
+    pub(crate) leases: String,
     /// The schema's table of stores: each one's schema version and position offset.
     pub(crate) migrations: String,
     /// The LISTEN/NOTIFY channel of the events table.
@@ -74,6 +79,7 @@ impl Tables {
             &options.events_table,
             &options.bookmarks_table,
             &options.snapshots_table,
+            &options.leases_table,
         ] {
             check_table(name)?;
         }
@@ -83,6 +89,7 @@ impl Tables {
             events: qualified(&options.events_table),
             bookmarks: qualified(&options.bookmarks_table),
             snapshots: qualified(&options.snapshots_table),
+            leases: qualified(&options.leases_table),
             migrations: qualified("evtstore_migrations"),
             channel: format!("evtstore_{}_{}", options.schema, options.events_table),
             migration_lock: format!("evtstore:{}.{}", options.schema, options.events_table),

@@ -86,7 +86,7 @@ impl PgProvider {
     ///         Box::pin(async move {
     ///             if let PostEvent::PostCreated { content, .. } = event {
     ///                 let sql = "INSERT INTO titles (id, title) VALUES ($1, $2)";
-    ///                 tx.execute(sql, &[&meta.aggregate_id, content]).await?;
+    ///                 tx.execute(sql, &[&meta.aggregate_id.as_str(), content]).await?;
     ///             }
     ///             Ok(())
     ///         })

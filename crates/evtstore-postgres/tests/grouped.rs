@@ -63,7 +63,7 @@ async fn bad_appends_in_a_group_fail_only_their_callers() {
                 match n {
                     0 => new.aggregate_id = "taken".into(),
                     1 => new.data = "not json".into(),
-                    2 => new.aggregate_id.clear(),
+                    2 => new.aggregate_id = "".into(),
                     _ => {}
                 }
                 (n, provider.append(vec![new]).await)

@@ -53,7 +53,7 @@ async fn writer(provider: Arc<PgProvider>, w: usize) -> BTreeSet<u64> {
         let tx = client.transaction().await.unwrap();
         let event = NewEvent {
             stream: "clock".into(),
-            aggregate_id: format!("writer-{w}"),
+            aggregate_id: format!("writer-{w}").into(),
             version: version + 1,
             data: r#"{"type":"Tick"}"#.into(),
         };

@@ -26,7 +26,7 @@ fn recorder(domain: &Domain<Counters>) -> (Handler, Seen) {
     let handler = domain
         .handler("order")
         .handle::<Counter, _>(move |_, _, meta| {
-            let id = meta.aggregate_id.clone();
+            let id = meta.aggregate_id.to_string();
             record
                 .lock()
                 .unwrap()

@@ -1,6 +1,7 @@
 //! Push delivery: a started handler learns of events appended by another provider (another
 //! process, as far as it can tell) through LISTEN/NOTIFY, not by polling (its poll interval is
-//! a minute), and keeps doing so after its connections are terminated.
+//! a minute), and keeps doing so after its connections are terminated. A lease released
+//! through another provider wakes subscribers at once too.
 
 mod counters;
 mod support;
@@ -8,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use counters::{Add, Counter, Counters, admin, connect, terminate, with_application_name};
-use evtstore_core::{Domain, Handler};
+use evtstore_core::{Domain, Handler, Provider};
 use tokio::sync::mpsc;
 
 /// What polling cannot explain: a started handler polls once a minute.
@@ -55,7 +56,7 @@ fn started(domain: &Domain<Counters>) -> (Handler, mpsc::UnboundedReceiver<Strin
         .poll_interval(POLL)
         .retry_delay(Duration::from_millis(100))
         .handle::<Counter, _>(move |_, _, meta| {
-            let id = meta.aggregate_id.clone();
+            let id = meta.aggregate_id.to_string();
             let _ = sender.send(id);
             Ok(())
         })
@@ -130,4 +131,29 @@ async fn handler_gets_events_after_its_connections_are_terminated() {
         ping_and_expect(&writer, &after, &mut received, Duration::from_secs(2)).await;
     }
     handler.stop().await;
+}
+
+#[tokio::test]
+async fn a_release_through_another_provider_wakes_subscribers() {
+    let Some(url) = support::url() else { return };
+    let schema = support::unique_schema();
+    let application_name = format!("evt_push_{schema}");
+    let waiting = connect(&with_application_name(&url, &application_name), &schema, 2).await;
+    let releasing = connect(&url, &schema, 2).await;
+    let mut signal = waiting.subscribe();
+    new_listener(
+        &admin(&url).await,
+        &application_name,
+        &[],
+        Duration::from_secs(10),
+    )
+    .await;
+    let lease = releasing
+        .acquire_lease("push", "other", POLL)
+        .await
+        .unwrap();
+    signal.borrow_and_update();
+    releasing.release_lease(&lease.unwrap()).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(2), signal.changed()).await;
+    assert!(woken.is_ok(), "no wake-up after another provider's release");
 }

@@ -100,7 +100,7 @@ fn recorder(domain: &Domain<Counters>) -> (Handler, Arc<Mutex<Vec<String>>>) {
     let handler = domain
         .handler("model")
         .handle::<Counter, _>(move |_, _, meta| {
-            let id = meta.aggregate_id.clone();
+            let id = meta.aggregate_id.to_string();
             record.lock().unwrap().push(id);
             Ok(())
         })

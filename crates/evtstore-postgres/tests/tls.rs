@@ -214,7 +214,7 @@ async fn push_delivery_works_over_tls() {
         .handler("push")
         .poll_interval(Duration::from_secs(60))
         .handle::<Counter, _>(move |_, _, meta| {
-            let id = meta.aggregate_id.clone();
+            let id = meta.aggregate_id.to_string();
             let _ = sender.send(id);
             Ok(())
         })

@@ -29,7 +29,7 @@ async fn a_transactional_handler_stops_within_a_page() {
     let history: Vec<NewEvent> = (0..EVENTS)
         .map(|n| NewEvent {
             stream: "counters".into(),
-            aggregate_id: format!("c{}", n / 1000),
+            aggregate_id: format!("c{}", n / 1000).into(),
             version: (n % 1000) as u64 + 1,
             data: body.into(),
         })

@@ -3,28 +3,25 @@
 
 use evtstore_core::provider::expectations;
 use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, Statement};
 
 use crate::config::Config;
+use crate::statements::Statements;
 
 /// Appends the events, each aggregate checked against the version it must be at; returns
 /// their envelopes.
 pub(crate) fn append(
     conn: &Connection,
+    statements: &mut Statements<'_>,
     config: &Config,
     events: &[NewEvent],
     timestamp: i64,
 ) -> Result<Vec<EventMeta>> {
-    check_versions(conn, config, events)?;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(|e| config.error("append", e))?;
+    check_versions(conn, &mut statements.has_version, config, events)?;
+    let insert = &mut statements.insert;
     let mut metas = Vec::with_capacity(events.len());
     for event in events {
-        let (stream, id) = (&event.stream, &event.aggregate_id);
+        let (stream, id) = (event.stream.as_str(), event.aggregate_id.as_str());
         match insert.execute((stream, id, event.version, timestamp, &event.data)) {
             Ok(_) => {}
             Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
@@ -33,33 +30,30 @@ pub(crate) fn append(
             Err(e) => return Err(config.error("append", e)),
         }
         let position = conn.last_insert_rowid() as Position;
-        metas.push(event.clone().stored(position, timestamp).meta);
+        metas.push(event.meta(position, timestamp));
     }
     Ok(metas)
 }
 
-/// Checks that each aggregate is at the version the append expects.
-///
-/// The check is a point lookup of the aggregate's current version (the insert's unique index
-/// refuses the next one if it exists): SQLite re-plans a MAX() or ORDER BY query on every run,
-/// which cost more than the rest of the append.
-fn check_versions(conn: &Connection, config: &Config, events: &[NewEvent]) -> Result<()> {
+/// Checks that each aggregate is at the version the append expects, with a point lookup of
+/// its current version (the insert's unique index refuses the next one if it exists).
+fn check_versions(
+    conn: &Connection,
+    has_version: &mut Statement<'_>,
+    config: &Config,
+    events: &[NewEvent],
+) -> Result<()> {
     for expected in expectations(events)? {
         let (stream, id, current) = (expected.stream, expected.aggregate_id, expected.current);
         let found = current == 0
-            || has_version(conn, stream, id, current).map_err(|e| config.error("append", e))?;
+            || has_version
+                .query_row((stream, id, current), |row| row.get(0))
+                .map_err(|e| config.error("append", e))?;
         if !found {
             return Err(conflict_found(conn, config, stream, id, current));
         }
     }
     Ok(())
-}
-
-fn has_version(conn: &Connection, stream: &str, id: &str, version: u64) -> rusqlite::Result<bool> {
-    let mut statement = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM events WHERE stream = ?1 AND aggregate_id = ?2 AND version = ?3)",
-    )?;
-    statement.query_row((stream, id, version), |row| row.get(0))
 }
 
 /// The conflict error, with the version the aggregate is actually at.

@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::thread;
 use std::time::Duration;
 
+use evtstore_core::provider::now_millis;
 use evtstore_core::{Position, Result};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use rusqlite::Connection;
@@ -15,8 +16,9 @@ use tokio::sync::watch;
 use crate::config::Config;
 
 /// Watches the database file while it lives: each commit of another connection, in this
-/// process or another, raises the `appended` signal to the store's last position, so that
-/// handlers here wake at once instead of at their next poll.
+/// process or another, raises the `appended` signal to the store's last position, or re-sends
+/// it when a lease was released, so that handlers here wake at once instead of at their next
+/// poll.
 pub(crate) struct CommitWatcher {
     _watcher: RecommendedWatcher,
 }
@@ -67,17 +69,18 @@ fn is_database_file(path: &Path, name: &str) -> bool {
 /// On each wake-up (several at once count as one), waits for `data_version` to move: the file
 /// system reports the WAL write before the commit it belongs to is visible (the WAL's index
 /// lives in shared memory, whose writes it does not report), so the check is repeated a few
-/// times over about 190 ms. When it moved, raises `appended` to the last position. Ends when
-/// the watcher is dropped.
+/// times over about 190 ms. When it moved, signals `appended` (see [`signal_commit`]). Ends
+/// when the watcher is dropped.
 fn check_commits(conn: Connection, woken: Receiver<()>, appended: Arc<watch::Sender<Position>>) {
     let mut seen = data_version(&conn);
+    let mut seen_now = Seen::read(&conn);
     while woken.recv().is_ok() {
         for wait_us in RECHECKS_US {
             while woken.try_recv().is_ok() {}
             let version = data_version(&conn);
             if version != seen {
                 seen = version;
-                signal_last_position(&conn, &appended);
+                signal_commit(&conn, &appended, &mut seen_now);
                 break;
             }
             thread::sleep(Duration::from_micros(wait_us));
@@ -91,18 +94,44 @@ const RECHECKS_US: [u64; 11] = [
     0, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000,
 ];
 
-fn signal_last_position(conn: &Connection, appended: &watch::Sender<Position>) {
+/// Raises `appended` to the last position when it rose; re-sends it when a lease ended since
+/// the last look, as a release does (handlers waiting for the lease try at once), or when a
+/// bookmark moved (callers waiting to read their writes look again).
+fn signal_commit(conn: &Connection, appended: &watch::Sender<Position>, seen: &mut Seen) {
     let last: Option<Position> = conn
         .query_row("SELECT MAX(position) FROM events", [], |row| row.get(0))
         .unwrap_or_default();
-    if let Some(last) = last {
-        appended.send_if_modified(|signalled| {
-            let newer = last > *signalled;
-            if newer {
-                *signalled = last;
-            }
-            newer
-        });
+    let now = Seen::read(conn);
+    let released = now.lease_end > seen.lease_end || now.bookmarks != seen.bookmarks;
+    *seen = now;
+    appended.send_if_modified(|signalled| {
+        let newer = last.is_some_and(|last| last > *signalled);
+        if newer {
+            *signalled = last.unwrap_or_default();
+        }
+        newer || released
+    });
+}
+
+/// What the watcher last saw of leases and bookmarks.
+#[derive(Default)]
+struct Seen {
+    /// When the lease that ended last ended: a release ends one now.
+    lease_end: Option<i64>,
+    /// The sum of every bookmark: it moves when a handler saves one.
+    bookmarks: f64,
+}
+
+impl Seen {
+    fn read(conn: &Connection) -> Self {
+        let sql = "SELECT MAX(expires_at) FROM leases WHERE expires_at <= ?1";
+        let lease_end = conn.query_row(sql, [now_millis()], |row| row.get(0));
+        let sql = "SELECT TOTAL(position) FROM bookmarks";
+        let bookmarks = conn.query_row(sql, [], |row| row.get(0));
+        Seen {
+            lease_end: lease_end.unwrap_or_default(),
+            bookmarks: bookmarks.unwrap_or_default(),
+        }
     }
 }
 

@@ -13,9 +13,10 @@
 //! - `writer`: the writer thread, owner of the one write connection, with group commit: all
 //!   writes queued while a commit runs share the next transaction (and its fsync), each append
 //!   in a savepoint of its own, checked for its own aggregate's version.
-//! - `append`: the statements of a write.
+//! - `append`: the statements of a write; `statements`: those of every append, prepared once.
+//! - `lease`: leases, changed by the writer thread under SQLite's write lock.
 //! - `readers`: reader threads, each with a read connection; WAL lets them run beside writes.
-//! - `reader`: the statements of a read.
+//! - `reader`: the statements of a read; `rows`: an aggregate's events as read, in one buffer.
 //! - `waiting`: how callers await the threads' answers.
 //! - `commits`: wakes handlers when another process commits to the file.
 //!
@@ -66,23 +67,30 @@
 //! wake its handlers at once; commits by other processes wake them too (`commits`): a watcher
 //! started with the first handler learns from the file system (inotify on Linux) that the
 //! database's WAL file was written, and from SQLite's `data_version` that a commit landed.
-//! Polling stays as the fallback, for a file system that sends no such news.
+//! A lease released by another process wakes them the same way, so one of them takes it at
+//! once. Polling stays as the fallback, for a file system that sends no such news.
 
 mod append;
 mod commits;
 mod config;
+mod lease;
 mod reader;
 mod readers;
+mod rows;
 mod schema;
+mod statements;
 mod waiting;
 mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use evtstore_core::provider::Visitor;
-use evtstore_core::provider::check_bookmark;
-use evtstore_core::{EventMeta, NewEvent, Position, Provider, Result, Snapshot, StoredEvent};
+use evtstore_core::provider::{check_bookmark, now_millis};
+use evtstore_core::{
+    EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr, Snapshot, StoredEvent,
+};
 use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
@@ -90,8 +98,9 @@ use tokio::sync::{oneshot, watch};
 use commits::CommitWatcher;
 use config::Config;
 pub use config::{Durability, SqliteOptions};
-use reader::AggregateRows;
+use lease::LeaseJob;
 use readers::{Read, Readers};
+use rows::AggregateRows;
 use waiting::Waiting;
 use writer::{Job, Writer};
 
@@ -177,9 +186,19 @@ impl SqliteProvider {
         answer.ok_or_else(|| self.config.other_error("write", lost))?
     }
 
+    /// Runs a lease change on the writer thread.
+    async fn lease(&self, job: LeaseJob) -> Result<Option<Lease>> {
+        self.write(|reply| Job::Lease(job, reply)).await
+    }
+
     /// An aggregate's events after a version, as read.
-    async fn aggregate(&self, stream: &str, id: &str, after: u64) -> Result<AggregateRows> {
-        let (stream, id) = (stream.to_owned(), id.to_owned());
+    async fn aggregate(
+        &self,
+        stream: &SharedStr,
+        id: &SharedStr,
+        after: u64,
+    ) -> Result<AggregateRows> {
+        let (stream, id) = (stream.clone(), id.clone());
         let read = move |c: &Connection| reader::aggregate(c, &stream, &id, after);
         self.read("read aggregate", true, read).await
     }
@@ -201,16 +220,17 @@ impl Provider for SqliteProvider {
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         async move {
-            let rows = self.aggregate(stream, aggregate_id, after_version).await?;
-            rows.collect(&self.config, stream, aggregate_id, after_version)
+            let (stream, id) = (SharedStr::from(stream), SharedStr::from(aggregate_id));
+            let rows = self.aggregate(&stream, &id, after_version).await?;
+            rows.collect(&self.config, &stream, &id, after_version)
         }
         .boxed()
     }
 
     fn visit_aggregate<'a>(
         &'a self,
-        stream: &'a str,
-        aggregate_id: &'a str,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
         after_version: u64,
         visit: &'a mut Visitor<'_>,
     ) -> BoxFuture<'a, Result<()>> {
@@ -273,6 +293,45 @@ impl Provider for SqliteProvider {
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         self.write(|reply| Job::Snapshot(snapshot, reply)).boxed()
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        async move {
+            check_bookmark(name)?;
+            let (name, owner) = (name.to_owned(), owner.to_owned());
+            self.lease(LeaseJob::Acquire { name, owner, ttl }).await
+        }
+        .boxed()
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        async move {
+            self.lease(LeaseJob::Release(lease.clone())).await?;
+            // Other processes' handlers hear of it from their watcher (`commits`).
+            self.appended.send_modify(|_| {});
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        let job = LeaseJob::Bookmark(lease.clone(), position);
+        self.lease(job).map(|saved| saved.map(drop)).boxed()
+    }
+
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        let (prefix, now) = (prefix.to_owned(), now_millis());
+        let read = move |c: &Connection| lease::live(c, &prefix, now);
+        self.read("read leases", false, read).boxed()
     }
 
     fn subscribe(&self) -> watch::Receiver<Position> {

@@ -3,12 +3,12 @@
 
 use std::borrow::Cow;
 
-use evtstore_core::provider::Visitor;
+use evtstore_core::provider::SharedNames;
 use evtstore_core::{EventMeta, Position, Snapshot, StoredEvent};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Row, params_from_iter};
 
-use crate::config::Config;
+use crate::rows::AggregateRows;
 
 const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp, data";
 
@@ -26,73 +26,17 @@ fn body(value: ValueRef<'_>) -> Cow<'_, str> {
     }
 }
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+/// An event of a row, its names shared with the read's other events.
+fn event_from_row(names: &mut SharedNames, row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     let meta = EventMeta {
-        stream: row.get(0)?,
-        aggregate_id: row.get(1)?,
+        stream: names.stream(row.get_ref(0)?.as_str()?),
+        aggregate_id: names.aggregate_id(row.get_ref(1)?.as_str()?),
         version: row.get(2)?,
         position: row.get(3)?,
         timestamp: row.get(4)?,
     };
     let data = body(row.get_ref(5)?).into_owned();
     Ok(StoredEvent { meta, data })
-}
-
-/// One aggregate's events as read: their envelopes, and their bodies in one buffer (a load
-/// allocates twice, whatever its number of events).
-pub(crate) struct AggregateRows {
-    /// Version, position, timestamp, and where the body ends in `bodies`.
-    rows: Vec<(u64, Position, i64, usize)>,
-    bodies: String,
-}
-
-impl AggregateRows {
-    /// Calls `visit` with each event, in version order.
-    pub(crate) fn visit(
-        &self,
-        config: &Config,
-        stream: &str,
-        id: &str,
-        after_version: u64,
-        visit: &mut Visitor<'_>,
-    ) -> evtstore_core::Result<()> {
-        let mut meta = EventMeta {
-            stream: stream.to_owned(),
-            aggregate_id: id.to_owned(),
-            version: after_version,
-            position: 0,
-            timestamp: 0,
-        };
-        let mut start = 0;
-        for &(version, position, timestamp, end) in &self.rows {
-            if version <= meta.version {
-                let cause = format!("version {version} came after {}", meta.version);
-                return Err(config.other_error(&format!("read {stream}/{id}"), cause));
-            }
-            (meta.version, meta.position, meta.timestamp) = (version, position, timestamp);
-            visit(&meta, &self.bodies[start..end])?;
-            start = end;
-        }
-        Ok(())
-    }
-
-    /// The events, collected.
-    pub(crate) fn collect(
-        &self,
-        config: &Config,
-        stream: &str,
-        id: &str,
-        after: u64,
-    ) -> evtstore_core::Result<Vec<StoredEvent>> {
-        let mut events = Vec::with_capacity(self.rows.len());
-        let mut collect = |meta: &EventMeta, data: &str| {
-            let (meta, data) = (meta.clone(), data.to_owned());
-            events.push(StoredEvent { meta, data });
-            Ok(())
-        };
-        self.visit(config, stream, id, after, &mut collect)?;
-        Ok(events)
-    }
 }
 
 /// An aggregate's events after a version, in version order.
@@ -112,14 +56,10 @@ pub(crate) fn aggregate(
          WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3",
     )?;
     let mut rows = statement.query((stream, id, after_version))?;
-    let mut read = AggregateRows {
-        rows: Vec::new(),
-        bodies: String::new(),
-    };
+    let mut read = AggregateRows::default();
     while let Some(row) = rows.next()? {
-        read.bodies.push_str(&body(row.get_ref(3)?));
-        let end = read.bodies.len();
-        read.rows.push((row.get(0)?, row.get(1)?, row.get(2)?, end));
+        let body = body(row.get_ref(3)?);
+        read.push((row.get(0)?, row.get(1)?, row.get(2)?), &body);
     }
     Ok(read)
 }
@@ -140,7 +80,10 @@ pub(crate) fn events(
     let params = bounds
         .into_iter()
         .chain(streams.iter().cloned().map(Value::Text));
-    let rows = statement.query_map(params_from_iter(params), event_from_row)?;
+    let mut names = SharedNames::new(streams);
+    let rows = statement.query_map(params_from_iter(params), |row| {
+        event_from_row(&mut names, row)
+    })?;
     rows.collect()
 }
 
@@ -158,8 +101,11 @@ pub(crate) fn last_event(
     let mut statement = conn.prepare_cached(&sql)?;
     let id = Value::from(id.map(str::to_owned));
     let params = std::iter::once(id).chain(streams.iter().cloned().map(Value::Text));
-    let mut rows = statement.query_map(params_from_iter(params), event_from_row)?;
-    rows.next().transpose()
+    let mut names = SharedNames::new(streams);
+    let mut rows = statement.query(params_from_iter(params))?;
+    rows.next()?
+        .map(|row| event_from_row(&mut names, row))
+        .transpose()
 }
 
 pub(crate) fn bookmark(conn: &Connection, name: &str) -> rusqlite::Result<Option<Position>> {

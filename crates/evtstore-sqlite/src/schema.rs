@@ -3,7 +3,8 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Each migration takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &["CREATE TABLE events (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE events (
         position INTEGER PRIMARY KEY AUTOINCREMENT,
         stream TEXT NOT NULL,
         aggregate_id TEXT NOT NULL,
@@ -25,7 +26,15 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE events (
         position INTEGER NOT NULL,
         state TEXT NOT NULL,
         PRIMARY KEY (stream, aggregate_id)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    // Leases of handlers' names; `expires_at` in milliseconds since the Unix epoch.
+    "CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+];
 
 /// Brings the schema up to date. Safe when several processes open the file at once: the
 /// version is read and raised inside one write transaction.

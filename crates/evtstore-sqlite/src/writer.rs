@@ -12,13 +12,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
+use evtstore_core::{Error, EventMeta, Lease, NewEvent, Position, Result, Snapshot};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
 use crate::append::{append, save_snapshot, set_bookmark};
 use crate::config::Config;
+use crate::lease::LeaseJob;
 use crate::readers::Read;
+use crate::statements::Statements;
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -30,6 +32,7 @@ pub(crate) enum Job {
     Append(Vec<NewEvent>, oneshot::Sender<Result<Vec<EventMeta>>>),
     Bookmark(String, Position, oneshot::Sender<Result<()>>),
     Snapshot(Snapshot, oneshot::Sender<Result<()>>),
+    Lease(LeaseJob, oneshot::Sender<Result<Option<Lease>>>),
 }
 
 /// What the writer thread is sent.
@@ -46,6 +49,10 @@ enum Done {
         oneshot::Sender<Result<Vec<EventMeta>>>,
     ),
     Other(Result<()>, oneshot::Sender<Result<()>>),
+    Lease(
+        Result<Option<Lease>>,
+        oneshot::Sender<Result<Option<Lease>>>,
+    ),
 }
 
 /// The handle on the writer thread.
@@ -129,13 +136,29 @@ struct Thread {
     pending: Arc<AtomicUsize>,
 }
 
+/// What a commit works with: the connection, its prepared statements, and the answers held
+/// until the commit (a buffer kept from one commit to the next).
+struct Writing<'c> {
+    conn: &'c Connection,
+    config: &'c Config,
+    statements: Statements<'c>,
+    done: Vec<Done>,
+}
+
 impl Thread {
     /// Takes every message queued, runs its reads, commits its writes in one transaction;
     /// again and again, until the provider (the only sender) is dropped.
-    fn serve(mut self, messages: &mpsc::Receiver<Message>) {
+    fn serve(self, messages: &mpsc::Receiver<Message>) {
+        let prepared = Statements::prepare(&self.conn);
+        let mut writing = prepared.map(|statements| Writing {
+            conn: &self.conn,
+            config: &self.config,
+            statements,
+            done: Vec::new(),
+        });
+        let mut writes = Vec::new();
         while let Some(first) = next(messages) {
             let queued = messages.try_iter().take(MAX_BATCH - 1);
-            let mut writes = Vec::new();
             let mut taken = 0;
             for message in std::iter::once(first).chain(queued) {
                 taken += 1;
@@ -145,7 +168,7 @@ impl Thread {
                 }
             }
             if !writes.is_empty() {
-                self.commit(writes);
+                self.commit(&mut writing, &mut writes);
             }
             self.pending.fetch_sub(taken, Ordering::AcqRel);
         }
@@ -157,41 +180,55 @@ impl Thread {
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| read(Ok(conn))));
     }
 
-    /// Commits a batch of writes and signals what was appended.
-    fn commit(&mut self, batch: Vec<Job>) {
+    /// Commits a batch of writes (emptying it) and signals what was appended.
+    fn commit(&self, writing: &mut rusqlite::Result<Writing<'_>>, batch: &mut Vec<Job>) {
+        let w = match writing {
+            Ok(w) => w,
+            Err(e) => {
+                let undone = batch.drain(..).map(|job| job.done_with(Ok(Vec::new())));
+                return fail_all(undone, &self.config, "prepare the writer's statements", e);
+            }
+        };
         // A panic drops the batch's reply senders: its callers get an error, others go on.
-        let committed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            commit_batch(&mut self.conn, &self.config, batch)
-        }));
+        let committed = std::panic::catch_unwind(AssertUnwindSafe(|| commit_batch(w, batch)));
         match committed {
             Ok(Some(last)) => drop(self.appended.send_replace(last)),
             Ok(None) => {}
-            Err(_) if !self.conn.is_autocommit() => drop(self.conn.execute_batch("ROLLBACK")),
-            Err(_) => {}
+            Err(_) => {
+                batch.clear();
+                w.done.clear();
+                if !self.conn.is_autocommit() {
+                    drop(self.conn.execute_batch("ROLLBACK"));
+                }
+            }
         }
     }
 }
 
-/// Commits the batch and answers every job; returns the last position appended, if any.
-fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Option<Position> {
-    if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
-        let undone = batch.into_iter().map(|job| job.done_with(Ok(Vec::new())));
-        fail_all(undone, config, "begin a write", &e);
+/// Commits the batch (emptying it) and answers every job; returns the last position appended,
+/// if any.
+fn commit_batch(w: &mut Writing<'_>, batch: &mut Vec<Job>) -> Option<Position> {
+    if let Err(e) = w.statements.begin.execute([]) {
+        let undone = batch.drain(..).map(|job| job.done_with(Ok(Vec::new())));
+        fail_all(undone, w.config, "begin a write", &e);
         return None;
     }
     let timestamp = evtstore_core::provider::now_millis();
-    let done = if batch.len() == 1 {
-        apply_alone(conn, config, batch, timestamp)?
+    let applied = if batch.len() == 1 {
+        apply_alone(w, batch, timestamp)
     } else {
-        apply_each_in_savepoint(conn, config, batch, timestamp)?
+        apply_each_in_savepoint(w, batch, timestamp)
     };
-    if let Err(e) = run(conn, "COMMIT") {
-        let _ = run(conn, "ROLLBACK");
-        fail_all(done.into_iter(), config, "commit", &e);
+    if !applied {
+        return None;
+    }
+    if let Err(e) = w.statements.commit.execute([]) {
+        let _ = run(w.conn, "ROLLBACK");
+        fail_all(w.done.drain(..), w.config, "commit", &e);
         return None;
     }
     let mut last = None;
-    for job in done {
+    for job in w.done.drain(..) {
         if let Done::Append(Ok(metas), _) = &job {
             last = metas.last().map(|m| m.position).or(last);
         }
@@ -201,79 +238,67 @@ fn commit_batch(conn: &mut Connection, config: &Config, batch: Vec<Job>) -> Opti
 }
 
 /// A job alone in its transaction needs no savepoint: if it fails, the transaction is rolled
-/// back, the job answered, and `None` returned.
-fn apply_alone(
-    conn: &Connection,
-    config: &Config,
-    batch: Vec<Job>,
-    timestamp: i64,
-) -> Option<Vec<Done>> {
-    let done: Vec<Done> = batch
-        .into_iter()
-        .map(|job| apply(conn, config, job, timestamp))
-        .collect();
-    if done.iter().all(Done::is_ok) {
-        return Some(done);
+/// back, the job answered, and false returned.
+fn apply_alone(w: &mut Writing<'_>, batch: &mut Vec<Job>, timestamp: i64) -> bool {
+    for job in batch.drain(..) {
+        let done = apply(w, job, timestamp);
+        w.done.push(done);
     }
-    let _ = run(conn, "ROLLBACK");
-    done.into_iter().for_each(Done::answer);
-    None
+    if w.done.iter().all(Done::is_ok) {
+        return true;
+    }
+    let _ = run(w.conn, "ROLLBACK");
+    w.done.drain(..).for_each(Done::answer);
+    false
 }
 
 /// Each job in its own savepoint, so one job's failure leaves the others. A savepoint that
 /// cannot be released or rolled back taints the whole transaction: then everything is rolled
-/// back, every job failed, written or not, and `None` returned.
-fn apply_each_in_savepoint(
-    conn: &Connection,
-    config: &Config,
-    batch: Vec<Job>,
-    timestamp: i64,
-) -> Option<Vec<Done>> {
-    let mut done = Vec::with_capacity(batch.len());
-    let mut jobs = batch.into_iter();
+/// back, every job failed, written or not, and false returned.
+fn apply_each_in_savepoint(w: &mut Writing<'_>, batch: &mut Vec<Job>, timestamp: i64) -> bool {
+    let mut jobs = batch.drain(..);
     while let Some(job) = jobs.next() {
-        let (one, failure) = apply_in_savepoint(conn, config, job, timestamp);
-        done.push(one);
-        if let Some(e) = failure {
-            let _ = run(conn, "ROLLBACK");
+        if let Some(e) = apply_in_savepoint(w, job, timestamp) {
+            let _ = run(w.conn, "ROLLBACK");
             let rest = jobs.map(|job| job.done_with(Ok(Vec::new())));
-            fail_all(done.into_iter().chain(rest), config, "write", &e);
-            return None;
+            fail_all(w.done.drain(..).chain(rest), w.config, "write", &e);
+            return false;
         }
     }
-    Some(done)
+    true
 }
 
-/// Runs a transaction-control statement, prepared once per connection (parsing it on every
-/// commit showed up in profiles).
+/// Runs a rarer transaction-control statement, prepared once per connection (parsing it on
+/// every commit showed up in profiles).
 fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Applies a job inside a savepoint: the job's answer, and the savepoint's own failure if any,
-/// which the caller must treat as a failure of the whole transaction.
-fn apply_in_savepoint(
-    conn: &Connection,
-    config: &Config,
-    job: Job,
-    timestamp: i64,
-) -> (Done, Option<rusqlite::Error>) {
-    if let Err(e) = run(conn, "SAVEPOINT job") {
-        return (job.done_with(Ok(Vec::new())), Some(e));
+/// Applies a job inside a savepoint and keeps its answer; gives the savepoint's own failure if
+/// any, which the caller must treat as a failure of the whole transaction.
+fn apply_in_savepoint(w: &mut Writing<'_>, job: Job, timestamp: i64) -> Option<rusqlite::Error> {
+    if let Err(e) = w.statements.savepoint.execute([]) {
+        w.done.push(job.done_with(Ok(Vec::new())));
+        return Some(e);
     }
-    let done = apply(conn, config, job, timestamp);
+    let done = apply(w, job, timestamp);
     let kept = if done.is_ok() {
-        run(conn, "RELEASE job")
+        w.statements.release.execute([])
     } else {
-        run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job"))
+        run(w.conn, "ROLLBACK TO job").and_then(|()| w.statements.release.execute([]))
     };
-    (done, kept.err())
+    w.done.push(done);
+    kept.err()
 }
 
 /// Runs a job's statements; its answer, held until the commit.
-fn apply(conn: &Connection, config: &Config, job: Job, timestamp: i64) -> Done {
+fn apply(w: &mut Writing<'_>, job: Job, timestamp: i64) -> Done {
+    let (conn, config) = (w.conn, w.config);
     match job {
-        Job::Append(events, reply) => Done::Append(append(conn, config, &events, timestamp), reply),
+        Job::Append(events, reply) => {
+            let appended = append(conn, &mut w.statements, config, &events, timestamp);
+            Done::Append(appended, reply)
+        }
         Job::Bookmark(name, position, reply) => {
             let saved = set_bookmark(conn, &name, position);
             Done::Other(saved.map_err(|e| config.error("save bookmark", e)), reply)
@@ -282,6 +307,7 @@ fn apply(conn: &Connection, config: &Config, job: Job, timestamp: i64) -> Done {
             let saved = save_snapshot(conn, &snapshot);
             Done::Other(saved.map_err(|e| config.error("save snapshot", e)), reply)
         }
+        Job::Lease(job, reply) => Done::Lease(job.apply(conn, config, timestamp), reply),
     }
 }
 
@@ -304,6 +330,7 @@ impl Job {
             Job::Bookmark(_, _, reply) | Job::Snapshot(_, reply) => {
                 Done::Other(appended.map(|_| ()), reply)
             }
+            Job::Lease(_, reply) => Done::Lease(appended.map(|_| None), reply),
         }
     }
 }
@@ -313,6 +340,7 @@ impl Done {
         match self {
             Done::Append(result, _) => result.is_ok(),
             Done::Other(result, _) => result.is_ok(),
+            Done::Lease(result, _) => result.is_ok(),
         }
     }
 
@@ -320,6 +348,7 @@ impl Done {
         match self {
             Done::Append(_, reply) => Done::Append(Err(error), reply),
             Done::Other(_, reply) => Done::Other(Err(error), reply),
+            Done::Lease(_, reply) => Done::Lease(Err(error), reply),
         }
     }
 
@@ -328,6 +357,7 @@ impl Done {
         match self {
             Done::Append(result, reply) => drop(reply.send(result)),
             Done::Other(result, reply) => drop(reply.send(result)),
+            Done::Lease(result, reply) => drop(reply.send(result)),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A handler is woken by another process's commits to the same file, long before its poll.
+//! A handler is woken by another process's commits to the same file, and by its release of a
+//! lease, long before its poll.
 
 use std::process::Command as Process;
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,34 @@ async fn another_processs_commits_wake_a_handler_before_its_poll() {
         started.elapsed()
     );
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+}
+
+/// Set in the child: the database file whose lease it takes and releases.
+const RELEASING_CHILD: &str = "EVTSTORE_SQLITE_RELEASING_CHILD";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_processs_release_wakes_subscribers() {
+    if let Ok(path) = std::env::var(RELEASING_CHILD) {
+        let provider = SqliteProvider::open(path).unwrap();
+        let ttl = Duration::from_secs(30);
+        let lease = provider.acquire_lease("model", "child", ttl).await.unwrap();
+        return provider.release_lease(&lease.unwrap()).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let provider = SqliteProvider::open(&path).unwrap();
+    let mut signal = provider.subscribe();
+    signal.borrow_and_update();
+    let child = Process::new(std::env::current_exe().unwrap())
+        .args(["--exact", "another_processs_release_wakes_subscribers"])
+        .env(RELEASING_CHILD, &path)
+        .status()
+        .unwrap();
+    assert!(child.success(), "the releasing process failed");
+    let woken = tokio::time::timeout(Duration::from_secs(5), signal.changed()).await;
+    assert!(woken.is_ok(), "no signal after another process's release");
+    let live = provider.leases("").await.unwrap();
+    assert!(live.is_empty(), "released: {live:?}");
 }
 
 /// The aggregate kind of the events the child writes.

@@ -174,9 +174,13 @@ pub async fn reset_rereads_the_bookmark(provider: Arc<dyn Provider>, page: usize
     create(&domain, "u1").await;
     create(&domain, "u2").await;
     let log = Log::default();
-    let handler = users_handler(&domain, "shared", page, &log, |b| b);
+    // Without leases, as in the original library: a handler keeps its cached position even
+    // when another moves the bookmark (with a lease, taking it again reads the bookmark).
+    let handler = users_handler(&domain, "shared", page, &log, |b| b.without_lease());
     assert_eq!(run(&handler).await, 2);
-    let other = users_handler(&domain, "shared", page, &Log::default(), |b| b);
+    let other = users_handler(&domain, "shared", page, &Log::default(), |b| {
+        b.without_lease()
+    });
     other
         .set_position(0)
         .await

@@ -14,7 +14,7 @@ struct UserModel(HashMap<String, (User, usize)>);
 
 impl Handles<User> for UserModel {
     async fn handle(&mut self, event: &UserEvent, meta: &EventMeta) -> Result<(), BoxError> {
-        let (user, count) = self.0.entry(meta.aggregate_id.clone()).or_default();
+        let (user, count) = self.0.entry(meta.aggregate_id.to_string()).or_default();
         user.fold(event, meta);
         *count += 1;
         Ok(())

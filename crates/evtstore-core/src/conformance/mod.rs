@@ -39,8 +39,12 @@ pub mod domain;
 mod errors;
 mod handler_control;
 mod handler_errors;
+mod handler_leases;
 mod handlers;
+mod leases;
 mod pages;
+pub mod partitions_across;
+pub mod processes;
 mod provider_reads;
 mod snapshots;
 mod stopping;
@@ -53,7 +57,9 @@ pub use conflicts::*;
 pub use errors::*;
 pub use handler_control::*;
 pub use handler_errors::*;
+pub use handler_leases::*;
 pub use handlers::*;
+pub use leases::*;
 pub use pages::*;
 pub use provider_reads::*;
 pub use snapshots::*;
@@ -130,6 +136,14 @@ macro_rules! conformance_tests {
                 conflicting_multi_event_append_writes_nothing,
                 concurrent_commands_one_winner_per_version,
                 one_conflict_among_concurrent_appends_fails_alone,
+                one_started_handler_of_a_name_runs_and_a_stop_hands_over,
+                set_position_goes_through_the_lease,
+                partitions_are_shared_and_move_when_a_process_leaves,
+                wait_for_reads_your_writes,
+                a_read_model_is_rebuilt_under_a_new_name_and_switched_over,
+                a_lease_has_one_holder_and_fences_bookmarks,
+                an_expired_lease_passes_on_and_its_holder_is_fenced,
+                one_of_racing_owners_gets_a_lease,
                 unknown_event_types_fail_or_are_skipped_by_loads,
                 unknown_event_types_fail_or_are_skipped_by_handlers,
                 retrying_commands_reload_and_land,
@@ -192,7 +206,9 @@ mod tests {
             include_str!("errors.rs"),
             include_str!("handler_control.rs"),
             include_str!("handler_errors.rs"),
+            include_str!("handler_leases.rs"),
             include_str!("handlers.rs"),
+            include_str!("leases.rs"),
             include_str!("pages.rs"),
             include_str!("snapshots.rs"),
             include_str!("provider_reads.rs"),

@@ -114,7 +114,13 @@ pub async fn last_event_of_streams_and_aggregate(provider: Arc<dyn Provider>, _p
         async move {
             let read = provider.last_event(&streams(names), id).await;
             let read = read.unwrap_or_else(|e| panic!("last event of {names:?} {id:?}: {e}"));
-            read.map(|e| (e.meta.stream, e.meta.aggregate_id, e.meta.version))
+            read.map(|e| {
+                (
+                    e.meta.stream.into(),
+                    e.meta.aggregate_id.into(),
+                    e.meta.version,
+                )
+            })
         }
     };
     assert_eq!(

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use super::domain::Tests;
 use crate::testing::Scenario;
 use crate::{
-    Aggregate, BoxError, Domain, Error, EventMeta, Handler, HandlerFailure, NewEvent, Position,
-    Provider, Result, Snapshot, StoredEvent,
+    Aggregate, BoxError, Domain, Error, EventMeta, Handler, HandlerFailure, Lease, NewEvent,
+    Position, Provider, Result, Snapshot, StoredEvent,
 };
 
 /// How long a case waits for something a running handler should do at once.
@@ -128,8 +128,8 @@ impl Log {
                 Outcome::Panic => panic!("callback panicked on purpose"),
             }
             let kind = event["type"].as_str().unwrap_or_default().to_owned();
-            let id = meta.aggregate_id.clone();
-            let (stream, position) = (meta.stream.clone(), meta.position);
+            let id = meta.aggregate_id.to_string();
+            let (stream, position) = (meta.stream.to_string(), meta.position);
             let callback = A::STREAM;
             let seen = Seen {
                 callback,
@@ -313,6 +313,32 @@ impl Provider for Counting {
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
         self.inner.save_snapshot(snapshot)
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        name: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Lease>>> {
+        self.inner.acquire_lease(name, owner, ttl)
+    }
+
+    fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
+        self.inner.release_lease(lease)
+    }
+
+    fn set_bookmark_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.bookmark_saves.fetch_add(1, Ordering::SeqCst);
+        self.inner.set_bookmark_leased(lease, position)
+    }
+
+    fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {
+        self.inner.leases(prefix)
     }
 
     fn subscribe(&self) -> watch::Receiver<Position> {

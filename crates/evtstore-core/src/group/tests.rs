@@ -45,7 +45,7 @@ impl GroupAppend for Fake {
         });
         let metas: Vec<_> = metas.collect();
         for meta in &metas {
-            versions.insert(meta.aggregate_id.clone(), meta.version);
+            versions.insert(meta.aggregate_id.to_string(), meta.version);
         }
         Ok(metas)
     }

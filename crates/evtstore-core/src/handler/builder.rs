@@ -4,15 +4,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 
 use super::options::common_options;
-use super::page::start_decoded;
-use super::{Callback, CallbackResult, Handler, Handles, Hooks, Options, Parts};
-use crate::aggregate::Aggregate;
+use super::{
+    Callback, CallbackResult, Handler, Handles, Hooks, Options, Partitioned, Parts, Started,
+};
+use crate::aggregate::{Aggregate, decode_known};
 use crate::domain::{Contains, Domain};
 use crate::error::{Error, Result};
-use crate::event::EventMeta;
+use crate::event::{EventMeta, StoredEvent};
 use crate::names::{check_bookmark, check_stream, stream_of};
 
 /// Declares an event handler; get one from [`Domain::handler`] (closures only) or
@@ -74,7 +74,9 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         D: Contains<A>,
         S: Handles<A>,
     {
-        self.route::<A>(|state, event, meta| state.handle(event, meta).boxed())
+        self.route::<A, _>(|state, event, stored| {
+            Started::Pending(async move { state.handle(&event, &stored.meta).await }.boxed())
+        })
     }
 
     /// Calls `callback(state, event, meta)` for each event of aggregate kind `A`: sugar for a
@@ -86,28 +88,45 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         D: Contains<A>,
         F: Fn(&mut S, &A::Event, &EventMeta) -> CallbackResult + Send + Sync + 'static,
     {
-        let callback = Arc::new(callback);
-        self.route::<A>(move |state, event, meta| {
-            let callback = callback.clone();
-            async move { callback(state, event, meta) }.boxed()
+        self.route::<A, _>(move |state, event, stored| {
+            Started::Done(callback(state, &event, &stored.meta))
         })
     }
 
-    fn route<A: Aggregate>(
-        mut self,
-        start: impl for<'a> Fn(&'a mut S, &'a A::Event, &'a EventMeta) -> BoxFuture<'a, CallbackResult>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        let (unknown, start) = (self.options.unknown_events, Arc::new(start));
-        let callback: Callback<S> =
-            Arc::new(move |state, stored| start_decoded(&start, state, stored, unknown));
+    /// Routes the events of kind `A`: each is decoded and given to `start`.
+    fn route<A, F>(mut self, start: F) -> Self
+    where
+        A: Aggregate,
+        F: for<'a> Fn(&'a mut S, A::Event, &'a StoredEvent) -> Started<'a> + Send + Sync + 'static,
+    {
+        let unknown = self.options.unknown_events;
+        let callback: Callback<S> = Arc::new(move |state: &mut S, stored: &StoredEvent| {
+            let Some(event) = decode_known::<A::Event>(stored, unknown)? else {
+                return Ok(None);
+            };
+            Ok(Some(start(state, event, stored)))
+        });
         self.routes.push((stream_of::<A>().to_owned(), callback));
         self
     }
 
     common_options!();
+
+    /// How long the handler's lease lasts unless renewed (default 4 s). However many
+    /// processes start a handler of one name, one at a time runs it; when it dies another
+    /// takes over once its lease has expired, and a graceful [`stop`](Handler::stop) hands
+    /// over at once. Handlers with an in-memory bookmark take no lease.
+    pub fn lease_time(mut self, time: std::time::Duration) -> Self {
+        self.options.lease = Some(time.max(std::time::Duration::from_millis(100)));
+        self
+    }
+
+    /// Takes no lease: every process that starts the handler runs it (each with its own
+    /// effects), and they race on the one bookmark. For handlers that must run everywhere.
+    pub fn without_lease(mut self) -> Self {
+        self.options.lease = None;
+        self
+    }
 
     /// Keeps the position in this process only, never in the provider.
     pub fn in_memory_bookmark(mut self) -> Self {
@@ -130,8 +149,55 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
             routes,
             options: self.options,
             hooks: self.hooks,
+            partition: None,
         };
         Ok(Handler::new(parts, self.state))
+    }
+
+    /// Checks the declaration and gives the handler split into `partitions` by aggregate id,
+    /// each partition with its own copy of the state, bookmark (`<name>#<p>of<partitions>`)
+    /// and lease. Processes that start it share the partitions (see [`Partitioned`]).
+    ///
+    /// # Errors
+    /// As [`build`](Self::build); [`Error::InvalidName`] for 0 partitions or a handler
+    /// without a stored bookmark and lease.
+    pub fn build_partitioned(self, partitions: u32) -> Result<Partitioned<S>>
+    where
+        S: Clone,
+    {
+        let lease = self
+            .options
+            .lease
+            .filter(|_| !self.options.in_memory_bookmark);
+        let refuse = |reason| Error::InvalidName {
+            what: "handler",
+            value: self.name.clone(),
+            reason,
+        };
+        let Some(lease) = lease else {
+            return Err(refuse(
+                "is partitioned: it needs a stored bookmark and a lease",
+            ));
+        };
+        if partitions == 0 {
+            return Err(refuse("needs at least one partition"));
+        }
+        let (streams, routes) = check_routes(&self.name, self.routes)?;
+        let provider = self.domain.provider().clone();
+        let handlers = (0..partitions).map(|p| {
+            let parts = Parts {
+                name: format!("{}#{p}of{partitions}", self.name),
+                provider: provider.clone(),
+                streams: streams.clone(),
+                routes: routes.clone(),
+                options: self.options.clone(),
+                hooks: self.hooks.clone(),
+                partition: Some((p, partitions)),
+            };
+            Handler::new(parts, self.state.clone())
+        });
+        let handlers = handlers.collect();
+        Ok(Partitioned::new(self.name, handlers, lease))
     }
 }
 

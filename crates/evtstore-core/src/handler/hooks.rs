@@ -1,6 +1,7 @@
 //! A handler's hooks: async callbacks around each page and on each failure.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -20,12 +21,12 @@ pub struct HandlerFailure<'a> {
     pub error: &'a Error,
 }
 
-type Hook<A> = Option<Box<dyn Fn(A) -> BoxFuture<'static, ()> + Send + Sync>>;
+type Hook<A> = Option<Arc<dyn Fn(A) -> BoxFuture<'static, ()> + Send + Sync>>;
 
-type FailureHook = Box<dyn Fn(&HandlerFailure<'_>) -> BoxFuture<'static, ()> + Send + Sync>;
+type FailureHook = Arc<dyn Fn(&HandlerFailure<'_>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// The hooks of a handler, each optional. Shared by every kind of handler, providers' too.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Hooks {
     on_error: Option<FailureHook>,
     before_run: Hook<()>,
@@ -39,7 +40,7 @@ impl Hooks {
         F: Fn(&HandlerFailure<'_>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_error = Some(Box::new(move |failure| hook(failure).boxed()));
+        self.on_error = Some(Arc::new(move |failure| hook(failure).boxed()));
     }
 
     /// Sets the hook called before each page.
@@ -48,7 +49,7 @@ impl Hooks {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.before_run = Some(Box::new(move |()| hook().boxed()));
+        self.before_run = Some(Arc::new(move |()| hook().boxed()));
     }
 
     /// Sets the hook called after each page with (events read, events handled).
@@ -57,11 +58,12 @@ impl Hooks {
         F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.after_run = Some(Box::new(move |(read, handled)| hook(read, handled).boxed()));
+        self.after_run = Some(Arc::new(move |(read, handled)| hook(read, handled).boxed()));
     }
 
     /// Reports a failure: to the log, and to the hook if there is one.
     pub async fn failed(&self, failure: HandlerFailure<'_>) {
+        crate::telemetry::failed(failure.handler);
         let error = failure.error;
         match failure.event {
             Some(meta) => tracing::warn!(

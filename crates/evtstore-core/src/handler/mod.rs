@@ -8,8 +8,10 @@
 
 mod builder;
 mod hooks;
+mod leasing;
 mod options;
 mod page;
+mod partition;
 mod run;
 mod runner;
 mod tx;
@@ -24,6 +26,7 @@ use futures_util::future::BoxFuture;
 
 pub use builder::{HandlerBuilder, check_routes};
 pub use hooks::{HandlerFailure, Hooks};
+pub use partition::Partitioned;
 pub use runner::{Runner, Timing};
 pub use tx::{Savepoint, TxHandler, TxHandlerBuilder, TxHandles, TxProvider};
 
@@ -68,13 +71,17 @@ pub trait Handles<A: Aggregate>: Send + 'static {
 
 /// Decodes an event and starts its callback on the handler's state; `Ok(None)` when the event
 /// is of a type the code does not know and the handler skips those.
-type Callback<S> = Arc<
-    dyn for<'a> Fn(&'a mut S, &'a StoredEvent) -> Result<Option<BoxFuture<'a, CallbackResult>>>
-        + Send
-        + Sync,
->;
+type Callback<S> =
+    Arc<dyn for<'a> Fn(&'a mut S, &'a StoredEvent) -> Result<Option<Started<'a>>> + Send + Sync>;
 
 type CallbackResult = Result<(), BoxError>;
+
+/// A callback started on an event: done already (a closure, no future to allocate), or a
+/// future to await (a [`Handles`] implementation).
+enum Started<'a> {
+    Done(CallbackResult),
+    Pending(BoxFuture<'a, CallbackResult>),
+}
 
 /// Everything a handler is built from.
 struct Parts<S> {
@@ -84,6 +91,8 @@ struct Parts<S> {
     routes: HashMap<String, Callback<S>>,
     options: Options,
     hooks: Hooks,
+    /// For one partition of a partitioned handler: (this partition, how many).
+    partition: Option<(u32, u32)>,
 }
 
 impl<S> Parts<S> {
@@ -108,15 +117,21 @@ impl<S> Clone for Handler<S> {
 
 struct Inner<S> {
     parts: Parts<S>,
+    /// Who this handler is among every process's, for its lease.
+    owner: String,
     /// The position and state, held for a page at a time.
     cursor: tokio::sync::Mutex<Cursor<S>>,
     runner: Runner,
+    /// The position the handler has passed (handled and saved), for `wait_for`.
+    passed: tokio::sync::watch::Sender<Position>,
 }
 
 struct Cursor<S> {
     /// The cached position; `None` until read from the bookmark.
     position: Option<Position>,
     state: S,
+    /// The lease, while this handler holds it.
+    lease: Option<leasing::Held>,
 }
 
 impl<S: Send + 'static> Handler<S> {
@@ -124,11 +139,14 @@ impl<S: Send + 'static> Handler<S> {
         let cursor = Cursor {
             position: None,
             state,
+            lease: None,
         };
         let inner = Inner {
             parts,
+            owner: leasing::owner_name(),
             cursor: tokio::sync::Mutex::new(cursor),
             runner: Runner::default(),
+            passed: tokio::sync::watch::channel(0).0,
         };
         Handler {
             inner: Arc::new(inner),
@@ -153,12 +171,18 @@ impl<S: Send + 'static> Handler<S> {
 
     /// Handles every pending event and returns how many were handled.
     ///
+    /// A handler with a stored bookmark takes its lease first (see
+    /// [`lease_time`](HandlerBuilder::lease_time)), and releases it afterwards unless started.
+    ///
     /// # Errors
+    /// [`Error::LeaseHeld`](crate::Error::LeaseHeld) when another process runs the handler.
     /// Without `continue_on_error`, the first failing event stops the run with its error
     /// ([`Error::Handler`](crate::Error::Handler), or the decode error); the bookmark stays
     /// just before it, so the next run retries it. A failing store fails the run too.
     pub async fn run_once(&self) -> Result<usize> {
-        self.run_pages(&|| false).await
+        let ran = self.run_pages(&|| false).await;
+        self.release_unless_started().await;
+        ran?.ok_or_else(|| self.held_elsewhere())
     }
 
     /// The position after which the handler reads next.
@@ -167,19 +191,51 @@ impl<S: Send + 'static> Handler<S> {
     /// When the bookmark cannot be read.
     pub async fn position(&self) -> Result<Position> {
         let mut cursor = self.inner.cursor.lock().await;
-        self.resolve_position(&mut cursor.position).await
+        self.resolve_position(&mut cursor).await
     }
 
     /// Moves the handler (and its bookmark) to a position: 0 replays everything. Takes effect
     /// between pages. The state is left as it is: reset it yourself through [`state`](Self::state).
     ///
+    /// It goes through the lease: when another process runs the handler, that process moves
+    /// to the position at its next lease renewal (within a quarter of the lease time).
+    ///
     /// # Errors
     /// When the bookmark cannot be saved; the position is then unchanged.
     pub async fn set_position(&self, position: Position) -> Result<()> {
         let mut cursor = self.inner.cursor.lock().await;
-        self.save_position(position).await?;
-        cursor.position = Some(position);
-        Ok(())
+        let moved = self.move_bookmark(&mut cursor, position).await;
+        drop(cursor);
+        self.release_unless_started().await;
+        moved
+    }
+
+    /// Waits until this handler has passed `position` (handled every event up to it and saved
+    /// its bookmark), or `timeout` passes: read-your-writes for a command's result, whose
+    /// `position` is its last event's. Woken by the handler itself, not by polling. True when
+    /// passed, false on timeout.
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::{Bump, Counter, Tests};
+    /// # use evtstore_core::{Domain, MemoryProvider};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+    /// let totals = domain.handler_with("totals", 0_i64)
+    ///     .handle::<Counter, _>(|total, _, _| { *total += 1; Ok(()) })
+    ///     .build()?;
+    /// totals.start();
+    /// let counter = domain.execute("c1", Bump { by: vec![5] }).await?;
+    /// assert!(totals.wait_for(counter.position, Duration::from_secs(5)).await);
+    /// assert_eq!(*totals.state().await, 1); // the read model has the change
+    /// # totals.stop().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for(&self, position: Position, timeout: std::time::Duration) -> bool {
+        let mut passed = self.inner.passed.subscribe();
+        let reached = passed.wait_for(|at| *at >= position);
+        matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_)))
     }
 
     /// Forgets the cached position: the next run reads the bookmark again, or, with

@@ -12,6 +12,8 @@ pub(super) struct Options {
     pub(super) page_size: usize,
     pub(super) unknown_events: UnknownEvents,
     pub(super) timing: Timing,
+    /// How long a plain handler's lease lasts unless renewed; `None`: no lease.
+    pub(super) lease: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -24,6 +26,7 @@ impl Default for Options {
             page_size: 1000,
             unknown_events: UnknownEvents::Fail,
             timing: Timing::default(),
+            lease: Some(super::leasing::DEFAULT_LEASE),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One page of events, handled in order: what every kind of handler shares (the skip policy,
 //! the failure reports, panics caught in callbacks).
 
+use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-use super::{CallbackResult, HandlerFailure, Hooks};
+use super::{CallbackResult, HandlerFailure, Hooks, Started};
 use crate::aggregate::{UnknownEvents, decode_known};
 use crate::error::{BoxError, Error, Result};
 use crate::event::{EventMeta, Position, StoredEvent};
@@ -68,29 +69,39 @@ impl Policy<'_> {
         (handled, Ok(()))
     }
 
-    /// Awaits an event's callback (`None`: its type is unknown and skipped), catching a panic;
-    /// a failure names the handler and the event.
-    pub(super) async fn call(
-        &self,
-        event: &StoredEvent,
-        callback: Option<BoxFuture<'_, CallbackResult>>,
-    ) -> Handled {
-        let Some(future) = callback else {
+    /// Awaits an event's callback if it is not done already (`None`: its type is unknown and
+    /// skipped), catching a panic; a failure names the handler and the event.
+    pub(super) async fn call(&self, event: &StoredEvent, callback: Option<Started<'_>>) -> Handled {
+        let Some(started) = callback else {
             return Handled::Failed(unknown_skipped(event));
         };
-        let source = match AssertUnwindSafe(future).catch_unwind().await {
-            Ok(Ok(())) => return Handled::Done,
-            Ok(Err(source)) => source,
-            Err(panic) => panic_message(panic),
+        let outcome = match started {
+            Started::Done(outcome) => outcome,
+            Started::Pending(future) => match AssertUnwindSafe(future).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(panic) => Err(panic_message(panic)),
+            },
         };
-        Handled::Failed(Error::Handler {
+        match outcome {
+            Ok(()) => Handled::Done,
+            Err(source) => Handled::Failed(self.failure(event, source)),
+        }
+    }
+
+    /// An event whose callback (or decoding) panicked before it returned.
+    pub(super) fn panicked(&self, event: &StoredEvent, panic: Box<dyn Any + Send>) -> Handled {
+        Handled::Failed(self.failure(event, panic_message(panic)))
+    }
+
+    fn failure(&self, event: &StoredEvent, source: BoxError) -> Error {
+        Error::Handler {
             handler: self.name.to_owned(),
-            stream: event.meta.stream.clone(),
-            aggregate_id: event.meta.aggregate_id.clone(),
+            stream: event.meta.stream.to_string(),
+            aggregate_id: event.meta.aggregate_id.to_string(),
             version: event.meta.version,
             position: event.meta.position,
             source,
-        })
+        }
     }
 }
 
@@ -123,8 +134,8 @@ where
 fn unknown_skipped(event: &StoredEvent) -> Error {
     let event_type = crate::aggregate::event_type(&event.data).unwrap_or_default();
     Error::UnknownEventType {
-        stream: event.meta.stream.clone(),
-        aggregate_id: event.meta.aggregate_id.clone(),
+        stream: event.meta.stream.to_string(),
+        aggregate_id: event.meta.aggregate_id.to_string(),
         version: event.meta.version,
         position: event.meta.position,
         event_type,
@@ -136,7 +147,7 @@ fn is_skipped_unknown(error: &Error) -> bool {
     matches!(error, Error::UnknownEventType { skipped: true, .. })
 }
 
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> BoxError {
+fn panic_message(panic: Box<dyn Any + Send>) -> BoxError {
     let text = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -1,31 +1,38 @@
 //! One run of a handler: pages of events, callbacks, bookmark saves.
 
+use std::panic::AssertUnwindSafe;
+
+use tracing::Instrument;
+
 use super::page::{Handled, PageEvents};
-use super::{Handler, Parts};
+use super::{Cursor, Handler, Parts};
 use crate::error::{Error, Result};
 use crate::event::{Position, StoredEvent};
 
 impl<S: Send + 'static> Handler<S> {
     /// The cached position, or the bookmark's (tailing as the options say).
-    pub(super) async fn resolve_position(&self, cached: &mut Option<Position>) -> Result<Position> {
-        if let Some(position) = *cached {
+    pub(super) async fn resolve_position(&self, cursor: &mut Cursor<S>) -> Result<Position> {
+        if let Some(position) = cursor.position {
             return Ok(position);
         }
         let options = &self.inner.parts.options;
         let position = if options.always_tail_stream {
-            self.tail().await?
+            // Saved, so that the next holder of the lease starts there too.
+            let tail = self.tail().await?;
+            self.save_leased(cursor, tail).await?;
+            tail
         } else {
             match self.load_position().await? {
                 Some(position) => position,
                 None if options.tail_stream => {
                     let tail = self.tail().await?;
-                    self.save_position(tail).await?;
+                    self.save_leased(cursor, tail).await?;
                     tail
                 }
                 None => 0,
             }
         };
-        *cached = Some(position);
+        cursor.position = Some(position);
         Ok(position)
     }
 
@@ -52,35 +59,46 @@ impl<S: Send + 'static> Handler<S> {
     }
 
     /// Reads and handles pages until one comes back short or `stop()` says so between pages;
-    /// returns how many events were handled.
+    /// returns how many events were handled, or `None` when another process holds the lease.
     ///
     /// Each page holds the position lock only while it runs, so a `reset` or `set_position`
     /// takes effect from the next page.
-    pub(super) async fn run_pages(&self, stop: &(dyn Fn() -> bool + Sync)) -> Result<usize> {
+    pub(super) async fn run_pages(
+        &self,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<usize>> {
         let mut total = 0;
         loop {
-            let (read, handled) = self.run_page().await?;
+            let span = tracing::debug_span!("handler page", handler = %self.inner.parts.name);
+            let Some((read, handled)) = self.run_page().instrument(span).await? else {
+                return Ok((total > 0).then_some(total));
+            };
             total += handled;
             if read < self.inner.parts.options.page_size || stop() {
-                return Ok(total);
+                return Ok(Some(total));
             }
             // Lets a set_position, reset or stop waiting on this runtime's thread go first.
             tokio::task::yield_now().await;
         }
     }
 
-    /// Reads and handles one page, saving the bookmark after it; returns (read, handled).
-    async fn run_page(&self) -> Result<(usize, usize)> {
+    /// Reads and handles one page, saving the bookmark after it; returns (read, handled), or
+    /// `None` when another process holds the lease.
+    async fn run_page(&self) -> Result<Option<(usize, usize)>> {
         let parts = &self.inner.parts;
         let page_size = parts.options.page_size;
         let mut cursor = self.inner.cursor.lock().await;
         let cursor = &mut *cursor;
-        let mut position = self.resolve_position(&mut cursor.position).await?;
+        if !self.hold_lease(cursor).await? {
+            return Ok(None);
+        }
+        let mut position = self.resolve_position(cursor).await?;
         parts.hooks.before_run().await;
         let page = parts
             .provider
             .events(&parts.streams, position, page_size)
             .await?;
+        crate::telemetry::page_read(&parts.name, &page);
         let start = position;
         let mut events = StateEvents {
             parts,
@@ -89,9 +107,15 @@ impl<S: Send + 'static> Handler<S> {
         let policy = parts.policy();
         let (handled, outcome) = policy.handle_page(&mut events, &page, &mut position).await;
         if position != start {
-            self.save_position(position).await?;
+            self.save_leased(cursor, position).await?;
             cursor.position = Some(position);
+            self.inner.passed.send_replace(position);
         }
+        crate::telemetry::page_done(
+            &parts.name,
+            handled,
+            page.len() < page_size && outcome.is_ok(),
+        );
         parts.hooks.after_run(page.len(), handled).await;
         outcome?;
         if page.len() >= page_size && position == start {
@@ -100,7 +124,7 @@ impl<S: Send + 'static> Handler<S> {
                 "the provider returned a full page without moving past the position",
             ));
         }
-        Ok((page.len(), handled))
+        Ok(Some((page.len(), handled)))
     }
 }
 
@@ -113,13 +137,25 @@ struct StateEvents<'h, S> {
 impl<S: Send> PageEvents for StateEvents<'_, S> {
     async fn handle(&mut self, event: &StoredEvent) -> Result<Handled> {
         let parts = self.parts;
-        let Some(callback) = parts.routes.get(&event.meta.stream) else {
+        let Some(callback) = parts.routes.get(event.meta.stream.as_str()) else {
             return Ok(Handled::Ignored);
         };
-        // Decoding only: the callback itself runs inside the future.
-        Ok(match callback(self.state, event) {
-            Ok(future) => parts.policy().call(event, future).await,
-            Err(error) => Handled::Failed(error),
+        let other_partition = parts.partition.is_some_and(|(partition, of)| {
+            super::partition::partition_of(&event.meta.aggregate_id, of) != partition
+        });
+        if other_partition {
+            return Ok(Handled::Ignored);
+        }
+        // Decodes, and runs a closure or starts a future: a panic in either fails the event.
+        let state = &mut *self.state;
+        let start = move || {
+            let state = state; // moved in: the future may hold it
+            callback(state, event)
+        };
+        Ok(match std::panic::catch_unwind(AssertUnwindSafe(start)) {
+            Ok(Ok(started)) => parts.policy().call(event, started).await,
+            Ok(Err(error)) => Handled::Failed(error),
+            Err(panic) => parts.policy().panicked(event, panic),
         })
     }
 }

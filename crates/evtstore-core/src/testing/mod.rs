@@ -207,7 +207,7 @@ impl<D: 'static> Scenario<D> {
     ///         tests
     ///             .handler_with("names", Vec::<String>::new())
     ///             .handle::<User, _>(|names, _, meta| {
-    ///                 names.push(meta.aggregate_id.clone());
+    ///                 names.push(meta.aggregate_id.to_string());
     ///                 Ok(())
     ///             })
     ///             .build()

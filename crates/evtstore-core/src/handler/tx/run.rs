@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::{Inner, Savepoint, TxHandler, TxProvider};
 use crate::error::Result;
 use crate::event::{Position, StoredEvent};
-use crate::handler::HandlerFailure;
 use crate::handler::page::{Handled, PageEvents, Policy};
+use crate::handler::{HandlerFailure, Started};
 
 impl<P: TxProvider> TxHandler<P> {
     /// Handles every pending event, a page per transaction; returns how many were handled.
@@ -151,7 +151,7 @@ struct TxEvents<'h, 't, 'c, P: TxProvider> {
 impl<P: TxProvider> PageEvents for TxEvents<'_, '_, '_, P> {
     async fn handle(&mut self, event: &StoredEvent) -> Result<Handled> {
         let inner = self.inner;
-        if !inner.routes.contains_key(&event.meta.stream) {
+        if !inner.routes.contains_key(event.meta.stream.as_str()) {
             return Ok(Handled::Ignored);
         }
         if !inner.options.continue_on_error {
@@ -171,9 +171,12 @@ impl<P: TxProvider> PageEvents for TxEvents<'_, '_, '_, P> {
 
 impl<P: TxProvider> TxEvents<'_, '_, '_, P> {
     async fn call(&mut self, event: &StoredEvent) -> Handled {
-        let route = &self.inner.routes[&event.meta.stream];
+        let route = &self.inner.routes[event.meta.stream.as_str()];
         match route(self.tx, event) {
-            Ok(future) => self.inner.policy().call(event, future).await,
+            Ok(future) => {
+                let started = future.map(Started::Pending);
+                self.inner.policy().call(event, started).await
+            }
             Err(error) => Handled::Failed(error),
         }
     }

@@ -1,0 +1,300 @@
+//! Handlers of one name started twice (as two processes would): one runs at a time, a stop
+//! hands over at once, and `set_position` goes through the lease.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::domain::*;
+use super::support::{domain, eventually};
+use crate::{Domain, Handler, Partitioned, Position, Provider};
+
+/// Which handler got which position.
+type Seen = Arc<Mutex<Vec<(&'static str, Position)>>>;
+
+fn started(domain: &Domain<Tests>, who: &'static str, page: usize, seen: &Seen) -> Handler {
+    let record = seen.clone();
+    let handler = domain
+        .handler("leased")
+        .page_size(page)
+        .lease_time(Duration::from_secs(2))
+        .poll_interval(Duration::from_secs(60))
+        .handle::<Counter, _>(move |_, _, meta| {
+            record.lock().unwrap().push((who, meta.position));
+            Ok(())
+        })
+        .build()
+        .expect("building");
+    handler.start();
+    handler
+}
+
+async fn bump(domain: &Domain<Tests>, times: usize) -> Vec<Position> {
+    let mut positions = Vec::new();
+    for _ in 0..times {
+        let counter = domain.execute("c1", Bump { by: vec![1] }).await;
+        positions.push(counter.expect("bumping").position);
+    }
+    positions
+}
+
+fn positions(seen: &Seen) -> Vec<Position> {
+    seen.lock().unwrap().iter().map(|(_, p)| *p).collect()
+}
+
+/// Two started handlers of one name: one runs while it lives, every event handled once, in
+/// order; when it stops the other takes over at once (long before the lease would expire) and
+/// carries on from its bookmark.
+pub async fn one_started_handler_of_a_name_runs_and_a_stop_hands_over(
+    provider: Arc<dyn Provider>,
+    page: usize,
+) {
+    let domain = domain(&provider);
+    let seen = Seen::default();
+    let first = started(&domain, "first", page, &seen);
+    let at = bump(&domain, 3).await;
+    let all_three = || async { positions(&seen).len() >= 3 };
+    eventually(
+        "the first handler handles three events",
+        Duration::from_secs(10),
+        all_three,
+    )
+    .await;
+    let second = started(&domain, "second", page, &seen);
+    let more = bump(&domain, 3).await;
+    let six = || async { positions(&seen).len() >= 6 };
+    eventually("six events handled", Duration::from_secs(10), six).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let handlers: Vec<&str> = seen.lock().unwrap().iter().map(|(who, _)| *who).collect();
+    assert!(
+        handlers.iter().all(|who| *who == "first"),
+        "only the holder runs: {handlers:?}"
+    );
+
+    first.stop().await;
+    let stopped = Instant::now();
+    let last = bump(&domain, 1).await;
+    let taken_over = || async { positions(&seen).len() >= 7 };
+    eventually(
+        "the second handler takes over",
+        Duration::from_secs(10),
+        taken_over,
+    )
+    .await;
+    let took = stopped.elapsed();
+    second.stop().await;
+    let expected = [at, more, last].concat();
+    assert_eq!(positions(&seen), expected, "each event once, in order");
+    assert_eq!(
+        seen.lock().unwrap()[6].0,
+        "second",
+        "the last one by the second handler"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the handover waited {took:?}: the lease (2 s) expired instead"
+    );
+}
+
+/// `set_position` on a handler object that does not hold the lease moves the one that does:
+/// it replays from the start.
+pub async fn set_position_goes_through_the_lease(provider: Arc<dyn Provider>, page: usize) {
+    let domain = domain(&provider);
+    let seen = Seen::default();
+    let running = started(&domain, "running", page, &seen);
+    let at = bump(&domain, 2).await;
+    let both = || async { positions(&seen).len() >= 2 };
+    eventually(
+        "the running handler handles both",
+        Duration::from_secs(10),
+        both,
+    )
+    .await;
+    let other = domain
+        .handler("leased")
+        .handle::<Counter, _>(|_, _, _| Ok(()))
+        .build()
+        .expect("building");
+    other.set_position(0).await.expect("asking for a replay");
+    bump(&domain, 1).await; // wakes the running handler
+    let replayed = || async { positions(&seen).len() >= 5 };
+    eventually(
+        "the running handler replays",
+        Duration::from_secs(10),
+        replayed,
+    )
+    .await;
+    running.stop().await;
+    let seen = positions(&seen);
+    let replay = (2..seen.len()).find(|&i| seen[i] == at[0]);
+    let replay = replay.unwrap_or_else(|| panic!("no replay from the start: {seen:?}"));
+    assert_eq!(
+        &seen[replay..replay + 2],
+        at.as_slice(),
+        "replayed in order: {seen:?}"
+    );
+}
+
+/// (who, aggregate, version) of each event a partition handled.
+type Handled = Arc<Mutex<Vec<(&'static str, String, u64)>>>;
+
+fn partitioned(domain: &Domain<Tests>, who: &'static str, handled: &Handled) -> Partitioned<()> {
+    let record = handled.clone();
+    let partitioned = domain
+        .handler("split")
+        .lease_time(Duration::from_secs(1))
+        .handle::<Counter, _>(move |_, _, meta| {
+            let id = meta.aggregate_id.to_string();
+            record.lock().unwrap().push((who, id, meta.version));
+            Ok(())
+        })
+        .build_partitioned(4)
+        .expect("building");
+    partitioned.start();
+    partitioned
+}
+
+async fn bump_each(domain: &Domain<Tests>, aggregates: usize) {
+    for a in 0..aggregates {
+        let bumped = domain.execute(&format!("c{a}"), Bump { by: vec![1] }).await;
+        bumped.expect("bumping");
+    }
+}
+
+/// Two processes' worth of a handler split into 4 partitions: every event handled once, each
+/// aggregate's in version order, the partitions shared between both; when one stops the
+/// other takes over its partitions.
+pub async fn partitions_are_shared_and_move_when_a_process_leaves(
+    provider: Arc<dyn Provider>,
+    _page: usize,
+) {
+    let domain = domain(&provider);
+    let handled = Handled::default();
+    let one = partitioned(&domain, "one", &handled);
+    let two = partitioned(&domain, "two", &handled);
+    tokio::time::sleep(Duration::from_millis(600)).await; // both join
+    for _ in 0..3 {
+        bump_each(&domain, 12).await;
+    }
+    let all = || async { handled.lock().unwrap().len() >= 36 };
+    eventually("36 events handled", Duration::from_secs(20), all).await;
+    let by = |who| {
+        handled
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.0 == who)
+            .count()
+    };
+    assert!(
+        by("one") > 0 && by("two") > 0,
+        "both share the work: {} and {}",
+        by("one"),
+        by("two")
+    );
+
+    one.stop().await;
+    bump_each(&domain, 12).await;
+    let all = || async { handled.lock().unwrap().len() >= 48 };
+    eventually(
+        "the remaining process takes every partition",
+        Duration::from_secs(20),
+        all,
+    )
+    .await;
+    two.stop().await;
+    let handled = handled.lock().unwrap().clone();
+    assert_eq!(handled.len(), 48, "each event once: {handled:?}");
+    for a in 0..12 {
+        let id = format!("c{a}");
+        let versions: Vec<u64> = handled.iter().filter(|h| h.1 == id).map(|h| h.2).collect();
+        assert_eq!(versions, [1, 2, 3, 4], "{id} in version order");
+    }
+    assert!(
+        handled[36..].iter().all(|h| h.0 == "two"),
+        "after the stop only two runs"
+    );
+}
+
+/// Read-your-writes: a command's position, waited for on a started handler, returns once the
+/// handler's state has the command's event; a position not reached times out.
+pub async fn wait_for_reads_your_writes(provider: Arc<dyn Provider>, page: usize) {
+    let domain = domain(&provider);
+    let totals = domain
+        .handler_with("totals", 0_i64)
+        .page_size(page)
+        .poll_interval(Duration::from_secs(60))
+        .handle::<Counter, _>(|total, event, _| {
+            let CounterEvent::Added { by, .. } = event;
+            *total += by;
+            Ok(())
+        })
+        .build()
+        .expect("building");
+    totals.start();
+    for by in [3, 4] {
+        let counter = domain.execute("c1", Bump { by: vec![by] }).await;
+        let position = counter.expect("bumping").position;
+        assert!(
+            totals.wait_for(position, Duration::from_secs(10)).await,
+            "passed {position}"
+        );
+        assert!(*totals.state().await >= by, "the state has the change");
+    }
+    assert_eq!(*totals.state().await, 7);
+    let far = Duration::from_millis(200);
+    assert!(
+        !totals.wait_for(u64::MAX, far).await,
+        "a position never reached times out"
+    );
+    totals.stop().await;
+}
+
+/// A rebuild without downtime: the read model is rebuilt from the start under a new name
+/// while the old one keeps serving and keeps up; once the new one has passed the head it
+/// takes over and the old one stops. Both saw every event.
+pub async fn a_read_model_is_rebuilt_under_a_new_name_and_switched_over(
+    provider: Arc<dyn Provider>,
+    page: usize,
+) {
+    let domain = domain(&provider);
+    let model = |name: &str| {
+        domain
+            .handler_with(name, Vec::<Position>::new())
+            .page_size(page)
+            .handle::<Counter, _>(|seen, _, meta| {
+                seen.push(meta.position);
+                Ok(())
+            })
+            .build()
+            .expect("building")
+    };
+    let old = model("totals-v1");
+    old.start();
+    bump(&domain, 5).await;
+    let rebuilt = model("totals-v2");
+    rebuilt.start(); // from the start of history, beside the old one
+    let head = bump(&domain, 3).await[2];
+    let within = Duration::from_secs(10);
+    assert!(
+        old.wait_for(head, within).await,
+        "the old model keeps serving"
+    );
+    assert!(
+        rebuilt.wait_for(head, within).await,
+        "the new one caught up"
+    );
+    old.stop().await; // switch over: readers now use `rebuilt`
+    let more = bump(&domain, 1).await[0];
+    assert!(
+        rebuilt.wait_for(more, within).await,
+        "the new one serves on"
+    );
+    let (old_seen, new_seen) = (old.state().await.clone(), rebuilt.state().await.clone());
+    assert_eq!(
+        &new_seen[..old_seen.len()],
+        old_seen.as_slice(),
+        "the same events, in order"
+    );
+    assert_eq!(new_seen.len(), 9, "every event in the new model");
+    rebuilt.stop().await;
+}

@@ -1,0 +1,304 @@
+//! Leases across real processes: a provider's test binary starts itself as three children,
+//! each running the same started handler on one store; the parent kills the one that runs it,
+//! then pauses the next one past its lease.
+//!
+//! In the provider's `tests/`: a test that, when [`CHILD`] is set, opens the store it names
+//! and calls [`run_child`]; otherwise makes a fresh store and calls [`kill_and_pause`] with a
+//! function that starts a child on it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::domain::*;
+use super::support::domain;
+use crate::{Domain, Position, Provider};
+
+/// Set in a child: the address of the store it opens (a path, a schema…).
+pub const CHILD: &str = "EVTSTORE_LEASE_CHILD";
+
+/// The children's lease: short, so the test is quick.
+const LEASE: Duration = Duration::from_secs(1);
+
+/// In a child: runs the handler "across" (page size 1), printing `handled <position>` as
+/// each event starts, which then takes 100 ms. When its stdin closes it stops the handler (a graceful
+/// stop, releasing the lease) and exits; otherwise the parent kills it.
+pub async fn run_child(provider: Arc<dyn Provider>) {
+    let handler = domain(&provider)
+        .handler("across")
+        .page_size(1)
+        .lease_time(LEASE)
+        .handle::<Counter, _>(|_, _, meta| {
+            println!("handled {}", meta.position);
+            std::thread::sleep(Duration::from_millis(100)); // slow, so a pause lands mid-page
+            Ok(())
+        })
+        .build()
+        .expect("building the child's handler");
+    handler.start();
+    println!("started");
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().lines().count();
+        let _ = closed.send(());
+    });
+    let _ = stdin_closed.await;
+    handler.stop().await;
+    std::process::exit(0);
+}
+
+/// One event a child handled: which child, the position, when the parent read it.
+type Line = (usize, Position, Instant);
+
+/// The children, killed when dropped, and what they printed.
+struct Children {
+    children: Vec<Child>,
+    handled: Arc<Mutex<Vec<Line>>>,
+}
+
+impl Children {
+    fn start(count: usize, start: &dyn Fn() -> Process) -> Self {
+        let handled = Arc::new(Mutex::new(Vec::new()));
+        let children = (0..count).map(|n| {
+            let mut child = start()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("starting a child");
+            let lines = BufReader::new(child.stdout.take().expect("the child's stdout")).lines();
+            let handled = handled.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(|l| l.ok()) {
+                    if let Some(position) = line.strip_prefix("handled ") {
+                        let position = position.trim().parse().unwrap_or(0);
+                        handled.lock().unwrap().push((n, position, Instant::now()));
+                    }
+                }
+            });
+            child
+        });
+        Children {
+            children: children.collect(),
+            handled,
+        }
+    }
+
+    fn lines(&self) -> Vec<Line> {
+        self.handled.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`) to child `n`.
+    fn signal(&self, n: usize, signal: &str) {
+        let pid = self.children[n].id().to_string();
+        let sent = Process::new("kill").args([signal, pid.as_str()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for n in 0..self.children.len() {
+            let pid = self.children[n].id().to_string();
+            let resume = Process::new("kill")
+                .args(["-CONT", &pid])
+                .stderr(Stdio::null())
+                .status();
+            drop(resume); // an exited child has nothing to resume
+            let _ = self.children[n].kill();
+            let _ = self.children[n].wait();
+        }
+    }
+}
+
+async fn bump(domain: &Domain<Tests>) -> Position {
+    let bumped = domain.execute("c1", Bump { by: vec![1] }).await;
+    bumped.expect("bumping").position
+}
+
+/// Appends one event every 50 ms until a child other than `not` handles one; returns it and
+/// when it did.
+async fn until_another_runs(
+    domain: &Domain<Tests>,
+    children: &Children,
+    not: usize,
+    since: Instant,
+) -> (usize, Duration) {
+    let deadline = since + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        bump(domain).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let lines = children.lines();
+        if let Some((n, _, at)) = lines.iter().find(|(n, _, at)| *n != not && *at > since) {
+            return (*n, *at - since);
+        }
+    }
+    panic!("no other child took over within 20 s");
+}
+
+/// Three children run one handler: exactly one handles events; killed (SIGKILL), another
+/// takes over once the lease expires; paused (SIGSTOP) past its lease, the next is replaced,
+/// and once resumed it saves no bookmark (the bookmark never goes back) and handles at most
+/// the one event it was in. Prints the takeover times.
+pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
+    let domain = domain(&provider);
+    let children = Children::start(3, start);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..10 {
+        bump(&domain).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines = children.lines();
+    let first = lines.last().expect("a child handles the events").0;
+    assert!(
+        lines.iter().all(|l| l.0 == first),
+        "one child at a time: {lines:?}"
+    );
+
+    let killed_at = Instant::now();
+    let _ = Process::new("kill")
+        .args(["-KILL", &children.children[first].id().to_string()])
+        .status();
+    let (second, took) = until_another_runs(&domain, &children, first, killed_at).await;
+    println!("takeover after SIGKILL: {took:?} (lease {LEASE:?})");
+    assert!(took < LEASE * 4, "the takeover took {took:?}");
+
+    let watcher = watch_bookmark(provider.clone());
+    for _ in 0..5 {
+        bump(&domain).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await; // the second child is mid-event
+    children.signal(second, "-STOP");
+    let paused_at = Instant::now();
+    let (third, took) = until_another_runs(
+        &domain,
+        &children,
+        second,
+        paused_at + Duration::from_millis(100),
+    )
+    .await;
+    assert_ne!(third, first, "the killed child is gone");
+    println!("takeover from a paused child: {took:?}");
+    tokio::time::sleep(LEASE).await;
+    children.signal(second, "-CONT");
+    let resumed_at = Instant::now();
+    tokio::time::sleep(LEASE * 2).await;
+    let last = bump(&domain).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !children.lines().iter().any(|l| l.1 == last) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let went_back = watcher.stop().await;
+    assert!(
+        went_back.is_empty(),
+        "the bookmark went back: {went_back:?}"
+    );
+    let lines = children.lines();
+    let resumed: Vec<_> = lines
+        .iter()
+        .filter(|l| l.0 == second && l.2 > resumed_at)
+        .collect();
+    assert!(resumed.len() <= 1, "the resumed child ran on: {resumed:?}");
+    assert!(
+        lines.iter().any(|l| l.1 == last && l.0 == third),
+        "the third child handles on"
+    );
+}
+
+/// Two children run one handler; the one running it stops gracefully (its stdin closes) and
+/// the other takes over at once, long before the lease would expire. Prints the time from
+/// the stop to the other's first event.
+pub async fn graceful_stop_hands_over(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
+    let domain = domain(&provider);
+    let mut children = Children::start(2, start);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bump(&domain).await;
+    let first = loop {
+        if let Some(line) = children.lines().last() {
+            break line.0;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    drop(children.children[first].stdin.take()); // a graceful stop
+    let exited = children.children[first]
+        .wait()
+        .expect("the first child exits");
+    assert!(exited.success(), "the first child stopped cleanly");
+    let stopped_at = Instant::now();
+    let last = bump(&domain).await;
+    let deadline = stopped_at + Duration::from_secs(10);
+    let handled = loop {
+        let lines = children.lines();
+        if let Some(line) = lines.iter().find(|l| l.1 == last) {
+            break *line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody handled the event after the stop"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let took = handled.2 - stopped_at;
+    println!("after a graceful stop, the other process handled the next event in {took:?}");
+    assert_ne!(handled.0, first, "the other child");
+    assert!(
+        took < LEASE / 2,
+        "the handover waited {took:?}: the lease ({LEASE:?}) expired"
+    );
+}
+
+/// Reads the bookmark every 10 ms and records each time it moved back.
+struct BookmarkWatch {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<(Position, Position)>>,
+}
+
+fn watch_bookmark(provider: Arc<dyn Provider>) -> BookmarkWatch {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let (mut last, mut back) = (0, Vec::new());
+        while stopped.try_recv().is_err() {
+            if let Ok(Some(at)) = provider.bookmark("across").await {
+                if at < last {
+                    back.push((last, at));
+                }
+                last = last.max(at);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        back
+    });
+    BookmarkWatch { stop, task }
+}
+
+impl BookmarkWatch {
+    async fn stop(self) -> Vec<(Position, Position)> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Read-your-writes across processes: a child runs the handler; this process executes a
+/// command and waits for the child's bookmark to pass it. Woken by the bookmark save (the
+/// waiter's own fallback look comes only after a second). Prints how long it took.
+pub async fn read_your_writes_across(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
+    let domain = domain(&provider);
+    let _children = Children::start(1, start);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = Instant::now();
+    let position = bump(&domain).await;
+    let passed = domain
+        .wait_for_bookmark("across", position, Duration::from_secs(10))
+        .await;
+    let took = sent.elapsed();
+    println!("read-your-writes across processes: {took:?} (the handler takes 100 ms per event)");
+    assert!(
+        passed.expect("reading the bookmark"),
+        "the other process's handler passed it"
+    );
+    assert!(
+        took < Duration::from_millis(800),
+        "woken by the fallback look, not the save: {took:?}"
+    );
+}

@@ -1,0 +1,154 @@
+//! A plain handler's lease: one process at a time runs a handler with a stored bookmark.
+//!
+//! Before each page the handler holds its lease, renewing it once a quarter of its time has
+//! passed; a process that cannot take it stands by and tries again at its next run, woken by
+//! the release of a graceful stop or by its poll (an eighth of the lease time at most). Each
+//! bookmark save is fenced by the lease, and a new holder reads the bookmark again. A handler
+//! that is not started releases its lease after each `run_once` and `set_position`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Cursor, Handler};
+use crate::error::{Error, Result};
+use crate::event::{Position, now_millis};
+use crate::lease::Lease;
+
+/// How long a lease lasts unless renewed, by default.
+pub(super) const DEFAULT_LEASE: Duration = Duration::from_secs(4);
+
+/// The lease a handler holds, and when to renew it.
+pub(super) struct Held {
+    pub(super) lease: Lease,
+    renew_at: Instant,
+}
+
+/// A name for one handler of this process among every process's: the process id, when the
+/// process started, and a counter.
+pub(super) fn owner_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let started = STARTED.get_or_init(now_millis);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("pid{}-{started}-{n}", std::process::id())
+}
+
+/// The bookmark through which `set_position` asks the lease's holder to move.
+fn request_name(name: &str) -> String {
+    format!("{name}#move-to")
+}
+
+impl<S: Send + 'static> Handler<S> {
+    /// The lease time, when this handler takes a lease.
+    pub(super) fn lease_time(&self) -> Option<Duration> {
+        let options = &self.inner.parts.options;
+        options.lease.filter(|_| !options.in_memory_bookmark)
+    }
+
+    /// Holds the lease for the next page: true when held, false when another process holds it.
+    /// A new holder forgets its cached position, and applies a pending `set_position`.
+    pub(super) async fn hold_lease(&self, cursor: &mut Cursor<S>) -> Result<bool> {
+        let Some(ttl) = self.lease_time() else {
+            return Ok(true);
+        };
+        if cursor
+            .lease
+            .as_ref()
+            .is_some_and(|h| Instant::now() < h.renew_at)
+        {
+            return Ok(true);
+        }
+        let parts = &self.inner.parts;
+        let taken = parts
+            .provider
+            .acquire_lease(&parts.name, &self.inner.owner, ttl)
+            .await?;
+        let Some(lease) = taken else {
+            cursor.lease = None;
+            return Ok(false);
+        };
+        let new_holder = cursor
+            .lease
+            .as_ref()
+            .is_none_or(|h| h.lease.token != lease.token);
+        if new_holder && cursor.position.is_some() {
+            // The last holder may have moved the bookmark since it was cached.
+            if let Some(stored) = parts.provider.bookmark(&parts.name).await? {
+                cursor.position = Some(stored);
+            }
+        }
+        let renew_at = Instant::now() + ttl / 4;
+        cursor.lease = Some(Held { lease, renew_at });
+        self.apply_requested_position(cursor).await?;
+        Ok(true)
+    }
+
+    /// Saves the bookmark: fenced by the lease when the handler takes one. A lost lease is
+    /// forgotten, with the cached position.
+    pub(super) async fn save_leased(&self, cursor: &mut Cursor<S>, at: Position) -> Result<()> {
+        let parts = &self.inner.parts;
+        let Some(held) = &cursor.lease else {
+            return self.save_position(at).await;
+        };
+        let saved = parts.provider.set_bookmark_leased(&held.lease, at).await;
+        if let Err(Error::LeaseLost { .. }) = &saved {
+            cursor.lease = None;
+            cursor.position = None;
+        }
+        saved
+    }
+
+    /// Moves the bookmark: through the lease when this handler can hold it, else by asking
+    /// the process that holds it, which moves it at its next renewal.
+    pub(super) async fn move_bookmark(&self, cursor: &mut Cursor<S>, at: Position) -> Result<()> {
+        if self.lease_time().is_none() || self.hold_lease(cursor).await? {
+            self.save_leased(cursor, at).await?;
+            cursor.position = Some(at);
+            self.inner.passed.send_replace(at);
+            return Ok(());
+        }
+        let parts = &self.inner.parts;
+        parts
+            .provider
+            .set_bookmark(&request_name(&parts.name), at + 1)
+            .await
+    }
+
+    /// Releases the lease, so that another process takes over at once.
+    pub(super) async fn release_lease(&self, cursor: &mut Cursor<S>) -> Result<()> {
+        match cursor.lease.take() {
+            Some(held) => self.inner.parts.provider.release_lease(&held.lease).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Releases the lease after a `run_once` or `set_position` of a handler not started.
+    pub(super) async fn release_unless_started(&self) {
+        if self.inner.runner.is_running() {
+            return;
+        }
+        let mut cursor = self.inner.cursor.lock().await;
+        if let Err(error) = self.release_lease(&mut cursor).await {
+            tracing::warn!(handler = %self.name(), %error, "lease not released: it will expire");
+        }
+    }
+
+    /// Applies a position another process asked for with `set_position`, and clears the ask.
+    async fn apply_requested_position(&self, cursor: &mut Cursor<S>) -> Result<()> {
+        let parts = &self.inner.parts;
+        let request = request_name(&parts.name);
+        let Some(asked) = parts.provider.bookmark(&request).await?.filter(|&p| p > 0) else {
+            return Ok(());
+        };
+        self.save_leased(cursor, asked - 1).await?;
+        cursor.position = Some(asked - 1);
+        parts.provider.set_bookmark(&request, 0).await
+    }
+
+    /// The error of a handler run while another process holds its lease.
+    pub(super) fn held_elsewhere(&self) -> Error {
+        Error::LeaseHeld {
+            name: self.inner.parts.name.clone(),
+        }
+    }
+}
