@@ -1,8 +1,7 @@
 //! A partitioned handler across real processes: three children share 8 partitions; one is
 //! killed midway. Also measures how many events per second 1, 2 and 3 processes handle.
 //!
-//! In the provider's `tests/`: when [`CHILD`] is set, open the store it names and call
-//! [`run_partition_child`]; otherwise call [`share_and_survive_a_kill`] or [`throughput`].
+//! Run by [`process_tests!`](crate::process_tests); [`throughput`] by a provider's own test.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -13,9 +12,6 @@ use std::time::{Duration, Instant};
 use super::domain::*;
 use super::support::{domain, raw};
 use crate::{NewEvent, Provider};
-
-/// Set in a child: the address of the store it opens.
-pub const CHILD: &str = "EVTSTORE_PARTITION_CHILD";
 
 const PARTITIONS: u32 = 8;
 

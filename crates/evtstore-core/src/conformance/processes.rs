@@ -2,9 +2,8 @@
 //! each running the same started handler on one store; the parent kills the one that runs it,
 //! then pauses the next one past its lease.
 //!
-//! In the provider's `tests/`: a test that, when [`CHILD`] is set, opens the store it names
-//! and calls [`run_child`]; otherwise makes a fresh store and calls [`kill_and_pause`] with a
-//! function that starts a child on it.
+//! A provider runs these, and those of [`partitions_across`](super::partitions_across), with
+//! [`process_tests!`](crate::process_tests) in one test file.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command as Process, Stdio};
@@ -14,9 +13,6 @@ use std::time::{Duration, Instant};
 use super::domain::*;
 use super::support::domain;
 use crate::{Domain, Position, Provider};
-
-/// Set in a child: the address of the store it opens (a path, a schema…).
-pub const CHILD: &str = "EVTSTORE_LEASE_CHILD";
 
 /// The children's lease: short, so the test is quick.
 const LEASE: Duration = Duration::from_secs(1);
@@ -301,4 +297,48 @@ pub async fn read_your_writes_across(provider: Arc<dyn Provider>, start: &dyn Fn
         took < Duration::from_millis(800),
         "woken by the fallback look, not the save: {took:?}"
     );
+}
+
+/// Writes the tests that run real child processes on a provider's store, in a test file of
+/// the provider: leases (kill, pause, graceful stop), read-your-writes across processes, and
+/// a partitioned handler that survives a kill.
+///
+/// `open(address).await` opens the store a child is given; `fresh().await` makes a fresh store
+/// and returns `Some((provider, address, keep))` (keep it alive until the test ends), or
+/// `None` when the test must skip (a server whose URL is not set).
+#[macro_export]
+macro_rules! process_tests {
+    ($open:path, $fresh:path) => {
+        $crate::process_tests!(@one a_killed_or_paused_process_hands_its_handler_over,
+            kill_and_pause, run_child, $open, $fresh);
+        $crate::process_tests!(@one a_stopping_process_hands_its_handler_over_at_once,
+            graceful_stop_hands_over, run_child, $open, $fresh);
+        $crate::process_tests!(@one a_command_waits_for_another_processs_handler,
+            read_your_writes_across, run_child, $open, $fresh);
+        $crate::process_tests!(@one three_processes_share_eight_partitions_and_survive_a_kill,
+            share_and_survive_a_kill, run_partition_child, $open, $fresh);
+    };
+    (@one $name:ident, $case:ident, $child:ident, $open:path, $fresh:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            #[allow(unused_imports)]
+            use $crate::conformance::partitions_across::*;
+            #[allow(unused_imports)]
+            use $crate::conformance::processes::*;
+            const CHILD: &str = "EVTSTORE_PROCESS_TEST_CHILD";
+            if let Ok(address) = std::env::var(CHILD) {
+                return $child($open(&address).await).await;
+            }
+            let Some((provider, address, _keep)) = $fresh().await else {
+                return;
+            };
+            let start = || {
+                let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+                child.args(["--exact", stringify!($name), "--nocapture"]);
+                child.env(CHILD, &address);
+                child
+            };
+            $case(provider, &start).await;
+        }
+    };
 }
