@@ -1,14 +1,18 @@
 //! Leases, by the server's clock (UTC, in milliseconds), so that processes on several machines
 //! agree on when one ends. Each change follows [`Lease::granted`]: racing owners meet on the
 //! table's primary key (`INSERT … ON DUPLICATE KEY UPDATE` locks the row), and a fenced
-//! bookmark save locks the lease row (`LOCK IN SHARE MODE`) in the transaction that writes
-//! the bookmark, so no one takes the lease over between the check and the write.
+//! bookmark save is one `INSERT … SELECT` from the held lease row, which it locks for the
+//! statement, so no one takes the lease over between the check and the write.
+//!
+//! Every change is a single statement the server runs to its end: a process paused (or hung)
+//! between two statements of a transaction would keep the lease row locked, and no other
+//! process could take the lease over.
 
 use std::time::Duration;
 
 use evtstore_core::{Error, Lease, Position, Result};
+use sqlx::Row;
 use sqlx::mysql::MySqlRow;
-use sqlx::{Connection, Row};
 
 use crate::MysqlProvider;
 use crate::read::text;
@@ -22,7 +26,8 @@ pub(crate) struct LeaseSql {
     acquire: String,
     lease: String,
     release: String,
-    lock_held: String,
+    held: String,
+    save_bookmark: String,
     live: String,
 }
 
@@ -45,10 +50,17 @@ impl LeaseSql {
                 "UPDATE {leases} SET expires_at = {NOW_MS}
                  WHERE name = ? AND owner = ? AND token = ? AND expires_at > {NOW_MS}"
             ),
-            lock_held: format!(
+            held: format!(
                 "SELECT 1 FROM {leases}
+                 WHERE name = ? AND owner = ? AND token = ? AND expires_at > {NOW_MS}"
+            ),
+            // Position, name, owner, token.
+            save_bookmark: format!(
+                "INSERT INTO {bookmarks} (name, position)
+                 SELECT name, ? FROM {leases}
                  WHERE name = ? AND owner = ? AND token = ? AND expires_at > {NOW_MS}
-                 LOCK IN SHARE MODE"
+                 ON DUPLICATE KEY UPDATE position = VALUES(position)",
+                bookmarks = t.bookmarks
             ),
             live: format!(
                 "SELECT name, owner, token, expires_at FROM {leases}
@@ -59,8 +71,8 @@ impl LeaseSql {
 }
 
 impl MysqlProvider {
-    /// Takes or renews the lease, then reads it back in the same transaction: it is granted
-    /// when the asking owner holds it.
+    /// Takes or renews the lease, then reads it back: it is granted when the asking owner
+    /// holds it (had another taken it over in between, the read shows that owner instead).
     pub(crate) async fn take_lease(
         &self,
         name: &str,
@@ -68,20 +80,17 @@ impl MysqlProvider {
         ttl: Duration,
     ) -> Result<Option<Lease>> {
         let fail = |e| self.fail(&format!("acquire lease {name}"), e);
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(fail)?;
         let acquire = sqlx::query(&self.sql.lease.acquire)
             .bind(name)
             .bind(owner)
             .bind(ttl.as_millis() as i64);
-        acquire.execute(&mut *tx).await.map_err(fail)?;
+        acquire.execute(&self.pool).await.map_err(fail)?;
         let row = sqlx::query(&self.sql.lease.lease).bind(name);
         let stored = row
-            .fetch_one(&mut *tx)
+            .fetch_one(&self.pool)
             .await
             .and_then(|r| lease_from_row(&r));
         let stored = stored.map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
         Ok(Some(stored).filter(|lease| lease.owner == owner))
     }
 
@@ -105,18 +114,35 @@ impl MysqlProvider {
         position: Position,
     ) -> Result<()> {
         let fail = |e| self.fail(&format!("save bookmark {}", lease.name), e);
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(fail)?;
-        let held = sqlx::query(&self.sql.lease.lock_held)
+        let save = sqlx::query(&self.sql.lease.save_bookmark)
+            .bind(position as i64)
             .bind(&lease.name)
             .bind(&lease.owner)
             .bind(lease.token as i64);
-        if held.fetch_optional(&mut *tx).await.map_err(fail)?.is_none() {
-            let (name, owner) = (lease.name.clone(), lease.owner.clone());
-            return Err(Error::LeaseLost { name, owner }); // dropping `tx` rolls it back
+        if save
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?
+            .rows_affected()
+            > 0
+        {
+            return Ok(());
         }
-        self.write_bookmark(&mut tx, &lease.name, position).await?;
-        tx.commit().await.map_err(fail)
+        // No row changed: the lease is not held, or the bookmark was there already.
+        let held = sqlx::query(&self.sql.lease.held)
+            .bind(&lease.name)
+            .bind(&lease.owner)
+            .bind(lease.token as i64);
+        if held
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let (name, owner) = (lease.name.clone(), lease.owner.clone());
+        Err(Error::LeaseLost { name, owner })
     }
 
     pub(crate) async fn live_leases(&self, prefix: &str) -> Result<Vec<Lease>> {
