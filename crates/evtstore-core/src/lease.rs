@@ -49,7 +49,7 @@ impl Lease {
             name: name.to_owned(),
             owner: owner.to_owned(),
             token,
-            expires_at: now + ttl.as_millis() as i64,
+            expires_at: now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
         })
     }
 
@@ -86,5 +86,11 @@ mod tests {
         assert!(b.is_held(Some(&b), 1_160));
         let back = Lease::granted(Some(&b), "h", "a", TTL, 1_300).unwrap();
         assert_eq!(back.token, 3, "a after b's expiry: higher again");
+    }
+
+    #[test]
+    fn a_huge_lease_time_ends_at_the_end_of_time_rather_than_in_the_past() {
+        let forever = Lease::granted(None, "h", "a", Duration::MAX, 1_000).unwrap();
+        assert_eq!(forever.expires_at, i64::MAX);
     }
 }

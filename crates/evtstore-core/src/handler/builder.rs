@@ -115,9 +115,12 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
     /// How long the handler's lease lasts unless renewed (default 4 s). However many
     /// processes start a handler of one name, one at a time runs it; when it dies another
     /// takes over once its lease has expired, and a graceful [`stop`](Handler::stop) hands
-    /// over at once. Handlers with an in-memory bookmark take no lease.
+    /// over at once. Handlers with an in-memory bookmark take no lease. The time is kept
+    /// between 100 ms and one day.
     pub fn lease_time(mut self, time: std::time::Duration) -> Self {
-        self.options.lease = Some(time.max(std::time::Duration::from_millis(100)));
+        use std::time::Duration;
+        let (least, most) = (Duration::from_millis(100), Duration::from_secs(86_400));
+        self.options.lease = Some(time.clamp(least, most));
         self
     }
 
