@@ -12,7 +12,7 @@ use sqlx::query::Query;
 use sqlx::{Connection, MySql, MySqlConnection};
 
 use crate::MysqlProvider;
-use crate::errors::{DUPLICATE_KEY, number};
+use crate::errors::{DEADLOCK, DUPLICATE_KEY, number};
 
 type Q<'q> = Query<'q, MySql, MySqlArguments>;
 
@@ -52,16 +52,25 @@ impl MysqlProvider {
             .is_none_or(|(rows, _)| events.len() <= ROWS_PER_INSERT && rows.len() <= ADD_BYTES);
         if fits {
             let (rows, versions) = json.unzip();
-            let added = sqlx::query_as(&self.sql.add)
-                .bind(rows)
-                .bind(versions)
-                .bind(timestamp)
-                .bind(one.map(|e| e.stream.as_str()))
-                .bind(one.map(|e| e.aggregate_id.as_str()))
-                .bind(one.map(|e| e.version as i64))
-                .bind(one.map(|e| e.data.as_str()))
-                .fetch_all(&self.pool)
-                .await;
+            let call = || {
+                sqlx::query_as(&self.sql.add)
+                    .bind(rows.as_deref())
+                    .bind(versions.as_deref())
+                    .bind(timestamp)
+                    .bind(one.map(|e| e.stream.as_str()))
+                    .bind(one.map(|e| e.aggregate_id.as_str()))
+                    .bind(one.map(|e| e.version as i64))
+                    .bind(one.map(|e| e.data.as_str()))
+                    .fetch_all(&self.pool)
+            };
+            // A deadlock (with a sequencer pass, say) rolled the whole call back: call again.
+            let mut added = call().await;
+            for _ in 0..2 {
+                match &added {
+                    Err(e) if number(e) == Some(DEADLOCK) => added = call().await,
+                    _ => break,
+                }
+            }
             return match added {
                 Ok(answer) => self.answered(&events, &expected, timestamp, answer).await,
                 Err(e) => Err(self.append_error(None, &expected, e).await),

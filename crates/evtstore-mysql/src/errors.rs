@@ -4,7 +4,7 @@ use evtstore_core::Error;
 use sqlx::mysql::MySqlDatabaseError;
 
 /// MariaDB's error numbers that a caller may retry: a deadlock, a lock wait timeout.
-const DEADLOCK: u16 = 1213;
+pub(crate) const DEADLOCK: u16 = 1213;
 const LOCK_WAIT_TIMEOUT: u16 = 1205;
 /// The server is shutting down, or killed the connection: it cannot be reached for now.
 const SHUTDOWN: u16 = 1053;
