@@ -47,6 +47,10 @@ pub trait Aggregate:
     /// wrote it during a rolling deploy): fail, naming it (the default), or skip it.
     const UNKNOWN_EVENTS: UnknownEvents = UnknownEvents::Fail;
 
+    /// The revision of this kind's event shapes, stored with each event it appends. Raise it
+    /// when an event changes shape, and upcast the older shapes (see `upcasters`).
+    const REVISION: u32 = 1;
+
     /// The event enum of this kind.
     type Event: Serialize + DeserializeOwned + Send + Sync + 'static;
 

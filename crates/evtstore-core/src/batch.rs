@@ -3,6 +3,7 @@
 use crate::aggregate::Aggregate;
 use crate::command::Command;
 use crate::domain::{Contains, Domain, Executed, encode_events};
+use crate::envelope::CommandMeta;
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, now_millis};
 
@@ -61,7 +62,7 @@ impl<D> Batch<D> {
         }
         let mut aggregate = self.domain.load::<C::Aggregate>(id).await?;
         let events = command.handle(&aggregate, &self.domain).await?;
-        let staged = encode_events(&aggregate, &events)?;
+        let staged = encode_events(&aggregate, &events, &CommandMeta::new().resolved())?;
         let timestamp = now_millis();
         for (event, new) in events.iter().zip(&staged) {
             aggregate.apply(event, &new.clone().stored(0, timestamp).meta);

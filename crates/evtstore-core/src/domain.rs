@@ -8,10 +8,12 @@ use tracing::Instrument;
 use crate::aggregate::{Aggregate, Loaded, decode_known_data};
 use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
+use crate::envelope::CommandMeta;
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, NewEvent, Snapshot};
 use crate::names::{check_aggregate_id, shared_stream};
 use crate::provider::Provider;
+use crate::shared_str::SharedStr;
 
 /// Says that aggregate kind `A` belongs to a domain. Declare it with [`domain!`](crate::domain!).
 #[diagnostic::on_unimplemented(
@@ -191,13 +193,97 @@ impl<D> Domain<D> {
         C: Command<D>,
         D: Contains<C::Aggregate>,
     {
+        self.execute_with(id, command, CommandMeta::new()).await
+    }
+
+    /// Executes a command like [`execute`](Self::execute), with an envelope: its events take
+    /// its correlation and causation ids and metadata. With a
+    /// [`command_id`](CommandMeta::command_id), a command executed already (by this process or
+    /// another, even concurrently) appends nothing and returns the aggregate as that first
+    /// execution left it.
+    ///
+    /// ```
+    /// # use evtstore_core::conformance::domain::{CreateUser, Tests, User};
+    /// # use evtstore_core::{CommandMeta, Domain, MemoryProvider, Uuid};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let domain: Domain<Tests> = Domain::new(MemoryProvider::new());
+    /// let meta = CommandMeta::new().command_id(Uuid::now_v7());
+    /// let first = domain.execute_with("u1", CreateUser { name: "ada".into() }, meta.clone()).await?;
+    /// let retried = domain.execute_with("u1", CreateUser { name: "ada".into() }, meta).await?;
+    /// assert_eq!((first.version, retried.version), (1, 1)); // appended once
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute); [`Error::CommandIdReused`] when the id was used on
+    /// another aggregate.
+    pub async fn execute_with<C>(&self, id: &str, command: C, meta: CommandMeta) -> Executed<C, D>
+    where
+        C: Command<D>,
+        D: Contains<C::Aggregate>,
+    {
         let span = tracing::debug_span!("command", stream = C::Aggregate::STREAM, id);
         async {
+            let meta = meta.resolved();
+            if let Some(done) = self.executed_already(id, &meta).await? {
+                return Ok(done);
+            }
             let aggregate = self.load_to_change(id).await?;
-            self.execute_on(aggregate, command).await
+            let outcome = self.decide_and_append(aggregate, command, &meta).await;
+            match outcome {
+                Err(error) if meta.command_id.is_some() && error.is_conflict() => {
+                    match self.executed_already(id, &meta).await? {
+                        Some(done) => Ok(done),
+                        None => Err(error),
+                    }
+                }
+                outcome => outcome,
+            }
         }
         .instrument(span)
         .await
+    }
+
+    /// The aggregate as a command with this id left it, when an append recorded the id.
+    async fn executed_already<A: Aggregate>(
+        &self,
+        id: &str,
+        meta: &CommandMeta,
+    ) -> Result<Option<Loaded<A>>> {
+        let Some(command_id) = meta.command_id else {
+            return Ok(None);
+        };
+        let Some(record) = self.provider.command(command_id).await? else {
+            return Ok(None);
+        };
+        if record.stream != A::STREAM || record.aggregate_id != id {
+            return Err(Error::CommandIdReused {
+                command_id,
+                stream: record.stream,
+                aggregate_id: record.aggregate_id,
+                given_stream: A::STREAM.to_owned(),
+                given_id: id.to_owned(),
+            });
+        }
+        self.load_at(id, record.version).await.map(Some)
+    }
+
+    /// An aggregate as it was at `version`.
+    async fn load_at<A: Aggregate>(&self, id: &str, version: u64) -> Result<Loaded<A>> {
+        let (stream, shared_id) = (shared_stream::<A>(), SharedStr::from(id));
+        let mut aggregate = Loaded::<A>::new(shared_id.clone());
+        let mut fold = |meta: &EventMeta, data: &str| {
+            if meta.version <= version {
+                fold_stored(&mut aggregate, meta, data)?;
+            }
+            Ok(())
+        };
+        let visited = self
+            .provider
+            .visit_aggregate(&stream, &shared_id, 0, &mut fold);
+        visited.await?;
+        Ok(aggregate)
     }
 
     /// Executes a command like [`execute`](Self::execute), and on a conflict reloads the
@@ -230,6 +316,20 @@ impl<D> Domain<D> {
         C: Command<D>,
         D: Contains<C::Aggregate>,
     {
+        self.decide_and_append(aggregate, command, &CommandMeta::new().resolved())
+            .await
+    }
+
+    async fn decide_and_append<C>(
+        &self,
+        aggregate: Loaded<C::Aggregate>,
+        command: C,
+        meta: &CommandMeta,
+    ) -> Executed<C, D>
+    where
+        C: Command<D>,
+        D: Contains<C::Aggregate>,
+    {
         let events = match command.handle(&aggregate, self).await {
             Ok(events) => events,
             Err(refused) => {
@@ -237,7 +337,7 @@ impl<D> Domain<D> {
                 return Err(refused);
             }
         };
-        Ok(self.append(aggregate, events).await?)
+        Ok(self.append_with(aggregate, events, meta).await?)
     }
 
     /// Appends events to an aggregate at the versions after `aggregate.version`, without a
@@ -248,14 +348,24 @@ impl<D> Domain<D> {
     /// [`Error::Encode`] for an event that cannot be serialised; a store failure.
     pub async fn append<A: Aggregate>(
         &self,
-        mut aggregate: Loaded<A>,
+        aggregate: Loaded<A>,
         events: Vec<A::Event>,
     ) -> Result<Loaded<A>>
     where
         D: Contains<A>,
     {
+        let meta = CommandMeta::new().resolved();
+        self.append_with(aggregate, events, &meta).await
+    }
+
+    async fn append_with<A: Aggregate>(
+        &self,
+        mut aggregate: Loaded<A>,
+        events: Vec<A::Event>,
+        meta: &CommandMeta,
+    ) -> Result<Loaded<A>> {
         if !events.is_empty() {
-            let new_events = encode_events::<A>(&aggregate, &events)?;
+            let new_events = encode_events::<A>(&aggregate, &events, meta)?;
             let appended = self.provider.append(new_events).await;
             let metas = appended.inspect_err(|error| {
                 if error.is_version_conflict() {
@@ -330,13 +440,7 @@ impl<D> Domain<D> {
             aggregate.id.clone(),
             aggregate.version,
         );
-        let mut fold = |meta: &EventMeta, data: &str| {
-            match decode_known_data::<A::Event>(meta, data, A::UNKNOWN_EVENTS)? {
-                Some(event) => aggregate.apply(&event, meta),
-                None => aggregate.skip(meta),
-            }
-            Ok(())
-        };
+        let mut fold = |meta: &EventMeta, data: &str| fold_stored(&mut aggregate, meta, data);
         let visited = self
             .provider
             .visit_aggregate(&stream, &id, after, &mut fold);
@@ -364,9 +468,23 @@ impl<D> Domain<D> {
     }
 }
 
+/// Folds a stored event into an aggregate, or moves past one of a type it skips.
+fn fold_stored<A: Aggregate>(
+    aggregate: &mut Loaded<A>,
+    meta: &EventMeta,
+    data: &str,
+) -> Result<()> {
+    match decode_known_data::<A::Event>(meta, data, A::UNKNOWN_EVENTS)? {
+        Some(event) => aggregate.apply(&event, meta),
+        None => aggregate.skip(meta),
+    }
+    Ok(())
+}
+
 pub(crate) fn encode_events<A: Aggregate>(
     aggregate: &Loaded<A>,
     events: &[A::Event],
+    meta: &CommandMeta,
 ) -> Result<Vec<NewEvent>> {
     let stream = shared_stream::<A>();
     let encode = |(index, event): (usize, &A::Event)| {
@@ -374,12 +492,11 @@ pub(crate) fn encode_events<A: Aggregate>(
             what: format!("event for {stream}/{}", aggregate.id),
             source,
         })?;
-        Ok(NewEvent {
-            stream: stream.clone(),
-            aggregate_id: aggregate.id.clone(),
-            version: aggregate.version + 1 + index as u64,
-            data,
-        })
+        let version = aggregate.version + 1 + index as u64;
+        let mut new = NewEvent::new(stream.clone(), aggregate.id.clone(), version, data);
+        new.revision = A::REVISION;
+        meta.stamp(&mut new);
+        Ok(new)
     };
     events.iter().enumerate().map(encode).collect()
 }

@@ -26,6 +26,30 @@ pub enum Error {
         /// The version the aggregate is at (or, when unknown, the version that already exists).
         actual: u64,
     },
+    /// An append carried a command id that an earlier append recorded: nothing of it was
+    /// written. [`Domain::execute_with`](crate::Domain::execute_with) answers a retry with the
+    /// first execution's result instead.
+    #[error("command {command_id} was executed already")]
+    DuplicateCommand {
+        /// The command's id.
+        command_id: uuid::Uuid,
+    },
+    /// A command id given again with a command on another aggregate.
+    #[error(
+        "command id {command_id} was used on {stream}/{aggregate_id}, not on {given_stream}/{given_id}"
+    )]
+    CommandIdReused {
+        /// The command's id.
+        command_id: uuid::Uuid,
+        /// The aggregate kind the id was first used on.
+        stream: String,
+        /// The aggregate the id was first used on.
+        aggregate_id: String,
+        /// The aggregate kind given now.
+        given_stream: String,
+        /// The aggregate given now.
+        given_id: String,
+    },
     /// A command's handler rejected the command: its own error, boxed (see
     /// [`CommandError`](crate::CommandError) for the typed one).
     #[error("command rejected: {source}")]
@@ -218,11 +242,13 @@ impl Error {
             | Error::StaleTransaction { .. }
             | Error::LeaseLost { .. }
             | Error::LeaseHeld { .. }
-            | Error::Contention { .. } => ErrorKind::Conflict,
+            | Error::Contention { .. }
+            | Error::DuplicateCommand { .. } => ErrorKind::Conflict,
             Error::Rejected { .. } => ErrorKind::Rejected,
-            Error::InvalidName { .. } | Error::InvalidAppend { .. } | Error::Encode { .. } => {
-                ErrorKind::InvalidInput
-            }
+            Error::InvalidName { .. }
+            | Error::InvalidAppend { .. }
+            | Error::Encode { .. }
+            | Error::CommandIdReused { .. } => ErrorKind::InvalidInput,
             Error::Decode { .. } => ErrorKind::Corrupt,
             Error::UnknownEventType { .. } => ErrorKind::UnknownEvent,
             Error::Handler { .. } => ErrorKind::Handler,

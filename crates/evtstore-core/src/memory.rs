@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent, now_millis};
+use crate::event::{
+    CommandRecord, EventMeta, NewEvent, Position, Snapshot, StoredEvent, now_millis,
+};
 use crate::lease::Lease;
 use crate::names::check_bookmark;
-use crate::provider::{Provider, Visitor, expectations};
+use crate::provider::{Provider, Visitor, command_records, expectations};
 use crate::shared_str::SharedStr;
 
 type AggregateKey = (String, String);
@@ -38,6 +41,7 @@ struct State {
     bookmarks: HashMap<String, Position>,
     leases: HashMap<String, Lease>,
     snapshots: HashMap<AggregateKey, Snapshot>,
+    commands: HashMap<Uuid, CommandRecord>,
 }
 
 impl Default for MemoryProvider {
@@ -73,6 +77,14 @@ impl MemoryProvider {
                 });
             }
         }
+        let commands = command_records(&events);
+        if let Some((id, _)) = commands
+            .iter()
+            .find(|(id, _)| state.commands.contains_key(id))
+        {
+            return Err(Error::DuplicateCommand { command_id: *id });
+        }
+        state.commands.extend(commands);
         let timestamp = now_millis();
         let mut metas = Vec::with_capacity(events.len());
         for event in events {
@@ -147,6 +159,11 @@ impl Provider for MemoryProvider {
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
         let appended = self.append_now(events);
         async move { appended }.boxed()
+    }
+
+    fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
+        let found = self.lock().commands.get(&command_id).cloned();
+        async move { Ok(found) }.boxed()
     }
 
     fn aggregate_events<'a>(

@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::event::{EventMeta, NewEvent, Position, Snapshot, StoredEvent};
+use crate::event::{CommandRecord, EventMeta, NewEvent, Position, Snapshot, StoredEvent};
 use crate::lease::Lease;
 use crate::shared_str::SharedStr;
 
@@ -38,8 +39,13 @@ pub trait Provider: Send + Sync + 'static {
     ///
     /// Each aggregate's first event must take its current version plus one (see
     /// [`expectations`]); otherwise the whole append fails with [`Error::VersionConflict`].
-    /// Returns the envelopes of the appended events, in order.
+    /// Events with a [`command_id`](NewEvent::command_id) record it in the same transaction
+    /// (see [`command_records`]), and an id recorded already fails the whole append with
+    /// [`Error::DuplicateCommand`]. Returns the envelopes of the appended events, in order.
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>>;
+
+    /// What an append recorded of the command with this id, if any.
+    fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>>;
 
     /// One aggregate's events with a version above `after_version`, in version order.
     fn aggregate_events<'a>(
@@ -141,6 +147,27 @@ pub trait Provider: Send + Sync + 'static {
 
 /// Receives one stored event: its envelope and its JSON body.
 pub type Visitor<'v> = dyn FnMut(&EventMeta, &str) -> Result<()> + Send + 'v;
+
+/// The commands an append records: each command id with the aggregate and the version of its
+/// last event.
+pub fn command_records(events: &[NewEvent]) -> Vec<(Uuid, CommandRecord)> {
+    let mut records: Vec<(Uuid, CommandRecord)> = Vec::new();
+    for event in events {
+        let Some(id) = event.command_id else { continue };
+        match records.iter_mut().find(|(known, _)| *known == id) {
+            Some((_, record)) => record.version = record.version.max(event.version),
+            None => records.push((
+                id,
+                CommandRecord {
+                    stream: event.stream.to_string(),
+                    aggregate_id: event.aggregate_id.to_string(),
+                    version: event.version,
+                },
+            )),
+        }
+    }
+    records
+}
 
 /// What an append expects of one aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,12 +305,7 @@ mod tests {
     use super::*;
 
     fn event(id: &str, version: u64) -> NewEvent {
-        NewEvent {
-            stream: "s".into(),
-            aggregate_id: id.into(),
-            version,
-            data: "{}".into(),
-        }
+        NewEvent::new("s", id, version, "{}")
     }
 
     #[test]

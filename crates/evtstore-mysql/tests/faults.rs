@@ -12,12 +12,7 @@ use sqlx::mysql::MySqlConnectOptions;
 use sqlx::{Connection, Executor};
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "users".into(),
-        aggregate_id: id.into(),
-        version,
-        data: r#"{"type":"created","name":"x"}"#.into(),
-    }
+    NewEvent::new("users", id, version, r#"{"type":"created","name":"x"}"#)
 }
 
 #[tokio::test]

@@ -12,12 +12,7 @@ use evtstore_core::{Error, EventMeta, NewEvent, Provider};
 const CALLERS: usize = 24;
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "counters".into(),
-        aggregate_id: id.into(),
-        version,
-        data: r#"{"type":"Added","by":1}"#.into(),
-    }
+    NewEvent::new("counters", id, version, r#"{"type":"Added","by":1}"#)
 }
 
 /// Runs the appends at once; returns each caller's answer, in caller order.

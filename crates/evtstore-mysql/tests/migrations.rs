@@ -18,12 +18,7 @@ async fn providers_starting_together_migrate_once() {
     let versions: Vec<(String, i32)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
     assert_eq!(versions, [("events".to_owned(), 4)]);
     providers[0]
-        .append(vec![evtstore_core::NewEvent {
-            stream: "s".into(),
-            aggregate_id: "a".into(),
-            version: 1,
-            data: "{}".into(),
-        }])
+        .append(vec![evtstore_core::NewEvent::new("s", "a", 1, "{}")])
         .await
         .unwrap();
     let again = db.provider(MysqlOptions::default()).await;
@@ -43,12 +38,7 @@ async fn configured_table_names_are_used() {
         ..MysqlOptions::default()
     };
     let provider = db.provider(options).await;
-    let event = evtstore_core::NewEvent {
-        stream: "orders".into(),
-        aggregate_id: "o1".into(),
-        version: 1,
-        data: "{}".into(),
-    };
+    let event = evtstore_core::NewEvent::new("orders", "o1", 1, "{}");
     let metas = provider.append(vec![event]).await.unwrap();
     assert_eq!(metas[0].position, 1);
     provider.set_bookmark("model", 1).await.unwrap();

@@ -29,12 +29,7 @@ impl Aggregate for Clock {
 evtstore_core::domain!(Clocks { Clock });
 
 fn tick(id: &str) -> NewEvent {
-    NewEvent {
-        stream: "clock".into(),
-        aggregate_id: id.into(),
-        version: 1,
-        data: r#"{"type":"Tick"}"#.into(),
-    }
+    NewEvent::new("clock", id, 1, r#"{"type":"Tick"}"#)
 }
 
 /// The reader the provider must beat: the ids after its bookmark, in id order.

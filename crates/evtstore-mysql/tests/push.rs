@@ -13,12 +13,7 @@ use evtstore_mysql::MysqlOptions;
 use tokio::sync::mpsc;
 
 fn created(id: &str) -> NewEvent {
-    NewEvent {
-        stream: "users".into(),
-        aggregate_id: id.into(),
-        version: 1,
-        data: r#"{"type":"created","name":"x"}"#.into(),
-    }
+    NewEvent::new("users", id, 1, r#"{"type":"created","name":"x"}"#)
 }
 
 /// A started handler that polls only every 60 s, sending each aggregate id it handles.

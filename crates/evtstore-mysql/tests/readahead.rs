@@ -6,12 +6,7 @@ mod support;
 use evtstore_core::{NewEvent, Provider};
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "pages".into(),
-        aggregate_id: id.into(),
-        version,
-        data: r#"{"type":"Paged"}"#.into(),
-    }
+    NewEvent::new("pages", id, version, r#"{"type":"Paged"}"#)
 }
 
 /// (position, version) of every event of stream `pages`, read in pages of 3; after the page

@@ -45,12 +45,7 @@ fn restart_server() {
 }
 
 fn created(version: u64) -> NewEvent {
-    NewEvent {
-        stream: "users".into(),
-        aggregate_id: "w".into(),
-        version,
-        data: r#"{"type":"created","name":"x"}"#.into(),
-    }
+    NewEvent::new("users", "w", version, r#"{"type":"created","name":"x"}"#)
 }
 
 /// Appends version after version until `until`, retrying through the outage; returns the

@@ -98,12 +98,7 @@ async fn writer(provider: Arc<MysqlProvider>, w: usize) -> BTreeSet<(String, u64
     let id = format!("writer-{w}");
     for _ in 0..TRANSACTIONS_PER_WRITER {
         let mut tx = provider.pool().begin().await.unwrap();
-        let event = NewEvent {
-            stream: "clock".into(),
-            aggregate_id: id.as_str().into(),
-            version: version + 1,
-            data: r#"{"type":"Tick"}"#.into(),
-        };
+        let event = NewEvent::new("clock", id.as_str(), version + 1, r#"{"type":"Tick"}"#);
         provider.append_in(&mut tx, vec![event]).await.unwrap();
         tokio::time::sleep(Duration::from_micros(next_random(&mut random) % 4000)).await;
         if next_random(&mut random).is_multiple_of(10) {
@@ -124,12 +119,7 @@ async fn direct_writer(provider: Arc<MysqlProvider>, w: usize) -> BTreeSet<(Stri
     let id = format!("direct-{w}");
     let mut appended = BTreeSet::new();
     for version in 1..=TRANSACTIONS_PER_WRITER as u64 {
-        let event = NewEvent {
-            stream: "clock".into(),
-            aggregate_id: id.as_str().into(),
-            version,
-            data: r#"{"type":"Tick"}"#.into(),
-        };
+        let event = NewEvent::new("clock", id.as_str(), version, r#"{"type":"Tick"}"#);
         let metas = Provider::append(&*provider, vec![event]).await.unwrap();
         assert!(metas[0].position > 0, "an append returns its position");
         appended.insert((id.clone(), version));

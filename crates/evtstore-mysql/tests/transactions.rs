@@ -7,12 +7,7 @@ use evtstore_core::{Error, NewEvent, Provider};
 use sqlx::{Connection, Executor};
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "notes".into(),
-        aggregate_id: id.into(),
-        version,
-        data: r#"{"type":"noted"}"#.into(),
-    }
+    NewEvent::new("notes", id, version, r#"{"type":"noted"}"#)
 }
 
 async fn notes(db: &support::TestDb) -> i64 {

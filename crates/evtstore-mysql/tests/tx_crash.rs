@@ -107,12 +107,12 @@ async fn tx_handler_killed_mid_page_loses_nothing_and_applies_nothing_twice() {
     let create = "CREATE TABLE applied (position BIGINT PRIMARY KEY, n INT NOT NULL)";
     db.connection().await.execute(create).await.unwrap();
     for n in 0..40u64 {
-        let event = NewEvent {
-            stream: "clock".into(),
-            aggregate_id: format!("agg-{}", n % 7).into(),
-            version: n / 7 + 1,
-            data: r#"{"type":"Tick"}"#.into(),
-        };
+        let event = NewEvent::new(
+            "clock",
+            format!("agg-{}", n % 7).into(),
+            n / 7 + 1,
+            r#"{"type":"Tick"}"#,
+        );
         provider.append(vec![event]).await.unwrap();
     }
 

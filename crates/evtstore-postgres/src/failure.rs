@@ -168,12 +168,7 @@ mod tests {
     use super::append_to;
 
     fn events(ids: &[&str]) -> Vec<NewEvent> {
-        let event = |(n, id): (usize, &&str)| NewEvent {
-            stream: "s".into(),
-            aggregate_id: (*id).into(),
-            version: n as u64 + 1,
-            data: "{}".into(),
-        };
+        let event = |(n, id): (usize, &&str)| NewEvent::new("s", *id, n as u64 + 1, "{}");
         ids.iter().enumerate().map(event).collect()
     }
 

@@ -75,12 +75,7 @@ async fn a_bad_url_parameter_is_named() {
 }
 
 fn event(id: &str, version: u64, data: &str) -> NewEvent {
-    NewEvent {
-        stream: "counters".into(),
-        aggregate_id: id.into(),
-        version,
-        data: data.into(),
-    }
+    NewEvent::new("counters", id, version, data)
 }
 
 const ADDED: &str = r#"{"type":"Added","by":1}"#;

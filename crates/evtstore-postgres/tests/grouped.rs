@@ -92,10 +92,5 @@ async fn bad_appends_in_a_group_fail_only_their_callers() {
 }
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "counters".into(),
-        aggregate_id: id.into(),
-        version,
-        data: r#"{"type":"Added","by":1}"#.into(),
-    }
+    NewEvent::new("counters", id, version, r#"{"type":"Added","by":1}"#)
 }

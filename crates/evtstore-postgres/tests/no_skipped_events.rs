@@ -51,12 +51,12 @@ async fn writer(provider: Arc<PgProvider>, w: usize) -> BTreeSet<u64> {
     for _ in 0..EVENTS_PER_WRITER {
         let mut client = provider.pool().get().await.unwrap();
         let tx = client.transaction().await.unwrap();
-        let event = NewEvent {
-            stream: "clock".into(),
-            aggregate_id: format!("writer-{w}").into(),
-            version: version + 1,
-            data: r#"{"type":"Tick"}"#.into(),
-        };
+        let event = NewEvent::new(
+            "clock",
+            format!("writer-{w}"),
+            version + 1,
+            r#"{"type":"Tick"}"#,
+        );
         let metas = provider.append_in(&tx, vec![event]).await.unwrap();
         tokio::time::sleep(Duration::from_micros(next_random(&mut random) % 4000)).await;
         if next_random(&mut random).is_multiple_of(10) {

@@ -151,12 +151,7 @@ async fn pump(
 }
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "counters".into(),
-        aggregate_id: id.into(),
-        version,
-        data: r#"{"type":"Added","by":1}"#.into(),
-    }
+    NewEvent::new("counters", id, version, r#"{"type":"Added","by":1}"#)
 }
 
 #[tokio::test]

@@ -27,11 +27,13 @@ async fn a_transactional_handler_stops_within_a_page() {
     create_model(&admin, &schema).await;
     let body = r#"{"type":"Added","by":1}"#;
     let history: Vec<NewEvent> = (0..EVENTS)
-        .map(|n| NewEvent {
-            stream: "counters".into(),
-            aggregate_id: format!("c{}", n / 1000).into(),
-            version: (n % 1000) as u64 + 1,
-            data: body.into(),
+        .map(|n| {
+            NewEvent::new(
+                "counters",
+                format!("c{}", n / 1000),
+                (n % 1000) as u64 + 1,
+                body,
+            )
         })
         .collect();
     p.append(history).await.unwrap();

@@ -20,12 +20,7 @@ const LOCK_DB: &str = "EVTSTORE_TEST_HOLD_WRITE_LOCK";
 const HOLD: Duration = Duration::from_secs(2);
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "counter".into(),
-        aggregate_id: id.into(),
-        version,
-        data: r#"{"type":"one","one":1}"#.into(),
-    }
+    NewEvent::new("counter", id, version, r#"{"type":"one","one":1}"#)
 }
 
 /// Ticks a 1 ms interval until `done`; returns how late the latest tick came.

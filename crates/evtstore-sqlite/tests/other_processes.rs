@@ -13,12 +13,7 @@ const CHILD: &str = "EVTSTORE_SQLITE_WRITER_CHILD";
 const EVENTS: u64 = 20;
 
 fn event(version: u64) -> NewEvent {
-    NewEvent {
-        stream: "counters".into(),
-        aggregate_id: "c1".into(),
-        version,
-        data: r#"{"type":"added","by":1}"#.into(),
-    }
+    NewEvent::new("counters", "c1", version, r#"{"type":"added","by":1}"#)
 }
 
 /// The child: appends the events one at a time, 30 ms apart.

@@ -7,12 +7,7 @@ use evtstore_core::{Error, ErrorKind, NewEvent, Provider};
 use evtstore_sqlite::{Durability, SqliteOptions, SqliteProvider};
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "counter".into(),
-        aggregate_id: id.into(),
-        version,
-        data: r#"{"type":"one","one":1}"#.into(),
-    }
+    NewEvent::new("counter", id, version, r#"{"type":"one","one":1}"#)
 }
 
 #[test]

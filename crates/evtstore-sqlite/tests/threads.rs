@@ -18,12 +18,7 @@ fn provider_threads() -> usize {
 }
 
 fn event(version: u64) -> NewEvent {
-    NewEvent {
-        stream: "counter".into(),
-        aggregate_id: "a".into(),
-        version,
-        data: r#"{"type":"one","one":1}"#.into(),
-    }
+    NewEvent::new("counter", "a", version, r#"{"type":"one","one":1}"#)
 }
 
 #[tokio::test]

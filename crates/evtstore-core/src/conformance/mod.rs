@@ -36,6 +36,7 @@
 mod commands;
 mod conflicts;
 pub mod domain;
+mod envelope;
 mod errors;
 mod handler_control;
 mod handler_errors;
@@ -54,6 +55,7 @@ mod unknown;
 
 pub use commands::*;
 pub use conflicts::*;
+pub use envelope::*;
 pub use errors::*;
 pub use handler_control::*;
 pub use handler_errors::*;
@@ -177,6 +179,11 @@ macro_rules! conformance_tests {
                 bookmarks_round_trip,
                 stop_takes_effect_within_a_page,
                 set_position_takes_effect_within_a_page,
+                events_carry_their_envelope,
+                imported_events_keep_their_id_revision_and_timestamp,
+                commands_from_handlers_take_the_handled_event_as_cause,
+                retried_command_ids_append_once,
+                concurrent_first_executions_of_a_command_id_append_once,
             );
         }
     };
@@ -203,6 +210,7 @@ mod tests {
         let files = [
             include_str!("commands.rs"),
             include_str!("conflicts.rs"),
+            include_str!("envelope.rs"),
             include_str!("errors.rs"),
             include_str!("handler_control.rs"),
             include_str!("handler_errors.rs"),

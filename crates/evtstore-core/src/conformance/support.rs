@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use super::domain::Tests;
 use crate::testing::Scenario;
 use crate::{
-    Aggregate, BoxError, Domain, Error, EventMeta, Handler, HandlerFailure, Lease, NewEvent,
-    Position, Provider, Result, Snapshot, StoredEvent,
+    Aggregate, BoxError, CommandRecord, Domain, Error, EventMeta, Handler, HandlerFailure, Lease,
+    NewEvent, Position, Provider, Result, Snapshot, StoredEvent, Uuid,
 };
 
 /// How long a case waits for something a running handler should do at once.
@@ -35,12 +35,7 @@ pub(super) fn streams(names: &[&str]) -> Vec<String> {
 
 /// An event to append directly, with a raw JSON body.
 pub(super) fn raw(stream: &str, id: &str, version: u64, data: &str) -> NewEvent {
-    NewEvent {
-        stream: stream.into(),
-        aggregate_id: id.into(),
-        version,
-        data: data.into(),
-    }
+    NewEvent::new(stream, id, version, data)
 }
 
 /// Every event of the streams, read in one go.
@@ -260,6 +255,10 @@ impl Provider for Counting {
 
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
         self.inner.append(events)
+    }
+
+    fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
+        self.inner.command(command_id)
     }
 
     fn aggregate_events<'a>(

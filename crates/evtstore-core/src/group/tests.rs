@@ -36,13 +36,7 @@ impl GroupAppend for Fake {
                 actual: current(&versions, x),
             });
         }
-        let metas = events.iter().map(|e| EventMeta {
-            stream: e.stream.clone(),
-            aggregate_id: e.aggregate_id.clone(),
-            version: e.version,
-            position: 0,
-            timestamp: 0,
-        });
+        let metas = events.iter().map(|e| e.meta(0, 0));
         let metas: Vec<_> = metas.collect();
         for meta in &metas {
             versions.insert(meta.aggregate_id.to_string(), meta.version);
@@ -62,12 +56,7 @@ fn current(versions: &HashMap<String, u64>, x: &Expectation<'_>) -> u64 {
 }
 
 fn event(id: &str, version: u64) -> NewEvent {
-    NewEvent {
-        stream: "s".into(),
-        aggregate_id: id.into(),
-        version,
-        data: "{}".into(),
-    }
+    NewEvent::new("s", id, version, "{}")
 }
 
 /// Runs `appends` at once; returns each caller's answer, in order, and the appends made.

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{CallbackResult, HandlerFailure, Hooks, Started};
 use crate::aggregate::{UnknownEvents, decode_known};
+use crate::envelope::handling;
 use crate::error::{BoxError, Error, Result};
 use crate::event::{EventMeta, Position, StoredEvent};
 
@@ -77,7 +78,10 @@ impl Policy<'_> {
         };
         let outcome = match started {
             Started::Done(outcome) => outcome,
-            Started::Pending(future) => match AssertUnwindSafe(future).catch_unwind().await {
+            Started::Pending(future) => match AssertUnwindSafe(handling(&event.meta, future))
+                .catch_unwind()
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(panic) => Err(panic_message(panic)),
             },
