@@ -1,7 +1,7 @@
 //! Appends: one statement checks every aggregate's version and inserts every event, or none.
 
-use evtstore_core::provider::{Expectation, expectations};
-use evtstore_core::{Error, EventMeta, NewEvent, Result};
+use evtstore_core::provider::{Expectation, command_records, expectations};
+use evtstore_core::{CommandRecord, Error, EventMeta, NewEvent, Result, Uuid};
 use tokio_postgres::ToStatement;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -19,6 +19,12 @@ struct Params<'a> {
     expected_streams: Vec<&'a str>,
     expected_ids: Vec<&'a str>,
     expected_current: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    correlation_ids: Vec<Option<Uuid>>,
+    causation_ids: Vec<Option<Uuid>>,
+    metadata: Vec<Option<&'a str>>,
+    revisions: Vec<i32>,
+    timestamps: Vec<Option<i64>>,
 }
 
 impl<'a> Params<'a> {
@@ -31,10 +37,16 @@ impl<'a> Params<'a> {
             expected_streams: expected.iter().map(|x| x.stream).collect(),
             expected_ids: expected.iter().map(|x| x.aggregate_id).collect(),
             expected_current: expected.iter().map(|x| x.current as i64).collect(),
+            event_ids: events.iter().map(|e| e.event_id).collect(),
+            correlation_ids: events.iter().map(|e| e.correlation_id).collect(),
+            causation_ids: events.iter().map(|e| e.causation_id).collect(),
+            metadata: events.iter().map(|e| e.metadata.as_deref()).collect(),
+            revisions: events.iter().map(|e| e.revision as i32).collect(),
+            timestamps: events.iter().map(|e| e.timestamp).collect(),
         }
     }
 
-    fn as_slice(&self) -> [&(dyn ToSql + Sync); 7] {
+    fn as_slice(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.streams,
             &self.ids,
@@ -43,6 +55,12 @@ impl<'a> Params<'a> {
             &self.expected_streams,
             &self.expected_ids,
             &self.expected_current,
+            &self.event_ids,
+            &self.correlation_ids,
+            &self.causation_ids,
+            &self.metadata,
+            &self.revisions,
+            &self.timestamps,
         ]
     }
 }
@@ -84,7 +102,61 @@ impl PgProvider {
         if rows.len() != events.len() {
             return Err(self.conflict(client, &expected).await);
         }
+        self.record_commands(client, events).await?;
         Ok(metas(events, &rows))
+    }
+
+    /// Appends events of commands with ids in a transaction that records the ids.
+    pub(crate) async fn append_recorded(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        let what = append_to(&events);
+        let mut client = self.client().await?;
+        let tx = self.run(&what, client.transaction()).await?;
+        let appended = self.append_on(&*tx, self.sql.append.as_str(), &events);
+        let metas = self.within(&what, appended).await?;
+        self.run(&what, tx.commit()).await?;
+        self.notify_appended();
+        Ok(metas)
+    }
+
+    /// Records the command ids of the events; one recorded already fails the append.
+    async fn record_commands<C: GenericClient + Sync>(
+        &self,
+        client: &C,
+        events: &[NewEvent],
+    ) -> Result<()> {
+        let records = command_records(events);
+        let Some((first, _)) = records.first() else {
+            return Ok(());
+        };
+        let ids: Vec<Uuid> = records.iter().map(|(id, _)| *id).collect();
+        let streams: Vec<&str> = records.iter().map(|(_, r)| r.stream.as_str()).collect();
+        let aggregates: Vec<&str> = records
+            .iter()
+            .map(|(_, r)| r.aggregate_id.as_str())
+            .collect();
+        let versions: Vec<i64> = records.iter().map(|(_, r)| r.version as i64).collect();
+        let params: [&(dyn ToSql + Sync); 4] = [&ids, &streams, &aggregates, &versions];
+        match client.execute(&self.sql.record_commands, &params).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Err(Error::DuplicateCommand { command_id: *first })
+            }
+            Err(e) => Err(self.fail(&append_to(events), e)),
+        }
+    }
+
+    /// What an append recorded of a command.
+    pub(crate) async fn read_command(&self, command_id: Uuid) -> Result<Option<CommandRecord>> {
+        let what = format!("read command {command_id}");
+        let client = self.client().await?;
+        let row = self
+            .run(&what, client.query_opt(&self.sql.command, &[&command_id]))
+            .await?;
+        Ok(row.map(|row| CommandRecord {
+            stream: row.get(0),
+            aggregate_id: row.get(1),
+            version: row.get::<_, i64>(2) as u64,
+        }))
     }
 
     /// Why an append wrote nothing: the first aggregate not at its expected version, or whose

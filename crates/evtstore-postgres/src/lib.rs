@@ -76,7 +76,8 @@ use std::time::Duration;
 use deadpool_postgres::{ClientWrapper, Hook, HookError, Object, Pool};
 use evtstore_core::provider::check_bookmark;
 use evtstore_core::{
-    Error, ErrorKind, EventMeta, Lease, NewEvent, Position, Provider, Result, Snapshot, StoredEvent,
+    CommandRecord, Error, ErrorKind, EventMeta, Lease, NewEvent, Position, Provider, Result,
+    Snapshot, StoredEvent, Uuid,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
@@ -288,7 +289,14 @@ impl Provider for PgProvider {
     }
 
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
+        if events.iter().any(|e| e.command_id.is_some()) {
+            return self.append_recorded(events).boxed();
+        }
         self.append_grouped(events).boxed()
+    }
+
+    fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
+        self.read_command(command_id).boxed()
     }
 
     fn aggregate_events<'a>(

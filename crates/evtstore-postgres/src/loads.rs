@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::PgProvider;
 use crate::failure::echo;
-use crate::read::event_from_row;
+use crate::read::{AFTER_EVENT, event_from_row};
 use evtstore_core::provider::SharedNames;
 
 /// One aggregate to read: stream, id, the version to read after, and where the events go.
@@ -108,7 +108,7 @@ impl PgProvider {
             Ok(rows) => {
                 let mut names = SharedNames::default();
                 for row in &rows {
-                    let index = row.get::<_, i64>(6) as usize - 1;
+                    let index = row.get::<_, i64>(AFTER_EVENT) as usize - 1;
                     events[index].push(event_from_row(&mut names, row));
                 }
                 for (load, events) in loads.into_iter().zip(events) {

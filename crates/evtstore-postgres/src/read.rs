@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::GenericClient;
 use evtstore_core::provider::SharedNames;
-use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
+use evtstore_core::{EventMeta, Position, Result, SharedStr, Snapshot, StoredEvent};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -12,6 +12,9 @@ use crate::PgProvider;
 
 /// How long a short page waits for transactions that hold committed events beyond the horizon.
 const HORIZON_WAIT: Duration = Duration::from_secs(2);
+
+/// The index of the first column after an event's (`sql::EVENT_COLUMNS`).
+pub(crate) const AFTER_EVENT: usize = 11;
 
 /// An event of a row, its names shared with the read's other events.
 pub(crate) fn event_from_row(names: &mut SharedNames, row: &Row) -> StoredEvent {
@@ -21,6 +24,11 @@ pub(crate) fn event_from_row(names: &mut SharedNames, row: &Row) -> StoredEvent 
         version: row.get::<_, i64>(2) as u64,
         position: row.get::<_, i64>(3) as u64,
         timestamp: row.get(4),
+        event_id: row.get(6),
+        correlation_id: row.get(7),
+        causation_id: row.get(8),
+        metadata: row.get::<_, Option<&str>>(9).map(SharedStr::from),
+        revision: row.get::<_, i32>(10) as u32,
     };
     StoredEvent {
         meta,
@@ -80,7 +88,10 @@ impl PgProvider {
             let params: [&(dyn ToSql + Sync); 3] = [&(after as i64), &streams, &(limit as i64)];
             let rows = self.run(what, client.query(&events, &params)).await?;
             // Visible events come first; the others are committed but held back.
-            let visible = rows.iter().take_while(|row| row.get::<_, bool>(6)).count();
+            let visible = rows
+                .iter()
+                .take_while(|row| row.get::<_, bool>(AFTER_EVENT))
+                .count();
             let mut names = SharedNames::new(streams);
             let page = rows[..visible].iter();
             let page = page.map(|row| event_from_row(&mut names, row)).collect();
@@ -120,7 +131,7 @@ impl PgProvider {
             let row = self.run(what, client.query_opt(last, &[&streams])).await?;
             match row {
                 None => return Ok(None),
-                Some(row) if row.get::<_, bool>(6) => {
+                Some(row) if row.get::<_, bool>(AFTER_EVENT) => {
                     return Ok(Some(event_from_row(&mut SharedNames::new(streams), &row)));
                 }
                 Some(_) if wait.again().await => {}

@@ -46,7 +46,30 @@ fn migrations(t: &Tables) -> Vec<String> {
         )",
         t.leases
     );
-    vec![first, offset, leases]
+    vec![first, offset, leases, envelope(t)]
+}
+
+/// The envelope, and the ids of commands appended. Events stored before it get a UUID v7 of
+/// their timestamp and random bits; rows inserted without one (by an older build, or by
+/// hand) a random UUID.
+fn envelope(t: &Tables) -> String {
+    format!(
+        "ALTER TABLE {events} ADD COLUMN event_id UUID, ADD COLUMN correlation_id UUID,
+            ADD COLUMN causation_id UUID, ADD COLUMN metadata TEXT,
+            ADD COLUMN revision INT NOT NULL DEFAULT 1;
+        UPDATE {events} SET event_id = (lpad(to_hex(timestamp_ms), 12, '0') || '7'
+            || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid;
+        ALTER TABLE {events} ALTER COLUMN event_id SET NOT NULL,
+            ALTER COLUMN event_id SET DEFAULT gen_random_uuid();
+        CREATE TABLE {commands} (
+            command_id UUID PRIMARY KEY,
+            stream TEXT NOT NULL,
+            aggregate_id TEXT NOT NULL,
+            version BIGINT NOT NULL
+        );",
+        events = t.events,
+        commands = t.commands,
+    )
 }
 
 /// Brings the tables up to date.

@@ -43,6 +43,8 @@ pub(crate) struct Sql {
     pub(crate) set_bookmark: String,
     pub(crate) lock_handler: String,
     pub(crate) snapshot: String,
+    pub(crate) record_commands: String,
+    pub(crate) command: String,
     pub(crate) save_snapshot: String,
     pub(crate) stale: String,
     pub(crate) clock: String,
@@ -51,7 +53,8 @@ pub(crate) struct Sql {
 }
 
 /// Columns of a stored event, in the order `read::event_from_row` takes them.
-const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp_ms, data::text";
+const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp_ms, data::text,
+    event_id, correlation_id, causation_id, metadata, revision";
 
 /// The store's offset, added to every transaction id (see the module docs).
 fn offset(t: &Tables) -> String {
@@ -82,7 +85,8 @@ impl Sql {
             // Several aggregates at once; `n` says which request each row answers.
             aggregates_events: format!(
                 "SELECT e.stream, e.aggregate_id, e.version, e.position, e.timestamp_ms,
-                        e.data::text, x.n
+                        e.data::text, e.event_id, e.correlation_id, e.causation_id, e.metadata,
+                        e.revision, x.n
                  FROM unnest($1::text[], $2::text[], $3::bigint[])
                     WITH ORDINALITY AS x(stream, aggregate_id, after, n)
                  JOIN {events} e ON e.stream = x.stream AND e.aggregate_id = x.aggregate_id
@@ -130,6 +134,15 @@ impl Sql {
                 "SELECT pg_advisory_xact_lock(hashtext('{}'), hashtext($1))",
                 t.bookmarks
             ),
+            record_commands: format!(
+                "INSERT INTO {} (command_id, stream, aggregate_id, version)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])",
+                t.commands
+            ),
+            command: format!(
+                "SELECT stream, aggregate_id, version FROM {} WHERE command_id = $1",
+                t.commands
+            ),
             snapshot: format!(
                 "SELECT tag, version, position, state FROM {}
                  WHERE stream = $1 AND aggregate_id = $2",
@@ -168,7 +181,8 @@ impl Sql {
 /// One statement that checks every aggregate's version and inserts all events, or none.
 ///
 /// `$1..$4`: the events' streams, ids, versions and bodies; `$5..$7`: each aggregate's stream,
-/// id and expected current version. Returns the new positions and timestamps, in order; none
+/// id and expected current version; `$8..$13`: the events' ids, correlation and causation ids,
+/// metadata, revisions and timestamps (NULL: now). Returns the new positions and timestamps, in order; none
 /// when a version is not as expected, when an aggregate's last event lies above the new
 /// positions, or when the transaction would pass its 2^20 positions.
 fn append(t: &Tables, offset: &str, fresh_transaction: bool) -> String {
@@ -192,10 +206,15 @@ fn append(t: &Tables, offset: &str, fresh_transaction: bool) -> String {
                 WHERE e.stream = x.stream AND e.aggregate_id = x.aggregate_id
                 ORDER BY e.version DESC LIMIT 1) AS last ON true
         ), base AS ({base}), inserted AS (
-            INSERT INTO {events} (position, stream, aggregate_id, version, data)
-            SELECT base.position + n.ord, n.stream, n.aggregate_id, n.version, n.data::jsonb
-            FROM base, unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
-                WITH ORDINALITY AS n(stream, aggregate_id, version, data, ord)
+            INSERT INTO {events} (position, stream, aggregate_id, version, data, event_id,
+                correlation_id, causation_id, metadata, revision, timestamp_ms)
+            SELECT base.position + n.ord, n.stream, n.aggregate_id, n.version, n.data::jsonb,
+                n.event_id, n.correlation_id, n.causation_id, n.metadata, n.revision,
+                COALESCE(n.at, (extract(epoch FROM now()) * 1000)::bigint)
+            FROM base, unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $8::uuid[],
+                    $9::uuid[], $10::uuid[], $11::text[], $12::int[], $13::bigint[])
+                WITH ORDINALITY AS n(stream, aggregate_id, version, data, event_id,
+                    correlation_id, causation_id, metadata, revision, at, ord)
             WHERE (SELECT bool_and(current = actual AND at <= base.position) FROM expected)
                 AND base.position + cardinality($1::text[]) < ({xid} + 1) << 20
             RETURNING position, timestamp_ms

@@ -64,6 +64,8 @@ pub(crate) struct Tables {
     pub(crate) bookmarks: String,
     pub(crate) snapshots: String,
     pub(crate) leases: String,
+    /// The ids of commands appended, `<events>_commands`.
+    pub(crate) commands: String,
     /// The schema's table of stores: each one's schema version and position offset.
     pub(crate) migrations: String,
     /// The LISTEN/NOTIFY channel of the events table.
@@ -83,6 +85,8 @@ impl Tables {
         ] {
             check_table(name)?;
         }
+        let commands = format!("{}_commands", options.events_table);
+        check_table(&commands)?;
         let qualified = |table: &str| format!("\"{}\".\"{table}\"", options.schema);
         Ok(Tables {
             schema: format!("\"{}\"", options.schema),
@@ -90,6 +94,7 @@ impl Tables {
             bookmarks: qualified(&options.bookmarks_table),
             snapshots: qualified(&options.snapshots_table),
             leases: qualified(&options.leases_table),
+            commands: qualified(&commands),
             migrations: qualified("evtstore_migrations"),
             channel: format!("evtstore_{}_{}", options.schema, options.events_table),
             migration_lock: format!("evtstore:{}.{}", options.schema, options.events_table),

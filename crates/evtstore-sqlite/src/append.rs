@@ -1,9 +1,9 @@
 //! The statements of a write: an append checked against each aggregate's version, a
 //! bookmark, a snapshot. They run inside the writer thread's transaction.
 
-use evtstore_core::provider::expectations;
-use evtstore_core::{Error, EventMeta, NewEvent, Position, Result, Snapshot};
-use rusqlite::{Connection, ErrorCode, Statement};
+use evtstore_core::provider::{command_records, expectations};
+use evtstore_core::{CommandRecord, Error, EventMeta, NewEvent, Position, Result, Snapshot, Uuid};
+use rusqlite::{Connection, ErrorCode, Statement, ToSql};
 
 use crate::config::Config;
 use crate::statements::Statements;
@@ -22,7 +22,23 @@ pub(crate) fn append(
     let mut metas = Vec::with_capacity(events.len());
     for event in events {
         let (stream, id) = (event.stream.as_str(), event.aggregate_id.as_str());
-        match insert.execute((stream, id, event.version, timestamp, &event.data)) {
+        let (at, metadata) = (
+            event.timestamp.unwrap_or(timestamp),
+            event.metadata.as_deref(),
+        );
+        let row: [&dyn ToSql; 10] = [
+            &stream,
+            &id,
+            &event.version,
+            &at,
+            &event.data,
+            &event.event_id,
+            &event.correlation_id,
+            &event.causation_id,
+            &metadata,
+            &event.revision,
+        ];
+        match insert.execute(row.as_slice()) {
             Ok(_) => {}
             Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
                 return Err(conflict_found(conn, config, stream, id, event.version - 1));
@@ -32,7 +48,48 @@ pub(crate) fn append(
         let position = conn.last_insert_rowid() as Position;
         metas.push(event.meta(position, timestamp));
     }
+    record_commands(conn, config, events)?;
     Ok(metas)
+}
+
+/// Records the command ids of the events; one recorded already fails the append.
+fn record_commands(conn: &Connection, config: &Config, events: &[NewEvent]) -> Result<()> {
+    if events.iter().all(|e| e.command_id.is_none()) {
+        return Ok(());
+    }
+    let sql = "INSERT INTO commands (command_id, stream, aggregate_id, version)
+        VALUES (?1, ?2, ?3, ?4)";
+    let mut insert = conn
+        .prepare_cached(sql)
+        .map_err(|e| config.error("append", e))?;
+    for (command_id, r) in command_records(events) {
+        match insert.execute((command_id, &r.stream, &r.aggregate_id, r.version)) {
+            Ok(_) => {}
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                return Err(Error::DuplicateCommand { command_id });
+            }
+            Err(e) => return Err(config.error("append", e)),
+        }
+    }
+    Ok(())
+}
+
+/// What an append recorded of a command.
+pub(crate) fn command(
+    conn: &Connection,
+    command_id: Uuid,
+) -> rusqlite::Result<Option<CommandRecord>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT stream, aggregate_id, version FROM commands WHERE command_id = ?1",
+    )?;
+    let mut rows = statement.query_map([command_id], |row| {
+        Ok(CommandRecord {
+            stream: row.get(0)?,
+            aggregate_id: row.get(1)?,
+            version: row.get(2)?,
+        })
+    })?;
+    rows.next().transpose()
 }
 
 /// Checks that each aggregate is at the version the append expects, with a point lookup of

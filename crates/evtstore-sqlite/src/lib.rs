@@ -89,7 +89,8 @@ use std::time::Duration;
 use evtstore_core::provider::Visitor;
 use evtstore_core::provider::{check_bookmark, now_millis};
 use evtstore_core::{
-    EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr, Snapshot, StoredEvent,
+    CommandRecord, EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr, Snapshot,
+    StoredEvent, Uuid,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::Connection;
@@ -211,6 +212,11 @@ impl Provider for SqliteProvider {
 
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
         self.write(|reply| Job::Append(events, reply)).boxed()
+    }
+
+    fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
+        let read = move |c: &Connection| append::command(c, command_id);
+        self.read("read command", false, read).boxed()
     }
 
     fn aggregate_events<'a>(

@@ -4,13 +4,14 @@
 use std::borrow::Cow;
 
 use evtstore_core::provider::SharedNames;
-use evtstore_core::{EventMeta, Position, Snapshot, StoredEvent};
+use evtstore_core::{EventMeta, Position, SharedStr, Snapshot, StoredEvent, Uuid};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Row, params_from_iter};
 
-use crate::rows::AggregateRows;
+use crate::rows::{AggregateRows, Envelope};
 
-const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp, data";
+const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp, data,
+    event_id, correlation_id, causation_id, metadata, revision";
 
 /// An event's body as text. A BLOB, or text that is not UTF-8 (written by another tool), gives
 /// a body that is not JSON: it fails to decode, with its place named, like any undecodable
@@ -34,6 +35,11 @@ fn event_from_row(names: &mut SharedNames, row: &Row<'_>) -> rusqlite::Result<St
         version: row.get(2)?,
         position: row.get(3)?,
         timestamp: row.get(4)?,
+        event_id: row.get::<_, Option<Uuid>>(6)?.unwrap_or_default(),
+        correlation_id: row.get(7)?,
+        causation_id: row.get(8)?,
+        metadata: row.get_ref(9)?.as_str_or_null()?.map(SharedStr::from),
+        revision: row.get(10)?,
     };
     let data = body(row.get_ref(5)?).into_owned();
     Ok(StoredEvent { meta, data })
@@ -52,14 +58,22 @@ pub(crate) fn aggregate(
     after_version: u64,
 ) -> rusqlite::Result<AggregateRows> {
     let mut statement = conn.prepare_cached(
-        "SELECT version, position, timestamp, data FROM events
+        "SELECT version, position, timestamp, data, event_id, correlation_id, causation_id,
+            metadata, revision FROM events
          WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3",
     )?;
     let mut rows = statement.query((stream, id, after_version))?;
     let mut read = AggregateRows::default();
     while let Some(row) = rows.next()? {
         let body = body(row.get_ref(3)?);
-        read.push((row.get(0)?, row.get(1)?, row.get(2)?), &body);
+        let envelope = Envelope {
+            event_id: row.get::<_, Option<Uuid>>(4)?.unwrap_or_default(),
+            correlation_id: row.get(5)?,
+            causation_id: row.get(6)?,
+            metadata: row.get_ref(7)?.as_str_or_null()?,
+            revision: row.get(8)?,
+        };
+        read.push((row.get(0)?, row.get(1)?, row.get(2)?), &envelope, &body);
     }
     Ok(read)
 }

@@ -2,18 +2,29 @@
 //! grows), whatever its number of events.
 
 use evtstore_core::provider::Visitor;
-use evtstore_core::{EventMeta, Position, SharedStr, StoredEvent};
+use evtstore_core::{EventMeta, Position, SharedStr, StoredEvent, Uuid};
 
 use crate::config::Config;
 
 /// How many events like the first a read makes room for at once.
 const ROOM: usize = 16;
 
-/// Per event: version, position, timestamp and the body's length, 8 bytes each; then the body.
-const HEADER: usize = 32;
+/// Per event: version, position, timestamp, revision and the lengths of the body and the
+/// metadata (`u64::MAX`: none), 8 bytes each; the event, correlation and causation ids (nil:
+/// none), 16 bytes each; then the body and the metadata.
+const HEADER: usize = 6 * 8 + 3 * 16;
 
 /// An event's place: version, position, timestamp.
 type Place = (u64, Position, i64);
+
+/// The rest of an event's envelope, as read from its row.
+pub(crate) struct Envelope<'r> {
+    pub(crate) event_id: Uuid,
+    pub(crate) correlation_id: Option<Uuid>,
+    pub(crate) causation_id: Option<Uuid>,
+    pub(crate) metadata: Option<&'r str>,
+    pub(crate) revision: u32,
+}
 
 /// The events, one after the other in `buffer`.
 #[derive(Default)]
@@ -23,15 +34,31 @@ pub(crate) struct AggregateRows {
 
 impl AggregateRows {
     /// Adds an event.
-    pub(crate) fn push(&mut self, (version, position, timestamp): Place, body: &str) {
+    pub(crate) fn push(
+        &mut self,
+        (version, position, timestamp): Place,
+        e: &Envelope<'_>,
+        body: &str,
+    ) {
+        let metadata = e.metadata.unwrap_or_default();
         if self.buffer.is_empty() {
-            self.buffer.reserve((HEADER + body.len()) * ROOM);
+            self.buffer
+                .reserve((HEADER + body.len() + metadata.len()) * ROOM);
         }
-        let length = body.len() as u64;
-        for field in [version, position, timestamp as u64, length] {
+        let metadata_length = e.metadata.map_or(u64::MAX, |m| m.len() as u64);
+        let fields = [version, position, timestamp as u64, e.revision.into()];
+        for field in fields
+            .into_iter()
+            .chain([body.len() as u64, metadata_length])
+        {
             self.buffer.extend_from_slice(&field.to_le_bytes());
         }
+        for id in [Some(e.event_id), e.correlation_id, e.causation_id] {
+            self.buffer
+                .extend_from_slice(id.unwrap_or_default().as_bytes());
+        }
         self.buffer.extend_from_slice(body.as_bytes());
+        self.buffer.extend_from_slice(metadata.as_bytes());
     }
 
     /// Calls `visit` with each event, in version order.
@@ -43,25 +70,19 @@ impl AggregateRows {
         after_version: u64,
         visit: &mut Visitor<'_>,
     ) -> evtstore_core::Result<()> {
-        let mut meta = EventMeta {
-            stream: stream.clone(),
-            aggregate_id: id.clone(),
-            version: after_version,
-            position: 0,
-            timestamp: 0,
-        };
+        let mut last = after_version;
         let corrupt = |cause: String| config.other_error(&format!("read {stream}/{id}"), cause);
         let mut rest = &self.buffer[..];
         while !rest.is_empty() {
-            let ((version, position, timestamp), body, after) =
-                next(rest).ok_or_else(|| corrupt("a row did not read back".into()))?;
-            if version <= meta.version {
+            let (meta, body, after) =
+                next(rest, stream, id).ok_or_else(|| corrupt("a row did not read back".into()))?;
+            if meta.version <= last {
                 return Err(corrupt(format!(
-                    "version {version} came after {}",
+                    "version {} came after {last}",
                     meta.version
                 )));
             }
-            (meta.version, meta.position, meta.timestamp) = (version, position, timestamp);
+            last = meta.version;
             visit(&meta, body)?;
             rest = after;
         }
@@ -87,17 +108,42 @@ impl AggregateRows {
     }
 }
 
-/// The first event in `rest`: its place, its body, and what follows.
-fn next(rest: &[u8]) -> Option<(Place, &str, &[u8])> {
+/// The first event in `rest`: its envelope, its body, and what follows.
+fn next<'r>(
+    rest: &'r [u8],
+    stream: &SharedStr,
+    id: &SharedStr,
+) -> Option<(EventMeta, &'r str, &'r [u8])> {
     let (header, rest) = rest.split_first_chunk::<HEADER>()?;
-    let field = |n: usize| {
-        let bytes: [u8; 8] = header[n * 8..n * 8 + 8].try_into().unwrap_or_default();
-        u64::from_le_bytes(bytes)
+    let field =
+        |n: usize| u64::from_le_bytes(header[n * 8..n * 8 + 8].try_into().unwrap_or_default());
+    let uuid = |n: usize| {
+        let bytes: [u8; 16] = header[48 + n * 16..64 + n * 16]
+            .try_into()
+            .unwrap_or_default();
+        Some(Uuid::from_bytes(bytes)).filter(|id| !id.is_nil())
     };
-    let length = usize::try_from(field(3)).ok()?;
-    let (body, rest) = rest.split_at_checked(length)?;
-    let body = std::str::from_utf8(body).ok()?;
-    Some(((field(0), field(1), field(2) as i64), body, rest))
+    let (body, rest) = rest.split_at_checked(usize::try_from(field(4)).ok()?)?;
+    let (metadata, rest) = match field(5) {
+        u64::MAX => (None, rest),
+        length => {
+            let (metadata, rest) = rest.split_at_checked(usize::try_from(length).ok()?)?;
+            (Some(std::str::from_utf8(metadata).ok()?.into()), rest)
+        }
+    };
+    let meta = EventMeta {
+        stream: stream.clone(),
+        aggregate_id: id.clone(),
+        version: field(0),
+        position: field(1),
+        timestamp: field(2) as i64,
+        event_id: uuid(0).unwrap_or_default(),
+        correlation_id: uuid(1),
+        causation_id: uuid(2),
+        metadata,
+        revision: u32::try_from(field(3)).ok()?,
+    };
+    Some((meta, std::str::from_utf8(body).ok()?, rest))
 }
 
 #[cfg(test)]
@@ -109,8 +155,20 @@ mod tests {
         let config = Config::new("rows.db".as_ref(), Default::default()).unwrap();
         let (stream, id) = (SharedStr::from("s"), SharedStr::from("a"));
         let mut rows = AggregateRows::default();
-        rows.push((3, 10, -1), r#"{"type":"x"}"#);
-        rows.push((4, 12, 7), "");
+        let (first, cause) = (Uuid::now_v7(), Uuid::now_v7());
+        let envelope = |event_id, causation_id, metadata| Envelope {
+            event_id,
+            correlation_id: None,
+            causation_id,
+            metadata,
+            revision: 2,
+        };
+        rows.push(
+            (3, 10, -1),
+            &envelope(first, Some(cause), Some("{}")),
+            r#"{"type":"x"}"#,
+        );
+        rows.push((4, 12, 7), &envelope(cause, None, None), "");
         let events = rows.collect(&config, &stream, &id, 2).unwrap();
         let read: Vec<_> = events
             .iter()
@@ -124,6 +182,21 @@ mod tests {
             })
             .collect();
         assert_eq!(read, [(3, 10, -1, r#"{"type":"x"}"#), (4, 12, 7, "")]);
+        let envelopes: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.meta.event_id,
+                    e.meta.causation_id,
+                    e.meta.metadata.as_deref(),
+                    e.meta.revision,
+                )
+            })
+            .collect();
+        assert_eq!(
+            envelopes,
+            [(first, Some(cause), Some("{}"), 2), (cause, None, None, 2)]
+        );
         assert!(
             events
                 .iter()

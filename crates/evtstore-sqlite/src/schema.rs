@@ -34,6 +34,21 @@ const MIGRATIONS: &[&str] = &[
         token INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // The envelope. Events stored before it get a UUID v7 of their timestamp and random bits.
+    "ALTER TABLE events ADD COLUMN event_id BLOB;
+    ALTER TABLE events ADD COLUMN correlation_id BLOB;
+    ALTER TABLE events ADD COLUMN causation_id BLOB;
+    ALTER TABLE events ADD COLUMN metadata TEXT;
+    ALTER TABLE events ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+    UPDATE events SET event_id = unhex(printf('%012X', timestamp) || '7'
+        || substr(hex(randomblob(2)), 2) || '8' || substr(hex(randomblob(8)), 2))
+    WHERE event_id IS NULL;
+    CREATE TABLE commands (
+        command_id BLOB PRIMARY KEY,
+        stream TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// Brings the schema up to date. Safe when several processes open the file at once: the

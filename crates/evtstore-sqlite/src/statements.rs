@@ -14,8 +14,9 @@ pub(crate) const RELEASE: &str = "RELEASE job";
 const HAS_VERSION: &str = "SELECT EXISTS (SELECT 1 FROM events
      WHERE stream = ?1 AND aggregate_id = ?2 AND version = ?3)";
 
-const INSERT: &str = "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
-     VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT: &str = "INSERT INTO events (stream, aggregate_id, version, timestamp, data,
+     event_id, correlation_id, causation_id, metadata, revision)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /// The statements, on the writer's connection.
 pub(crate) struct Statements<'c> {
