@@ -5,6 +5,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, Position, StoredEvent};
 use crate::shared_str::SharedStr;
+use crate::upcast::Upcasters;
 
 /// An aggregate kind: its stream, its event enum, its state and its fold.
 ///
@@ -56,6 +57,12 @@ pub trait Aggregate:
 
     /// Folds one event into the state.
     fn fold(&mut self, event: &Self::Event, meta: &EventMeta);
+
+    /// The upcasters from the older shapes of this kind's events (stored at a revision below
+    /// [`REVISION`](Self::REVISION)) to the current ones: see [`Upcasters`]. None by default.
+    fn upcasters() -> Upcasters {
+        Upcasters::new()
+    }
 }
 
 /// An aggregate as loaded: its id, version and position, and its state in `state`.
@@ -199,7 +206,7 @@ pub fn decode_data<E: DeserializeOwned>(meta: &EventMeta, data: &str) -> Result<
     Ok(decoded.expect("failing on unknown types never skips"))
 }
 
-fn decode_error(meta: &EventMeta, source: serde_json::Error) -> Error {
+pub(crate) fn decode_error(meta: &EventMeta, source: serde_json::Error) -> Error {
     Error::Decode {
         stream: meta.stream.to_string(),
         aggregate_id: meta.aggregate_id.to_string(),

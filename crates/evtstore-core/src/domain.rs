@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use crate::aggregate::{Aggregate, Loaded, decode_known_data};
+use crate::aggregate::{Aggregate, Loaded};
 use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
 use crate::envelope::CommandMeta;
@@ -14,6 +14,7 @@ use crate::event::{EventMeta, NewEvent, Snapshot};
 use crate::names::{check_aggregate_id, shared_stream};
 use crate::provider::Provider;
 use crate::shared_str::SharedStr;
+use crate::upcast::decode_stored;
 
 /// Says that aggregate kind `A` belongs to a domain. Declare it with [`domain!`](crate::domain!).
 #[diagnostic::on_unimplemented(
@@ -474,7 +475,7 @@ fn fold_stored<A: Aggregate>(
     meta: &EventMeta,
     data: &str,
 ) -> Result<()> {
-    match decode_known_data::<A::Event>(meta, data, A::UNKNOWN_EVENTS)? {
+    match decode_stored::<A>(meta, data, A::UNKNOWN_EVENTS)? {
         Some(event) => aggregate.apply(&event, meta),
         None => aggregate.skip(meta),
     }

@@ -40,6 +40,7 @@ pub mod provider;
 mod shared_str;
 pub mod telemetry;
 pub mod testing;
+mod upcast;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};
 pub use batch::Batch;
@@ -53,4 +54,5 @@ pub use lease::Lease;
 pub use memory::MemoryProvider;
 pub use provider::Provider;
 pub use shared_str::SharedStr;
+pub use upcast::Upcasters;
 pub use uuid::Uuid;

@@ -14,6 +14,7 @@ pub use crate::names::{
     shorten, stream_of,
 };
 pub use crate::shared_str::SharedNames;
+pub use crate::upcast::decode_stored;
 
 use std::time::Duration;
 

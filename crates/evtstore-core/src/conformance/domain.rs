@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
 
+pub use super::people::{Person, PersonEvent, Rename};
 use crate::{
     Aggregate, Command, Contains, Decision, Domain, EventMeta, Loaded, Rejection, UnknownEvents,
 };
@@ -36,7 +37,7 @@ pub enum Refused {
 
 impl Rejection for Refused {}
 
-crate::domain!(pub Tests { User, TolerantUser, Post, Counter, Group, Profile, ProfileV2, Reading });
+crate::domain!(pub Tests { User, TolerantUser, Post, Counter, Group, Profile, ProfileV2, Reading, Person });
 
 /// What happens to a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

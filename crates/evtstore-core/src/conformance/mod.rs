@@ -45,6 +45,7 @@ mod handlers;
 mod leases;
 mod pages;
 pub mod partitions_across;
+mod people;
 pub mod processes;
 mod provider_reads;
 mod snapshots;
@@ -52,6 +53,7 @@ mod stopping;
 mod support;
 pub mod tx;
 mod unknown;
+mod upcasting;
 
 pub use commands::*;
 pub use conflicts::*;
@@ -67,6 +69,7 @@ pub use provider_reads::*;
 pub use snapshots::*;
 pub use stopping::*;
 pub use unknown::*;
+pub use upcasting::*;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -184,6 +187,9 @@ macro_rules! conformance_tests {
                 commands_from_handlers_take_the_handled_event_as_cause,
                 retried_command_ids_append_once,
                 concurrent_first_executions_of_a_command_id_append_once,
+                loads_upcast_events_of_older_revisions,
+                handlers_get_upcast_events,
+                an_old_row_its_upcaster_cannot_read_names_the_event,
             );
         }
     };
@@ -222,6 +228,7 @@ mod tests {
             include_str!("provider_reads.rs"),
             include_str!("stopping.rs"),
             include_str!("unknown.rs"),
+            include_str!("upcasting.rs"),
         ];
         let lines = files.iter().flat_map(|f| f.lines());
         let names = lines.filter_map(|line| line.strip_prefix("pub async fn "));

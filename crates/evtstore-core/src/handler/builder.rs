@@ -9,11 +9,12 @@ use super::options::common_options;
 use super::{
     Callback, CallbackResult, Handler, Handles, Hooks, Options, Partitioned, Parts, Started,
 };
-use crate::aggregate::{Aggregate, decode_known};
+use crate::aggregate::Aggregate;
 use crate::domain::{Contains, Domain};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, StoredEvent};
 use crate::names::{check_bookmark, check_stream, stream_of};
+use crate::upcast::decode_stored;
 
 /// Declares an event handler; get one from [`Domain::handler`] (closures only) or
 /// [`Domain::handler_with`] (a state of yours), and finish with [`build`](Self::build).
@@ -101,7 +102,7 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
     {
         let unknown = self.options.unknown_events;
         let callback: Callback<S> = Arc::new(move |state: &mut S, stored: &StoredEvent| {
-            let Some(event) = decode_known::<A::Event>(stored, unknown)? else {
+            let Some(event) = decode_stored::<A>(&stored.meta, &stored.data, unknown)? else {
                 return Ok(None);
             };
             Ok(Some(start(state, event, stored)))

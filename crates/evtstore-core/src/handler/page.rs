@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use serde::de::DeserializeOwned;
 
 use super::{CallbackResult, HandlerFailure, Hooks, Started};
-use crate::aggregate::{UnknownEvents, decode_known};
+use crate::aggregate::{Aggregate, UnknownEvents};
 use crate::envelope::handling;
 use crate::error::{BoxError, Error, Result};
 use crate::event::{EventMeta, Position, StoredEvent};
+use crate::upcast::decode_stored;
 
 /// What became of one event.
 pub(super) enum Handled {
@@ -111,7 +111,7 @@ impl Policy<'_> {
 
 /// Decodes a stored event and starts `start` on it (the future owns the decoded event), with
 /// the handler's `context`; `Ok(None)` when its type is unknown and `unknown` skips those.
-pub(super) fn start_decoded<'a, X, E, F>(
+pub(super) fn start_decoded<'a, X, A, F>(
     start: &Arc<F>,
     context: &'a mut X,
     stored: &'a StoredEvent,
@@ -119,13 +119,13 @@ pub(super) fn start_decoded<'a, X, E, F>(
 ) -> Result<Option<BoxFuture<'a, CallbackResult>>>
 where
     X: ?Sized + Send,
-    E: DeserializeOwned + Send + Sync + 'static,
-    F: for<'b> Fn(&'b mut X, &'b E, &'b EventMeta) -> BoxFuture<'b, CallbackResult>
+    A: Aggregate,
+    F: for<'b> Fn(&'b mut X, &'b A::Event, &'b EventMeta) -> BoxFuture<'b, CallbackResult>
         + Send
         + Sync
         + 'static,
 {
-    let Some(event) = decode_known::<E>(stored, unknown)? else {
+    let Some(event) = decode_stored::<A>(&stored.meta, &stored.data, unknown)? else {
         return Ok(None);
     };
     let start = start.clone();

@@ -85,7 +85,7 @@ impl<P: TxProvider, D> TxHandlerBuilder<P, D> {
             Arc::new(with_arg::<P, _, _>(start)),
         );
         let route: TxRoute<P> =
-            Arc::new(move |tx, stored| start_decoded(&start, tx, stored, unknown));
+            Arc::new(move |tx, stored| start_decoded::<_, A, _>(&start, tx, stored, unknown));
         self.routes.push((stream_of::<A>().to_owned(), route));
         self
     }

@@ -1,0 +1,165 @@
+//! Upcasting: events stored in an older shape are brought to the current one as they are
+//! read. Stored rows are never rewritten.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::aggregate::{Aggregate, UnknownEvents, decode_error, decode_known_data};
+use crate::error::Result;
+use crate::event::EventMeta;
+
+/// A stored body on its way up: as read, or as the last step left it.
+enum Body<'a> {
+    Stored(&'a str),
+    Upcast(Value),
+}
+
+type Step = Box<dyn Fn(Body<'_>) -> serde_json::Result<Value> + Send + Sync>;
+
+/// The upcasters of an aggregate kind: typed functions, each from the shape an event type had
+/// at one revision to its shape at the next. Declare them in
+/// [`Aggregate::upcasters`](crate::Aggregate::upcasters) and raise
+/// [`Aggregate::REVISION`](crate::Aggregate::REVISION).
+///
+/// An event stored at revision `r` goes through the upcasters of its type from revision `r`
+/// on, in order; a type with none there is read as stored. The output keeps the event's
+/// `type` unless it sets one.
+///
+/// ```
+/// use evtstore_core::{Aggregate, EventMeta, Upcasters};
+/// use serde::{Deserialize, Serialize};
+///
+/// /// How `created` looked up to revision 1.
+/// #[derive(Deserialize)]
+/// struct CreatedV1 { name: String }
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize)]
+/// #[serde(tag = "type", rename_all = "camelCase")]
+/// enum UserEvent { Created { first: String, last: String } }
+///
+/// #[derive(Serialize)]
+/// struct CreatedV2 { first: String, last: String }
+///
+/// #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// struct User { first: String }
+///
+/// impl Aggregate for User {
+///     const STREAM: &'static str = "users";
+///     const REVISION: u32 = 2;
+///     type Event = UserEvent;
+///     fn fold(&mut self, event: &UserEvent, _: &EventMeta) {
+///         let UserEvent::Created { first, .. } = event;
+///         self.first = first.clone();
+///     }
+///     fn upcasters() -> Upcasters {
+///         Upcasters::new().add("created", 1, |old: CreatedV1| {
+///             let (first, last) = old.name.split_once(' ').unwrap_or((&old.name, ""));
+///             CreatedV2 { first: first.into(), last: last.into() }
+///         })
+///     }
+/// }
+/// ```
+#[derive(Default)]
+pub struct Upcasters {
+    /// By event type: (revision, step), in revision order.
+    steps: HashMap<&'static str, Vec<(u32, Step)>>,
+}
+
+impl Upcasters {
+    /// None: every event is read as stored.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Upcasts events of `event_type` from their shape at revision `from` (`Old`) to their
+    /// shape at `from + 1` (`New`).
+    pub fn add<Old, New>(
+        mut self,
+        event_type: &'static str,
+        from: u32,
+        upcast: fn(Old) -> New,
+    ) -> Self
+    where
+        Old: DeserializeOwned + 'static,
+        New: Serialize + 'static,
+    {
+        let step: Step = Box::new(move |body| {
+            let old: Old = match body {
+                Body::Stored(text) => serde_json::from_str(text)?,
+                Body::Upcast(value) => serde_json::from_value(value)?,
+            };
+            let mut new = serde_json::to_value(upcast(old))?;
+            if let Value::Object(fields) = &mut new {
+                fields.entry("type").or_insert_with(|| event_type.into());
+            }
+            Ok(new)
+        });
+        let steps = self.steps.entry(event_type).or_default();
+        steps.push((from, step));
+        steps.sort_by_key(|(revision, _)| *revision);
+        self
+    }
+
+    /// The body brought up to date: `None` when no step applies.
+    fn upcast(&self, meta: &EventMeta, data: &str) -> serde_json::Result<Option<Value>> {
+        let Some(event_type) = crate::aggregate::event_type(data) else {
+            return Ok(None);
+        };
+        let Some(steps) = self.steps.get(event_type.as_str()) else {
+            return Ok(None);
+        };
+        let mut body = Body::Stored(data);
+        for (_, step) in steps.iter().filter(|(from, _)| *from >= meta.revision) {
+            body = Body::Upcast(step(body)?);
+        }
+        Ok(match body {
+            Body::Stored(_) => None,
+            Body::Upcast(value) => Some(value),
+        })
+    }
+}
+
+/// Decodes a stored event of kind `A`, upcasting it first when it was stored at an older
+/// revision; `Ok(None)` when its type is unknown and `unknown` skips it.
+///
+/// # Errors
+/// As [`decode_known_data`]; [`Error::Decode`](crate::Error::Decode) naming the event when an
+/// upcaster's input or output does not decode.
+pub fn decode_stored<A: Aggregate>(
+    meta: &EventMeta,
+    data: &str,
+    unknown: UnknownEvents,
+) -> Result<Option<A::Event>> {
+    if meta.revision >= A::REVISION {
+        return decode_known_data(meta, data, unknown);
+    }
+    match upcasters::<A>().upcast(meta, data) {
+        Ok(None) => decode_known_data(meta, data, unknown),
+        Ok(Some(value)) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|source| decode_error(meta, source)),
+        Err(source) => Err(decode_error(meta, source)),
+    }
+}
+
+/// The upcasters of `A`, declared once per process.
+fn upcasters<A: Aggregate>() -> &'static Upcasters {
+    type Registry = RwLock<HashMap<TypeId, &'static (dyn Any + Send + Sync)>>;
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    let registry = REGISTRY.get_or_init(Default::default);
+    let known = registry.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = known.get(&TypeId::of::<A>()) {
+        return found.downcast_ref().expect("registered by type");
+    }
+    drop(known);
+    let mut all = registry.write().unwrap_or_else(|e| e.into_inner());
+    let entry = all
+        .entry(TypeId::of::<A>())
+        .or_insert_with(|| Box::leak(Box::new(A::upcasters())));
+    entry.downcast_ref().expect("registered by type")
+}
