@@ -42,4 +42,4 @@ impl<D> Command<D> for DoOne {
     }
 }
 
-evtstore::domain!(pub(crate) Bench { Counter });
+evtstore::domain!(pub(crate) Bench { Counter, crate::upcast::CounterV2 });

@@ -19,6 +19,7 @@ mod mysql;
 mod postgres;
 mod raw;
 mod report;
+mod upcast;
 mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -186,6 +187,9 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     workloads::hydrate(&domain, &sizes, &out)
+        .await
+        .map_err(|e| e.to_string())?;
+    upcast::hydrate(&domain, &sizes, &out)
         .await
         .map_err(|e| e.to_string())?;
     workloads::catch_up(&domain, &sizes, &out)

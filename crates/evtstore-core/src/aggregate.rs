@@ -48,6 +48,11 @@ pub trait Aggregate:
     /// wrote it during a rolling deploy): fail, naming it (the default), or skip it.
     const UNKNOWN_EVENTS: UnknownEvents = UnknownEvents::Fail;
 
+    /// Crypto-shredding: when set, each event body of this kind is sealed with a key of its
+    /// aggregate, and [`Domain::shred`](crate::Domain::shred) forgets the key. The event's
+    /// `type` stays readable.
+    const ENCRYPTED: bool = false;
+
     /// The revision of this kind's event shapes, stored with each event it appends. Raise it
     /// when an event changes shape, and upcast the older shapes (see `upcasters`).
     const REVISION: u32 = 1;
@@ -57,6 +62,10 @@ pub trait Aggregate:
 
     /// Folds one event into the state.
     fn fold(&mut self, event: &Self::Event, meta: &EventMeta);
+
+    /// Called by loads, in place of [`fold`](Self::fold), for an event whose key was
+    /// shredded. Does nothing by default.
+    fn shredded(&mut self, _meta: &EventMeta) {}
 
     /// The upcasters from the older shapes of this kind's events (stored at a revision below
     /// [`REVISION`](Self::REVISION)) to the current ones: see [`Upcasters`]. None by default.
@@ -111,6 +120,11 @@ impl<A: Aggregate> Loaded<A> {
     /// build does not know, skipped by [`Aggregate::UNKNOWN_EVENTS`].
     pub(crate) fn skip(&mut self, meta: &EventMeta) {
         tracing::warn!(stream = %meta.stream, id = %meta.aggregate_id, version = meta.version, "unknown event type skipped");
+        self.pass(meta);
+    }
+
+    /// Moves the version and position past an event without folding it.
+    pub(crate) fn pass(&mut self, meta: &EventMeta) {
         self.version = meta.version;
         self.position = meta.position;
     }

@@ -62,7 +62,8 @@ impl<D> Batch<D> {
         }
         let mut aggregate = self.domain.load::<C::Aggregate>(id).await?;
         let events = command.handle(&aggregate, &self.domain).await?;
-        let staged = encode_events(&aggregate, &events, &CommandMeta::new().resolved())?;
+        let mut staged = encode_events(&aggregate, &events, &CommandMeta::new().resolved())?;
+        self.domain.seal::<C::Aggregate>(id, &mut staged).await?;
         let timestamp = now_millis();
         for (event, new) in events.iter().zip(&staged) {
             aggregate.apply(event, &new.clone().stored(0, timestamp).meta);

@@ -10,11 +10,10 @@ use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
 use crate::envelope::CommandMeta;
 use crate::error::{Error, Result};
-use crate::event::{EventMeta, NewEvent, Snapshot};
+use crate::event::{NewEvent, Snapshot};
+use crate::fold::fold_events;
 use crate::names::{check_aggregate_id, shared_stream};
 use crate::provider::Provider;
-use crate::shared_str::SharedStr;
-use crate::upcast::decode_stored;
 
 /// Says that aggregate kind `A` belongs to a domain. Declare it with [`domain!`](crate::domain!).
 #[diagnostic::on_unimplemented(
@@ -272,19 +271,7 @@ impl<D> Domain<D> {
 
     /// An aggregate as it was at `version`.
     async fn load_at<A: Aggregate>(&self, id: &str, version: u64) -> Result<Loaded<A>> {
-        let (stream, shared_id) = (shared_stream::<A>(), SharedStr::from(id));
-        let mut aggregate = Loaded::<A>::new(shared_id.clone());
-        let mut fold = |meta: &EventMeta, data: &str| {
-            if meta.version <= version {
-                fold_stored(&mut aggregate, meta, data)?;
-            }
-            Ok(())
-        };
-        let visited = self
-            .provider
-            .visit_aggregate(&stream, &shared_id, 0, &mut fold);
-        visited.await?;
-        Ok(aggregate)
+        fold_events(&*self.provider, Loaded::new(id), version).await
     }
 
     /// Executes a command like [`execute`](Self::execute), and on a conflict reloads the
@@ -366,7 +353,8 @@ impl<D> Domain<D> {
         meta: &CommandMeta,
     ) -> Result<Loaded<A>> {
         if !events.is_empty() {
-            let new_events = encode_events::<A>(&aggregate, &events, meta)?;
+            let mut new_events = encode_events::<A>(&aggregate, &events, meta)?;
+            self.seal::<A>(&aggregate.id, &mut new_events).await?;
             let appended = self.provider.append(new_events).await;
             let metas = appended.inspect_err(|error| {
                 if error.is_version_conflict() {
@@ -385,6 +373,21 @@ impl<D> Domain<D> {
             self.keep(aggregate.clone());
         }
         Ok(aggregate)
+    }
+
+    /// Seals the bodies of an [`ENCRYPTED`](Aggregate::ENCRYPTED) kind with the aggregate's
+    /// key, made if it has none.
+    pub(crate) async fn seal<A: Aggregate>(&self, id: &str, events: &mut [NewEvent]) -> Result<()> {
+        if !A::ENCRYPTED {
+            return Ok(());
+        }
+        let key = self.provider.aggregate_key(A::STREAM, id, true).await?;
+        let key = key.ok_or_else(|| Error::backend("seal", "the provider made no key"))?;
+        for event in events {
+            let event_type = crate::aggregate::event_type(&event.data).unwrap_or_default();
+            event.data = key.seal(&event_type, &event.data)?;
+        }
+        Ok(())
     }
 
     /// Puts an aggregate into the cache, if the domain has one.
@@ -432,21 +435,18 @@ impl<D> Domain<D> {
         id: &str,
         cached: Option<Loaded<A>>,
     ) -> Result<Loaded<A>> {
-        let mut aggregate = match cached {
+        let aggregate = match cached {
             Some(cached) => cached,
             None => self.start_from_snapshot(id).await?,
         };
-        let (stream, id, after) = (
-            shared_stream::<A>(),
-            aggregate.id.clone(),
-            aggregate.version,
-        );
-        let mut fold = |meta: &EventMeta, data: &str| fold_stored(&mut aggregate, meta, data);
-        let visited = self
-            .provider
-            .visit_aggregate(&stream, &id, after, &mut fold);
-        visited.await?;
-        Ok(aggregate)
+        fold_events(&*self.provider, aggregate, u64::MAX).await
+    }
+
+    /// Drops an aggregate from the cache, if the domain has one.
+    pub(crate) fn forget<A: Aggregate>(&self, id: &str) {
+        if let Some(cache) = &self.cache {
+            cache.take::<A>(A::STREAM, id);
+        }
     }
 
     async fn start_from_snapshot<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
@@ -467,19 +467,6 @@ impl<D> Domain<D> {
             None => Ok(Loaded::new(id)),
         }
     }
-}
-
-/// Folds a stored event into an aggregate, or moves past one of a type it skips.
-fn fold_stored<A: Aggregate>(
-    aggregate: &mut Loaded<A>,
-    meta: &EventMeta,
-    data: &str,
-) -> Result<()> {
-    match decode_stored::<A>(meta, data, A::UNKNOWN_EVENTS)? {
-        Some(event) => aggregate.apply(&event, meta),
-        None => aggregate.skip(meta),
-    }
-    Ok(())
 }
 
 pub(crate) fn encode_events<A: Aggregate>(

@@ -50,6 +50,14 @@ pub enum Error {
         /// The aggregate given now.
         given_id: String,
     },
+    /// The aggregate was deleted: its events are gone, and it takes no more.
+    #[error("{stream}/{aggregate_id} was deleted")]
+    Deleted {
+        /// The aggregate kind.
+        stream: String,
+        /// The aggregate.
+        aggregate_id: String,
+    },
     /// A command's handler rejected the command: its own error, boxed (see
     /// [`CommandError`](crate::CommandError) for the typed one).
     #[error("command rejected: {source}")]
@@ -248,7 +256,8 @@ impl Error {
             Error::InvalidName { .. }
             | Error::InvalidAppend { .. }
             | Error::Encode { .. }
-            | Error::CommandIdReused { .. } => ErrorKind::InvalidInput,
+            | Error::CommandIdReused { .. }
+            | Error::Deleted { .. } => ErrorKind::InvalidInput,
             Error::Decode { .. } => ErrorKind::Corrupt,
             Error::UnknownEventType { .. } => ErrorKind::UnknownEvent,
             Error::Handler { .. } => ErrorKind::Handler,

@@ -1,6 +1,6 @@
 //! The in-memory provider: for tests and experiments, with the same semantics as the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,6 +15,8 @@ use crate::event::{
 use crate::lease::Lease;
 use crate::names::check_bookmark;
 use crate::provider::{Provider, Visitor, command_records, expectations};
+use crate::retire::Retire;
+use crate::seal::AggregateKey as Key;
 use crate::shared_str::SharedStr;
 
 type AggregateKey = (String, String);
@@ -42,6 +44,10 @@ struct State {
     leases: HashMap<String, Lease>,
     snapshots: HashMap<AggregateKey, Snapshot>,
     commands: HashMap<Uuid, CommandRecord>,
+    /// Positions of deleted or archived events.
+    gone: HashSet<Position>,
+    archived: HashMap<AggregateKey, Vec<StoredEvent>>,
+    keys: HashMap<AggregateKey, Key>,
 }
 
 impl Default for MemoryProvider {
@@ -108,17 +114,16 @@ impl MemoryProvider {
     fn aggregate_events_now(&self, stream: &str, id: &str, after: u64) -> Vec<StoredEvent> {
         let state = self.lock();
         let newer = state.positions(stream, id).iter().skip(after as usize);
-        newer
-            .map(|p| state.events[*p as usize - 1].clone())
-            .collect()
+        newer.filter_map(|p| state.event(*p).cloned()).collect()
     }
 
     /// Visits the events in place, under the lock: loading copies nothing.
     fn visit_now(&self, stream: &str, id: &str, after: u64, visit: &mut Visitor<'_>) -> Result<()> {
         let state = self.lock();
         for p in state.positions(stream, id).iter().skip(after as usize) {
-            let event = &state.events[*p as usize - 1];
-            visit(&event.meta, &event.data)?;
+            if let Some(event) = state.event(*p) {
+                visit(&event.meta, &event.data)?;
+            }
         }
         Ok(())
     }
@@ -126,20 +131,51 @@ impl MemoryProvider {
     fn events_now(&self, streams: &[String], after: Position, limit: usize) -> Vec<StoredEvent> {
         let state = self.lock();
         let rest = state.events.iter().skip(after as usize);
-        let matching = rest.filter(|e| in_streams(streams, e));
+        let matching = rest.filter(|e| in_streams(streams, e) && state.kept(e));
         matching.take(limit).cloned().collect()
     }
 
     fn last_event_now(&self, streams: &[String], id: Option<&str>) -> Option<StoredEvent> {
         let state = self.lock();
         let matches = |e: &&StoredEvent| {
-            in_streams(streams, e) && id.is_none_or(|id| e.meta.aggregate_id == id)
+            in_streams(streams, e) && id.is_none_or(|id| e.meta.aggregate_id == id) && state.kept(e)
         };
         state.events.iter().rev().find(matches).cloned()
+    }
+
+    fn retire_now(&self, marker: NewEvent, how: Retire) -> Result<EventMeta> {
+        let place = (marker.stream.to_string(), marker.aggregate_id.to_string());
+        let meta = self.append_now(vec![marker])?.remove(0);
+        let mut state = self.lock();
+        let positions = state.positions(&place.0, &place.1).to_vec();
+        let below = positions.iter().filter(|p| **p < meta.position);
+        let retired: Vec<Position> = below.filter(|p| !state.gone.contains(p)).copied().collect();
+        state.gone.extend(&retired);
+        if how == Retire::Delete {
+            state.archived.remove(&place);
+            state.snapshots.remove(&place);
+            state.keys.remove(&place);
+        } else {
+            let events: Vec<StoredEvent> = retired
+                .iter()
+                .map(|p| state.events[*p as usize - 1].clone())
+                .collect();
+            state.archived.entry(place).or_default().extend(events);
+        }
+        Ok(meta)
     }
 }
 
 impl State {
+    /// The event at a position, unless deleted or archived.
+    fn event(&self, position: Position) -> Option<&StoredEvent> {
+        Some(&self.events[position as usize - 1]).filter(|e| self.kept(e))
+    }
+
+    fn kept(&self, event: &StoredEvent) -> bool {
+        !self.gone.contains(&event.meta.position)
+    }
+
     /// The positions of an aggregate's events, in version order.
     fn positions(&self, stream: &str, id: &str) -> &[Position] {
         let found = self.aggregates.get(stream).and_then(|ids| ids.get(id));
@@ -164,6 +200,61 @@ impl Provider for MemoryProvider {
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
         let found = self.lock().commands.get(&command_id).cloned();
         async move { Ok(found) }.boxed()
+    }
+
+    fn retire(&self, marker: NewEvent, how: Retire) -> BoxFuture<'_, Result<EventMeta>> {
+        let retired = self.retire_now(marker, how);
+        async move { retired }.boxed()
+    }
+
+    fn archived_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after: u64,
+        before: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        let state = self.lock();
+        let archived = state
+            .archived
+            .get(&(stream.to_owned(), aggregate_id.to_owned()));
+        let between = archived.into_iter().flatten();
+        let between = between.filter(|e| e.meta.version > after && e.meta.version < before);
+        let events: Vec<StoredEvent> = between.cloned().collect();
+        async move { Ok(events) }.boxed()
+    }
+
+    fn aggregate_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        create: bool,
+    ) -> BoxFuture<'a, Result<Option<Key>>> {
+        let mut state = self.lock();
+        let place = (stream.to_owned(), aggregate_id.to_owned());
+        let key = match create {
+            true => Some(
+                state
+                    .keys
+                    .entry(place)
+                    .or_insert_with(Key::generate)
+                    .clone(),
+            ),
+            false => state.keys.get(&place).cloned(),
+        };
+        async move { Ok(key) }.boxed()
+    }
+
+    fn forget_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let mut state = self.lock();
+        let place = (stream.to_owned(), aggregate_id.to_owned());
+        state.keys.remove(&place);
+        state.snapshots.remove(&place);
+        async move { Ok(()) }.boxed()
     }
 
     fn aggregate_events<'a>(

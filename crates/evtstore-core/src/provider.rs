@@ -13,6 +13,8 @@ pub use crate::names::{
     MAX_ID_LEN, MAX_NAME_LEN, check_aggregate_id, check_bookmark, check_stream, check_table,
     shorten, stream_of,
 };
+pub use crate::retire::Retire;
+pub use crate::seal::AggregateKey;
 pub use crate::shared_str::SharedNames;
 pub use crate::upcast::decode_stored;
 
@@ -47,6 +49,41 @@ pub trait Provider: Send + Sync + 'static {
 
     /// What an append recorded of the command with this id, if any.
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>>;
+
+    /// In one transaction, appends `marker` (revision 0, at its aggregate's next version, as
+    /// an append would) and deletes or archives the aggregate's events below it: see
+    /// [`Retire`]. Deleting also deletes the aggregate's archived events, snapshot and key.
+    /// Returns the marker's envelope.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    fn retire(&self, marker: NewEvent, how: Retire) -> BoxFuture<'_, Result<EventMeta>>;
+
+    /// An aggregate's archived events with a version above `after` and below `before`, in
+    /// version order.
+    fn archived_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after: u64,
+        before: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>>;
+
+    /// The key of an aggregate; when it has none and `create` is set, a new one
+    /// ([`AggregateKey::generate`]) stored first (racing creators all get the one stored).
+    fn aggregate_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        create: bool,
+    ) -> BoxFuture<'a, Result<Option<AggregateKey>>>;
+
+    /// Deletes the key of an aggregate, and its snapshot.
+    fn forget_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// One aggregate's events with a version above `after_version`, in version order.
     fn aggregate_events<'a>(

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Barrier;
 
 pub use super::people::{Person, PersonEvent, Rename};
+pub use super::secrets::{Note, Secret, SecretEvent, SecretsSeen};
 use crate::{
     Aggregate, Command, Contains, Decision, Domain, EventMeta, Loaded, Rejection, UnknownEvents,
 };
@@ -37,7 +38,7 @@ pub enum Refused {
 
 impl Rejection for Refused {}
 
-crate::domain!(pub Tests { User, TolerantUser, Post, Counter, Group, Profile, ProfileV2, Reading, Person });
+crate::domain!(pub Tests { User, TolerantUser, Post, Counter, Group, Profile, ProfileV2, Reading, Person, Secret });
 
 /// What happens to a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

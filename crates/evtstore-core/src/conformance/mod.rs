@@ -48,6 +48,8 @@ pub mod partitions_across;
 mod people;
 pub mod processes;
 mod provider_reads;
+mod retire;
+mod secrets;
 mod snapshots;
 mod stopping;
 mod support;
@@ -66,6 +68,7 @@ pub use handlers::*;
 pub use leases::*;
 pub use pages::*;
 pub use provider_reads::*;
+pub use retire::*;
 pub use snapshots::*;
 pub use stopping::*;
 pub use unknown::*;
@@ -190,6 +193,9 @@ macro_rules! conformance_tests {
                 loads_upcast_events_of_older_revisions,
                 handlers_get_upcast_events,
                 an_old_row_its_upcaster_cannot_read_names_the_event,
+                deleted_aggregates_leave_a_tombstone_handlers_see,
+                archived_aggregates_load_on_demand,
+                shredded_events_read_as_shredded_everywhere,
             );
         }
     };
@@ -226,6 +232,7 @@ mod tests {
             include_str!("pages.rs"),
             include_str!("snapshots.rs"),
             include_str!("provider_reads.rs"),
+            include_str!("retire.rs"),
             include_str!("stopping.rs"),
             include_str!("unknown.rs"),
             include_str!("upcasting.rs"),

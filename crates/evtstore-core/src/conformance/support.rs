@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::domain::Tests;
+use crate::provider::{AggregateKey, Retire};
 use crate::testing::Scenario;
 use crate::{
     Aggregate, BoxError, CommandRecord, Domain, Error, EventMeta, Handler, HandlerFailure, Lease,
@@ -259,6 +260,38 @@ impl Provider for Counting {
 
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
         self.inner.command(command_id)
+    }
+
+    fn retire(&self, marker: NewEvent, how: Retire) -> BoxFuture<'_, Result<EventMeta>> {
+        self.inner.retire(marker, how)
+    }
+
+    fn archived_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after: u64,
+        before: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        self.inner
+            .archived_events(stream, aggregate_id, after, before)
+    }
+
+    fn aggregate_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        create: bool,
+    ) -> BoxFuture<'a, Result<Option<AggregateKey>>> {
+        self.inner.aggregate_key(stream, aggregate_id, create)
+    }
+
+    fn forget_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.inner.forget_key(stream, aggregate_id)
     }
 
     fn aggregate_events<'a>(

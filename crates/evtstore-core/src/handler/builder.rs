@@ -14,7 +14,29 @@ use crate::domain::{Contains, Domain};
 use crate::error::{Error, Result};
 use crate::event::{EventMeta, StoredEvent};
 use crate::names::{check_bookmark, check_stream, stream_of};
+use crate::retire::{Marker, marker};
 use crate::upcast::decode_stored;
+
+/// Gives a marker to its [`Handles`] callback.
+fn marker_to<'a, A: Aggregate, S: Handles<A>>(
+    state: &'a mut S,
+    marker: Marker,
+    stored: &'a StoredEvent,
+) -> Started<'a> {
+    Started::Pending(
+        async move {
+            match marker {
+                Marker::Deleted => Handles::<A>::deleted(state, &stored.meta).await,
+                Marker::Shredded => Handles::<A>::shredded(state, &stored.meta).await,
+                Marker::Archived => Ok(()),
+            }
+        }
+        .boxed(),
+    )
+}
+
+/// What a route does with a marker event.
+type OnMarker<S> = for<'a> fn(&'a mut S, Marker, &'a StoredEvent) -> Started<'a>;
 
 /// Declares an event handler; get one from [`Domain::handler`] (closures only) or
 /// [`Domain::handler_with`] (a state of yours), and finish with [`build`](Self::build).
@@ -75,7 +97,7 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         D: Contains<A>,
         S: Handles<A>,
     {
-        self.route::<A, _>(|state, event, stored| {
+        self.route::<A, _>(marker_to::<A, S>, |state, event, stored| {
             Started::Pending(async move { state.handle(&event, &stored.meta).await }.boxed())
         })
     }
@@ -89,19 +111,24 @@ impl<D, S: Send + 'static> HandlerBuilder<D, S> {
         D: Contains<A>,
         F: Fn(&mut S, &A::Event, &EventMeta) -> CallbackResult + Send + Sync + 'static,
     {
-        self.route::<A, _>(move |state, event, stored| {
+        let on_marker = |_: &mut S, _, _: &StoredEvent| Started::Done(Ok(()));
+        self.route::<A, _>(on_marker, move |state, event, stored| {
             Started::Done(callback(state, &event, &stored.meta))
         })
     }
 
-    /// Routes the events of kind `A`: each is decoded and given to `start`.
-    fn route<A, F>(mut self, start: F) -> Self
+    /// Routes the events of kind `A`: each is decoded and given to `start`, or, when it is a
+    /// marker (a deletion, a shredded event), given to `on_marker`.
+    fn route<A, F>(mut self, on_marker: OnMarker<S>, start: F) -> Self
     where
         A: Aggregate,
         F: for<'a> Fn(&'a mut S, A::Event, &'a StoredEvent) -> Started<'a> + Send + Sync + 'static,
     {
         let unknown = self.options.unknown_events;
         let callback: Callback<S> = Arc::new(move |state: &mut S, stored: &StoredEvent| {
+            if let Some(marker) = marker(&stored.meta, &stored.data) {
+                return Ok(Some(on_marker(state, marker, stored)));
+            }
             let Some(event) = decode_stored::<A>(&stored.meta, &stored.data, unknown)? else {
                 return Ok(None);
             };

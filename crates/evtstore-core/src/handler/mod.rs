@@ -67,6 +67,20 @@ pub trait Handles<A: Aggregate>: Send + 'static {
         event: &A::Event,
         meta: &EventMeta,
     ) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// The aggregate was deleted ([`Domain::delete`](crate::Domain::delete)): `meta` is its
+    /// tombstone's. Forget what the read model holds of it. Does nothing by default.
+    fn deleted(&mut self, meta: &EventMeta) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = meta;
+        async { Ok(()) }
+    }
+
+    /// An event whose key was shredded ([`Domain::shred`](crate::Domain::shred)) and whose
+    /// body is gone. Does nothing by default.
+    fn shredded(&mut self, meta: &EventMeta) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = meta;
+        async { Ok(()) }
+    }
 }
 
 /// Decodes an event and starts its callback on the handler's state; `Ok(None)` when the event

@@ -125,6 +125,9 @@ where
         + Sync
         + 'static,
 {
+    if crate::retire::marker(&stored.meta, &stored.data).is_some() {
+        return Ok(Some(async { Ok(()) }.boxed())); // transactional handlers pass markers over
+    }
     let Some(event) = decode_stored::<A>(&stored.meta, &stored.data, unknown)? else {
         return Ok(None);
     };

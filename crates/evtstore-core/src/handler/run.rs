@@ -94,10 +94,11 @@ impl<S: Send + 'static> Handler<S> {
         }
         let mut position = self.resolve_position(cursor).await?;
         parts.hooks.before_run().await;
-        let page = parts
+        let mut page = parts
             .provider
             .events(&parts.streams, position, page_size)
             .await?;
+        crate::seal::open_page(&*parts.provider, &mut page).await?;
         crate::telemetry::page_read(&parts.name, &page);
         let start = position;
         let mut events = StateEvents {
