@@ -1,12 +1,20 @@
 //! Appends: concurrent appends of this process share one call of the `<events>_add`
 //! procedure ([`GroupCommit`]), which checks every version, inserts the events, numbers them
 //! and commits: one round trip and one durable commit for the whole group.
+//!
+//! An append whose events carry a command id records it in the same transaction: it takes a
+//! transaction of its own (as `append_in` does in the caller's), which inserts the command
+//! ids first, so that a concurrent append of the same id waits for it, then finds the id
+//! recorded ([`Error::DuplicateCommand`]); its events are numbered by a sequencer pass after
+//! the commit.
 
 use std::time::Duration;
 
 use evtstore_core::provider::now_millis;
-use evtstore_core::provider::{Expectation, GroupAppend, GroupCommit, expectations};
-use evtstore_core::{Error, ErrorKind, EventMeta, NewEvent, Result};
+use evtstore_core::provider::{
+    Expectation, GroupAppend, GroupCommit, command_records, expectations,
+};
+use evtstore_core::{CommandRecord, Error, ErrorKind, EventMeta, NewEvent, Result, Uuid};
 use sqlx::mysql::MySqlArguments;
 use sqlx::query::Query;
 use sqlx::{Connection, MySql, MySqlConnection};
@@ -16,7 +24,7 @@ use crate::errors::{DEADLOCK, DUPLICATE_KEY, number};
 
 type Q<'q> = Query<'q, MySql, MySqlArguments>;
 
-/// Events per insert statement: five placeholders each, of the 65,535 a statement may have.
+/// Events per insert statement: ten placeholders each, of the 65,535 a statement may have.
 const ROWS_PER_INSERT: usize = 1000;
 
 /// The largest append (its events as JSON) that takes the procedure; a larger one is inserted
@@ -37,7 +45,102 @@ impl MysqlProvider {
     /// The provider's append: every aggregate's version checked and every event inserted, or
     /// nothing; returns the events' positions. Shares the call with concurrent appends.
     pub(crate) async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        if events.iter().any(|e| e.command_id.is_some()) {
+            return self.append_recorded(events).await;
+        }
         self.queue.append(self, events).await
+    }
+
+    /// An append that records command ids, in a transaction of its own: the ids, then the
+    /// events. A deadlock (InnoDB rolled the whole transaction back) is tried again, up to
+    /// twice.
+    async fn append_recorded(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
+        let expected = expectations(&events)?;
+        let timestamp = now_millis();
+        let mut tries = 0;
+        loop {
+            match self.commit_recorded(&events, &expected, timestamp).await {
+                Err(error) if tries < 2 && deadlocked(&error) => tries += 1,
+                done => break done?,
+            }
+        }
+        self.positioned_later(&events, &expected, timestamp).await
+    }
+
+    async fn commit_recorded(
+        &self,
+        events: &[NewEvent],
+        expected: &[Expectation<'_>],
+        timestamp: i64,
+    ) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(|e| self.fail("begin", e))?;
+        self.record_commands(&mut tx, events).await?;
+        self.insert_in(&mut tx, events, expected, timestamp).await?;
+        tx.commit().await.map_err(|e| self.fail("commit", e))
+    }
+
+    /// Records the command ids of `events`, if any, in `conn`'s transaction, in id order (the
+    /// same lock order in every append). An id that an open transaction recorded is waited
+    /// for.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateCommand`] when an id is recorded already; nothing is recorded then.
+    pub(crate) async fn record_commands(
+        &self,
+        conn: &mut MySqlConnection,
+        events: &[NewEvent],
+    ) -> Result<()> {
+        let mut records = command_records(events);
+        if records.is_empty() {
+            return Ok(());
+        }
+        records.sort_by_key(|(id, _)| *id);
+        let sql = self.sql.record_commands(records.len());
+        let mut query = sqlx::query(&sql);
+        for (id, record) in &records {
+            query = query
+                .bind(id.as_bytes().as_slice())
+                .bind(record.stream.as_str())
+                .bind(record.aggregate_id.as_str())
+                .bind(record.version as i64);
+        }
+        match query.execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(e) if number(&e) == Some(DUPLICATE_KEY) => {
+                Err(self.duplicate_command(conn, &records).await)
+            }
+            Err(e) => Err(self.fail("record command", e)),
+        }
+    }
+
+    /// The duplicate command error of the first of `records` recorded already.
+    async fn duplicate_command(
+        &self,
+        conn: &mut MySqlConnection,
+        records: &[(Uuid, CommandRecord)],
+    ) -> Error {
+        let mut command_id = records[0].0;
+        if records.len() > 1 {
+            let sql = self.sql.recorded_commands(records.len());
+            let mut query = sqlx::query_scalar(&sql);
+            for (id, _) in records {
+                query = query.bind(id.as_bytes().as_slice());
+            }
+            let found: Result<Vec<Vec<u8>>, _> = query.fetch_all(&mut *conn).await;
+            let found = found.map_err(|e| self.fail("read recorded commands", e));
+            match found {
+                Ok(found) => {
+                    let first = found
+                        .iter()
+                        .filter_map(|id| Uuid::from_slice(id).ok())
+                        .min();
+                    command_id = first.unwrap_or(command_id);
+                }
+                Err(error) => return error,
+            }
+        }
+        Error::DuplicateCommand { command_id }
     }
 
     /// One append, through the procedure when it is small enough.
@@ -61,6 +164,12 @@ impl MysqlProvider {
                     .bind(one.map(|e| e.aggregate_id.as_str()))
                     .bind(one.map(|e| e.version as i64))
                     .bind(one.map(|e| e.data.as_str()))
+                    .bind(one.map(|e| e.event_id.as_bytes().as_slice()))
+                    .bind(one.and_then(|e| bytes(&e.correlation_id)))
+                    .bind(one.and_then(|e| bytes(&e.causation_id)))
+                    .bind(one.and_then(|e| e.metadata.as_deref()))
+                    .bind(one.map(|e| e.revision))
+                    .bind(one.and_then(|e| e.timestamp))
                     .fetch_all(&self.pool)
             };
             // A deadlock (with a sequencer pass, say) rolled the whole call back: call again.
@@ -256,7 +365,8 @@ impl GroupAppend for MysqlProvider {
     fn stored(&self) {}
 }
 
-/// The procedure's arguments: `[stream, aggregate id, version, data]` of each event, and
+/// The procedure's arguments: `[stream, aggregate id, version, data, event id, correlation
+/// id, causation id, metadata, revision, timestamp]` of each event (ids in hex), and
 /// `[stream, aggregate id, current version]` of each aggregate.
 fn as_json(events: &[NewEvent], expected: &[Expectation<'_>]) -> (String, String) {
     let rows: Vec<_> = events
@@ -267,6 +377,12 @@ fn as_json(events: &[NewEvent], expected: &[Expectation<'_>]) -> (String, String
                 e.aggregate_id.as_str(),
                 e.version,
                 &e.data,
+                e.event_id.simple(),
+                e.correlation_id.map(|id| id.simple()),
+                e.causation_id.map(|id| id.simple()),
+                e.metadata.as_deref(),
+                e.revision,
+                e.timestamp,
             )
         })
         .collect();
@@ -301,14 +417,36 @@ fn version_conflict(x: &Expectation<'_>, actual: u64) -> Error {
     }
 }
 
+/// Binds each event's columns (`procedures::INSERTED`); an event without a timestamp of its
+/// own takes `timestamp`.
 fn bind_events<'q>(mut query: Q<'q>, events: &'q [NewEvent], timestamp: i64) -> Q<'q> {
     for event in events {
         query = query
             .bind(event.stream.as_str())
             .bind(event.aggregate_id.as_str())
             .bind(event.version as i64)
-            .bind(timestamp)
-            .bind(event.data.as_str());
+            .bind(event.timestamp.unwrap_or(timestamp))
+            .bind(event.data.as_str())
+            .bind(event.event_id.as_bytes().as_slice())
+            .bind(bytes(&event.correlation_id))
+            .bind(bytes(&event.causation_id))
+            .bind(event.metadata.as_deref())
+            .bind(event.revision);
     }
     query
+}
+
+/// A UUID's 16 bytes, as stored.
+fn bytes(id: &Option<Uuid>) -> Option<&[u8]> {
+    id.as_ref().map(|id| id.as_bytes().as_slice())
+}
+
+/// True for a deadlock: InnoDB rolled the whole transaction back.
+fn deadlocked(error: &Error) -> bool {
+    match error {
+        Error::Contention { source, .. } => source
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(|e| number(e) == Some(DEADLOCK)),
+        _ => false,
+    }
 }

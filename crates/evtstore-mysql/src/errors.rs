@@ -11,6 +11,8 @@ const SHUTDOWN: u16 = 1053;
 const CONNECTION_KILLED: u16 = 1927;
 /// A duplicate key: another writer took the version first.
 pub(crate) const DUPLICATE_KEY: u16 = 1062;
+/// A column added already (a migration run again).
+pub(crate) const DUPLICATE_COLUMN: u16 = 1060;
 
 /// The server's error number, when the server refused a statement.
 pub(crate) fn number(error: &sqlx::Error) -> Option<u16> {

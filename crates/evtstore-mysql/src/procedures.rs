@@ -11,6 +11,10 @@
 
 use crate::tables::Tables;
 
+/// The columns an insert of events sets, in this order.
+pub(crate) const INSERTED: &str = "stream, aggregate_id, version, timestamp_ms, data, event_id, \
+    correlation_id, causation_id, metadata, revision";
+
 /// Most events one pass numbers (its session table is in memory); a pass that numbers this
 /// many is followed by another.
 pub(crate) const PASS_ROWS: usize = 50_000;
@@ -46,10 +50,13 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
 
 /// The append, in one transaction: checks the versions, inserts the events, numbers them
 /// (with any committed events still waiting before them) and commits. Its arguments are
-/// `(events, expected, timestamp_ms, stream, aggregate id, version, data)`: one event is
-/// given in the last four (`events` and `expected` NULL); several as JSON arrays, `events` of
-/// `[stream, aggregate id, version, data]` and `expected` of `[stream, aggregate id, current
-/// version]` (the last four NULL).
+/// `(events, expected, timestamp_ms, stream, aggregate id, version, data, event id,
+/// correlation id, causation id, metadata, revision, own timestamp_ms)`: one event is given in
+/// the last ten (`events` and `expected` NULL; the ids as 16 bytes); several as JSON arrays,
+/// `events` of `[stream, aggregate id, version, data, event id, correlation id, causation id,
+/// metadata, revision, own timestamp_ms]` (ids as 32 hex digits; `null` for what is absent)
+/// and `expected` of `[stream, aggregate id, current version]` (the last ten NULL). An event
+/// without a timestamp of its own takes `timestamp_ms`.
 ///
 /// The check reads only that each aggregate expected at a version above 0 has that version
 /// (else the append would leave a gap); an aggregate already past its expected version fails
@@ -78,7 +85,10 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
         s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', c BIGINT PATH '$[2]')) x";
     let new = "JSON_TABLE(evts, '$[*]' COLUMNS (n FOR ORDINALITY,
         s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', v BIGINT PATH '$[2]',
-        d LONGTEXT CHARACTER SET utf8mb4 PATH '$[3]')) j";
+        d LONGTEXT CHARACTER SET utf8mb4 PATH '$[3]', i CHAR(32) PATH '$[4]',
+        co CHAR(32) PATH '$[5]', ca CHAR(32) PATH '$[6]',
+        m LONGTEXT CHARACTER SET utf8mb4 PATH '$[7]', r INT UNSIGNED PATH '$[8]',
+        t BIGINT PATH '$[9]')) j";
     let version_of = |s: &str, a: &str| {
         format!(
             "(SELECT COALESCE(MAX(version), 0) FROM {events} e FORCE INDEX (by_version)
@@ -89,7 +99,9 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
         "CREATE PROCEDURE {add}(IN evts LONGTEXT CHARACTER SET utf8mb4,
           IN expected LONGTEXT CHARACTER SET utf8mb4, IN ts BIGINT,
           IN one_s VARBINARY(1020), IN one_a VARBINARY(1020), IN one_v BIGINT,
-          IN one_d LONGTEXT CHARACTER SET utf8mb4)
+          IN one_d LONGTEXT CHARACTER SET utf8mb4, IN one_i BINARY(16), IN one_co BINARY(16),
+          IN one_ca BINARY(16), IN one_m LONGTEXT CHARACTER SET utf8mb4, IN one_r INT UNSIGNED,
+          IN one_t BIGINT)
         BEGIN
           DECLARE last_pos BIGINT;
           DECLARE numbered BIGINT DEFAULT 0;
@@ -122,11 +134,13 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
             END IF;
           ELSE
             IF evts IS NULL THEN
-              INSERT INTO {events} (stream, aggregate_id, version, timestamp_ms, data)
-                VALUES (one_s, one_a, one_v, ts, one_d);
+              INSERT INTO {events} ({INSERTED})
+                VALUES (one_s, one_a, one_v, COALESCE(one_t, ts), one_d, one_i, one_co, one_ca,
+                  one_m, one_r);
             ELSE
-              INSERT INTO {events} (stream, aggregate_id, version, timestamp_ms, data)
-                SELECT j.s, j.a, j.v, ts, j.d FROM {new} ORDER BY j.n;
+              INSERT INTO {events} ({INSERTED})
+                SELECT j.s, j.a, j.v, COALESCE(j.t, ts), j.d, UNHEX(j.i), UNHEX(j.co),
+                  UNHEX(j.ca), j.m, j.r FROM {new} ORDER BY j.n;
             END IF;
             SET first_id = LAST_INSERT_ID(), added = ROW_COUNT();
             UPDATE {seq} SET last = (@evtstore_last := last) + added WHERE id = 1;

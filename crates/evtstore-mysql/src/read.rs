@@ -1,7 +1,9 @@
 //! Reads: aggregates, pages of events, the last event, bookmarks, snapshots.
 
 use evtstore_core::provider::SharedNames;
-use evtstore_core::{EventMeta, Position, Result, Snapshot, StoredEvent};
+use evtstore_core::{
+    CommandRecord, EventMeta, Position, Result, SharedStr, Snapshot, StoredEvent, Uuid,
+};
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySqlConnection, Row};
 
@@ -12,6 +14,13 @@ use crate::{MysqlProvider, errors};
 pub(crate) fn text(row: &MySqlRow, index: usize) -> Result<&str, sqlx::Error> {
     let bytes: &[u8] = row.try_get(index)?;
     std::str::from_utf8(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// A UUID stored as 16 bytes, or NULL.
+pub(crate) fn uuid(row: &MySqlRow, index: usize) -> Result<Option<Uuid>, sqlx::Error> {
+    let bytes: Option<&[u8]> = row.try_get(index)?;
+    let id = bytes.map(Uuid::from_slice).transpose();
+    id.map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// An event of a row, its names shared with the read's other events.
@@ -25,6 +34,14 @@ pub(crate) fn event_from_row(
         version: row.try_get::<i64, _>(2)? as u64,
         position: row.try_get::<i64, _>(3)? as u64,
         timestamp: row.try_get(4)?,
+        event_id: uuid(row, 6)?.ok_or_else(|| {
+            let null = "an event without an id (a NULL event_id)";
+            sqlx::Error::Decode(null.into())
+        })?,
+        correlation_id: uuid(row, 7)?,
+        causation_id: uuid(row, 8)?,
+        metadata: row.try_get::<Option<String>, _>(9)?.map(SharedStr::from),
+        revision: row.try_get(10)?,
     };
     Ok(StoredEvent {
         meta,
@@ -118,6 +135,25 @@ impl MysqlProvider {
         let mut names = SharedNames::new(streams);
         let event = row.map(|row| event_from_row(&mut names, &row));
         event.transpose().map_err(fail)
+    }
+
+    /// What an append recorded of a command id.
+    pub(crate) async fn read_command(&self, id: Uuid) -> Result<Option<CommandRecord>> {
+        let fail = |e| self.fail("read command", e);
+        let row = sqlx::query(&self.sql.command)
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail)?;
+        let Some(row) = row else { return Ok(None) };
+        let record = || -> Result<CommandRecord, sqlx::Error> {
+            Ok(CommandRecord {
+                stream: text(&row, 0)?.to_owned(),
+                aggregate_id: text(&row, 1)?.to_owned(),
+                version: row.try_get::<i64, _>(2)? as u64,
+            })
+        };
+        record().map(Some).map_err(fail)
     }
 
     pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {

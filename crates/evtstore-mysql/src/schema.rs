@@ -2,6 +2,7 @@
 
 use sqlx::{Connection, MySqlConnection};
 
+use crate::errors::{DUPLICATE_COLUMN, number};
 use crate::procedures::{add_procedure, pass_procedure};
 use crate::tables::Tables;
 
@@ -10,7 +11,8 @@ const LOCK_WAIT_S: i64 = 60;
 
 /// Each migration takes the schema from version `index` to `index + 1`; each is a list of
 /// statements (MariaDB commits after each DDL statement, so a migration is made to be
-/// repeatable: `IF NOT EXISTS` everywhere).
+/// repeatable: `IF NOT EXISTS` everywhere, and an `ADD COLUMN` that finds its column added
+/// already, by a run that stopped part way, is passed over).
 /// A stored procedure is (re)created, as it is now, by each migration that changed it.
 fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let mut tables = events_tables(t);
@@ -23,7 +25,44 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let mut add = pass.clone();
     add.push(format!("DROP PROCEDURE IF EXISTS {}", t.add));
     add.push(add_procedure(t));
-    vec![tables, pass, vec![leases_table(t)], add]
+    // The envelope, and the commands appends record; the append takes the envelope.
+    let mut envelope = envelope(t);
+    envelope.push(format!("DROP PROCEDURE IF EXISTS {}", t.add));
+    envelope.push(add_procedure(t));
+    vec![tables, pass, vec![leases_table(t)], add, envelope]
+}
+
+/// Each event's envelope, and the commands table. Events stored before get a UUID v7 made of
+/// their `timestamp_ms` and 72 bits of an MD5 of their `id` and `RAND()` (version nibble 7,
+/// variant `10`); then `event_id` is made NOT NULL (if a process of the previous version
+/// inserts a row without one in between, that fails, and the migration runs again at the
+/// next start).
+fn envelope(t: &Tables) -> Vec<String> {
+    let events = &t.events;
+    let add = |column: &str| format!("ALTER TABLE {events} ADD COLUMN {column}");
+    vec![
+        add("event_id BINARY(16) NULL"),
+        add("correlation_id BINARY(16) NULL"),
+        add("causation_id BINARY(16) NULL"),
+        add("metadata LONGTEXT CHARACTER SET utf8mb4 NULL"),
+        add("revision INT UNSIGNED NOT NULL DEFAULT 1"),
+        format!(
+            "UPDATE {events} SET event_id = UNHEX(CONCAT(
+                LPAD(HEX(timestamp_ms), 12, '0'), '7', SUBSTR(MD5(CONCAT(id, '/', RAND())), 1, 3),
+                '8', SUBSTR(MD5(CONCAT(id, '.', RAND())), 1, 15)))
+             WHERE event_id IS NULL"
+        ),
+        format!("ALTER TABLE {events} MODIFY event_id BINARY(16) NOT NULL"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                command_id BINARY(16) PRIMARY KEY,
+                stream VARBINARY(200) NOT NULL,
+                aggregate_id VARBINARY(255) NOT NULL,
+                version BIGINT NOT NULL
+            ) ENGINE=InnoDB",
+            t.commands
+        ),
+    ]
 }
 
 /// The events (`position` NULL until the sequencer gives one) and the sequencer's counter.
@@ -133,7 +172,12 @@ async fn run_migrations(conn: &mut MySqlConnection, t: &Tables) -> Result<(), sq
     let all = migrations(t);
     for (index, migration) in all.iter().enumerate().skip(current.unwrap_or(0) as usize) {
         for statement in migration {
-            sqlx::raw_sql(statement).execute(&mut *conn).await?;
+            match sqlx::raw_sql(statement).execute(&mut *conn).await {
+                Err(e) if number(&e) == Some(DUPLICATE_COLUMN) => {} // added by an earlier run
+                done => {
+                    done?;
+                }
+            }
         }
         let done = format!(
             "INSERT INTO {} VALUES (?, ?) ON DUPLICATE KEY UPDATE version = VALUES(version)",

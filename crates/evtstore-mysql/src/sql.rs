@@ -1,10 +1,12 @@
 //! The statements, written once per provider with its checked table names.
 
 use crate::lease::LeaseSql;
+use crate::procedures::INSERTED;
 use crate::tables::Tables;
 
 /// The columns every event read returns, in `read::event_from_row` order.
-const COLUMNS: &str = "stream, aggregate_id, version, COALESCE(position, 0), timestamp_ms, data";
+const COLUMNS: &str = "stream, aggregate_id, version, COALESCE(position, 0), timestamp_ms, data, \
+    event_id, correlation_id, causation_id, metadata, revision";
 
 pub(crate) struct Sql {
     events: String,
@@ -19,6 +21,9 @@ pub(crate) struct Sql {
     pub(crate) set_bookmark: String,
     pub(crate) snapshot: String,
     pub(crate) save_snapshot: String,
+    /// What an append recorded of a command id.
+    pub(crate) command: String,
+    commands: String,
     pub(crate) lease: LeaseSql,
 }
 
@@ -26,7 +31,7 @@ impl Sql {
     pub(crate) fn new(t: &Tables) -> Self {
         let (events, bookmarks, snapshots) = (&t.events, &t.bookmarks, &t.snapshots);
         Sql {
-            add: format!("CALL {}(?, ?, ?, ?, ?, ?, ?)", t.add),
+            add: format!("CALL {}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", t.add),
             version: format!(
                 "SELECT MAX(version) FROM {events} WHERE stream = ? AND aggregate_id = ?"
             ),
@@ -57,17 +62,37 @@ impl Sql {
                  state = IF(VALUES(version) >= version, VALUES(state), state),
                  version = GREATEST(version, VALUES(version))"
             ),
+            command: format!(
+                "SELECT stream, aggregate_id, version FROM {} WHERE command_id = ?",
+                t.commands
+            ),
             events: events.clone(),
+            commands: t.commands.clone(),
             lease: LeaseSql::new(t),
         }
     }
 
-    /// Inserts `n` events, five parameters each.
+    /// Inserts `n` events, ten parameters each (`procedures::INSERTED`).
     pub(crate) fn insert(&self, n: usize) -> String {
-        let rows = vec!["(?, ?, ?, ?, ?)"; n].join(", ");
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
+        format!("INSERT INTO {} ({INSERTED}) VALUES {rows}", self.events)
+    }
+
+    /// Records `n` commands: id, stream, aggregate id, version.
+    pub(crate) fn record_commands(&self, n: usize) -> String {
+        let rows = vec!["(?, ?, ?, ?)"; n].join(", ");
         format!(
-            "INSERT INTO {} (stream, aggregate_id, version, timestamp_ms, data) VALUES {rows}",
-            self.events
+            "INSERT INTO {} (command_id, stream, aggregate_id, version) VALUES {rows}",
+            self.commands
+        )
+    }
+
+    /// The ids among `n` that are recorded.
+    pub(crate) fn recorded_commands(&self, n: usize) -> String {
+        format!(
+            "SELECT command_id FROM {} WHERE command_id IN ({})",
+            self.commands,
+            marks(n)
         )
     }
 

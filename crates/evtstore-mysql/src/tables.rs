@@ -16,7 +16,8 @@ use evtstore_core::provider::check_table;
 #[derive(Debug, Clone)]
 pub struct MysqlOptions {
     /// The events table (default `events`); its sequencer uses `<events>_seq` beside it, and
-    /// the stored procedures `<events>_pass` and `<events>_add`.
+    /// the stored procedures `<events>_pass` and `<events>_add`. Each of those names, and
+    /// the default commands table's, must fit in 63 characters.
     pub events_table: String,
     /// The bookmarks table (default `bookmarks`).
     pub bookmarks_table: String,
@@ -25,6 +26,9 @@ pub struct MysqlOptions {
     /// The leases table (default `leases`). Stores that share a database need one each, as
     /// they do bookmarks tables.
     pub leases_table: String,
+    /// The table of command ids that appends recorded (default `None`: `<events>_commands`,
+    /// beside the events table).
+    pub commands_table: Option<String>,
     /// Most pooled connections (default 16).
     pub pool_size: u32,
     /// How often this process gives positions to committed events that have none (events
@@ -40,6 +44,7 @@ impl Default for MysqlOptions {
             bookmarks_table: "bookmarks".into(),
             snapshots_table: "snapshots".into(),
             leases_table: "leases".into(),
+            commands_table: None,
             pool_size: 16,
             sequence_interval: Duration::from_millis(50),
         }
@@ -53,6 +58,8 @@ pub(crate) struct Tables {
     pub(crate) bookmarks: String,
     pub(crate) snapshots: String,
     pub(crate) leases: String,
+    /// The command ids appends recorded, with the aggregate and version each appended.
+    pub(crate) commands: String,
     /// The sequencer's one-row counter of the last position given.
     pub(crate) sequence: String,
     /// The stored procedure that runs a sequencer pass.
@@ -72,11 +79,14 @@ impl Tables {
         let sequence = format!("{}_seq", options.events_table);
         let pass = format!("{}_pass", options.events_table);
         let add = format!("{}_add", options.events_table);
+        let commands = (options.commands_table.clone())
+            .unwrap_or_else(|| format!("{}_commands", options.events_table));
         for name in [
             &options.events_table,
             &options.bookmarks_table,
             &options.snapshots_table,
             &options.leases_table,
+            &commands,
             &sequence,
             &pass,
             &add,
@@ -89,6 +99,7 @@ impl Tables {
             bookmarks: quoted(&options.bookmarks_table),
             snapshots: quoted(&options.snapshots_table),
             leases: quoted(&options.leases_table),
+            commands: quoted(&commands),
             sequence: quoted(&sequence),
             pass: quoted(&pass),
             add: quoted(&add),
@@ -119,9 +130,13 @@ mod tests {
             Tables::new(&long).is_err(),
             "its `_seq` table would be too long"
         );
-        assert_eq!(
-            Tables::new(&MysqlOptions::default()).unwrap().sequence,
-            "`events_seq`"
-        );
+        let tables = Tables::new(&MysqlOptions::default()).unwrap();
+        assert_eq!(tables.sequence, "`events_seq`");
+        assert_eq!(tables.commands, "`events_commands`");
+        let bad_commands = MysqlOptions {
+            commands_table: Some("c`x".into()),
+            ..MysqlOptions::default()
+        };
+        assert!(Tables::new(&bad_commands).is_err());
     }
 }

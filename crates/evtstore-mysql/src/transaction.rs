@@ -57,6 +57,11 @@ impl MysqlProvider {
     /// envelopes returned here carry position 0. Pair it with `Domain::batch` to execute
     /// commands inside the transaction.
     ///
+    /// The command ids of the events, if any, are recorded in the transaction too (an id that
+    /// another open transaction recorded is waited for), after a savepoint
+    /// (`evtstore_append`) that a failure rolls back to: the caller's transaction goes on
+    /// without any of this append.
+    ///
     /// # Errors
     /// As [`Provider::append`](evtstore_core::Provider::append).
     pub async fn append_in(
@@ -66,7 +71,23 @@ impl MysqlProvider {
     ) -> Result<Vec<EventMeta>> {
         let expected = expectations(&events)?;
         let timestamp = now_millis();
-        self.insert_in(conn, &events, &expected, timestamp).await?;
+        if events.iter().all(|e| e.command_id.is_none()) {
+            self.insert_in(conn, &events, &expected, timestamp).await?;
+        } else {
+            let fail = |e| self.fail("savepoint", e);
+            conn.execute("SAVEPOINT evtstore_append")
+                .await
+                .map_err(fail)?;
+            let written = async {
+                self.record_commands(conn, &events).await?;
+                self.insert_in(conn, &events, &expected, timestamp).await
+            };
+            if let Err(error) = written.await {
+                // Fails only when the transaction is gone (a deadlock rolled it all back).
+                let _ = conn.execute("ROLLBACK TO SAVEPOINT evtstore_append").await;
+                return Err(error);
+            }
+        }
         Ok(events.iter().map(|e| e.meta(0, timestamp)).collect())
     }
 

@@ -1,11 +1,14 @@
 //! Migrations: processes that start together on an empty database each connect, and the
 //! schema is created once; connecting to an up-to-date database changes nothing; configured
-//! table names are the ones created and used.
+//! table names are the ones created and used; events stored before the envelope get one.
 
 mod support;
 
-use evtstore_core::Provider;
+use std::collections::HashSet;
+
+use evtstore_core::{Error, EventMeta, NewEvent, Provider, Uuid};
 use evtstore_mysql::MysqlOptions;
+use sqlx::MySqlConnection;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_starting_together_migrate_once() {
@@ -16,7 +19,7 @@ async fn providers_starting_together_migrate_once() {
     let mut conn = db.connection().await;
     let sql = "SELECT events_table, version FROM evtstore_migrations";
     let versions: Vec<(String, i32)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, [("events".to_owned(), 4)]);
+    assert_eq!(versions, [("events".to_owned(), 5)]);
     providers[0]
         .append(vec![evtstore_core::NewEvent::new("s", "a", 1, "{}")])
         .await
@@ -35,12 +38,17 @@ async fn configured_table_names_are_used() {
         bookmarks_table: "orders_bookmarks".into(),
         snapshots_table: "orders_snapshots".into(),
         leases_table: "orders_leases".into(),
+        commands_table: Some("orders_commands".into()),
         ..MysqlOptions::default()
     };
     let provider = db.provider(options).await;
-    let event = evtstore_core::NewEvent::new("orders", "o1", 1, "{}");
+    let mut event = evtstore_core::NewEvent::new("orders", "o1", 1, "{}");
+    let command_id = Uuid::now_v7();
+    event.command_id = Some(command_id);
     let metas = provider.append(vec![event]).await.unwrap();
     assert_eq!(metas[0].position, 1);
+    let record = provider.command(command_id).await.unwrap();
+    assert_eq!(record.map(|r| r.version), Some(1));
     provider.set_bookmark("model", 1).await.unwrap();
     let ttl = std::time::Duration::from_secs(30);
     let lease = provider.acquire_lease("model", "me", ttl).await.unwrap();
@@ -55,10 +63,200 @@ async fn configured_table_names_are_used() {
     let expected = [
         "evtstore_migrations",
         "orders_bookmarks",
+        "orders_commands",
         "orders_events",
         "orders_events_seq",
         "orders_leases",
         "orders_snapshots",
     ];
     assert_eq!(tables, expected);
+}
+
+/// The schema version of the store of `events`.
+async fn schema_version(conn: &mut MySqlConnection) -> i32 {
+    let sql = "SELECT version FROM evtstore_migrations WHERE events_table = 'events'";
+    sqlx::query_scalar(sql).fetch_one(conn).await.unwrap()
+}
+
+/// Runs statements one by one.
+async fn run(conn: &mut MySqlConnection, statements: &[&str]) {
+    for statement in statements {
+        let done = sqlx::raw_sql(statement).execute(&mut *conn).await;
+        done.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+/// The events of stream `users`, read as a handler reads them.
+async fn users(provider: &dyn Provider) -> Vec<evtstore_core::StoredEvent> {
+    provider.events(&["users".into()], 0, 100).await.unwrap()
+}
+
+/// A store at schema version 4, before the envelope, holding rows as version 4 wrote them
+/// (positioned, and one committed but not numbered yet), is migrated when a provider opens
+/// it: every old event gets its own UUID v7 made of its timestamp, revision 1 and no
+/// correlation, causation or metadata; appends of every kind work. A migration run again
+/// (one that stopped part way) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_before_the_envelope_get_one() {
+    let Some(url) = support::url() else { return };
+    let db = support::TestDb::create(&url).await;
+    // Version 4's schema: a store made now, less what version 5 added; its append procedure
+    // one that fails, so that appends work only if the migration makes it again.
+    drop(db.provider(MysqlOptions::default()).await);
+    let mut conn = db.connection().await;
+    run(
+        &mut conn,
+        &[
+            "ALTER TABLE events DROP COLUMN event_id, DROP COLUMN correlation_id,
+             DROP COLUMN causation_id, DROP COLUMN metadata, DROP COLUMN revision",
+            "DROP TABLE events_commands",
+            "DROP PROCEDURE events_add",
+            "CREATE PROCEDURE events_add()
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'the append of version 4'",
+            "UPDATE evtstore_migrations SET version = 4",
+        ],
+    )
+    .await;
+    let columns = "SELECT column_name FROM information_schema.columns
+                   WHERE table_schema = DATABASE() AND table_name = 'events'
+                   ORDER BY ordinal_position";
+    let old: Vec<String> = sqlx::query_scalar(columns)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let v4 = [
+        "id",
+        "position",
+        "stream",
+        "aggregate_id",
+        "version",
+        "timestamp_ms",
+        "data",
+    ];
+    assert_eq!(old, v4, "version 4's events table");
+    run(
+        &mut conn,
+        &[
+            r#"INSERT INTO events (position, stream, aggregate_id, version, timestamp_ms, data)
+               VALUES (1, 'users', 'u1', 1, 1600000000000, '{"type":"created","name":"ada"}'),
+                      (2, 'users', 'u1', 2, 1600000000000, '{"type":"renamed","name":"eve"}'),
+                      (3, 'users', 'u2', 1, 1600000000001, '{"type":"created","name":"bob"}'),
+                      (NULL, 'users', 'u2', 2, 1600000000002, '{"type":"renamed","name":"al"}')"#,
+            "UPDATE events_seq SET last = 3",
+        ],
+    )
+    .await;
+
+    let provider = db.provider(MysqlOptions::default()).await;
+    assert_eq!(schema_version(&mut conn).await, 5);
+    assert_eq!(
+        provider.sequence().await.unwrap(),
+        4,
+        "the waiting row numbered"
+    );
+    let migrated = users(&*provider).await;
+    let found: Vec<(&str, u64, u64, i64)> = migrated
+        .iter()
+        .map(|e| {
+            let m = &e.meta;
+            (m.aggregate_id.as_str(), m.version, m.position, m.timestamp)
+        })
+        .collect();
+    let expected = [
+        ("u1", 1, 1, 1_600_000_000_000),
+        ("u1", 2, 2, 1_600_000_000_000),
+        ("u2", 1, 3, 1_600_000_000_001),
+        ("u2", 2, 4, 1_600_000_000_002),
+    ];
+    assert_eq!(found, expected, "the old rows, as they were");
+    for event in &migrated {
+        let m = &event.meta;
+        assert_eq!(m.event_id.get_version_num(), 7, "a UUID v7: {m:?}");
+        assert_eq!(
+            m.event_id.as_bytes()[8] >> 6,
+            0b10,
+            "RFC 9562's variant: {m:?}"
+        );
+        let (secs, nanos) = m.event_id.get_timestamp().expect("v7").to_unix();
+        let millis = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
+        assert_eq!(millis, m.timestamp, "made of its timestamp: {m:?}");
+        let envelope = (
+            m.correlation_id,
+            m.causation_id,
+            m.metadata.clone(),
+            m.revision,
+        );
+        assert_eq!(envelope, (None, None, None, 1), "{m:?}");
+    }
+    let ids: HashSet<Uuid> = migrated.iter().map(|e| e.meta.event_id).collect();
+    assert_eq!(
+        ids.len(),
+        4,
+        "distinct ids, two of them of the same millisecond"
+    );
+    let u1 = provider.aggregate_events("users", "u1", 0).await.unwrap();
+    assert_eq!(
+        u1,
+        migrated[..2],
+        "an aggregate's read gives the same envelopes"
+    );
+    let nullable = "SELECT is_nullable FROM information_schema.columns
+                    WHERE table_schema = DATABASE() AND table_name = 'events'
+                      AND column_name = 'event_id'";
+    let nullable: String = sqlx::query_scalar(nullable)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(nullable, "NO", "event_id is NOT NULL");
+
+    // Appends: one event and several (the procedure's two paths), and one with a command id.
+    let mut one = NewEvent::new("users", "u1", 3, r#"{"type":"renamed","name":"cy"}"#);
+    one.correlation_id = Some(Uuid::now_v7());
+    one.metadata = Some(r#"{"by":"migration test"}"#.into());
+    let mut several = vec![
+        NewEvent::new("users", "u2", 3, r#"{"type":"renamed","name":"di"}"#),
+        NewEvent::new("users", "u3", 1, r#"{"type":"created","name":"ed"}"#),
+    ];
+    several[1].causation_id = Some(one.event_id);
+    several[1].revision = 2;
+    let command_id = Uuid::now_v7();
+    let mut command = NewEvent::new("users", "u1", 4, r#"{"type":"renamed","name":"fa"}"#);
+    command.command_id = Some(command_id);
+    let mut appended: Vec<EventMeta> = provider.append(vec![one]).await.unwrap();
+    appended.extend(provider.append(several).await.unwrap());
+    appended.extend(provider.append(vec![command.clone()]).await.unwrap());
+    let positions: Vec<u64> = appended.iter().map(|m| m.position).collect();
+    assert_eq!(positions, [5, 6, 7, 8]);
+    let read: Vec<EventMeta> = users(&*provider).await[4..]
+        .iter()
+        .map(|e| e.meta.clone())
+        .collect();
+    assert_eq!(
+        read, appended,
+        "the appends read back as they were returned"
+    );
+    let record = provider
+        .command(command_id)
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!((record.aggregate_id.as_str(), record.version), ("u1", 4));
+    command.version = 5;
+    let again = provider.append(vec![command]).await.unwrap_err();
+    assert!(
+        matches!(again, Error::DuplicateCommand { command_id: id } if id == command_id),
+        "{again}"
+    );
+
+    // Run again, as after a start that stopped part way: nothing changes.
+    drop(provider);
+    run(&mut conn, &["UPDATE evtstore_migrations SET version = 4"]).await;
+    let provider = db.provider(MysqlOptions::default()).await;
+    assert_eq!(schema_version(&mut conn).await, 5);
+    let before: Vec<EventMeta> = migrated.iter().map(|e| e.meta.clone()).collect();
+    let after: Vec<EventMeta> = users(&*provider).await[..4]
+        .iter()
+        .map(|e| e.meta.clone())
+        .collect();
+    assert_eq!(after, before, "the ids given once are kept");
 }

@@ -109,7 +109,7 @@ async fn tx_handler_killed_mid_page_loses_nothing_and_applies_nothing_twice() {
     for n in 0..40u64 {
         let event = NewEvent::new(
             "clock",
-            format!("agg-{}", n % 7).into(),
+            format!("agg-{}", n % 7),
             n / 7 + 1,
             r#"{"type":"Tick"}"#,
         );
