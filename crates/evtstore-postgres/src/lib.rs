@@ -63,6 +63,7 @@ mod listen;
 mod loads;
 mod positions;
 mod read;
+mod retire;
 mod schema;
 mod sql;
 mod tables;
@@ -74,7 +75,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Hook, HookError, Object, Pool};
-use evtstore_core::provider::check_bookmark;
+use evtstore_core::provider::{AggregateKey, Retire, check_bookmark};
 use evtstore_core::{
     CommandRecord, Error, ErrorKind, EventMeta, Lease, NewEvent, Position, Provider, Result,
     Snapshot, StoredEvent, Uuid,
@@ -297,6 +298,38 @@ impl Provider for PgProvider {
 
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
         self.read_command(command_id).boxed()
+    }
+
+    fn retire(&self, marker: NewEvent, how: Retire) -> BoxFuture<'_, Result<EventMeta>> {
+        self.retire_aggregate(marker, how).boxed()
+    }
+
+    fn archived_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after: u64,
+        before: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        self.read_archived((stream, aggregate_id), after, before)
+            .boxed()
+    }
+
+    fn aggregate_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        create: bool,
+    ) -> BoxFuture<'a, Result<Option<AggregateKey>>> {
+        self.read_key(stream, aggregate_id, create).boxed()
+    }
+
+    fn forget_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.delete_key(stream, aggregate_id).boxed()
     }
 
     fn aggregate_events<'a>(

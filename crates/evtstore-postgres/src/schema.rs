@@ -46,7 +46,22 @@ fn migrations(t: &Tables) -> Vec<String> {
         )",
         t.leases
     );
-    vec![first, offset, leases, envelope(t)]
+    // Archived events, and the keys of encrypted aggregates.
+    let retired = format!(
+        "CREATE TABLE {archive} (LIKE {events} INCLUDING DEFAULTS,
+            PRIMARY KEY (stream, aggregate_id, version));
+        CREATE TABLE {keys} (
+            stream TEXT NOT NULL,
+            aggregate_id TEXT NOT NULL,
+            key_id UUID NOT NULL,
+            secret BYTEA NOT NULL,
+            PRIMARY KEY (stream, aggregate_id)
+        );",
+        archive = t.archive,
+        events = t.events,
+        keys = t.keys,
+    );
+    vec![first, offset, leases, envelope(t), retired]
 }
 
 /// The envelope, and the ids of commands appended. Events stored before it get a UUID v7 of

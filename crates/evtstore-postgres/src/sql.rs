@@ -26,6 +26,7 @@
 //! horizon, below which the held-back event may already be: the reader would stop without it).
 
 use crate::lease::LeaseSql;
+use crate::retire::RetireSql;
 use crate::tables::Tables;
 
 /// The SQL of one table set.
@@ -50,10 +51,12 @@ pub(crate) struct Sql {
     pub(crate) clock: String,
     pub(crate) raise_offset: String,
     pub(crate) lease: LeaseSql,
+    pub(crate) retire: RetireSql,
 }
 
 /// Columns of a stored event, in the order `read::event_from_row` takes them.
-const EVENT_COLUMNS: &str = "stream, aggregate_id, version, position, timestamp_ms, data::text,
+pub(crate) const EVENT_COLUMNS: &str =
+    "stream, aggregate_id, version, position, timestamp_ms, data::text,
     event_id, correlation_id, causation_id, metadata, revision";
 
 /// The store's offset, added to every transaction id (see the module docs).
@@ -174,6 +177,7 @@ impl Sql {
                 m = t.migrations
             ),
             lease: LeaseSql::new(t),
+            retire: RetireSql::new(t),
         }
     }
 }

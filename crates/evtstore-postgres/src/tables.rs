@@ -66,6 +66,10 @@ pub(crate) struct Tables {
     pub(crate) leases: String,
     /// The ids of commands appended, `<events>_commands`.
     pub(crate) commands: String,
+    /// Archived events, `<events>_archive`.
+    pub(crate) archive: String,
+    /// The keys of encrypted aggregates, `<events>_keys`.
+    pub(crate) keys: String,
     /// The schema's table of stores: each one's schema version and position offset.
     pub(crate) migrations: String,
     /// The LISTEN/NOTIFY channel of the events table.
@@ -85,8 +89,11 @@ impl Tables {
         ] {
             check_table(name)?;
         }
-        let commands = format!("{}_commands", options.events_table);
-        check_table(&commands)?;
+        let [commands, archive, keys] =
+            ["commands", "archive", "keys"].map(|t| format!("{}_{t}", options.events_table));
+        for name in [&commands, &archive, &keys] {
+            check_table(name)?;
+        }
         let qualified = |table: &str| format!("\"{}\".\"{table}\"", options.schema);
         Ok(Tables {
             schema: format!("\"{}\"", options.schema),
@@ -95,6 +102,8 @@ impl Tables {
             snapshots: qualified(&options.snapshots_table),
             leases: qualified(&options.leases_table),
             commands: qualified(&commands),
+            archive: qualified(&archive),
+            keys: qualified(&keys),
             migrations: qualified("evtstore_migrations"),
             channel: format!("evtstore_{}_{}", options.schema, options.events_table),
             migration_lock: format!("evtstore:{}.{}", options.schema, options.events_table),

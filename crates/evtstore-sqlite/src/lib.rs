@@ -76,6 +76,7 @@ mod config;
 mod lease;
 mod reader;
 mod readers;
+mod retire;
 mod rows;
 mod schema;
 mod statements;
@@ -86,7 +87,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use evtstore_core::provider::Visitor;
+use evtstore_core::provider::{AggregateKey, Retire, Visitor};
 use evtstore_core::provider::{check_bookmark, now_millis};
 use evtstore_core::{
     CommandRecord, EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr, Snapshot,
@@ -217,6 +218,54 @@ impl Provider for SqliteProvider {
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
         let read = move |c: &Connection| append::command(c, command_id);
         self.read("read command", false, read).boxed()
+    }
+
+    fn retire(&self, marker: NewEvent, how: Retire) -> BoxFuture<'_, Result<EventMeta>> {
+        let retired = self.write(move |reply| Job::Retire(marker, how, reply));
+        async move { Ok(retired.await?.remove(0)) }.boxed()
+    }
+
+    fn archived_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after: u64,
+        before: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        let (stream, id) = (stream.to_owned(), aggregate_id.to_owned());
+        let read = move |c: &Connection| reader::archived(c, (&stream, &id), after, before);
+        self.read("read archived events", false, read).boxed()
+    }
+
+    fn aggregate_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        create: bool,
+    ) -> BoxFuture<'a, Result<Option<AggregateKey>>> {
+        let (stream, id) = (stream.to_owned(), aggregate_id.to_owned());
+        async move {
+            if create {
+                let (s, i) = (stream.clone(), id.clone());
+                let statements = Box::new(move |c: &Connection| retire::create_key(c, &s, &i));
+                self.write(|reply| Job::Run("create key", statements, reply))
+                    .await?;
+            }
+            let read = move |c: &Connection| retire::key(c, &stream, &id);
+            self.read("read key", false, read).await
+        }
+        .boxed()
+    }
+
+    fn forget_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let (stream, id) = (stream.to_owned(), aggregate_id.to_owned());
+        let statements = Box::new(move |c: &Connection| retire::forget_key(c, &stream, &id));
+        self.write(|reply| Job::Run("forget key", statements, reply))
+            .boxed()
     }
 
     fn aggregate_events<'a>(

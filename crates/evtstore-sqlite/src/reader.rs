@@ -122,6 +122,30 @@ pub(crate) fn last_event(
         .transpose()
 }
 
+/// An aggregate's archived events between two versions, in version order.
+pub(crate) fn archived(
+    conn: &Connection,
+    (stream, id): (&str, &str),
+    after: u64,
+    before: u64,
+) -> rusqlite::Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM archive
+         WHERE stream = ?1 AND aggregate_id = ?2 AND version > ?3 AND version < ?4
+         ORDER BY version"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut names = SharedNames::new(&[stream]);
+    let bounds = (
+        stream,
+        id,
+        after.min(i64::MAX as u64),
+        before.min(i64::MAX as u64),
+    );
+    let rows = statement.query_map(bounds, |row| event_from_row(&mut names, row))?;
+    rows.collect()
+}
+
 pub(crate) fn bookmark(conn: &Connection, name: &str) -> rusqlite::Result<Option<Position>> {
     let mut statement = conn.prepare_cached("SELECT position FROM bookmarks WHERE name = ?1")?;
     let mut rows = statement.query_map([name], |row| row.get(0))?;

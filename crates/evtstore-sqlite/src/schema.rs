@@ -49,6 +49,28 @@ const MIGRATIONS: &[&str] = &[
         aggregate_id TEXT NOT NULL,
         version INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // Archived events, and the keys of encrypted aggregates.
+    "CREATE TABLE archive (
+        position INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        event_id BLOB,
+        correlation_id BLOB,
+        causation_id BLOB,
+        metadata TEXT,
+        revision INTEGER NOT NULL,
+        PRIMARY KEY (stream, aggregate_id, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE keys (
+        stream TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        key_id BLOB NOT NULL,
+        secret BLOB NOT NULL,
+        PRIMARY KEY (stream, aggregate_id)
+    ) WITHOUT ROWID;",
 ];
 
 /// Brings the schema up to date. Safe when several processes open the file at once: the

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use evtstore_core::provider::Retire;
 use evtstore_core::{Error, EventMeta, Lease, NewEvent, Position, Result, Snapshot};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
@@ -20,6 +21,7 @@ use crate::append::{append, save_snapshot, set_bookmark};
 use crate::config::Config;
 use crate::lease::LeaseJob;
 use crate::readers::Read;
+use crate::retire::retire;
 use crate::statements::Statements;
 
 /// Most writes committed in one transaction.
@@ -33,7 +35,14 @@ pub(crate) enum Job {
     Bookmark(String, Position, oneshot::Sender<Result<()>>),
     Snapshot(Snapshot, oneshot::Sender<Result<()>>),
     Lease(LeaseJob, oneshot::Sender<Result<Option<Lease>>>),
+    /// A marker appended, and its aggregate's events deleted or archived.
+    Retire(NewEvent, Retire, oneshot::Sender<Result<Vec<EventMeta>>>),
+    /// Other statements: what they do, and them.
+    Run(&'static str, RunStatements, oneshot::Sender<Result<()>>),
 }
+
+/// Statements a [`Job::Run`] runs.
+pub(crate) type RunStatements = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 
 /// What the writer thread is sent.
 enum Message {
@@ -308,6 +317,13 @@ fn apply(w: &mut Writing<'_>, job: Job, timestamp: i64) -> Done {
             Done::Other(saved.map_err(|e| config.error("save snapshot", e)), reply)
         }
         Job::Lease(job, reply) => Done::Lease(job.apply(conn, config, timestamp), reply),
+        Job::Retire(marker, how, reply) => {
+            let retired = retire(conn, &mut w.statements, config, &marker, how, timestamp);
+            Done::Append(retired, reply)
+        }
+        Job::Run(what, statements, reply) => {
+            Done::Other(statements(conn).map_err(|e| config.error(what, e)), reply)
+        }
     }
 }
 
@@ -326,8 +342,8 @@ fn fail_all(
 impl Job {
     fn done_with(self, appended: Result<Vec<EventMeta>>) -> Done {
         match self {
-            Job::Append(_, reply) => Done::Append(appended, reply),
-            Job::Bookmark(_, _, reply) | Job::Snapshot(_, reply) => {
+            Job::Append(_, reply) | Job::Retire(_, _, reply) => Done::Append(appended, reply),
+            Job::Bookmark(_, _, reply) | Job::Snapshot(_, reply) | Job::Run(_, _, reply) => {
                 Done::Other(appended.map(|_| ()), reply)
             }
             Job::Lease(_, reply) => Done::Lease(appended.map(|_| None), reply),
