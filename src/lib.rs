@@ -7,17 +7,19 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Aggregates and domains.
-pub use evtstore_core::{Aggregate, Contains, Domain, Loaded, UnknownEvents, domain};
+pub use evtstore_core::{Aggregate, Contains, Domain, Loaded, UnknownEvents, Upcasters, domain};
 
 // Commands.
-pub use evtstore_core::{Batch, Command, CommandError, Decision, Events, Executed, Rejection};
+pub use evtstore_core::{
+    Batch, Command, CommandError, CommandMeta, Decision, Events, Executed, Rejection,
+};
 
 // Event handlers.
 pub use evtstore_core::{Handler, HandlerBuilder, HandlerFailure, Handles, Partitioned, TxHandles};
 
 // Events and errors.
 pub use evtstore_core::{
-    BoxError, Error, ErrorKind, EventMeta, Lease, Position, Result, SharedStr,
+    BoxError, CommandRecord, Error, ErrorKind, EventMeta, Lease, Position, Result, SharedStr, Uuid,
 };
 
 // Providers: the trait, the in-memory one, what they read and write, and (for provider
