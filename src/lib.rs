@@ -10,14 +10,16 @@
 pub use evtstore_core::{Aggregate, Contains, Domain, Loaded, UnknownEvents, domain};
 
 // Commands.
-pub use evtstore_core::{Batch, Command, CommandError, Decision, Events, Executed, Rejection};
+pub use evtstore_core::{
+    Batch, Command, CommandError, CommandMeta, Decision, Events, Executed, Rejection,
+};
 
 // Event handlers.
 pub use evtstore_core::{Handler, HandlerBuilder, HandlerFailure, Handles, Partitioned, TxHandles};
 
 // Events and errors.
 pub use evtstore_core::{
-    BoxError, Error, ErrorKind, EventMeta, Lease, Position, Result, SharedStr,
+    BoxError, Error, ErrorKind, EventMeta, Lease, Position, Result, SharedStr, Uuid,
 };
 
 // Providers: the trait, the in-memory one, what they read and write, and (for provider
@@ -26,6 +28,9 @@ pub use evtstore_core::{MemoryProvider, NewEvent, Provider, Snapshot, StoredEven
 
 // Testing commands and handlers given earlier events.
 pub use evtstore_core::testing;
+
+// Moving a store between providers: JSON Lines export and import.
+pub use evtstore_core::jsonl;
 
 /// The SQLite provider, the embedded default (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]
