@@ -29,6 +29,9 @@ pub use evtstore_core::{MemoryProvider, NewEvent, Provider, Snapshot, StoredEven
 // Testing commands and handlers given earlier events.
 pub use evtstore_core::testing;
 
+// Moving a store between providers: JSON Lines export and import.
+pub use evtstore_core::jsonl;
+
 /// The SQLite provider, the embedded default (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

@@ -87,6 +87,16 @@ pub enum Error {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// A line of a JSON Lines import ([`jsonl::import`](crate::jsonl::import)) that is not an
+    /// event, or an event that cannot take its place in the store: the lines before it were
+    /// imported, none from it on.
+    #[error("line {line} of the import: {reason}")]
+    Import {
+        /// The line's number, from 1.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A stored event no longer deserialises into its type.
     #[error(
         "cannot decode event {stream}/{aggregate_id} version {version} at position {position}: {source}"
@@ -257,6 +267,7 @@ impl Error {
             | Error::InvalidAppend { .. }
             | Error::Encode { .. }
             | Error::CommandIdReused { .. }
+            | Error::Import { .. }
             | Error::Deleted { .. } => ErrorKind::InvalidInput,
             Error::Decode { .. } => ErrorKind::Corrupt,
             Error::UnknownEventType { .. } => ErrorKind::UnknownEvent,

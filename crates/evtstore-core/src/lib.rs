@@ -16,6 +16,8 @@
 //! - [`provider`]: for provider authors: the [`Provider`] trait and the checks and helpers
 //!   every backend uses; `group.rs`, group commit of concurrent appends
 //!   ([`provider::GroupCommit`]).
+//! - [`jsonl`]: a store's events as JSON Lines, exported from one provider and imported into
+//!   another.
 //! - [`testing`]: given/when/then tests of commands and handlers, on a fresh in-memory store.
 //! - `conformance` (feature `testkit`): the test suite every provider passes (and
 //!   `conformance::tx`, the one every transactional provider passes).
@@ -34,6 +36,7 @@ mod event;
 mod fold;
 mod group;
 mod handler;
+pub mod jsonl;
 mod lease;
 mod memory;
 mod names;

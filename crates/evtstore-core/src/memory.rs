@@ -288,6 +288,14 @@ impl Provider for MemoryProvider {
         async move { Ok(events) }.boxed()
     }
 
+    fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        let state = self.lock();
+        let mut streams: Vec<String> = state.aggregates.keys().map(|s| s.to_string()).collect();
+        drop(state);
+        streams.sort();
+        async move { Ok(streams) }.boxed()
+    }
+
     fn last_event<'a>(
         &'a self,
         streams: &'a [String],

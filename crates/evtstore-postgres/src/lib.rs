@@ -352,6 +352,10 @@ impl Provider for PgProvider {
             .boxed()
     }
 
+    fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        self.read(|| self.read_streams()).boxed()
+    }
+
     fn last_event<'a>(
         &'a self,
         streams: &'a [String],

@@ -145,6 +145,13 @@ impl PgProvider {
         }
     }
 
+    pub(crate) async fn read_streams(&self) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = client.query(&self.sql.streams, &[]);
+        let rows = self.run("list streams", rows).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {
         let client = self.client().await?;
         let what = format!("read bookmark {name}");

@@ -40,6 +40,7 @@ pub(crate) struct Sql {
     pub(crate) last_event: String,
     pub(crate) last_visible_event: String,
     pub(crate) last_aggregate_event: String,
+    pub(crate) streams: String,
     pub(crate) bookmark: String,
     pub(crate) set_bookmark: String,
     pub(crate) lock_handler: String,
@@ -127,6 +128,7 @@ impl Sql {
                 "SELECT {EVENT_COLUMNS} FROM {events}
                  WHERE aggregate_id = $2 AND stream = ANY($1) ORDER BY position DESC LIMIT 1"
             ),
+            streams: format!("SELECT DISTINCT stream FROM {events} ORDER BY stream"),
             bookmark: format!("SELECT position FROM {} WHERE name = $1", t.bookmarks),
             set_bookmark: format!(
                 "INSERT INTO {} (name, position) VALUES ($1, $2)

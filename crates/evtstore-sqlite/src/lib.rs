@@ -307,6 +307,10 @@ impl Provider for SqliteProvider {
         self.read("read events", false, read).boxed()
     }
 
+    fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        self.read("list streams", false, reader::streams).boxed()
+    }
+
     fn last_event<'a>(
         &'a self,
         streams: &'a [String],

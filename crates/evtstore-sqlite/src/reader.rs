@@ -101,6 +101,14 @@ pub(crate) fn events(
     rows.collect()
 }
 
+/// The streams that hold events, sorted, from the `(stream, position)` index.
+pub(crate) fn streams(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut statement =
+        conn.prepare_cached("SELECT DISTINCT stream FROM events ORDER BY stream")?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    rows.collect()
+}
+
 pub(crate) fn last_event(
     conn: &Connection,
     streams: &[String],

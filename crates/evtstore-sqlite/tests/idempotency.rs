@@ -26,6 +26,9 @@ async fn a_command_id_appends_once_across_providers_and_restarts() {
     let domain: Domain<Tests> = Domain::new(SqliteProvider::open(&path).unwrap());
     let retried = domain.execute_with("c1", Bump { by: vec![3] }, meta).await;
     assert_eq!(retried.expect("a retry").state.total, 3);
-    let events = reopened.aggregate_events("counters", "c1", 0).await.unwrap();
+    let events = reopened
+        .aggregate_events("counters", "c1", 0)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1, "appended once: {events:?}");
 }

@@ -318,6 +318,10 @@ impl Provider for Counting {
         self.inner.events(streams, after, limit)
     }
 
+    fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        self.inner.streams()
+    }
+
     fn last_event<'a>(
         &'a self,
         streams: &'a [String],
