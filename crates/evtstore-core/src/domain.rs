@@ -9,7 +9,7 @@ use crate::aggregate::{Aggregate, Loaded, decode_known_data};
 use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
 use crate::error::{Error, Result};
-use crate::event::{EventMeta, NewEvent, Snapshot};
+use crate::event::{EventMeta, NewEvent};
 use crate::names::{check_aggregate_id, shared_stream};
 use crate::provider::Provider;
 
@@ -255,6 +255,7 @@ impl<D> Domain<D> {
         D: Contains<A>,
     {
         if !events.is_empty() {
+            let from = aggregate.version;
             let new_events = encode_events::<A>(&aggregate, &events)?;
             let appended = self.provider.append(new_events).await;
             let metas = appended.inspect_err(|error| {
@@ -266,9 +267,7 @@ impl<D> Domain<D> {
             for (event, meta) in events.iter().zip(&metas) {
                 aggregate.apply(event, meta);
             }
-            if A::SNAPSHOT.is_some() {
-                self.save_snapshot(&aggregate).await;
-            }
+            self.snapshot_after_append(from, &aggregate).await;
         }
         if self.cache.is_some() {
             self.keep(aggregate.clone());
@@ -280,18 +279,6 @@ impl<D> Domain<D> {
     fn keep<A: Aggregate>(&self, aggregate: Loaded<A>) {
         if let Some(cache) = &self.cache {
             cache.put(A::STREAM, aggregate);
-        }
-    }
-
-    /// Stores the folded aggregate. The events are committed already, so a failure here only
-    /// costs the next load a refold: it is logged, not returned.
-    async fn save_snapshot<A: Aggregate>(&self, aggregate: &Loaded<A>) {
-        let saved = match snapshot_of(aggregate) {
-            Ok(snapshot) => self.provider.save_snapshot(snapshot).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = saved {
-            tracing::warn!(stream = A::STREAM, id = %aggregate.id, %error, "snapshot not stored");
         }
     }
 
@@ -343,25 +330,6 @@ impl<D> Domain<D> {
         visited.await?;
         Ok(aggregate)
     }
-
-    async fn start_from_snapshot<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
-        let Some(schema) = A::SNAPSHOT else {
-            return Ok(Loaded::new(id));
-        };
-        let stored = self.provider.snapshot(A::STREAM, id).await?;
-        let decoded = stored
-            .filter(|s| s.schema == schema)
-            .map(decode_snapshot::<A>);
-        match decoded {
-            Some(Ok(aggregate)) => Ok(aggregate),
-            Some(Err(error)) => {
-                // Only a cache: refold from the events rather than fail the load.
-                tracing::warn!(stream = A::STREAM, id, %error, "snapshot does not decode; refolding");
-                Ok(Loaded::new(id))
-            }
-            None => Ok(Loaded::new(id)),
-        }
-    }
 }
 
 pub(crate) fn encode_events<A: Aggregate>(
@@ -382,30 +350,4 @@ pub(crate) fn encode_events<A: Aggregate>(
         })
     };
     events.iter().enumerate().map(encode).collect()
-}
-
-/// The snapshot of a folded aggregate.
-fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
-    let state = serde_json::to_string(&aggregate.state).map_err(|source| Error::Encode {
-        what: format!("aggregate {}/{}", A::STREAM, aggregate.id),
-        source,
-    })?;
-    Ok(Snapshot {
-        stream: A::STREAM.to_owned(),
-        aggregate_id: aggregate.id.to_string(),
-        schema: A::SNAPSHOT.unwrap_or_default().to_owned(),
-        version: aggregate.version,
-        position: aggregate.position,
-        state,
-    })
-}
-
-fn decode_snapshot<A: Aggregate>(snapshot: Snapshot) -> serde_json::Result<Loaded<A>> {
-    let state = serde_json::from_str(&snapshot.state)?;
-    Ok(Loaded {
-        id: snapshot.aggregate_id.into(),
-        version: snapshot.version,
-        position: snapshot.position,
-        state,
-    })
 }

@@ -55,6 +55,18 @@ pub enum Error {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// A snapshot was asked of an aggregate kind that sets no
+    /// [`SNAPSHOT`](crate::Aggregate::SNAPSHOT) schema: nothing was stored.
+    #[error(
+        "cannot snapshot {stream}/{aggregate_id}: aggregate kind {stream:?} sets no \
+         Aggregate::SNAPSHOT schema"
+    )]
+    NotSnapshotted {
+        /// The aggregate kind.
+        stream: String,
+        /// The aggregate.
+        aggregate_id: String,
+    },
     /// A stored event no longer deserialises into its type.
     #[error(
         "cannot decode event {stream}/{aggregate_id} version {version} at position {position}: {source}"
@@ -220,9 +232,10 @@ impl Error {
             | Error::LeaseHeld { .. }
             | Error::Contention { .. } => ErrorKind::Conflict,
             Error::Rejected { .. } => ErrorKind::Rejected,
-            Error::InvalidName { .. } | Error::InvalidAppend { .. } | Error::Encode { .. } => {
-                ErrorKind::InvalidInput
-            }
+            Error::InvalidName { .. }
+            | Error::InvalidAppend { .. }
+            | Error::NotSnapshotted { .. }
+            | Error::Encode { .. } => ErrorKind::InvalidInput,
             Error::Decode { .. } => ErrorKind::Corrupt,
             Error::UnknownEventType { .. } => ErrorKind::UnknownEvent,
             Error::Handler { .. } => ErrorKind::Handler,
