@@ -2,7 +2,8 @@
 //!
 //! Run: `cargo run --release -p evtstore-bench -- --provider memory|sqlite|postgres|mysql
 //! [--scale K] [--durability full|normal] [--raw] [--runtime single|multi]
-//! [--aggregate-cache CAPACITY]`.
+//! [--aggregate-cache CAPACITY] [--snapshots]` (`--help` says what each does).
+//! `--snapshots` runs the snapshot workloads instead of W1..W6 (`snapshots.rs`).
 //! W6 (not on memory) starts this program again as its handler process, with `--w6-handler`.
 //! `--raw` adds the raw SQLite or MariaDB ceiling for W1. Postgres: the server of
 //! `EVTSTORE_PG_URL` (default `postgres://root@127.0.0.1:5432/postgres?sslmode=disable`, plain
@@ -19,6 +20,7 @@ mod mysql;
 mod postgres;
 mod raw;
 mod report;
+mod snapshots;
 mod upcast;
 mod workloads;
 
@@ -34,6 +36,23 @@ use workloads::Sizes;
 #[global_allocator]
 static ALLOCATOR: allocs::Counting = allocs::Counting;
 
+const USAGE: &str = "\
+usage: evtstore-bench [OPTIONS]   (one JSON line per workload on stdout)
+  --provider memory|sqlite|postgres|mysql   the store (default memory); postgres and mysql use
+                                            EVTSTORE_PG_URL / EVTSTORE_MYSQL_URL, database evtbench
+  --scale K                  multiplies the aggregate and event counts (default 1)
+  --durability full|normal   SQLite's synchronous setting (default full)
+  --raw                      adds the raw SQLite or MariaDB ceiling for W1
+  --runtime single|multi     Tokio's runtime (default single on postgres and mysql, else multi)
+  --aggregate-cache CAPACITY the domain keeps up to CAPACITY aggregates in memory
+  --snapshots                instead of W1..W6, the snapshot workloads:
+                               W1_sequential_commands (no snapshots, for reference),
+                               W1_snapshot_every_1 and W1_snapshot_every_100 (W1 on a counter
+                               with snapshots, stored every event or when a version crosses a
+                               multiple of 100), W3_100k_no_snapshot and W3_100k_snapshot (one
+                               counter of 100,000 events loaded without, then with, a snapshot)
+  --help                     this text";
+
 struct Args {
     provider: String,
     scale: usize,
@@ -47,6 +66,8 @@ struct Args {
     w6_handler: bool,
     /// The SQLite file of that store (`--path`).
     path: Option<PathBuf>,
+    /// The snapshot workloads instead of W1..W6 (`--snapshots`).
+    snapshots: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
         aggregate_cache: None,
         w6_handler: false,
         path: None,
+        snapshots: false,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -81,6 +103,11 @@ fn parse_args() -> Result<Args, String> {
                 args.aggregate_cache = Some(capacity);
             }
             "--w6-handler" => args.w6_handler = true,
+            "--snapshots" => args.snapshots = true,
+            "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--path" => args.path = Some(value()?.into()),
             "--runtime" => {
                 args.single_thread = match value()?.as_str() {
@@ -89,7 +116,7 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--runtime: {other:?} is not single or multi")),
                 }
             }
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     Ok(args)
@@ -173,6 +200,14 @@ async fn run(args: Args) -> Result<(), String> {
     let (mut domain, file) = domain(&args).await?;
     if let Some(capacity) = args.aggregate_cache {
         domain = domain.with_aggregate_cache(capacity);
+    }
+    if args.snapshots {
+        eprintln!("running the snapshot workloads on {}", args.provider);
+        let ran = snapshots::run(&domain, &sizes, &out).await;
+        if let Some(path) = file {
+            remove_database(&path);
+        }
+        return ran.map_err(|e| e.to_string());
     }
     eprintln!(
         "running W1..W6 on {} at scale {}",

@@ -34,6 +34,14 @@ impl Reporter {
         self.line(workload, fields);
     }
 
+    /// A load line: an aggregate of `events` events loaded in `ms` milliseconds (to the
+    /// microsecond: a load from a snapshot takes well under one), making `allocations`.
+    pub(crate) fn load(&self, workload: &str, events: usize, ms: f64, allocations: u64) {
+        let ms = (ms * 1000.0).round() / 1000.0;
+        let fields = json!({ "n": events, "ms": ms, "allocs_per_load": allocations });
+        self.line(workload, fields);
+    }
+
     /// A latency line: percentiles of `samples_ms`.
     pub(crate) fn latency(&self, workload: &str, mut samples_ms: Vec<f64>) {
         samples_ms.sort_by(f64::total_cmp);

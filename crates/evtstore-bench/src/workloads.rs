@@ -1,21 +1,22 @@
 //! W1 to W5 of WORKLOAD.md, on any domain.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use evtstore::{Domain, Loaded, Result};
+use evtstore::{Aggregate, Contains, Domain, Loaded, Result};
 
 use crate::allocs;
 use crate::counter::{Bench, Counter, CounterEvent, DoOne};
 use crate::report::Reporter;
 
-const ROUNDS: usize = 5;
+pub(crate) const ROUNDS: usize = 5;
 const WORKERS: usize = 16;
 const HYDRATE_BATCH: usize = 100;
 /// W3's loads of the big aggregate.
-const LOADS: usize = 5;
+pub(crate) const LOADS: usize = 5;
 
 /// Sizes at a scale.
 pub(crate) struct Sizes {
@@ -32,7 +33,7 @@ impl Sizes {
     }
 }
 
-fn millis(since: Instant) -> f64 {
+pub(crate) fn millis(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -89,28 +90,67 @@ pub(crate) async fn concurrent(
 
 /// W3: load an aggregate of many events, five times; the median.
 pub(crate) async fn hydrate(domain: &Domain<Bench>, sizes: &Sizes, out: &Reporter) -> Result<()> {
-    let mut big = Loaded::<Counter>::new("big");
-    while (big.version as usize) < sizes.hydrate_events {
+    let events = sizes.hydrate_events;
+    fill(domain, "big", events).await?;
+    let mut loads = Loads::default();
+    for _ in 0..LOADS {
+        loads.time::<Counter>(domain, "big", events).await?;
+    }
+    // The line divides the allocations per load by the events loaded.
+    out.rate_allocating("W3_hydrate", events, loads.median(), loads.allocations());
+    Ok(())
+}
+
+/// Appends `events` events to counter `id` directly, `HYDRATE_BATCH` at a time, storing no
+/// snapshot.
+pub(crate) async fn fill(domain: &Domain<Bench>, id: &str, events: usize) -> Result<()> {
+    let mut big = Loaded::<Counter>::new(id);
+    while (big.version as usize) < events {
         let batch = vec![CounterEvent::One { one: 1 }; HYDRATE_BATCH];
         big = domain.append(big, batch).await?;
     }
-    let mut times = Vec::with_capacity(LOADS);
-    let allocated = allocs::count();
-    for _ in 0..LOADS {
-        let start = Instant::now();
-        let loaded = domain.load::<Counter>("big").await?;
-        times.push(millis(start));
-        assert_eq!(
-            loaded.state.count as usize, sizes.hydrate_events,
-            "hydrated count"
-        );
-    }
-    // Per event loaded, over all the loads.
-    let allocations = (allocs::count() - allocated) / LOADS as u64;
-    times.sort_by(f64::total_cmp);
-    let median = times[LOADS / 2];
-    out.rate_allocating("W3_hydrate", sizes.hydrate_events, median, allocations);
     Ok(())
+}
+
+/// Timed loads of a counter.
+#[derive(Default)]
+pub(crate) struct Loads {
+    times: Vec<f64>,
+    allocations: u64,
+}
+
+impl Loads {
+    /// Loads counter `id` as kind `A`, checking it holds `events` events, and keeps the time.
+    pub(crate) async fn time<A>(
+        &mut self,
+        domain: &Domain<Bench>,
+        id: &str,
+        events: usize,
+    ) -> Result<()>
+    where
+        A: Aggregate + Borrow<Counter>,
+        Bench: Contains<A>,
+    {
+        let (start, allocated) = (Instant::now(), allocs::count());
+        let loaded = domain.load::<A>(id).await?;
+        let (ms, allocations) = (millis(start), allocs::count() - allocated);
+        self.times.push(ms);
+        self.allocations += allocations;
+        let count = loaded.state.borrow().count as usize;
+        assert_eq!(count, events, "hydrated count of {id}");
+        Ok(())
+    }
+
+    /// The median time, in ms.
+    pub(crate) fn median(&mut self) -> f64 {
+        self.times.sort_by(f64::total_cmp);
+        self.times[self.times.len() / 2]
+    }
+
+    /// The allocations per load.
+    pub(crate) fn allocations(&self) -> u64 {
+        self.allocations / self.times.len() as u64
+    }
 }
 
 /// W4: a new handler with a stored bookmark catches up on every event in one `run_once`.

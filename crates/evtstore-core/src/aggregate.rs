@@ -37,12 +37,28 @@ pub trait Aggregate:
     /// The stream that holds this kind's events, e.g. `"users"`.
     const STREAM: &'static str;
 
-    /// Snapshots: when set, every command executed (or append made) through the domain stores
-    /// a snapshot of the folded state beside the events, and loads start from it while this
-    /// schema string is unchanged. Change the string whenever `fold` or the state changes:
-    /// snapshots of another schema are ignored until rewritten. (`Batch` and appends inside
-    /// your own transaction store no snapshot; the next command does.)
+    /// Snapshots: when set, the domain stores a snapshot of the folded state beside the events
+    /// (every [`SNAPSHOT_EVERY`](Self::SNAPSHOT_EVERY) events, or on demand with
+    /// [`Domain::save_snapshot`](crate::Domain::save_snapshot)), and loads start from it while
+    /// this schema string is unchanged, folding only newer events. Change the string whenever
+    /// `fold` or the state changes: snapshots of another schema are ignored until rewritten.
+    /// A load reads the snapshot first, one more read of the store: worth it for aggregates
+    /// that grow long, not for those of a few events.
     const SNAPSHOT: Option<&'static str> = None;
+
+    /// When a snapshotted aggregate stores its snapshot: when an append through the domain (a
+    /// command, or [`Domain::append`](crate::Domain::append)) takes its version across a
+    /// multiple of this number, so a command appending several events never skips its turn.
+    /// 1 stores one with every append; 0 only on demand
+    /// ([`Domain::save_snapshot`](crate::Domain::save_snapshot)). `Batch` and appends inside
+    /// your own transaction store none; the next append through the domain that crosses a
+    /// multiple does.
+    ///
+    /// The default, 100, writes one snapshot per hundred events instead of one per append
+    /// (which doubles a command's writes), while a load still folds at most about a hundred
+    /// events after the snapshot: one read, and far less work than a round trip to the store.
+    /// Lower it when folding an event is costly.
+    const SNAPSHOT_EVERY: u64 = 100;
 
     /// What a load does with an event whose type this build does not know (a newer build
     /// wrote it during a rolling deploy): fail, naming it (the default), or skip it.

@@ -10,7 +10,7 @@ use crate::cache::AggregateCache;
 use crate::command::{Command, CommandError};
 use crate::envelope::CommandMeta;
 use crate::error::{Error, Result};
-use crate::event::{NewEvent, Snapshot};
+use crate::event::NewEvent;
 use crate::fold::fold_events;
 use crate::names::{check_aggregate_id, shared_stream};
 use crate::provider::Provider;
@@ -353,6 +353,7 @@ impl<D> Domain<D> {
         meta: &CommandMeta,
     ) -> Result<Loaded<A>> {
         if !events.is_empty() {
+            let from = aggregate.version;
             let mut new_events = encode_events::<A>(&aggregate, &events, meta)?;
             self.seal::<A>(&aggregate.id, &mut new_events).await?;
             let appended = self.provider.append(new_events).await;
@@ -365,9 +366,7 @@ impl<D> Domain<D> {
             for (event, meta) in events.iter().zip(&metas) {
                 aggregate.apply(event, meta);
             }
-            if A::SNAPSHOT.is_some() {
-                self.save_snapshot(&aggregate).await;
-            }
+            self.snapshot_after_append(from, &aggregate).await;
         }
         if self.cache.is_some() {
             self.keep(aggregate.clone());
@@ -394,18 +393,6 @@ impl<D> Domain<D> {
     fn keep<A: Aggregate>(&self, aggregate: Loaded<A>) {
         if let Some(cache) = &self.cache {
             cache.put(A::STREAM, aggregate);
-        }
-    }
-
-    /// Stores the folded aggregate. The events are committed already, so a failure here only
-    /// costs the next load a refold: it is logged, not returned.
-    async fn save_snapshot<A: Aggregate>(&self, aggregate: &Loaded<A>) {
-        let saved = match snapshot_of(aggregate) {
-            Ok(snapshot) => self.provider.save_snapshot(snapshot).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = saved {
-            tracing::warn!(stream = A::STREAM, id = %aggregate.id, %error, "snapshot not stored");
         }
     }
 
@@ -448,25 +435,6 @@ impl<D> Domain<D> {
             cache.take::<A>(A::STREAM, id);
         }
     }
-
-    async fn start_from_snapshot<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
-        let Some(schema) = A::SNAPSHOT else {
-            return Ok(Loaded::new(id));
-        };
-        let stored = self.provider.snapshot(A::STREAM, id).await?;
-        let decoded = stored
-            .filter(|s| s.schema == schema)
-            .map(decode_snapshot::<A>);
-        match decoded {
-            Some(Ok(aggregate)) => Ok(aggregate),
-            Some(Err(error)) => {
-                // Only a cache: refold from the events rather than fail the load.
-                tracing::warn!(stream = A::STREAM, id, %error, "snapshot does not decode; refolding");
-                Ok(Loaded::new(id))
-            }
-            None => Ok(Loaded::new(id)),
-        }
-    }
 }
 
 pub(crate) fn encode_events<A: Aggregate>(
@@ -487,30 +455,4 @@ pub(crate) fn encode_events<A: Aggregate>(
         Ok(new)
     };
     events.iter().enumerate().map(encode).collect()
-}
-
-/// The snapshot of a folded aggregate.
-fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
-    let state = serde_json::to_string(&aggregate.state).map_err(|source| Error::Encode {
-        what: format!("aggregate {}/{}", A::STREAM, aggregate.id),
-        source,
-    })?;
-    Ok(Snapshot {
-        stream: A::STREAM.to_owned(),
-        aggregate_id: aggregate.id.to_string(),
-        schema: A::SNAPSHOT.unwrap_or_default().to_owned(),
-        version: aggregate.version,
-        position: aggregate.position,
-        state,
-    })
-}
-
-fn decode_snapshot<A: Aggregate>(snapshot: Snapshot) -> serde_json::Result<Loaded<A>> {
-    let state = serde_json::from_str(&snapshot.state)?;
-    Ok(Loaded {
-        id: snapshot.aggregate_id.into(),
-        version: snapshot.version,
-        position: snapshot.position,
-        state,
-    })
 }

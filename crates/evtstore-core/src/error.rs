@@ -97,6 +97,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A snapshot was asked of an aggregate kind that sets no
+    /// [`SNAPSHOT`](crate::Aggregate::SNAPSHOT) schema: nothing was stored.
+    #[error(
+        "cannot snapshot {stream}/{aggregate_id}: aggregate kind {stream:?} sets no \
+         Aggregate::SNAPSHOT schema"
+    )]
+    NotSnapshotted {
+        /// The aggregate kind.
+        stream: String,
+        /// The aggregate.
+        aggregate_id: String,
+    },
     /// A stored event no longer deserialises into its type.
     #[error(
         "cannot decode event {stream}/{aggregate_id} version {version} at position {position}: {source}"
@@ -268,6 +280,7 @@ impl Error {
             | Error::Encode { .. }
             | Error::CommandIdReused { .. }
             | Error::Import { .. }
+            | Error::NotSnapshotted { .. }
             | Error::Deleted { .. } => ErrorKind::InvalidInput,
             Error::Decode { .. } => ErrorKind::Corrupt,
             Error::UnknownEventType { .. } => ErrorKind::UnknownEvent,

@@ -11,6 +11,8 @@
 //! - `handler/`: event handlers (read models, process managers) with bookmarks: [`Handles`],
 //!   [`Handler`]; `handler/tx/`: transactional handlers ([`TxHandles`], the page loop shared
 //!   by providers that implement [`provider::TxProvider`]).
+//! - `snapshot.rs`: when a domain stores an aggregate's snapshot
+//!   ([`Aggregate::SNAPSHOT_EVERY`], [`Domain::save_snapshot`]) and how loads start from it.
 //! - `memory.rs`: [`MemoryProvider`], everything in this process.
 //! - `event.rs`, `error.rs`: stored events and the [`enum@Error`] type.
 //! - [`provider`]: for provider authors: the [`Provider`] trait and the checks and helpers
@@ -44,6 +46,7 @@ pub mod provider;
 mod retire;
 mod seal;
 mod shared_str;
+mod snapshot;
 pub mod telemetry;
 pub mod testing;
 mod upcast;

@@ -6,8 +6,9 @@
 //! - [`Counter`] (`"counters"`: `added`): [`Bump`] returns as many events as it is given values,
 //!   and each event records the version its command saw.
 //! - [`Group`] (`"groups"`: `created`) shares the `created` event type with [`User`].
-//! - [`Profile`] and [`ProfileV2`] are one stream (`"profiles"`) snapshotted under schemas
-//!   `"v1"` and `"v2"`; their `folded` field tells how many events a load folded in.
+//! - [`Profile`] and [`ProfileV2`] are one stream (`"profiles"`) snapshotted with every
+//!   append under schemas `"v1"` and `"v2"`; [`SparseProfile`] (`"sparse-profiles"`) every
+//!   third event. Their `folded` field tells how many events a load folded in.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,7 +39,10 @@ pub enum Refused {
 
 impl Rejection for Refused {}
 
-crate::domain!(pub Tests { User, TolerantUser, Post, Counter, Group, Profile, ProfileV2, Reading, Person, Secret });
+crate::domain!(pub Tests {
+    User, TolerantUser, Post, Counter, Group, Profile, ProfileV2, SparseProfile, Reading, Person,
+    Secret
+});
 
 /// What happens to a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -430,9 +434,13 @@ pub enum ProfileEvent {
     },
 }
 
-/// Declares a snapshotted profile kind and its rename command.
+/// Declares a snapshotted profile kind (stream, schema, snapshot every so many events) and its
+/// rename command.
 macro_rules! profile_kind {
-    ($(#[$doc:meta])* $name:ident, $(#[$cmd_doc:meta])* $command:ident, $tag:literal) => {
+    (
+        $(#[$doc:meta])* $name:ident, $(#[$cmd_doc:meta])* $command:ident,
+        $stream:literal, $tag:literal, $every:literal
+    ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         pub struct $name {
@@ -447,8 +455,9 @@ macro_rules! profile_kind {
         }
 
         impl Aggregate for $name {
-            const STREAM: &'static str = "profiles";
+            const STREAM: &'static str = $stream;
             const SNAPSHOT: Option<&'static str> = Some($tag);
+            const SNAPSHOT_EVERY: u64 = $every;
             type Event = ProfileEvent;
 
             fn fold(&mut self, event: &ProfileEvent, _meta: &EventMeta) {
@@ -477,17 +486,31 @@ macro_rules! profile_kind {
 }
 
 profile_kind!(
-    /// A profile snapshotted under schema `"v1"`.
+    /// A profile snapshotted with every append under schema `"v1"`.
     Profile,
     /// Renames a [`Profile`].
     RenameProfile,
-    "v1"
+    "profiles",
+    "v1",
+    1
 );
 
 profile_kind!(
-    /// The same stream as [`Profile`], snapshotted under schema `"v2"`.
+    /// The same stream as [`Profile`], snapshotted with every append under schema `"v2"`.
     ProfileV2,
     /// Renames a [`ProfileV2`].
     RenameProfileV2,
-    "v2"
+    "profiles",
+    "v2",
+    1
+);
+
+profile_kind!(
+    /// A profile of its own stream, snapshotted when its version crosses a multiple of 3.
+    SparseProfile,
+    /// Renames a [`SparseProfile`].
+    RenameSparseProfile,
+    "sparse-profiles",
+    "v1",
+    3
 );

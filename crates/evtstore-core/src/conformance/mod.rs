@@ -4,7 +4,7 @@
 //! handlers read with; it panics with a message saying what went wrong. The cases cover the
 //! parity checklist of the original evtstore (items 1–17), optimistic concurrency under racing
 //! commands, atomic appends, failing, panicking and undecodable events, invalid names, pushed
-//! handlers, bookmarks, positions, hooks, snapshots and the aggregate cache.
+//! handlers, bookmarks, positions, hooks, snapshots and their policy, and the aggregate cache.
 //! [`domain`] holds the aggregates they use.
 //!
 //! # Running it for a backend
@@ -176,6 +176,9 @@ macro_rules! conformance_tests {
                 matching_snapshot_is_used_on_load,
                 mismatched_snapshot_is_refolded,
                 append_under_new_schema_rewrites_snapshot,
+                snapshots_are_stored_at_multiples_of_snapshot_every,
+                multi_event_commands_crossing_a_multiple_store_a_snapshot,
+                save_snapshot_stores_one_on_demand,
                 aggregate_cache_matches_uncached_loads,
                 undecodable_event_fails_load,
                 invalid_names_are_refused,

@@ -1,10 +1,12 @@
-//! Snapshots (parity item 16) and the aggregate cache.
+//! Snapshots (parity item 16), their policy (`SNAPSHOT_EVERY`, `save_snapshot`) and the
+//! aggregate cache.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use super::domain::*;
 use super::support::{Counting, domain, raw};
-use crate::{Domain, Loaded, Provider, Snapshot};
+use crate::{Command, Decision, Domain, Error, ErrorKind, Loaded, Provider, Snapshot};
 
 /// The stored copy of profile `id`.
 async fn stored_snapshot(provider: &Arc<dyn Provider>, id: &str) -> Option<Snapshot> {
@@ -52,8 +54,8 @@ pub async fn aggregate_without_snapshots_stores_none(provider: Arc<dyn Provider>
     );
 }
 
-/// Item 16: an aggregate with a version string stores a copy of its state with each append,
-/// carrying the version string, version and position.
+/// Item 16: an aggregate with a version string and `SNAPSHOT_EVERY = 1` stores a copy of its
+/// state with each append, carrying the version string, version and position.
 pub async fn snapshotted_aggregate_stores_a_snapshot(provider: Arc<dyn Provider>, _page: usize) {
     let domain = domain(&provider);
     for (version, name) in [(1, "ada"), (2, "bea")] {
@@ -193,6 +195,174 @@ pub async fn append_under_new_schema_rewrites_snapshot(provider: Arc<dyn Provide
         ),
         (3, 3, "cy", 3)
     );
+}
+
+/// Renames sparse profile `id` once for each version in `versions`, in one command, naming it
+/// `n<version>` each time.
+struct RenameSparse {
+    versions: std::ops::RangeInclusive<u64>,
+}
+
+impl<D> Command<D> for RenameSparse {
+    type Aggregate = SparseProfile;
+    type Error = Infallible;
+
+    async fn handle(self, _: &Loaded<SparseProfile>, _: &Domain<D>) -> Decision<Self, D> {
+        let rename = |version| ProfileEvent::Renamed {
+            name: format!("n{version}"),
+        };
+        Ok(self.versions.map(rename).collect())
+    }
+}
+
+/// Renames sparse profile `id` to versions `from + 1 ..= to` in one command.
+async fn rename_sparse(
+    domain: &Domain<Tests>,
+    id: &str,
+    from: u64,
+    to: u64,
+) -> Loaded<SparseProfile> {
+    let renamed = domain
+        .execute(
+            id,
+            RenameSparse {
+                versions: from + 1..=to,
+            },
+        )
+        .await;
+    let renamed =
+        renamed.unwrap_or_else(|e| panic!("renaming {id} from version {from} to {to}: {e}"));
+    assert_eq!(renamed.version, to, "{renamed:?}");
+    renamed
+}
+
+/// The version of sparse profile `id`'s stored copy, if any, checking that the copy holds the
+/// state folded up to that version.
+async fn sparse_copy(provider: &Arc<dyn Provider>, id: &str) -> Option<u64> {
+    let read = provider.snapshot("sparse-profiles", id).await;
+    let copy =
+        read.unwrap_or_else(|e| panic!("reading the stored copy of sparse-profiles/{id}: {e}"))?;
+    let state: serde_json::Value = serde_json::from_str(&copy.state).expect("state is JSON");
+    let folded_to = (&state["renames"], &state["name"]);
+    let expected = (&copy.version.into(), &format!("n{}", copy.version).into());
+    assert_eq!(folded_to, expected, "copy {copy:?}");
+    assert_eq!(copy.schema, "v1", "copy {copy:?}");
+    Some(copy.version)
+}
+
+/// A load of sparse profile `id` gives its state at `version`, folding only the events after
+/// the stored copy at `copy` (every event without one).
+async fn assert_sparse_load(domain: &Domain<Tests>, id: &str, version: u64, copy: Option<u64>) {
+    let loaded = domain.load::<SparseProfile>(id).await;
+    let loaded = loaded.unwrap_or_else(|e| panic!("loading {id}: {e}"));
+    let state = (
+        loaded.version,
+        loaded.state.renames,
+        loaded.state.name.clone(),
+    );
+    assert_eq!(
+        state,
+        (version, version, format!("n{version}")),
+        "{loaded:?}"
+    );
+    let after_copy = version - copy.unwrap_or(0);
+    assert_eq!(
+        loaded.state.folded, after_copy,
+        "events folded after the copy: {loaded:?}"
+    );
+}
+
+/// Snapshot policy: a kind snapshotted every 3 events stores a copy when a command takes its
+/// version to 3 and to 6, and none in between; loads fold only the events after the copy.
+pub async fn snapshots_are_stored_at_multiples_of_snapshot_every(
+    provider: Arc<dyn Provider>,
+    _page: usize,
+) {
+    let domain = domain(&provider);
+    let copies = [None, None, Some(3), Some(3), Some(3), Some(6), Some(6)];
+    for (version, copy) in (1..).zip(copies) {
+        rename_sparse(&domain, "x", version - 1, version).await;
+        assert_eq!(
+            sparse_copy(&provider, "x").await,
+            copy,
+            "after version {version}"
+        );
+        assert_sparse_load(&domain, "x", version, copy).await;
+    }
+}
+
+/// Snapshot policy: a command appending several events that passes a multiple of 3 stores a
+/// copy at its last version (2 to 4, 5 to 7); one that stays between multiples (4 to 5) none.
+pub async fn multi_event_commands_crossing_a_multiple_store_a_snapshot(
+    provider: Arc<dyn Provider>,
+    _page: usize,
+) {
+    let domain = domain(&provider);
+    let steps = [
+        (0, 2, None),
+        (2, 4, Some(4)),
+        (4, 5, Some(4)),
+        (5, 7, Some(7)),
+    ];
+    let mut last = None;
+    for (from, to, copy) in steps {
+        last = Some(rename_sparse(&domain, "x", from, to).await);
+        assert_eq!(
+            sparse_copy(&provider, "x").await,
+            copy,
+            "after {from} to {to}"
+        );
+        assert_sparse_load(&domain, "x", to, copy).await;
+    }
+    let copy = provider.snapshot("sparse-profiles", "x").await;
+    let copy = copy.expect("reading the copy").expect("a copy at 7");
+    let last = last.expect("some commands ran");
+    assert_eq!(
+        copy.position, last.position,
+        "the copy is at the last event"
+    );
+}
+
+/// Snapshot policy: `Domain::save_snapshot` stores a copy at the current version between
+/// multiples, which loads start from, and the policy goes on after it. It stores none for an
+/// aggregate without events and refuses a kind without a schema, naming the aggregate.
+pub async fn save_snapshot_stores_one_on_demand(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    rename_sparse(&domain, "x", 0, 3).await;
+    rename_sparse(&domain, "x", 3, 4).await;
+    assert_eq!(sparse_copy(&provider, "x").await, Some(3));
+    let saved = domain.save_snapshot::<SparseProfile>("x").await;
+    let saved = saved.expect("saving a copy of x");
+    assert_eq!((saved.version, saved.state.renames), (4, 4), "{saved:?}");
+    assert_eq!(sparse_copy(&provider, "x").await, Some(4), "stored at once");
+    assert_sparse_load(&domain, "x", 4, Some(4)).await;
+    rename_sparse(&domain, "x", 4, 5).await;
+    assert_eq!(
+        sparse_copy(&provider, "x").await,
+        Some(4),
+        "5 crosses no multiple"
+    );
+    assert_sparse_load(&domain, "x", 5, Some(4)).await;
+
+    let empty = domain.save_snapshot::<SparseProfile>("y").await;
+    assert_eq!(empty.expect("saving a copy of y").version, 0);
+    assert_eq!(sparse_copy(&provider, "y").await, None, "y has no events");
+
+    domain
+        .execute("u1", CreateUser { name: "ada".into() })
+        .await
+        .expect("creating u1");
+    let refused = domain.save_snapshot::<User>("u1").await;
+    let refused = refused.expect_err("users have no snapshot schema");
+    assert_eq!(refused.kind(), ErrorKind::InvalidInput, "{refused:?}");
+    assert!(
+        matches!(&refused, Error::NotSnapshotted { stream, aggregate_id }
+            if stream == "users" && aggregate_id == "u1"),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("users/u1"), "{refused}");
+    let copy = provider.snapshot("users", "u1").await;
+    assert_eq!(copy.expect("reading a copy of u1"), None, "nothing stored");
 }
 
 /// The aggregate cache gives what uncached loads give, reads only events newer than what it
