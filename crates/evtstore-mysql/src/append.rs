@@ -311,7 +311,7 @@ impl MysqlProvider {
     }
 
     /// The envelopes of committed events, once a sequencer pass has given their positions.
-    async fn positioned_later(
+    pub(crate) async fn positioned_later(
         &self,
         events: &[NewEvent],
         expected: &[Expectation<'_>],
@@ -442,7 +442,7 @@ fn bytes(id: &Option<Uuid>) -> Option<&[u8]> {
 }
 
 /// True for a deadlock: InnoDB rolled the whole transaction back.
-fn deadlocked(error: &Error) -> bool {
+pub(crate) fn deadlocked(error: &Error) -> bool {
     match error {
         Error::Contention { source, .. } => source
             .downcast_ref::<sqlx::Error>()

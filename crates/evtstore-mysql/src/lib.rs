@@ -58,6 +58,17 @@
 //! its events are numbered by a sequencer pass after it commits. Appends without one keep the
 //! grouped, one-round-trip procedure.
 //!
+//! # Deleting, archiving, keys
+//! Schema version 6 added `<events>_archive` (every column of the events table, keyed by
+//! stream, aggregate and version) and `<events>_keys` (each aggregate's key id and secret, for
+//! encrypted aggregate kinds). A deletion or an archiving is one transaction that appends its
+//! marker as [`append_in`](MysqlProvider::append_in) does, then deletes the aggregate's events
+//! below it (copied to the archive first, positions kept, when archiving; a deletion also
+//! deletes the aggregate's archived events, snapshot and key); the marker is then numbered by
+//! a sequencer pass, like an append with a command id. Archived events stay out of handlers'
+//! reads; loads read them back from the archive. Shredding deletes the key and the snapshot
+//! in one transaction.
+//!
 //! # Leases
 //! Leases follow the server's clock. A release wakes this process's handlers at once; MariaDB
 //! has no push across processes, so handlers of other processes try to take it at their next
@@ -71,6 +82,7 @@
 //!   `read`, `readahead`: reads; `errors`: driver errors as evtstore errors.
 //! - `lease`: leases, each change one statement or one transaction that locks the lease row.
 //! - `transaction`: appends inside your own transaction, and transactional handlers.
+//! - `retire`: deleting and archiving aggregates, archived events, aggregates' keys.
 
 mod append;
 mod errors;
@@ -78,6 +90,7 @@ mod lease;
 mod procedures;
 mod read;
 mod readahead;
+mod retire;
 mod schema;
 mod sequencer;
 mod sql;
@@ -88,7 +101,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evtstore_core::provider::check_bookmark;
+use evtstore_core::provider::{AggregateKey, Retire, check_bookmark};
 use evtstore_core::{
     CommandRecord, Error, EventMeta, Lease, NewEvent, Position, Provider, Result, Snapshot,
     StoredEvent, Uuid,
@@ -236,6 +249,38 @@ impl Provider for MysqlProvider {
 
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
         self.read_command(command_id).boxed()
+    }
+
+    fn retire(&self, marker: NewEvent, how: Retire) -> BoxFuture<'_, Result<EventMeta>> {
+        self.retire_now(marker, how).boxed()
+    }
+
+    fn archived_events<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        after: u64,
+        before: u64,
+    ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        self.read_archived(stream, aggregate_id, after, before)
+            .boxed()
+    }
+
+    fn aggregate_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+        create: bool,
+    ) -> BoxFuture<'a, Result<Option<AggregateKey>>> {
+        self.read_key(stream, aggregate_id, create).boxed()
+    }
+
+    fn forget_key<'a>(
+        &'a self,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.delete_key(stream, aggregate_id).boxed()
     }
 
     fn aggregate_events<'a>(

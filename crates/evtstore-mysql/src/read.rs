@@ -79,7 +79,10 @@ pub(crate) async fn read_page(
 }
 
 /// The events of a read's rows, sharing their names.
-fn events_from(mut names: SharedNames, rows: &[MySqlRow]) -> Result<Vec<StoredEvent>, sqlx::Error> {
+pub(crate) fn events_from(
+    mut names: SharedNames,
+    rows: &[MySqlRow],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     rows.iter()
         .map(|row| event_from_row(&mut names, row))
         .collect()

@@ -29,7 +29,50 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let mut envelope = envelope(t);
     envelope.push(format!("DROP PROCEDURE IF EXISTS {}", t.add));
     envelope.push(add_procedure(t));
-    vec![tables, pass, vec![leases_table(t)], add, envelope]
+    vec![
+        tables,
+        pass,
+        vec![leases_table(t)],
+        add,
+        envelope,
+        retirement(t),
+    ]
+}
+
+/// The archive (every column of the events table; an aggregate's versions are unique there
+/// as in the events table, and read in that order) and the aggregates' keys (a key id and a
+/// secret of 32 bytes, at most 64).
+fn retirement(t: &Tables) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                id BIGINT NOT NULL,
+                position BIGINT NULL,
+                stream VARBINARY(200) NOT NULL,
+                aggregate_id VARBINARY(255) NOT NULL,
+                version BIGINT NOT NULL,
+                timestamp_ms BIGINT NOT NULL,
+                data LONGTEXT CHARACTER SET utf8mb4 NOT NULL,
+                event_id BINARY(16) NOT NULL,
+                correlation_id BINARY(16) NULL,
+                causation_id BINARY(16) NULL,
+                metadata LONGTEXT CHARACTER SET utf8mb4 NULL,
+                revision INT UNSIGNED NOT NULL DEFAULT 1,
+                PRIMARY KEY (stream, aggregate_id, version)
+            ) ENGINE=InnoDB",
+            t.archive
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                stream VARBINARY(200) NOT NULL,
+                aggregate_id VARBINARY(255) NOT NULL,
+                key_id BINARY(16) NOT NULL,
+                secret VARBINARY(64) NOT NULL,
+                PRIMARY KEY (stream, aggregate_id)
+            ) ENGINE=InnoDB",
+            t.keys
+        ),
+    ]
 }
 
 /// Each event's envelope, and the commands table. Events stored before get a UUID v7 made of

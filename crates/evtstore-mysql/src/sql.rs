@@ -24,6 +24,18 @@ pub(crate) struct Sql {
     /// What an append recorded of a command id.
     pub(crate) command: String,
     commands: String,
+    /// Copies an aggregate's events below a version to the archive.
+    pub(crate) archive_events: String,
+    /// Deletes an aggregate's events below a version.
+    pub(crate) retire_events: String,
+    /// Deletes an aggregate's archived events.
+    pub(crate) delete_archived: String,
+    pub(crate) delete_snapshot: String,
+    /// An aggregate's archived events between two versions.
+    pub(crate) archived: String,
+    pub(crate) key: String,
+    pub(crate) create_key: String,
+    pub(crate) delete_key: String,
     pub(crate) lease: LeaseSql,
 }
 
@@ -65,6 +77,41 @@ impl Sql {
             command: format!(
                 "SELECT stream, aggregate_id, version FROM {} WHERE command_id = ?",
                 t.commands
+            ),
+            // Through `by_version` by force, as in the append procedure: not `by_stream`.
+            archive_events: format!(
+                "INSERT INTO {archive} (id, position, {INSERTED})
+                 SELECT id, position, {INSERTED} FROM {events} FORCE INDEX (by_version)
+                 WHERE stream = ? AND aggregate_id = ? AND version < ?",
+                archive = t.archive
+            ),
+            retire_events: format!(
+                "DELETE e FROM {events} e FORCE INDEX (by_version)
+                 WHERE e.stream = ? AND e.aggregate_id = ? AND e.version < ?"
+            ),
+            delete_archived: format!(
+                "DELETE FROM {} WHERE stream = ? AND aggregate_id = ?",
+                t.archive
+            ),
+            delete_snapshot: format!(
+                "DELETE FROM {snapshots} WHERE stream = ? AND aggregate_id = ?"
+            ),
+            archived: format!(
+                "SELECT {COLUMNS} FROM {} WHERE stream = ? AND aggregate_id = ?
+                 AND version > ? AND version < ? ORDER BY version",
+                t.archive
+            ),
+            key: format!(
+                "SELECT key_id, secret FROM {} WHERE stream = ? AND aggregate_id = ?",
+                t.keys
+            ),
+            create_key: format!(
+                "INSERT IGNORE INTO {} (stream, aggregate_id, key_id, secret) VALUES (?, ?, ?, ?)",
+                t.keys
+            ),
+            delete_key: format!(
+                "DELETE FROM {} WHERE stream = ? AND aggregate_id = ?",
+                t.keys
             ),
             events: events.clone(),
             commands: t.commands.clone(),

@@ -17,7 +17,7 @@ use evtstore_core::provider::check_table;
 pub struct MysqlOptions {
     /// The events table (default `events`); its sequencer uses `<events>_seq` beside it, and
     /// the stored procedures `<events>_pass` and `<events>_add`. Each of those names, and
-    /// the default commands table's, must fit in 63 characters.
+    /// the default commands, archive and keys tables', must fit in 63 characters.
     pub events_table: String,
     /// The bookmarks table (default `bookmarks`).
     pub bookmarks_table: String,
@@ -29,6 +29,12 @@ pub struct MysqlOptions {
     /// The table of command ids that appends recorded (default `None`: `<events>_commands`,
     /// beside the events table).
     pub commands_table: Option<String>,
+    /// The table of archived events (default `None`: `<events>_archive`, beside the events
+    /// table).
+    pub archive_table: Option<String>,
+    /// The table of aggregates' keys, for encrypted aggregate kinds (default `None`:
+    /// `<events>_keys`, beside the events table).
+    pub keys_table: Option<String>,
     /// Most pooled connections (default 16).
     pub pool_size: u32,
     /// How often this process gives positions to committed events that have none (events
@@ -45,6 +51,8 @@ impl Default for MysqlOptions {
             snapshots_table: "snapshots".into(),
             leases_table: "leases".into(),
             commands_table: None,
+            archive_table: None,
+            keys_table: None,
             pool_size: 16,
             sequence_interval: Duration::from_millis(50),
         }
@@ -60,6 +68,10 @@ pub(crate) struct Tables {
     pub(crate) leases: String,
     /// The command ids appends recorded, with the aggregate and version each appended.
     pub(crate) commands: String,
+    /// Events moved out of the events table by an archiving, with every column.
+    pub(crate) archive: String,
+    /// Each aggregate's key, for encrypted aggregate kinds.
+    pub(crate) keys: String,
     /// The sequencer's one-row counter of the last position given.
     pub(crate) sequence: String,
     /// The stored procedure that runs a sequencer pass.
@@ -79,14 +91,20 @@ impl Tables {
         let sequence = format!("{}_seq", options.events_table);
         let pass = format!("{}_pass", options.events_table);
         let add = format!("{}_add", options.events_table);
-        let commands = (options.commands_table.clone())
-            .unwrap_or_else(|| format!("{}_commands", options.events_table));
+        let beside = |table: &Option<String>, suffix: &str| {
+            (table.clone()).unwrap_or_else(|| format!("{}_{suffix}", options.events_table))
+        };
+        let commands = beside(&options.commands_table, "commands");
+        let archive = beside(&options.archive_table, "archive");
+        let keys = beside(&options.keys_table, "keys");
         for name in [
             &options.events_table,
             &options.bookmarks_table,
             &options.snapshots_table,
             &options.leases_table,
             &commands,
+            &archive,
+            &keys,
             &sequence,
             &pass,
             &add,
@@ -100,6 +118,8 @@ impl Tables {
             snapshots: quoted(&options.snapshots_table),
             leases: quoted(&options.leases_table),
             commands: quoted(&commands),
+            archive: quoted(&archive),
+            keys: quoted(&keys),
             sequence: quoted(&sequence),
             pass: quoted(&pass),
             add: quoted(&add),
@@ -138,5 +158,21 @@ mod tests {
             ..MysqlOptions::default()
         };
         assert!(Tables::new(&bad_commands).is_err());
+        assert_eq!(
+            (tables.archive.as_str(), tables.keys.as_str()),
+            ("`events_archive`", "`events_keys`")
+        );
+        for bad in [
+            MysqlOptions {
+                archive_table: Some("a`x".into()),
+                ..MysqlOptions::default()
+            },
+            MysqlOptions {
+                keys_table: Some("k x".into()),
+                ..MysqlOptions::default()
+            },
+        ] {
+            assert!(Tables::new(&bad).is_err(), "{bad:?}");
+        }
     }
 }

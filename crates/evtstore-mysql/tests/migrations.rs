@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::HashSet;
 
+use evtstore_core::provider::Retire;
 use evtstore_core::{Error, EventMeta, NewEvent, Provider, Uuid};
 use evtstore_mysql::MysqlOptions;
 use sqlx::MySqlConnection;
@@ -19,7 +20,7 @@ async fn providers_starting_together_migrate_once() {
     let mut conn = db.connection().await;
     let sql = "SELECT events_table, version FROM evtstore_migrations";
     let versions: Vec<(String, i32)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, [("events".to_owned(), 5)]);
+    assert_eq!(versions, [("events".to_owned(), 6)]);
     providers[0]
         .append(vec![evtstore_core::NewEvent::new("s", "a", 1, "{}")])
         .await
@@ -39,10 +40,12 @@ async fn configured_table_names_are_used() {
         snapshots_table: "orders_snapshots".into(),
         leases_table: "orders_leases".into(),
         commands_table: Some("orders_commands".into()),
+        archive_table: Some("orders_archive".into()),
+        keys_table: Some("orders_keys".into()),
         ..MysqlOptions::default()
     };
     let provider = db.provider(options).await;
-    let mut event = evtstore_core::NewEvent::new("orders", "o1", 1, "{}");
+    let mut event = NewEvent::new("orders", "o1", 1, "{}");
     let command_id = Uuid::now_v7();
     event.command_id = Some(command_id);
     let metas = provider.append(vec![event]).await.unwrap();
@@ -56,20 +59,43 @@ async fn configured_table_names_are_used() {
         .set_bookmark_leased(&lease.unwrap(), 1)
         .await
         .unwrap();
+    provider
+        .append(vec![NewEvent::new("orders", "o1", 2, "{}")])
+        .await
+        .unwrap();
+    let mut marker = NewEvent::new("orders", "o1", 3, r#"{"type":"$archived"}"#);
+    marker.revision = 0;
+    provider.retire(marker, Retire::Archive).await.unwrap();
+    let archived = provider
+        .archived_events("orders", "o1", 0, 3)
+        .await
+        .unwrap();
+    assert_eq!(archived.len(), 2);
+    let key = provider.aggregate_key("orders", "o1", true).await.unwrap();
+    assert!(key.is_some());
     let mut conn = db.connection().await;
     let sql = "SELECT table_name FROM information_schema.tables
                WHERE table_schema = DATABASE() ORDER BY table_name";
     let tables: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap();
     let expected = [
         "evtstore_migrations",
+        "orders_archive",
         "orders_bookmarks",
         "orders_commands",
         "orders_events",
         "orders_events_seq",
+        "orders_keys",
         "orders_leases",
         "orders_snapshots",
     ];
     assert_eq!(tables, expected);
+    let rows = "SELECT (SELECT COUNT(*) FROM orders_archive), (SELECT COUNT(*) FROM orders_keys)";
+    let rows: (i64, i64) = sqlx::query_as(rows).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(
+        rows,
+        (2, 1),
+        "the configured archive and keys tables hold them"
+    );
 }
 
 /// The schema version of the store of `events`.
@@ -148,7 +174,7 @@ async fn events_stored_before_the_envelope_get_one() {
     .await;
 
     let provider = db.provider(MysqlOptions::default()).await;
-    assert_eq!(schema_version(&mut conn).await, 5);
+    assert_eq!(schema_version(&mut conn).await, 6);
     assert_eq!(
         provider.sequence().await.unwrap(),
         4,
@@ -252,11 +278,64 @@ async fn events_stored_before_the_envelope_get_one() {
     drop(provider);
     run(&mut conn, &["UPDATE evtstore_migrations SET version = 4"]).await;
     let provider = db.provider(MysqlOptions::default()).await;
-    assert_eq!(schema_version(&mut conn).await, 5);
+    assert_eq!(schema_version(&mut conn).await, 6);
     let before: Vec<EventMeta> = migrated.iter().map(|e| e.meta.clone()).collect();
     let after: Vec<EventMeta> = users(&*provider).await[..4]
         .iter()
         .map(|e| e.meta.clone())
         .collect();
     assert_eq!(after, before, "the ids given once are kept");
+}
+
+/// A store at schema version 5, before the archive and keys tables, gets them when a provider
+/// opens it; its events are kept, and archiving, keys and deleting work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_version_5_gets_the_archive_and_keys_tables() {
+    let Some(url) = support::url() else { return };
+    let db = support::TestDb::create(&url).await;
+    let provider = db.provider(MysqlOptions::default()).await;
+    let events = vec![
+        NewEvent::new("users", "u1", 1, r#"{"type":"created","name":"ada"}"#),
+        NewEvent::new("users", "u1", 2, r#"{"type":"renamed","name":"eve"}"#),
+    ];
+    let appended = provider.append(events).await.unwrap();
+    drop(provider);
+    let mut conn = db.connection().await;
+    run(
+        &mut conn,
+        &[
+            "DROP TABLE events_archive",
+            "DROP TABLE events_keys",
+            "UPDATE evtstore_migrations SET version = 5",
+        ],
+    )
+    .await;
+
+    let provider = db.provider(MysqlOptions::default()).await;
+    assert_eq!(schema_version(&mut conn).await, 6);
+    let kept: Vec<EventMeta> = users(&*provider)
+        .await
+        .into_iter()
+        .map(|e| e.meta)
+        .collect();
+    assert_eq!(kept, appended, "the events are kept");
+    let mut marker = NewEvent::new("users", "u1", 3, r#"{"type":"$archived"}"#);
+    marker.revision = 0;
+    let marker = provider.retire(marker, Retire::Archive).await.unwrap();
+    assert_eq!((marker.version, marker.position), (3, 3));
+    let archived = provider.archived_events("users", "u1", 0, 3).await.unwrap();
+    let archived: Vec<EventMeta> = archived.into_iter().map(|e| e.meta).collect();
+    assert_eq!(archived, appended, "archived as they were");
+    let key = provider.aggregate_key("users", "u1", true).await.unwrap();
+    assert_eq!(
+        provider.aggregate_key("users", "u1", false).await.unwrap(),
+        key
+    );
+    let mut tombstone = NewEvent::new("users", "u1", 4, r#"{"type":"$deleted"}"#);
+    tombstone.revision = 0;
+    provider.retire(tombstone, Retire::Delete).await.unwrap();
+    let left = "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM events_archive),
+                (SELECT COUNT(*) FROM events_keys)";
+    let left: (i64, i64, i64) = sqlx::query_as(left).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(left, (1, 0, 0), "only the tombstone is left");
 }
