@@ -126,13 +126,7 @@ pub trait Provider: Send + Sync + 'static {
 
     /// The names of the streams that hold events, sorted: what an export of a whole store
     /// reads (see [`jsonl::export`](crate::jsonl::export)).
-    ///
-    /// The default fails: a provider that cannot list its streams is given their names.
-    fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {
-        let context = format!("{}: list streams", self.name());
-        let unsupported = "this provider cannot list its streams: name them";
-        Box::pin(async move { Err(Error::backend(context, unsupported)) })
-    }
+    fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>>;
 
     /// The last event of the streams, or of one aggregate in them.
     fn last_event<'a>(

@@ -293,6 +293,10 @@ impl Provider for MysqlProvider {
             .boxed()
     }
 
+    fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        self.read_streams().boxed()
+    }
+
     fn events<'a>(
         &'a self,
         streams: &'a [String],

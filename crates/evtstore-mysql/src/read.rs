@@ -159,6 +159,14 @@ impl MysqlProvider {
         record().map(Some).map_err(fail)
     }
 
+    pub(crate) async fn read_streams(&self) -> Result<Vec<String>> {
+        let fail = |e| self.fail("list streams", e);
+        let rows = sqlx::query(&self.sql.streams).fetch_all(&self.pool).await;
+        let rows = rows.map_err(fail)?;
+        let names = rows.iter().map(|row| text(row, 0).map(str::to_owned));
+        names.collect::<Result<_, sqlx::Error>>().map_err(fail)
+    }
+
     pub(crate) async fn read_bookmark(&self, name: &str) -> Result<Option<Position>> {
         let position: Option<i64> = sqlx::query_scalar(&self.sql.bookmark)
             .bind(name)

@@ -23,6 +23,7 @@ pub(crate) struct Sql {
     pub(crate) save_snapshot: String,
     /// What an append recorded of a command id.
     pub(crate) command: String,
+    pub(crate) streams: String,
     commands: String,
     /// Copies an aggregate's events below a version to the archive.
     pub(crate) archive_events: String,
@@ -73,6 +74,10 @@ impl Sql {
                  position = IF(VALUES(version) >= version, VALUES(position), position),
                  state = IF(VALUES(version) >= version, VALUES(state), state),
                  version = GREATEST(version, VALUES(version))"
+            ),
+            streams: format!(
+                "SELECT DISTINCT stream FROM {} WHERE position IS NOT NULL ORDER BY stream",
+                t.events
             ),
             command: format!(
                 "SELECT stream, aggregate_id, version FROM {} WHERE command_id = ?",

@@ -199,6 +199,7 @@ macro_rules! conformance_tests {
                 deleted_aggregates_leave_a_tombstone_handlers_see,
                 archived_aggregates_load_on_demand,
                 shredded_events_read_as_shredded_everywhere,
+                streams_lists_the_streams_that_hold_events,
             );
         }
     };

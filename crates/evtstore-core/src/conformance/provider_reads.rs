@@ -192,3 +192,24 @@ pub async fn bookmarks_round_trip(provider: Arc<dyn Provider>, _page: usize) {
     assert_eq!(get("model").await, Some(0), "names are independent");
     assert_eq!(get("other").await, None);
 }
+
+/// `streams` lists the streams that hold events, sorted, each once.
+pub async fn streams_lists_the_streams_that_hold_events(provider: Arc<dyn Provider>, _page: usize) {
+    let listed = provider.streams().await.expect("list streams");
+    assert!(listed.is_empty(), "an empty store has none: {listed:?}");
+    let domain = domain(&provider);
+    domain
+        .execute("u1", CreateUser { name: "ada".into() })
+        .await
+        .expect("u1");
+    domain
+        .execute("c1", Bump { by: vec![1, 2] })
+        .await
+        .expect("c1");
+    domain
+        .execute("u2", CreateUser { name: "bob".into() })
+        .await
+        .expect("u2");
+    let listed = provider.streams().await.expect("list streams");
+    assert_eq!(listed, ["counters", "users"]);
+}
