@@ -21,6 +21,7 @@ mod postgres;
 mod raw;
 mod report;
 mod snapshots;
+mod tail;
 mod upcast;
 mod workloads;
 
@@ -51,6 +52,9 @@ usage: evtstore-bench [OPTIONS]   (one JSON line per workload on stdout)
                                with snapshots, stored every event or when a version crosses a
                                multiple of 100), W3_100k_no_snapshot and W3_100k_snapshot (one
                                counter of 100,000 events loaded without, then with, a snapshot)
+  --tail SECONDS             instead of W1..W6, W7_tail_latency: 64 tasks executing commands
+                               over 1,000 aggregates for SECONDS (the standard run is 20);
+                               p50, p99 and max latency, resident memory each second
   --help                     this text";
 
 struct Args {
@@ -68,6 +72,8 @@ struct Args {
     path: Option<PathBuf>,
     /// The snapshot workloads instead of W1..W6 (`--snapshots`).
     snapshots: bool,
+    /// W7 for this many seconds instead of W1..W6 (`--tail`).
+    tail: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -81,6 +87,7 @@ fn parse_args() -> Result<Args, String> {
         w6_handler: false,
         path: None,
         snapshots: false,
+        tail: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -104,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--w6-handler" => args.w6_handler = true,
             "--snapshots" => args.snapshots = true,
+            "--tail" => args.tail = Some(value()?.parse().map_err(|e| format!("--tail: {e}"))?),
             "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -204,6 +212,14 @@ async fn run(args: Args) -> Result<(), String> {
     if args.snapshots {
         eprintln!("running the snapshot workloads on {}", args.provider);
         let ran = snapshots::run(&domain, &sizes, &out).await;
+        if let Some(path) = file {
+            remove_database(&path);
+        }
+        return ran.map_err(|e| e.to_string());
+    }
+    if let Some(seconds) = args.tail {
+        eprintln!("running W7 on {} for {seconds} s", args.provider);
+        let ran = tail::run(&domain, seconds, &out).await;
         if let Some(path) = file {
             remove_database(&path);
         }

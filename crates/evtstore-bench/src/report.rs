@@ -51,6 +51,11 @@ impl Reporter {
         self.line(workload, fields);
     }
 
+    /// A line with fields of the workload's own.
+    pub(crate) fn custom(&self, workload: &str, fields: Value) {
+        self.line(workload, fields);
+    }
+
     fn line(&self, workload: &str, fields: Value) {
         let mut line =
             json!({ "system": self.system, "provider": self.provider, "workload": workload });

@@ -27,12 +27,6 @@ struct OneV1 {
     one: i64,
 }
 
-/// `one` at revision 2.
-#[derive(Serialize)]
-struct OneV2 {
-    amount: i64,
-}
-
 /// The counter at revision 2.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct CounterV2 {
@@ -52,7 +46,7 @@ impl Aggregate for CounterV2 {
     }
 
     fn upcasters() -> Upcasters {
-        Upcasters::new().add("one", 1, |v1: OneV1| OneV2 { amount: v1.one })
+        Upcasters::new().add("one", 1, |v1: OneV1| CounterV2Event::One { amount: v1.one })
     }
 }
 

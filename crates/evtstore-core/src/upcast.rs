@@ -16,10 +16,43 @@ use crate::event::EventMeta;
 /// A stored body on its way up: as read, or as the last step left it.
 enum Body<'a> {
     Stored(&'a str),
-    Upcast(Value),
+    Upcast(Shape),
 }
 
-type Step = Box<dyn Fn(Body<'_>) -> serde_json::Result<Value> + Send + Sync>;
+/// An event in the shape a step gave it, typed; written as JSON only when the next reader
+/// takes another type.
+struct Shape {
+    value: Box<dyn Any>,
+    to_json: fn(&dyn Any) -> serde_json::Result<Value>,
+    event_type: &'static str,
+}
+
+impl Shape {
+    /// The value as a `T`: itself when it is one, else through JSON (keeping its `type`).
+    fn into<T: DeserializeOwned + 'static>(self) -> serde_json::Result<T> {
+        match self.value.downcast::<T>() {
+            Ok(value) => Ok(*value),
+            Err(value) => {
+                let mut json = (self.to_json)(&*value)?;
+                if let Value::Object(fields) = &mut json {
+                    fields
+                        .entry("type")
+                        .or_insert_with(|| self.event_type.into());
+                }
+                serde_json::from_value(json)
+            }
+        }
+    }
+}
+
+fn json_of<T: Serialize + 'static>(value: &dyn Any) -> serde_json::Result<Value> {
+    let value = value
+        .downcast_ref::<T>()
+        .expect("a shape holds its own type");
+    serde_json::to_value(value)
+}
+
+type Step = Box<dyn Fn(Body<'_>) -> serde_json::Result<Shape> + Send + Sync>;
 
 /// The upcasters of an aggregate kind: typed functions, each from the shape an event type had
 /// at one revision to its shape at the next. Declare them in
@@ -77,7 +110,9 @@ impl Upcasters {
     }
 
     /// Upcasts events of `event_type` from their shape at revision `from` (`Old`) to their
-    /// shape at `from + 1` (`New`).
+    /// shape at `from + 1` (`New`). The last step may give the aggregate's event type itself,
+    /// which saves writing the event as JSON and reading it back (as does a step that takes
+    /// the previous step's `New` as its `Old`).
     pub fn add<Old, New>(
         mut self,
         event_type: &'static str,
@@ -91,13 +126,15 @@ impl Upcasters {
         let step: Step = Box::new(move |body| {
             let old: Old = match body {
                 Body::Stored(text) => serde_json::from_str(text)?,
-                Body::Upcast(value) => serde_json::from_value(value)?,
+                Body::Upcast(shape) => shape.into()?,
             };
-            let mut new = serde_json::to_value(upcast(old))?;
-            if let Value::Object(fields) = &mut new {
-                fields.entry("type").or_insert_with(|| event_type.into());
-            }
-            Ok(new)
+            let to_json = json_of::<New>;
+            let value = Box::new(upcast(old));
+            Ok(Shape {
+                value,
+                to_json,
+                event_type,
+            })
         });
         let steps = self.steps.entry(event_type).or_default();
         steps.push((from, step));
@@ -106,11 +143,16 @@ impl Upcasters {
     }
 
     /// The body brought up to date: `None` when no step applies.
-    fn upcast(&self, meta: &EventMeta, data: &str) -> serde_json::Result<Option<Value>> {
-        let Some(event_type) = crate::aggregate::event_type(data) else {
+    fn upcast(&self, meta: &EventMeta, data: &str) -> serde_json::Result<Option<Shape>> {
+        #[derive(serde::Deserialize)]
+        struct Typed<'a> {
+            #[serde(borrow)]
+            r#type: std::borrow::Cow<'a, str>,
+        }
+        let Ok(typed) = serde_json::from_str::<Typed<'_>>(data) else {
             return Ok(None);
         };
-        let Some(steps) = self.steps.get(event_type.as_str()) else {
+        let Some(steps) = self.steps.get(typed.r#type.as_ref()) else {
             return Ok(None);
         };
         let mut body = Body::Stored(data);
@@ -119,7 +161,7 @@ impl Upcasters {
         }
         Ok(match body {
             Body::Stored(_) => None,
-            Body::Upcast(value) => Some(value),
+            Body::Upcast(shape) => Some(shape),
         })
     }
 }
@@ -140,7 +182,8 @@ pub fn decode_stored<A: Aggregate>(
     }
     match upcasters::<A>().upcast(meta, data) {
         Ok(None) => decode_known_data(meta, data, unknown),
-        Ok(Some(value)) => serde_json::from_value(value)
+        Ok(Some(shape)) => shape
+            .into::<A::Event>()
             .map(Some)
             .map_err(|source| decode_error(meta, source)),
         Err(source) => Err(decode_error(meta, source)),

@@ -70,19 +70,31 @@ impl AggregateRows {
         after_version: u64,
         visit: &mut Visitor<'_>,
     ) -> evtstore_core::Result<()> {
-        let mut last = after_version;
+        // One envelope, refilled for each event: its names are shared, never cloned again.
+        let mut meta = EventMeta {
+            stream: stream.clone(),
+            aggregate_id: id.clone(),
+            version: after_version,
+            position: 0,
+            timestamp: 0,
+            event_id: Uuid::nil(),
+            correlation_id: None,
+            causation_id: None,
+            metadata: None,
+            revision: 0,
+        };
         let corrupt = |cause: String| config.other_error(&format!("read {stream}/{id}"), cause);
         let mut rest = &self.buffer[..];
         while !rest.is_empty() {
-            let (meta, body, after) =
-                next(rest, stream, id).ok_or_else(|| corrupt("a row did not read back".into()))?;
+            let last = meta.version;
+            let (body, after) =
+                next(rest, &mut meta).ok_or_else(|| corrupt("a row did not read back".into()))?;
             if meta.version <= last {
                 return Err(corrupt(format!(
                     "version {} came after {last}",
                     meta.version
                 )));
             }
-            last = meta.version;
             visit(&meta, body)?;
             rest = after;
         }
@@ -109,11 +121,7 @@ impl AggregateRows {
 }
 
 /// The first event in `rest`: its envelope, its body, and what follows.
-fn next<'r>(
-    rest: &'r [u8],
-    stream: &SharedStr,
-    id: &SharedStr,
-) -> Option<(EventMeta, &'r str, &'r [u8])> {
+fn next<'r>(rest: &'r [u8], meta: &mut EventMeta) -> Option<(&'r str, &'r [u8])> {
     let (header, rest) = rest.split_first_chunk::<HEADER>()?;
     let field =
         |n: usize| u64::from_le_bytes(header[n * 8..n * 8 + 8].try_into().unwrap_or_default());
@@ -131,19 +139,11 @@ fn next<'r>(
             (Some(std::str::from_utf8(metadata).ok()?.into()), rest)
         }
     };
-    let meta = EventMeta {
-        stream: stream.clone(),
-        aggregate_id: id.clone(),
-        version: field(0),
-        position: field(1),
-        timestamp: field(2) as i64,
-        event_id: uuid(0).unwrap_or_default(),
-        correlation_id: uuid(1),
-        causation_id: uuid(2),
-        metadata,
-        revision: u32::try_from(field(3)).ok()?,
-    };
-    Some((meta, std::str::from_utf8(body).ok()?, rest))
+    (meta.version, meta.position, meta.timestamp) = (field(0), field(1), field(2) as i64);
+    meta.revision = u32::try_from(field(3)).ok()?;
+    (meta.event_id, meta.correlation_id) = (uuid(0).unwrap_or_default(), uuid(1));
+    (meta.causation_id, meta.metadata) = (uuid(2), metadata);
+    Some((std::str::from_utf8(body).ok()?, rest))
 }
 
 #[cfg(test)]
