@@ -16,6 +16,7 @@
 mod allocs;
 mod counter;
 mod cross_process;
+mod growth;
 mod mysql;
 mod postgres;
 mod raw;
@@ -43,7 +44,7 @@ usage: evtstore-bench [OPTIONS]   (one JSON line per workload on stdout)
                                             EVTSTORE_PG_URL / EVTSTORE_MYSQL_URL, database evtbench
   --scale K                  multiplies the aggregate and event counts (default 1)
   --durability full|normal   SQLite's synchronous setting (default full)
-  --raw                      adds the raw SQLite or MariaDB ceiling for W1
+  --raw                      adds the raw SQLite, PostgreSQL or MariaDB ceilings for W1
   --runtime single|multi     Tokio's runtime (default single on postgres and mysql, else multi)
   --aggregate-cache CAPACITY the domain keeps up to CAPACITY aggregates in memory
   --snapshots                instead of W1..W6, the snapshot workloads:
@@ -52,6 +53,8 @@ usage: evtstore-bench [OPTIONS]   (one JSON line per workload on stdout)
                                with snapshots, stored every event or when a version crosses a
                                multiple of 100), W3_100k_no_snapshot and W3_100k_snapshot (one
                                counter of 100,000 events loaded without, then with, a snapshot)
+  --growth                   instead of W1..W6, W3 and W4 on a store filled in batches with
+                               as many events as W1 and W2 leave: run at --scale 1, 10, 100
   --tail SECONDS             instead of W1..W6, W7_tail_latency: 64 tasks executing commands
                                over 1,000 aggregates for SECONDS (the standard run is 20);
                                p50, p99 and max latency, resident memory each second
@@ -74,6 +77,8 @@ struct Args {
     snapshots: bool,
     /// W7 for this many seconds instead of W1..W6 (`--tail`).
     tail: Option<u64>,
+    /// W3 and W4 on a store filled in batches, instead of W1..W6 (`--growth`).
+    growth: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -88,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
         path: None,
         snapshots: false,
         tail: None,
+        growth: false,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -111,6 +117,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--w6-handler" => args.w6_handler = true,
             "--snapshots" => args.snapshots = true,
+            "--growth" => args.growth = true,
             "--tail" => args.tail = Some(value()?.parse().map_err(|e| format!("--tail: {e}"))?),
             "--help" => {
                 println!("{USAGE}");
@@ -217,6 +224,17 @@ async fn run(args: Args) -> Result<(), String> {
         }
         return ran.map_err(|e| e.to_string());
     }
+    if args.growth {
+        eprintln!(
+            "running W3 and W4 on {} at scale {}",
+            args.provider, args.scale
+        );
+        let ran = growth::run(&domain, &sizes, &out).await;
+        if let Some(path) = file {
+            remove_database(&path);
+        }
+        return ran.map_err(|e| e.to_string());
+    }
     if let Some(seconds) = args.tail {
         eprintln!("running W7 on {} for {seconds} s", args.provider);
         let ran = tail::run(&domain, seconds, &out).await;
@@ -253,6 +271,11 @@ async fn run(args: Args) -> Result<(), String> {
         let child = w6_child_args(&args, file.as_deref());
         cross_process::latency(&domain, &child, &out).await?;
     }
+    // Last, so that W4 reads the standard 20,000 events; beside a raw ceiling again.
+    workloads::sequential_cached(&domain, &sizes, &out)
+        .await
+        .map_err(|e| e.to_string())?;
+    raw_ceiling(&args).await?;
     if let Some(path) = file {
         remove_database(&path);
     }
@@ -262,6 +285,16 @@ async fn run(args: Args) -> Result<(), String> {
 /// With `--raw` on SQLite: W1's ceiling, the raw database on a fresh file beside the store's;
 /// on MariaDB, on a table of its own in the same database.
 async fn raw_ceiling(args: &Args) -> Result<(), String> {
+    if args.raw && args.provider == "postgres" {
+        let raw = Reporter {
+            system: "raw-postgres",
+            provider: "postgres".into(),
+            durability: None,
+            runtime: runtime_name(args),
+            aggregate_cache: None,
+        };
+        return postgres::single_inserts(5000 * args.scale, &raw).await;
+    }
     if args.raw && args.provider == "mysql" {
         let raw = Reporter {
             system: "raw-mysql",

@@ -1,7 +1,11 @@
 //! The benchmark's PostgreSQL store: database `evtbench`, dropped and created by each run.
 
+use std::time::Instant;
+
 use evtstore::postgres::{PgOptions, PgProvider};
 use tokio_postgres::NoTls;
+
+use crate::report::Reporter;
 
 /// Plain TCP, as the original library's node-postgres connects (the test server also offers TLS).
 const DEFAULT_URL: &str = "postgres://root@127.0.0.1:5432/postgres?sslmode=disable";
@@ -49,4 +53,58 @@ pub(crate) async fn fresh_database() -> Result<PgProvider, String> {
     PgProvider::connect_config(bench, PgOptions::default())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// W1's ceilings through the same driver, on a table of its own in `evtbench`: a transaction
+/// of one insert, committed alone (one round trip: what a command costs at best), and the
+/// same with the aggregate's last version read first (the two round trips of a command that
+/// reads before it appends).
+pub(crate) async fn single_inserts(n: usize, out: &Reporter) -> Result<(), String> {
+    let (_, mut config) = config()?;
+    config.dbname(DATABASE);
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let fail = |e: tokio_postgres::Error| e.to_string();
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS raw_events;
+             CREATE TABLE raw_events (position BIGSERIAL PRIMARY KEY, stream TEXT NOT NULL,
+             aggregate_id TEXT NOT NULL, version BIGINT NOT NULL, data JSONB NOT NULL,
+             UNIQUE (stream, aggregate_id, version))",
+        )
+        .await
+        .map_err(fail)?;
+    let insert = client
+        .prepare(
+            "INSERT INTO raw_events (stream, aggregate_id, version, data)
+             VALUES ('counter', $1, $2, '{\"type\":\"one\",\"one\":1}')",
+        )
+        .await
+        .map_err(fail)?;
+    let last = client
+        .prepare("SELECT COALESCE(MAX(version), 0) FROM raw_events WHERE stream = 'counter' AND aggregate_id = $1")
+        .await
+        .map_err(fail)?;
+    for read_first in [false, true] {
+        let start = Instant::now();
+        for i in 0..n {
+            let id = format!("{}-{}", if read_first { "r" } else { "s" }, i % 1000);
+            let version: i64 = match read_first {
+                true => client.query_one(&last, &[&id]).await.map_err(fail)?.get(0),
+                false => (i / 1000) as i64,
+            };
+            client
+                .execute(&insert, &[&id, &(version + 1)])
+                .await
+                .map_err(fail)?;
+        }
+        let workload = match read_first {
+            false => "W1_raw_single_insert",
+            true => "W1_raw_read_then_insert",
+        };
+        out.rate(workload, n, start.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
 }

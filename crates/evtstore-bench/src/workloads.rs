@@ -58,6 +58,29 @@ pub(crate) async fn sequential(
     Ok(())
 }
 
+/// W1_cached_commands: W1 over `k-0…` on a domain with a trusted aggregate cache, so that a
+/// command on a kept aggregate is one round trip (its append).
+pub(crate) async fn sequential_cached(
+    domain: &Domain<Bench>,
+    sizes: &Sizes,
+    out: &Reporter,
+) -> Result<()> {
+    let domain = domain.clone().with_trusted_cache(sizes.aggregates);
+    let (start, allocated) = (Instant::now(), allocs::count());
+    for _ in 0..ROUNDS {
+        for a in 0..sizes.aggregates {
+            domain.execute(&format!("k-{a}"), DoOne { one: 1 }).await?;
+        }
+    }
+    out.rate_allocating(
+        "W1_cached_commands",
+        ROUNDS * sizes.aggregates,
+        millis(start),
+        allocs::count() - allocated,
+    );
+    Ok(())
+}
+
 /// W2: sixteen workers, each over its own aggregates, five rounds.
 pub(crate) async fn concurrent(
     domain: &Domain<Bench>,

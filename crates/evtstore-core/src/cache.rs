@@ -17,13 +17,17 @@ type Value = Box<dyn Any + Send + Sync>;
 /// Loaded aggregates by stream and id, at most `capacity` of them.
 pub(crate) struct AggregateCache {
     capacity: usize,
+    /// Commands decide on the kept state without reading newer events first (see
+    /// `Domain::with_trusted_cache`).
+    pub(crate) trusted: bool,
     lru: Mutex<Lru>,
 }
 
 impl AggregateCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, trusted: bool) -> Self {
         AggregateCache {
             capacity,
+            trusted,
             lru: Mutex::new(Lru::default()),
         }
     }
@@ -217,7 +221,7 @@ mod tests {
 
     #[test]
     fn evicts_the_least_recently_used() {
-        let cache = AggregateCache::new(3);
+        let cache = AggregateCache::new(3, false);
         for id in ["a", "b", "c"] {
             cache.put("totals", total(id, 1));
         }
@@ -240,7 +244,7 @@ mod tests {
 
     #[test]
     fn gives_what_was_put_and_keeps_the_latest_version() {
-        let cache = AggregateCache::new(2);
+        let cache = AggregateCache::new(2, false);
         cache.put("totals", total("a", 3));
         cache.put("totals", total("a", 2)); // older: ignored
         assert_eq!(cache.get::<Total>("totals", "a"), Some(total("a", 3)));
@@ -289,7 +293,7 @@ mod tests {
 
     #[test]
     fn keeps_nothing_at_capacity_zero() {
-        let cache = AggregateCache::new(0);
+        let cache = AggregateCache::new(0, false);
         cache.put("totals", total("a", 1));
         assert_eq!(kept(&cache, "a"), None);
     }

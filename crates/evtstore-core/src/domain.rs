@@ -102,7 +102,20 @@ impl<D> Domain<D> {
 
     /// Keeps up to `capacity` loaded aggregates in memory; a load then reads only newer events.
     pub fn with_aggregate_cache(mut self, capacity: usize) -> Self {
-        self.cache = Some(Arc::new(AggregateCache::new(capacity)));
+        self.cache = Some(Arc::new(AggregateCache::new(capacity, false)));
+        self
+    }
+
+    /// Keeps up to `capacity` loaded aggregates in memory, and lets a command on a kept
+    /// aggregate decide on the kept state without reading the store first: one round trip per
+    /// command, its append. Safe, since the append still checks the version: when another
+    /// writer (another process) moved the aggregate meanwhile, the command fails with
+    /// [`CommandError::Conflict`], the stale copy is dropped, and
+    /// [`execute_retrying`](Self::execute_retrying) (or the caller) runs it again on a fresh
+    /// load. For a process that is the main writer of its aggregates. Loads still read newer
+    /// events.
+    pub fn with_trusted_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(AggregateCache::new(capacity, true)));
         self
     }
 
@@ -413,7 +426,10 @@ impl<D> Domain<D> {
     async fn load_to_change<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
         check_aggregate_id(id)?;
         let taken = self.cache.as_ref().and_then(|c| c.take::<A>(A::STREAM, id));
-        self.catch_up(id, taken).await
+        match taken {
+            Some(kept) if self.cache.as_ref().is_some_and(|c| c.trusted) => Ok(kept),
+            taken => self.catch_up(id, taken).await,
+        }
     }
 
     /// Folds in the events after the cached aggregate's version, or loads it afresh.

@@ -33,6 +33,7 @@
 //!
 //! To run it twice in one test crate (say, for two configurations), call it inside two modules.
 
+mod cache;
 mod commands;
 mod conflicts;
 pub mod domain;
@@ -57,6 +58,7 @@ pub mod tx;
 mod unknown;
 mod upcasting;
 
+pub use cache::*;
 pub use commands::*;
 pub use conflicts::*;
 pub use envelope::*;
@@ -200,6 +202,7 @@ macro_rules! conformance_tests {
                 archived_aggregates_load_on_demand,
                 shredded_events_read_as_shredded_everywhere,
                 streams_lists_the_streams_that_hold_events,
+                a_trusted_cache_decides_on_its_copy_and_conflicts_when_stale,
             );
         }
     };
@@ -224,6 +227,7 @@ mod tests {
     #[test]
     fn the_macro_lists_every_case() {
         let files = [
+            include_str!("cache.rs"),
             include_str!("commands.rs"),
             include_str!("conflicts.rs"),
             include_str!("envelope.rs"),
