@@ -264,6 +264,9 @@ async fn run(args: Args) -> Result<(), String> {
     workloads::catch_up(&domain, &sizes, &out)
         .await
         .map_err(|e| e.to_string())?;
+    if args.raw && args.provider == "postgres" {
+        postgres::raw_scans(&raw_reporter(&args, "raw-postgres")).await?;
+    }
     workloads::latency(&domain, &out)
         .await
         .map_err(|e| e.to_string())?;
@@ -282,18 +285,23 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The reporter of a raw ceiling.
+fn raw_reporter(args: &Args, system: &'static str) -> Reporter {
+    Reporter {
+        system,
+        provider: args.provider.clone(),
+        durability: None,
+        runtime: runtime_name(args),
+        aggregate_cache: None,
+    }
+}
+
 /// With `--raw` on SQLite: W1's ceiling, the raw database on a fresh file beside the store's;
 /// on MariaDB, on a table of its own in the same database.
 async fn raw_ceiling(args: &Args) -> Result<(), String> {
     if args.raw && args.provider == "postgres" {
-        let raw = Reporter {
-            system: "raw-postgres",
-            provider: "postgres".into(),
-            durability: None,
-            runtime: runtime_name(args),
-            aggregate_cache: None,
-        };
-        return postgres::single_inserts(5000 * args.scale, &raw).await;
+        return postgres::single_inserts(5000 * args.scale, &raw_reporter(args, "raw-postgres"))
+            .await;
     }
     if args.raw && args.provider == "mysql" {
         let raw = Reporter {

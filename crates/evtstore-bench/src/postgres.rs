@@ -108,3 +108,56 @@ pub(crate) async fn single_inserts(n: usize, out: &Reporter) -> Result<(), Strin
     let _ = driver.await;
     Ok(())
 }
+
+/// W3's and W4's ceilings through the same driver: the rows they read (every column a read
+/// takes), scanned in order with one plain query each, on the store W3 and W4 ran on.
+pub(crate) async fn raw_scans(out: &Reporter) -> Result<(), String> {
+    let (_, mut config) = config()?;
+    config.dbname(DATABASE);
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(connection);
+    let columns = "stream, aggregate_id, version, position, timestamp_ms, data::text, event_id,
+        correlation_id, causation_id, metadata, revision";
+    let scans = [
+        (
+            "W3_raw_scan",
+            format!(
+                "SELECT {columns} FROM events WHERE stream = 'counter' AND aggregate_id = 'big' ORDER BY version"
+            ),
+        ),
+        (
+            "W4_raw_scan",
+            format!("SELECT {columns} FROM events WHERE stream = 'counter' ORDER BY position"),
+        ),
+    ];
+    for (workload, sql) in scans {
+        let statement = client.prepare(&sql).await.map_err(|e| e.to_string())?;
+        let mut times = Vec::new();
+        let mut n = 0;
+        for _ in 0..5 {
+            let start = Instant::now();
+            let rows = client
+                .query(&statement, &[])
+                .await
+                .map_err(|e| e.to_string())?;
+            n = rows.iter().map(read_row).count();
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        out.rate(workload, n, times[2]);
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// Reads every column of a row into its Rust type, as a provider read does.
+fn read_row(row: &tokio_postgres::Row) -> usize {
+    let (stream, id, data): (&str, &str, String) = (row.get(0), row.get(1), row.get(5));
+    let numbers: (i64, i64, i64, i32) = (row.get(2), row.get(3), row.get(4), row.get(10));
+    let ids: (uuid::Uuid, Option<uuid::Uuid>, Option<uuid::Uuid>) =
+        (row.get(6), row.get(7), row.get(8));
+    let metadata: Option<&str> = row.get(9);
+    std::hint::black_box((stream, id, data, numbers, ids, metadata));
+    1
+}
