@@ -66,7 +66,8 @@ pub trait Aggregate:
 
     /// Crypto-shredding: when set, each event body of this kind is sealed with a key of its
     /// aggregate, and [`Domain::shred`](crate::Domain::shred) forgets the key. The event's
-    /// `type` stays readable.
+    /// `type` stays readable. An encrypted kind keeps no snapshots (their state would be
+    /// plain text), whatever [`SNAPSHOT`](Self::SNAPSHOT) says.
     const ENCRYPTED: bool = false;
 
     /// The revision of this kind's event shapes, stored with each event it appends. Raise it

@@ -242,8 +242,10 @@ impl<D> Domain<D> {
             if let Some(done) = self.executed_already(id, &meta).await? {
                 return Ok(done);
             }
-            let aggregate = self.load_to_change(id).await?;
-            let outcome = self.decide_and_append(aggregate, command, &meta).await;
+            let (aggregate, trusted) = self.load_to_change(id).await?;
+            let outcome = self
+                .decide_and_append(aggregate, command, &meta, trusted)
+                .await;
             match outcome {
                 Err(error) if meta.command_id.is_some() && error.is_conflict() => {
                     match self.executed_already(id, &meta).await? {
@@ -317,7 +319,8 @@ impl<D> Domain<D> {
         C: Command<D>,
         D: Contains<C::Aggregate>,
     {
-        self.decide_and_append(aggregate, command, &CommandMeta::new().resolved())
+        let meta = CommandMeta::new().resolved();
+        self.decide_and_append(aggregate, command, &meta, false)
             .await
     }
 
@@ -326,12 +329,20 @@ impl<D> Domain<D> {
         aggregate: Loaded<C::Aggregate>,
         command: C,
         meta: &CommandMeta,
+        trusted: bool,
     ) -> Executed<C, D>
     where
         C: Command<D>,
         D: Contains<C::Aggregate>,
     {
-        let events = match command.handle(&aggregate, self).await {
+        let decided = command.handle(&aggregate, self).await;
+        // A rejection or a no-op decided on a trusted copy stands only if the copy is current.
+        let final_without_append = decided.as_ref().map_or(true, Vec::is_empty);
+        let aggregate = match trusted && final_without_append {
+            true => self.still_current(aggregate).await?,
+            false => aggregate,
+        };
+        let events = match decided {
             Ok(events) => events,
             Err(refused) => {
                 self.keep(aggregate); // unchanged: back into the cache
@@ -339,6 +350,25 @@ impl<D> Domain<D> {
             }
         };
         Ok(self.append_with(aggregate, events, meta).await?)
+    }
+
+    /// The trusted copy, when no other writer moved its aggregate; else a conflict (the fresh
+    /// state goes into the cache, for the retry).
+    async fn still_current<A: Aggregate>(&self, copy: Loaded<A>) -> Result<Loaded<A>> {
+        let expected = copy.version;
+        let id = copy.id.clone();
+        let current = self.catch_up(&id, Some(copy)).await?;
+        if current.version == expected {
+            return Ok(current);
+        }
+        let actual = current.version;
+        self.keep(current);
+        Err(Error::VersionConflict {
+            stream: A::STREAM.to_owned(),
+            aggregate_id: id.to_string(),
+            expected,
+            actual,
+        })
     }
 
     /// Appends events to an aggregate at the versions after `aggregate.version`, without a
@@ -394,7 +424,10 @@ impl<D> Domain<D> {
             return Ok(());
         }
         let key = self.provider.aggregate_key(A::STREAM, id, true).await?;
-        let key = key.ok_or_else(|| Error::backend("seal", "the provider made no key"))?;
+        let key = key.ok_or_else(|| {
+            let what = format!("seal the events of {}/{id}", A::STREAM);
+            Error::backend(what, "no key: it was shredded as it was made; try again")
+        })?;
         for event in events {
             let event_type = crate::aggregate::event_type(&event.data).unwrap_or_default();
             event.data = key.seal(&event_type, &event.data)?;
@@ -423,12 +456,13 @@ impl<D> Domain<D> {
 
     /// Loads an aggregate for a command: the cache, if any, gives up its copy (no clone), and
     /// the command's append puts the new state back.
-    async fn load_to_change<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
+    /// True beside it when it is a trusted copy, not read from the store.
+    async fn load_to_change<A: Aggregate>(&self, id: &str) -> Result<(Loaded<A>, bool)> {
         check_aggregate_id(id)?;
         let taken = self.cache.as_ref().and_then(|c| c.take::<A>(A::STREAM, id));
         match taken {
-            Some(kept) if self.cache.as_ref().is_some_and(|c| c.trusted) => Ok(kept),
-            taken => self.catch_up(id, taken).await,
+            Some(kept) if self.cache.as_ref().is_some_and(|c| c.trusted) => Ok((kept, true)),
+            taken => Ok((self.catch_up(id, taken).await?, false)),
         }
     }
 
@@ -464,6 +498,7 @@ pub(crate) fn encode_events<A: Aggregate>(
             what: format!("event for {stream}/{}", aggregate.id),
             source,
         })?;
+        const { assert!(A::REVISION >= 1, "Aggregate::REVISION starts at 1") };
         let version = aggregate.version + 1 + index as u64;
         let mut new = NewEvent::new(stream.clone(), aggregate.id.clone(), version, data);
         new.revision = A::REVISION;

@@ -97,11 +97,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A snapshot was asked of an aggregate kind that sets no
-    /// [`SNAPSHOT`](crate::Aggregate::SNAPSHOT) schema: nothing was stored.
+    /// A snapshot was asked of an aggregate kind that keeps none: it sets no
+    /// [`SNAPSHOT`](crate::Aggregate::SNAPSHOT) schema, or it is
+    /// [`ENCRYPTED`](crate::Aggregate::ENCRYPTED). Nothing was stored.
     #[error(
-        "cannot snapshot {stream}/{aggregate_id}: aggregate kind {stream:?} sets no \
-         Aggregate::SNAPSHOT schema"
+        "cannot snapshot {stream}/{aggregate_id}: aggregate kind {stream:?} keeps no snapshots \
+         (it sets no Aggregate::SNAPSHOT schema, or it is ENCRYPTED)"
     )]
     NotSnapshotted {
         /// The aggregate kind.

@@ -30,11 +30,11 @@ pub(crate) async fn fold_events<A: Aggregate>(
         let mut archive_ends = None;
         let after = aggregate.version;
         let mut fold = |meta: &EventMeta, data: &str| {
+            if meta.revision == 0 {
+                return fold_marker(&mut aggregate, meta, data, until, &mut archive_ends);
+            }
             if meta.version > until {
                 return Ok(());
-            }
-            if meta.revision == 0 {
-                return fold_marker(&mut aggregate, meta, data, &mut archive_ends);
             }
             fold_one(&mut aggregate, meta, data, key.as_ref())
         };
@@ -45,13 +45,17 @@ pub(crate) async fn fold_events<A: Aggregate>(
             visited?;
             return Ok(aggregate);
         };
-        let archived = provider.archived_events(&stream, &id, aggregate.version, marker.version);
+        let before = marker.version.min(until.saturating_add(1));
+        let archived = provider.archived_events(&stream, &id, aggregate.version, before);
         for event in archived.await? {
             if event.meta.revision == 0 {
                 aggregate.pass(&event.meta); // the marker of an earlier archiving
             } else {
                 fold_one(&mut aggregate, &event.meta, &event.data, key.as_ref())?;
             }
+        }
+        if marker.version > until {
+            return Ok(aggregate);
         }
         aggregate.pass(&marker);
     }
@@ -82,23 +86,28 @@ fn fold_one<A: Aggregate>(
     Ok(())
 }
 
-/// A marker: a deletion fails the load; an archiving stops the visit where archived events
-/// must be read first (`archive_ends`), unless there are none.
+/// A marker: a deletion fails the load (whatever version it is read up to); an archiving
+/// stops the visit where archived events must be read first (`archive_ends`), unless there
+/// are none to read up to `until`.
 fn fold_marker<A: Aggregate>(
     aggregate: &mut Loaded<A>,
     meta: &EventMeta,
     data: &str,
+    until: u64,
     archive_ends: &mut Option<EventMeta>,
 ) -> Result<()> {
     match marker(meta, data) {
         Some(Marker::Deleted) => Err(deleted(meta)),
-        Some(Marker::Archived) if aggregate.version + 1 < meta.version => {
+        Some(Marker::Archived)
+            if aggregate.version < until && aggregate.version + 1 < meta.version =>
+        {
             *archive_ends = Some(meta.clone());
             Err(Error::backend("load", "archived events come first")) // stops the visit
         }
-        _ => {
+        Some(_) if meta.version <= until => {
             aggregate.pass(meta);
             Ok(())
         }
+        _ => Ok(()),
     }
 }

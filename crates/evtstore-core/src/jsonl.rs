@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::event::{NewEvent, StoredEvent};
 use crate::names::{check_aggregate_id, check_stream};
 use crate::provider::Provider;
+use crate::retire::{Marker, marker};
 
 /// Events read per page by an export, and at most appended at once by an import.
 const BATCH: usize = 1_000;
@@ -116,8 +117,10 @@ pub async fn export(
         let Some(last) = page.last() else { break };
         after = last.meta.position;
         for event in &page {
-            serde_json::to_writer(&mut out, &line(event)?).map_err(write_failed)?;
-            out.write_all(b"\n").map_err(write_failed)?;
+            for event in with_archived(provider, event).await? {
+                serde_json::to_writer(&mut out, &line(&event)?).map_err(write_failed)?;
+                out.write_all(b"\n").map_err(write_failed)?;
+            }
         }
         done.read += page.len() as u64;
         done.written = done.read;
@@ -127,6 +130,24 @@ pub async fn export(
     done.done = true;
     progress(done);
     Ok(done)
+}
+
+/// What an export writes of a stored event: the event; an archiving marker after the events
+/// it archived (so that the aggregate imports whole, and hot); nothing of a deletion's
+/// tombstone (its aggregate's events are gone: it would stand alone).
+async fn with_archived(provider: &dyn Provider, event: &StoredEvent) -> Result<Vec<StoredEvent>> {
+    let meta = &event.meta;
+    match marker(meta, &event.data) {
+        Some(Marker::Deleted) => Ok(Vec::new()),
+        Some(Marker::Archived) => {
+            let archived =
+                provider.archived_events(&meta.stream, &meta.aggregate_id, 0, meta.version);
+            let mut events = archived.await?;
+            events.push(event.clone());
+            Ok(events)
+        }
+        _ => Ok(vec![event.clone()]),
+    }
 }
 
 /// The line of a stored event.

@@ -28,7 +28,7 @@ impl<D> Domain<D> {
     where
         D: Contains<A>,
     {
-        if A::SNAPSHOT.is_none() {
+        if schema::<A>().is_none() {
             let (stream, aggregate_id) = (A::STREAM.to_owned(), id.to_owned());
             return Err(Error::NotSnapshotted {
                 stream,
@@ -66,7 +66,7 @@ impl<D> Domain<D> {
     /// The stored snapshot of aggregate `id` under `A`'s schema, or the aggregate with no
     /// events when there is none (or `A` has no schema).
     pub(crate) async fn start_from_snapshot<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>> {
-        let Some(schema) = A::SNAPSHOT else {
+        let Some(schema) = schema::<A>() else {
             return Ok(Loaded::new(id));
         };
         let stored = self.provider().snapshot(A::STREAM, id).await?;
@@ -88,7 +88,7 @@ impl<D> Domain<D> {
 /// True when `A` is snapshotted and an append from version `from` to `to` crosses a multiple
 /// of its [`Aggregate::SNAPSHOT_EVERY`].
 fn snapshot_due<A: Aggregate>(from: u64, to: u64) -> bool {
-    A::SNAPSHOT.is_some() && crosses_multiple(from, to, A::SNAPSHOT_EVERY)
+    schema::<A>().is_some() && crosses_multiple(from, to, A::SNAPSHOT_EVERY)
 }
 
 /// True when a multiple of `every` lies in `from + 1 ..= to`; never when `every` is 0.
@@ -105,7 +105,7 @@ fn snapshot_of<A: Aggregate>(aggregate: &Loaded<A>) -> Result<Snapshot> {
     Ok(Snapshot {
         stream: A::STREAM.to_owned(),
         aggregate_id: aggregate.id.to_string(),
-        schema: A::SNAPSHOT.unwrap_or_default().to_owned(),
+        schema: schema::<A>().unwrap_or_default().to_owned(),
         version: aggregate.version,
         position: aggregate.position,
         state,
@@ -120,6 +120,12 @@ fn decode_snapshot<A: Aggregate>(snapshot: Snapshot) -> serde_json::Result<Loade
         position: snapshot.position,
         state,
     })
+}
+
+/// The snapshot schema of `A`: none for an [`ENCRYPTED`](Aggregate::ENCRYPTED) kind, whose
+/// folded state would be stored in plain text, out of reach of shredding.
+fn schema<A: Aggregate>() -> Option<&'static str> {
+    A::SNAPSHOT.filter(|_| !A::ENCRYPTED)
 }
 
 #[cfg(test)]

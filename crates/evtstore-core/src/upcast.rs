@@ -143,7 +143,12 @@ impl Upcasters {
     }
 
     /// The body brought up to date: `None` when no step applies.
-    fn upcast(&self, meta: &EventMeta, data: &str) -> serde_json::Result<Option<Shape>> {
+    fn upcast(
+        &self,
+        meta: &EventMeta,
+        data: &str,
+        revision: u32,
+    ) -> serde_json::Result<Option<Shape>> {
         #[derive(serde::Deserialize)]
         struct Typed<'a> {
             #[serde(borrow)]
@@ -156,7 +161,8 @@ impl Upcasters {
             return Ok(None);
         };
         let mut body = Body::Stored(data);
-        for (_, step) in steps.iter().filter(|(from, _)| *from >= meta.revision) {
+        let due = |from: &u32| (meta.revision..revision).contains(from);
+        for (_, step) in steps.iter().filter(|(from, _)| due(from)) {
             body = Body::Upcast(step(body)?);
         }
         Ok(match body {
@@ -180,7 +186,7 @@ pub fn decode_stored<A: Aggregate>(
     if meta.revision >= A::REVISION {
         return decode_known_data(meta, data, unknown);
     }
-    match upcasters::<A>().upcast(meta, data) {
+    match upcasters::<A>().upcast(meta, data, A::REVISION) {
         Ok(None) => decode_known_data(meta, data, unknown),
         Ok(Some(shape)) => shape
             .into::<A::Event>()

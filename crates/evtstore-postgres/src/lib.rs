@@ -181,8 +181,9 @@ impl PgProvider {
             tasks,
         };
         let mut client = provider.client().await?;
-        let migration = schema::migrate(&mut client, &tables);
-        provider.run("migrate the schema", migration).await?;
+        // No time limit: a migration may rewrite a large table (the envelope's ids).
+        let migration = schema::migrate(&mut client, &tables).await;
+        migration.map_err(|e| provider.fail("migrate the schema", e))?;
         positions::ensure_ahead(&client, &provider.sql)
             .await
             .map_err(|e| Error::backend(format!("PostgreSQL {}", provider.server), e))?;

@@ -93,6 +93,7 @@ pub(crate) async fn migrate(
     tables: &Tables,
 ) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext($1))",
         &[&tables.migration_lock],

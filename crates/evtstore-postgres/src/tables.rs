@@ -29,7 +29,7 @@ pub struct PgOptions {
     /// `connect_timeout` wins.
     pub connect_timeout: Duration,
     /// Longest wait for the server's answer to a statement, and for a free pooled connection
-    /// (default 30 s); the schema migration at connect must finish within it too. Calls that
+    /// (default 30 s), but for the schema migration at connect, which has no limit. Calls that
     /// pass it fail as [`Unavailable`](evtstore_core::ErrorKind::Unavailable).
     pub statement_timeout: Duration,
     /// TLS; when `None`, the URL's `sslmode` (default prefer).

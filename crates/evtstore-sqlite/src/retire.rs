@@ -48,7 +48,7 @@ pub(crate) fn retire(
     done.and_then(|()| {
         run("DELETE FROM events WHERE stream = ?1 AND aggregate_id = ?2 AND version < ?3")
     })
-    .map_err(|e| config.error("retire", e))?;
+    .map_err(|e| config.error(&format!("retire {}/{}", below.0, below.1), e))?;
     Ok(metas)
 }
 

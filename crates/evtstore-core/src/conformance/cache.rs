@@ -8,7 +8,8 @@ use super::support::{Counting, domain};
 use crate::{Domain, Provider};
 
 /// A command on a kept aggregate reads nothing first; when another writer moved the
-/// aggregate, it conflicts and writes nothing, and the next one loads afresh.
+/// aggregate, it conflicts and writes nothing (a command that appends nothing, or is rejected,
+/// conflicts too), and the next one loads afresh.
 pub async fn a_trusted_cache_decides_on_its_copy_and_conflicts_when_stale(
     provider: Arc<dyn Provider>,
     _page: usize,
@@ -49,4 +50,14 @@ pub async fn a_trusted_cache_decides_on_its_copy_and_conflicts_when_stale(
         .await
         .expect("read");
     assert_eq!(stored.len(), 4, "the stale command wrote nothing");
+
+    // A command deciding nothing on a stale copy conflicts too (as would a rejection).
+    let other = domain(&provider)
+        .execute("c1", Bump { by: vec![1000] })
+        .await;
+    other.expect("another writer again");
+    let noop = trusting.execute("c1", Bump { by: vec![] }).await;
+    assert!(noop.expect_err("a no-op on a stale copy").is_conflict());
+    let noop = trusting.execute("c1", Bump { by: vec![] }).await;
+    assert_eq!(noop.expect("on the fresh copy").state.total, 1113);
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::domain::*;
 use super::support::{all_events, domain, run};
-use crate::{CommandError, Domain, Error, ErrorKind, Handler, Provider};
+use crate::{CommandError, CommandMeta, Domain, Error, ErrorKind, Handler, Provider, Uuid};
 
 fn secrets_handler(domain: &Domain<Tests>, name: &str, page: usize) -> Handler<SecretsSeen> {
     let handler = domain
@@ -83,8 +83,10 @@ pub async fn deleted_aggregates_leave_a_tombstone_handlers_see(
 /// several archivings; commands go on; a deletion takes the archived events too.
 pub async fn archived_aggregates_load_on_demand(provider: Arc<dyn Provider>, _page: usize) {
     let domain = domain(&provider);
+    let first = CommandMeta::new().command_id(Uuid::now_v7());
+    let bump = || Bump { by: vec![1, 2, 3] };
     domain
-        .execute("c1", Bump { by: vec![1, 2, 3] })
+        .execute_with("c1", bump(), first.clone())
         .await
         .expect("bump");
     let marker = domain.archive::<Counter>("c1").await.expect("archive");
@@ -96,6 +98,13 @@ pub async fn archived_aggregates_load_on_demand(provider: Arc<dyn Provider>, _pa
     assert_eq!(
         (loaded.version, loaded.state.history.clone()),
         (4, vec![1, 2, 3])
+    );
+    let retried = domain.execute_with("c1", bump(), first.clone()).await;
+    let retried = retried.expect("a retry reads the archive");
+    assert_eq!(
+        (retried.version, retried.state.total),
+        (3, 6),
+        "as the first execution left it"
     );
     let bumped = domain
         .execute("c1", Bump { by: vec![10] })
@@ -117,6 +126,14 @@ pub async fn archived_aggregates_load_on_demand(provider: Arc<dyn Provider>, _pa
     );
 
     domain.delete::<Counter>("c1").await.expect("delete");
+    let gone = domain
+        .execute_with("c1", bump(), first)
+        .await
+        .expect_err("deleted");
+    assert!(
+        matches!(gone, CommandError::Store(Error::Deleted { .. })),
+        "{gone}"
+    );
     let archived = provider
         .archived_events("counters", "c1", 0, u64::MAX)
         .await;
@@ -148,6 +165,16 @@ pub async fn shredded_events_read_as_shredded_everywhere(provider: Arc<dyn Provi
     let s1 = domain.load::<Secret>("s1").await.expect("load");
     assert_eq!(s1.state.notes, ["my secret", "another"]);
 
+    let snapshot = provider.snapshot("secrets", "s1").await.expect("read");
+    assert_eq!(
+        snapshot, None,
+        "no plain-text snapshot of an encrypted kind"
+    );
+    let refused = domain
+        .save_snapshot::<Secret>("s1")
+        .await
+        .expect_err("no snapshots");
+    assert!(matches!(refused, Error::NotSnapshotted { .. }), "{refused}");
     domain.shred::<Secret>("s1").await.expect("shred");
     let s1 = domain
         .load::<Secret>("s1")

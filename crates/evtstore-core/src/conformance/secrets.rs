@@ -30,6 +30,9 @@ pub struct Secret {
 impl Aggregate for Secret {
     const STREAM: &'static str = "secrets";
     const ENCRYPTED: bool = true;
+    /// Ignored: an encrypted kind keeps no snapshots.
+    const SNAPSHOT: Option<&'static str> = Some("v1");
+    const SNAPSHOT_EVERY: u64 = 1;
     type Event = SecretEvent;
 
     fn fold(&mut self, event: &SecretEvent, _meta: &EventMeta) {

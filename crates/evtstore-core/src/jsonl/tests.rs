@@ -273,3 +273,37 @@ async fn an_empty_store_exports_nothing() {
         .unwrap();
     assert_eq!((done.written, done.done, file.len()), (0, true, 0));
 }
+
+#[tokio::test]
+async fn archived_aggregates_move_whole_and_deleted_ones_not_at_all() {
+    use crate::conformance::domain::{Bump, Counter, Tests};
+    let source: crate::Domain<Tests> = crate::Domain::new(MemoryProvider::new());
+    for id in ["kept", "archived", "deleted"] {
+        source.execute(id, Bump { by: vec![1, 2] }).await.unwrap();
+    }
+    source.archive::<Counter>("archived").await.unwrap();
+    source
+        .execute("archived", Bump { by: vec![3] })
+        .await
+        .unwrap();
+    source.archive::<Counter>("archived").await.unwrap();
+    source.delete::<Counter>("deleted").await.unwrap();
+    let mut file = Vec::new();
+    export(&**source.provider(), &[], &mut file, |_| {})
+        .await
+        .unwrap();
+
+    let target: crate::Domain<Tests> = crate::Domain::new(MemoryProvider::new());
+    let file = String::from_utf8(file).unwrap();
+    import(&**target.provider(), file.as_bytes(), |_| {})
+        .await
+        .unwrap();
+    let archived = target.load::<Counter>("archived").await.unwrap();
+    assert_eq!(
+        (archived.version, archived.state.history),
+        (5, vec![1, 2, 3])
+    );
+    let deleted = target.load::<Counter>("deleted").await.unwrap();
+    assert_eq!(deleted.version, 0, "a deleted aggregate is not exported");
+    assert_eq!(target.load::<Counter>("kept").await.unwrap().version, 2);
+}

@@ -109,7 +109,9 @@ impl<P: TxProvider> Inner<P> {
             // On the transaction's own connection: taking a second one could wait forever on
             // a pool that running handlers have emptied.
             let (streams, limit) = (&self.streams, self.options.page_size);
-            let page = provider.read_page(&mut tx, streams, start, limit).await?;
+            let mut page = provider.read_page(&mut tx, streams, start, limit).await?;
+            // Keys are read on a connection of their own, only for pages with sealed events.
+            crate::seal::open_page(provider, &mut page).await?;
             read = page.len();
             let mut position = start;
             let mut events = TxEvents {
