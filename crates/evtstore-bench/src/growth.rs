@@ -1,4 +1,4 @@
-//! Growth: W3 and W4 on a store holding as many events as W1 and W2 leave (ten on each of
+//! Growth: W3 and W4 on a store holding as many events as W1 to W2 leave (fifteen on each of
 //! `1000 × scale` aggregates), appended directly in batches so that large scales take
 //! seconds, not hours. Per-event costs at `--scale 1`, `10` and `100` should stay flat.
 
@@ -10,8 +10,8 @@ use crate::workloads::{self, Sizes};
 
 /// Aggregates per append while filling.
 const BATCH: usize = 10;
-/// Events per aggregate: W1's and W2's five rounds each.
-const EVENTS: u64 = 10;
+/// Events per aggregate: the five rounds each of W1, W1_cached_commands and W2.
+const EVENTS: u64 = 15;
 
 /// Fills the store, then runs W3 and W4.
 pub(crate) async fn run(domain: &Domain<Bench>, sizes: &Sizes, out: &Reporter) -> Result<()> {

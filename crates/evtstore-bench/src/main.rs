@@ -251,6 +251,9 @@ async fn run(args: Args) -> Result<(), String> {
     workloads::sequential(&domain, &sizes, &out)
         .await
         .map_err(|e| e.to_string())?;
+    workloads::sequential_cached(&domain, &sizes, &out)
+        .await
+        .map_err(|e| e.to_string())?;
     raw_ceiling(&args).await?;
     workloads::concurrent(&domain, &sizes, &out)
         .await
@@ -274,11 +277,7 @@ async fn run(args: Args) -> Result<(), String> {
         let child = w6_child_args(&args, file.as_deref());
         cross_process::latency(&domain, &child, &out).await?;
     }
-    // Last, so that W4 reads the standard 20,000 events; beside a raw ceiling again.
-    workloads::sequential_cached(&domain, &sizes, &out)
-        .await
-        .map_err(|e| e.to_string())?;
-    raw_ceiling(&args).await?;
+
     if let Some(path) = file {
         remove_database(&path);
     }
