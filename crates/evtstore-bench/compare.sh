@@ -15,11 +15,15 @@ for provider in "${@:-memory sqlite postgres mysql}"; do
       sqlite)
         # The original's better-sqlite3 runs WAL with synchronous=NORMAL: compare at both.
         "$bench" --provider sqlite --durability normal --raw
-        "$bench" --provider sqlite --durability full --raw ;;
+        "$bench" --provider sqlite --durability full --raw
+        "$bench" --provider sqlite --tail 20          # W7: 64 tasks for 20 s
+        for scale in 1 10 100; do "$bench" --provider sqlite --growth --scale "$scale"; done ;;
       postgres)
-        "$bench" --provider postgres                  # single-threaded runtime, the default here
-        "$bench" --provider postgres --runtime multi
-        "$shared/bench/cqrs-es/run.sh" postgres ;;
+        "$bench" --provider postgres --raw            # single-threaded runtime, the default here
+        "$bench" --provider postgres --raw --runtime multi
+        "$shared/bench/cqrs-es/run.sh" postgres
+        "$bench" --provider postgres --tail 20 --runtime multi
+        for scale in 1 10 100; do "$bench" --provider postgres --growth --scale "$scale"; done ;;
       mysql)
         # On the MariaDB server, beside the original's knex (mysql2) provider above.
         "$bench" --provider mysql --raw
