@@ -26,10 +26,20 @@ pub(crate) async fn fold_events<A: Aggregate>(
         false => None,
     };
     let (stream, id) = (shared_stream::<A>(), aggregate.id.clone());
+    // Folded from the first event in this call: a copy (cached, a snapshot) is not.
+    let mut from_scratch = aggregate.version == 0;
     loop {
-        let mut archive_ends = None;
+        let (mut archive_ends, mut refold) = (None, false);
         let after = aggregate.version;
         let mut fold = |meta: &EventMeta, data: &str| {
+            if meta.revision == 0
+                && !from_scratch
+                && meta.version <= until
+                && let Some(Marker::Shredded) = marker(meta, data)
+            {
+                refold = true; // the copy may hold what was shredded
+                return Err(Error::backend("load", "a shredding comes first"));
+            }
             if meta.revision == 0 {
                 return fold_marker(&mut aggregate, meta, data, until, &mut archive_ends);
             }
@@ -41,6 +51,10 @@ pub(crate) async fn fold_events<A: Aggregate>(
         let visited = provider
             .visit_aggregate(&stream, &id, after, &mut fold)
             .await;
+        if refold {
+            (aggregate, from_scratch) = (Loaded::new(id.clone()), true);
+            continue;
+        }
         let Some(marker) = archive_ends else {
             visited?;
             return Ok(aggregate);

@@ -93,17 +93,53 @@ impl<D> Domain<D> {
     /// Forgets the key of an aggregate of an [`ENCRYPTED`](crate::Aggregate::ENCRYPTED) kind,
     /// and its snapshot: every event sealed with it becomes unreadable at once, everywhere.
     /// Loads then pass them to [`Aggregate::shredded`], handlers to their
-    /// [`shredded`](crate::Handles::shredded) callback. Events appended later take a new key.
+    /// [`shredded`](crate::Handles::shredded) callback. A marker at the aggregate's next
+    /// version tells handlers that have read the events already (their `shredded` callback
+    /// gets it too), and makes aggregate caches in every process fold the aggregate afresh.
+    /// Events appended later take a new key.
     ///
     /// # Errors
-    /// A store failure.
+    /// A store failure; [`Error::Deleted`] for a deleted aggregate.
     pub async fn shred<A: Aggregate>(&self, id: &str) -> Result<()>
     where
         D: Contains<A>,
     {
         crate::names::check_aggregate_id(id)?;
         self.forget::<A>(id);
-        self.provider().forget_key(A::STREAM, id).await
+        self.provider().forget_key(A::STREAM, id).await?;
+        let mut conflicts = 0;
+        loop {
+            match self.mark::<A>(id, SHREDDED).await {
+                Err(error) if error.is_version_conflict() && conflicts < 3 => conflicts += 1,
+                marked => return marked.map(|_| ()),
+            }
+        }
+    }
+
+    /// Appends a marker at the aggregate's next version, unless it has no events.
+    async fn mark<A: Aggregate>(&self, id: &str, body: &str) -> Result<Option<EventMeta>> {
+        let Some(mut event) = self.marker_after_last::<A>(id, body).await? else {
+            return Ok(None);
+        };
+        event.revision = 0;
+        Ok(self.provider().append(vec![event]).await?.pop())
+    }
+
+    /// A marker event at the aggregate's next version; `None` when it has no events.
+    async fn marker_after_last<A: Aggregate>(
+        &self,
+        id: &str,
+        body: &str,
+    ) -> Result<Option<NewEvent>> {
+        let streams = [A::STREAM.to_owned()];
+        let last = self.provider().last_event(&streams, Some(id)).await?;
+        let Some(last) = last else { return Ok(None) };
+        if let Some(Marker::Deleted) = marker(&last.meta, &last.data) {
+            return Err(deleted(&last.meta));
+        }
+        let mut event = NewEvent::new(A::STREAM, id, last.meta.version + 1, body);
+        event.revision = 0;
+        Ok(Some(event))
     }
 
     async fn retire<A: Aggregate>(
@@ -113,14 +149,9 @@ impl<D> Domain<D> {
         body: &str,
     ) -> Result<Option<EventMeta>> {
         crate::names::check_aggregate_id(id)?;
-        let streams = [A::STREAM.to_owned()];
-        let last = self.provider().last_event(&streams, Some(id)).await?;
-        let Some(last) = last else { return Ok(None) };
-        if let Some(Marker::Deleted) = marker(&last.meta, &last.data) {
-            return Err(deleted(&last.meta));
-        }
-        let mut event = NewEvent::new(A::STREAM, id, last.meta.version + 1, body);
-        event.revision = 0;
+        let Some(event) = self.marker_after_last::<A>(id, body).await? else {
+            return Ok(None);
+        };
         self.forget::<A>(id);
         self.provider().retire(event, how).await.map(Some)
     }

@@ -164,6 +164,9 @@ pub async fn shredded_events_read_as_shredded_everywhere(provider: Arc<dyn Provi
     );
     let s1 = domain.load::<Secret>("s1").await.expect("load");
     assert_eq!(s1.state.notes, ["my secret", "another"]);
+    let caching = Domain::<Tests>::with_provider(provider.clone()).with_aggregate_cache(8);
+    let cached = caching.load::<Secret>("s1").await.expect("a cached load");
+    assert_eq!(cached.state.notes.len(), 2);
 
     let snapshot = provider.snapshot("secrets", "s1").await.expect("read");
     assert_eq!(
@@ -182,8 +185,11 @@ pub async fn shredded_events_read_as_shredded_everywhere(provider: Arc<dyn Provi
         .expect("a shredded aggregate loads");
     assert_eq!(
         (s1.version, s1.state.notes.len(), s1.state.shredded),
-        (2, 0, 2)
+        (3, 0, 2),
+        "two events shredded, and the shredding's marker"
     );
+    let cached = caching.load::<Secret>("s1").await.expect("the cached copy");
+    assert_eq!(cached.state, s1.state, "a cache elsewhere folds it afresh");
     let s1 = domain
         .execute("s1", Note("after"))
         .await
@@ -197,5 +203,9 @@ pub async fn shredded_events_read_as_shredded_everywhere(provider: Arc<dyn Provi
     run(&handler).await;
     let seen = handler.state().await;
     assert_eq!(seen.notes, ["s2: kept", "s1: after"]);
-    assert_eq!(seen.shredded, ["s1@1", "s1@2"]);
+    assert_eq!(
+        seen.shredded,
+        ["s1@1", "s1@2", "s1@3"],
+        "the events, and the shredding"
+    );
 }

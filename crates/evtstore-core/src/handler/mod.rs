@@ -76,7 +76,8 @@ pub trait Handles<A: Aggregate>: Send + 'static {
     }
 
     /// An event whose key was shredded ([`Domain::shred`](crate::Domain::shred)) and whose
-    /// body is gone. Does nothing by default.
+    /// body is gone, and the marker of the shredding itself (forget what the read model holds
+    /// of the aggregate). Does nothing by default.
     fn shredded(&mut self, meta: &EventMeta) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = meta;
         async { Ok(()) }
