@@ -152,10 +152,9 @@ impl<D> Domain<D> {
             {
                 return Ok(true);
             }
-            let fallback = if self.provider.name() == "mysql" {
-                100
-            } else {
-                1_000
+            let fallback = match self.provider.signals_other_processes_bookmarks() {
+                true => 1_000,
+                false => 100,
             };
             let wake =
                 tokio::time::timeout(std::time::Duration::from_millis(fallback), signal.changed());

@@ -185,6 +185,13 @@ pub trait Provider: Send + Sync + 'static {
     ///
     /// Handlers wait on it and poll as a fallback for writers this signal does not reach.
     fn subscribe(&self) -> watch::Receiver<Position>;
+
+    /// True when [`subscribe`](Self::subscribe) also signals bookmark saves made by other
+    /// processes; without it, [`Domain::wait_for_bookmark`](crate::Domain::wait_for_bookmark)
+    /// looks again every 100 ms instead of every second.
+    fn signals_other_processes_bookmarks(&self) -> bool {
+        true
+    }
 }
 
 /// Receives one stored event: its envelope and its JSON body.

@@ -376,6 +376,10 @@ impl Provider for MysqlProvider {
         self.live_leases(prefix).boxed()
     }
 
+    fn signals_other_processes_bookmarks(&self) -> bool {
+        false // no push across processes: they poll
+    }
+
     fn subscribe(&self) -> watch::Receiver<Position> {
         self.sequencer.subscribe()
     }

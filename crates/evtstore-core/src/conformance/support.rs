@@ -377,6 +377,10 @@ impl Provider for Counting {
         self.inner.leases(prefix)
     }
 
+    fn signals_other_processes_bookmarks(&self) -> bool {
+        self.inner.signals_other_processes_bookmarks()
+    }
+
     fn subscribe(&self) -> watch::Receiver<Position> {
         self.inner.subscribe()
     }
