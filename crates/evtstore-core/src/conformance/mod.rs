@@ -34,6 +34,7 @@
 //! To run it twice in one test crate (say, for two configurations), call it inside two modules.
 
 mod cache;
+mod children;
 mod commands;
 mod conflicts;
 pub mod domain;

@@ -4,9 +4,8 @@
 //! Run by [`process_tests!`](crate::process_tests); [`throughput`] by a provider's own test.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command as Process, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command as Process;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::domain::*;
@@ -33,48 +32,16 @@ pub async fn run_partition_child(provider: Arc<dyn Provider>) {
     std::future::pending::<()>().await;
 }
 
-/// (child, aggregate, version) of each event handled.
-type Seen = Arc<Mutex<Vec<(usize, String, u64)>>>;
+/// (child, aggregate, version) of an event handled.
+type Seen = (usize, String, u64);
 
-struct Children(Vec<Child>, Seen);
+/// The children, each event they handled [`Seen`].
+type Children = super::children::Children<Seen>;
 
-impl Children {
-    fn start(count: usize, start: &dyn Fn() -> Process) -> Self {
-        let seen = Seen::default();
-        let children = (0..count).map(|n| {
-            let child = start().stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
-            let mut child = child.expect("starting a child");
-            let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                for line in lines.map_while(|l| l.ok()) {
-                    let Some(handled) = line.strip_prefix("handled ") else {
-                        continue;
-                    };
-                    let mut words = handled.split(' ');
-                    if let (Some(id), Some(version)) = (words.next(), words.next()) {
-                        let version = version.parse().unwrap_or(0);
-                        seen.lock().unwrap().push((n, id.to_owned(), version));
-                    }
-                }
-            });
-            child
-        });
-        Children(children.collect(), seen)
-    }
-
-    fn count(&self) -> usize {
-        self.1.lock().unwrap().len()
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A `handled <aggregate> <version>` line of child `n`.
+fn parse(n: usize, handled: &str) -> Option<Seen> {
+    let (id, version) = handled.split_once(' ')?;
+    Some((n, id.to_owned(), version.trim().parse().ok()?))
 }
 
 /// `per` events on each of `aggregates` counters, stored at once.
@@ -103,19 +70,19 @@ async fn until(children: &Children, count: usize, within: Duration) {
 /// aggregate's events in version order (an event may be handled again by the partition's next
 /// holder, never skipped), and more than one child does the work.
 pub async fn share_and_survive_a_kill(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
-    let mut children = Children::start(3, start);
+    let mut children = Children::start(3, start, parse);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     store(&provider, 24, 1, 10).await;
     until(&children, 120, Duration::from_secs(60)).await;
-    let _ = children.0[0].kill();
+    let _ = children.children[0].kill();
     // Once the killed child's leases expired and the others rebalanced, more events: its
     // partitions' events must now be handled by the others.
     tokio::time::sleep(Duration::from_secs(3)).await;
     store(&provider, 24, 11, 10).await;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !every_version_seen(&children.1, 24, 20) {
+    while !every_version_seen(&children.records(), 24, 20) {
         if Instant::now() > deadline {
-            let seen = children.1.lock().unwrap();
+            let seen = children.records();
             let mut top: BTreeMap<&str, u64> = BTreeMap::new();
             for (_, id, v) in seen.iter() {
                 let at = top.entry(id.as_str()).or_default();
@@ -125,7 +92,7 @@ pub async fn share_and_survive_a_kill(provider: Arc<dyn Provider>, start: &dyn F
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seen = children.1.lock().unwrap().clone();
+    let seen = children.records();
     let workers: std::collections::BTreeSet<usize> = seen.iter().map(|s| s.0).collect();
     assert!(workers.len() > 1, "the partitions are shared: {workers:?}");
     let mut last: BTreeMap<(usize, &str), u64> = BTreeMap::new();
@@ -138,8 +105,7 @@ pub async fn share_and_survive_a_kill(provider: Arc<dyn Provider>, start: &dyn F
     }
 }
 
-fn every_version_seen(seen: &Seen, aggregates: usize, versions: u64) -> bool {
-    let seen = seen.lock().unwrap();
+fn every_version_seen(seen: &[Seen], aggregates: usize, versions: u64) -> bool {
     let mut found = std::collections::HashSet::new();
     for (_, id, version) in seen.iter() {
         found.insert((id.clone(), *version));
@@ -154,7 +120,7 @@ pub async fn throughput(
     processes: usize,
     start: &dyn Fn() -> Process,
 ) -> f64 {
-    let children = Children::start(processes, start);
+    let children = Children::start(processes, start, parse);
     tokio::time::sleep(Duration::from_secs(2)).await; // they join and share the partitions
     let started = Instant::now();
     store(&provider, 24, 1, 100).await;

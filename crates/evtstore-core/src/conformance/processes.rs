@@ -5,9 +5,8 @@
 //! A provider runs these, and those of [`partitions_across`](super::partitions_across), with
 //! [`process_tests!`](crate::process_tests) in one test file.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command as Process, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command as Process;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::domain::*;
@@ -47,64 +46,12 @@ pub async fn run_child(provider: Arc<dyn Provider>) {
 /// One event a child handled: which child, the position, when the parent read it.
 type Line = (usize, Position, Instant);
 
-/// The children, killed when dropped, and what they printed.
-struct Children {
-    children: Vec<Child>,
-    handled: Arc<Mutex<Vec<Line>>>,
-}
+/// The children, each event they handled a [`Line`].
+type Children = super::children::Children<Line>;
 
-impl Children {
-    fn start(count: usize, start: &dyn Fn() -> Process) -> Self {
-        let handled = Arc::new(Mutex::new(Vec::new()));
-        let children = (0..count).map(|n| {
-            let mut child = start()
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("starting a child");
-            let lines = BufReader::new(child.stdout.take().expect("the child's stdout")).lines();
-            let handled = handled.clone();
-            std::thread::spawn(move || {
-                for line in lines.map_while(|l| l.ok()) {
-                    if let Some(position) = line.strip_prefix("handled ") {
-                        let position = position.trim().parse().unwrap_or(0);
-                        handled.lock().unwrap().push((n, position, Instant::now()));
-                    }
-                }
-            });
-            child
-        });
-        Children {
-            children: children.collect(),
-            handled,
-        }
-    }
-
-    fn lines(&self) -> Vec<Line> {
-        self.handled.lock().unwrap().clone()
-    }
-
-    /// Sends a signal (`-STOP`, `-CONT`) to child `n`.
-    fn signal(&self, n: usize, signal: &str) {
-        let pid = self.children[n].id().to_string();
-        let sent = Process::new("kill").args([signal, pid.as_str()]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for n in 0..self.children.len() {
-            let pid = self.children[n].id().to_string();
-            let resume = Process::new("kill")
-                .args(["-CONT", &pid])
-                .stderr(Stdio::null())
-                .status();
-            drop(resume); // an exited child has nothing to resume
-            let _ = self.children[n].kill();
-            let _ = self.children[n].wait();
-        }
-    }
+/// A `handled <position>` line of child `n`.
+fn parse(n: usize, position: &str) -> Option<Line> {
+    Some((n, position.trim().parse().ok()?, Instant::now()))
 }
 
 async fn bump(domain: &Domain<Tests>) -> Position {
@@ -124,7 +71,7 @@ async fn until_another_runs(
     while Instant::now() < deadline {
         bump(domain).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let lines = children.lines();
+        let lines = children.records();
         if let Some((n, _, at)) = lines.iter().find(|(n, _, at)| *n != not && *at > since) {
             return (*n, *at - since);
         }
@@ -138,14 +85,14 @@ async fn until_another_runs(
 /// the one event it was in. Prints the takeover times.
 pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
     let domain = domain(&provider);
-    let children = Children::start(3, start);
+    let children = Children::start(3, start, parse);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for _ in 0..10 {
         bump(&domain).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let lines = children.lines();
+    let lines = children.records();
     let first = lines.last().expect("a child handles the events").0;
     assert!(
         lines.iter().all(|l| l.0 == first),
@@ -182,7 +129,7 @@ pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Pro
     tokio::time::sleep(LEASE * 2).await;
     let last = bump(&domain).await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !children.lines().iter().any(|l| l.1 == last) && Instant::now() < deadline {
+    while !children.records().iter().any(|l| l.1 == last) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let went_back = watcher.stop().await;
@@ -190,7 +137,7 @@ pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Pro
         went_back.is_empty(),
         "the bookmark went back: {went_back:?}"
     );
-    let lines = children.lines();
+    let lines = children.records();
     let resumed: Vec<_> = lines
         .iter()
         .filter(|l| l.0 == second && l.2 > resumed_at)
@@ -207,11 +154,11 @@ pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Pro
 /// the stop to the other's first event.
 pub async fn graceful_stop_hands_over(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
     let domain = domain(&provider);
-    let mut children = Children::start(2, start);
+    let mut children = Children::start(2, start, parse);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     bump(&domain).await;
     let first = loop {
-        if let Some(line) = children.lines().last() {
+        if let Some(line) = children.records().last() {
             break line.0;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -225,7 +172,7 @@ pub async fn graceful_stop_hands_over(provider: Arc<dyn Provider>, start: &dyn F
     let last = bump(&domain).await;
     let deadline = stopped_at + Duration::from_secs(10);
     let handled = loop {
-        let lines = children.lines();
+        let lines = children.records();
         if let Some(line) = lines.iter().find(|l| l.1 == last) {
             break *line;
         }
@@ -280,7 +227,7 @@ impl BookmarkWatch {
 /// waiter's own fallback look comes only after a second). Prints how long it took.
 pub async fn read_your_writes_across(provider: Arc<dyn Provider>, start: &dyn Fn() -> Process) {
     let domain = domain(&provider);
-    let _children = Children::start(1, start);
+    let _children = Children::start(1, start, parse);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let sent = Instant::now();
     let position = bump(&domain).await;
