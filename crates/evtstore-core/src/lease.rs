@@ -49,7 +49,7 @@ impl Lease {
             name: name.to_owned(),
             owner: owner.to_owned(),
             token,
-            expires_at: now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+            expires_at: now.saturating_add(ttl_millis(ttl)),
         })
     }
 
@@ -57,6 +57,13 @@ impl Lease {
     pub fn is_held(&self, stored: Option<&Lease>, now: i64) -> bool {
         stored.is_some_and(|s| s.owner == self.owner && s.token == self.token && s.expires_at > now)
     }
+}
+
+/// A lease time in milliseconds, for a store's clock arithmetic: at most 100 years, so that
+/// adding it to the time now never overflows.
+pub fn ttl_millis(ttl: Duration) -> i64 {
+    const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    ttl.min(MAX).as_millis() as i64
 }
 
 #[cfg(test)]

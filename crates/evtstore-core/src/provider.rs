@@ -9,6 +9,7 @@ pub use crate::group::{GroupAppend, GroupCommit, echo};
 pub use crate::handler::{
     Hooks, Runner, Savepoint, Timing, TxHandler, TxHandlerBuilder, TxProvider, check_routes,
 };
+pub use crate::lease::ttl_millis;
 pub use crate::names::{
     MAX_ID_LEN, MAX_NAME_LEN, check_aggregate_id, check_bookmark, check_stream, check_table,
     shorten, stream_of,

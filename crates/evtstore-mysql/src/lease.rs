@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use evtstore_core::provider::ttl_millis;
 use evtstore_core::{Error, Lease, Position, Result};
 use sqlx::Row;
 use sqlx::mysql::MySqlRow;
@@ -83,7 +84,7 @@ impl MysqlProvider {
         let acquire = sqlx::query(&self.sql.lease.acquire)
             .bind(name)
             .bind(owner)
-            .bind(ttl.as_millis() as i64);
+            .bind(ttl_millis(ttl));
         acquire.execute(&self.pool).await.map_err(fail)?;
         let row = sqlx::query(&self.sql.lease.lease).bind(name);
         let stored = row

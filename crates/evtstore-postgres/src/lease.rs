@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use evtstore_core::provider::ttl_millis;
 use evtstore_core::{Error, Lease, Position, Result};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -73,7 +74,7 @@ impl PgProvider {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>> {
-        let ttl_ms = ttl.as_millis() as i64;
+        let ttl_ms = ttl_millis(ttl);
         let params: [&(dyn ToSql + Sync); 3] = [&name, &owner, &ttl_ms];
         let what = format!("acquire lease {name}");
         let granted = self

@@ -130,3 +130,18 @@ pub async fn one_of_racing_owners_gets_a_lease(provider: Arc<dyn Provider>, _pag
     let woken = tokio::time::timeout(PROMPTLY, signal.changed()).await;
     assert!(woken.is_ok(), "a release wakes this process's subscribers");
 }
+
+/// A lease as long as a caller may ask (`Duration::MAX`) is granted and holds: its time is
+/// capped, never wrapped into the past.
+pub async fn a_lease_of_any_length_is_granted_and_holds(provider: Arc<dyn Provider>, _page: usize) {
+    let forever = provider.acquire_lease("forever", "a", Duration::MAX).await;
+    let lease = forever.expect("acquiring").expect("granted");
+    assert!(
+        lease.expires_at > crate::provider::now_millis(),
+        "{lease:?}"
+    );
+    let other = provider
+        .acquire_lease("forever", "b", Duration::from_secs(1))
+        .await;
+    assert_eq!(other.expect("asking"), None, "still held");
+}

@@ -204,6 +204,7 @@ macro_rules! conformance_tests {
                 shredded_events_read_as_shredded_everywhere,
                 streams_lists_the_streams_that_hold_events,
                 a_trusted_cache_decides_on_its_copy_and_conflicts_when_stale,
+                a_lease_of_any_length_is_granted_and_holds,
             );
         }
     };
