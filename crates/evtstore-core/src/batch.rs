@@ -91,6 +91,10 @@ impl<D> Batch<D> {
         if self.events.is_empty() {
             return Ok(Vec::new());
         }
-        self.domain.provider().append(self.events).await
+        let metas = self.domain.provider().append(self.events).await?;
+        for stream in metas.chunk_by(|a, b| a.stream == b.stream) {
+            crate::telemetry::appended(&stream[0].stream, stream.len());
+        }
+        Ok(metas)
     }
 }

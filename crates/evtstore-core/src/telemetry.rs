@@ -3,7 +3,7 @@
 //!
 //! | name | kind | labels | what |
 //! | --- | --- | --- | --- |
-//! | `evtstore_events_appended_total` | counter | `stream` | events appended through a domain |
+//! | `evtstore_events_appended_total` | counter | `stream` | events appended through a domain (commands, appends, batches) |
 //! | `evtstore_conflicts_total` | counter | `stream` | appends refused: another writer came first |
 //! | `evtstore_handler_pages_total` | counter | `handler` | pages a handler read |
 //! | `evtstore_handler_events_total` | counter | `handler` | events it handled |

@@ -37,6 +37,9 @@ async fn appends_conflicts_pages_errors_and_lag_are_exported() {
         .build()
         .unwrap();
     handler.run_once().await.unwrap();
+    let mut batch = domain.batch();
+    batch.execute("c3", Bump { by: vec![5] }).await.unwrap();
+    batch.commit().await.unwrap(); // counted too
 
     let values: HashMap<(String, String), DebugValue> = snapshotter
         .snapshot()
@@ -55,7 +58,7 @@ async fn appends_conflicts_pages_errors_and_lag_are_exported() {
     let value = |name: &str, label: &str| values.get(&(name.to_owned(), label.to_owned()));
     assert_eq!(
         value("evtstore_events_appended_total", "counters"),
-        Some(&DebugValue::Counter(4))
+        Some(&DebugValue::Counter(5))
     );
     assert_eq!(
         value("evtstore_conflicts_total", "counters"),
