@@ -96,8 +96,10 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_lease_time_ends_at_the_end_of_time_rather_than_in_the_past() {
+    fn a_huge_lease_time_is_capped_at_a_century_rather_than_wrapped_into_the_past() {
         let forever = Lease::granted(None, "h", "a", Duration::MAX, 1_000).unwrap();
-        assert_eq!(forever.expires_at, i64::MAX);
+        assert_eq!(forever.expires_at, 1_000 + 100 * 365 * 24 * 3600 * 1000);
+        let late = Lease::granted(None, "h", "a", Duration::MAX, i64::MAX - 5).unwrap();
+        assert_eq!(late.expires_at, i64::MAX, "and saturates at the end of time");
     }
 }
