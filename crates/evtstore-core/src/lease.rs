@@ -100,6 +100,10 @@ mod tests {
         let forever = Lease::granted(None, "h", "a", Duration::MAX, 1_000).unwrap();
         assert_eq!(forever.expires_at, 1_000 + 100 * 365 * 24 * 3600 * 1000);
         let late = Lease::granted(None, "h", "a", Duration::MAX, i64::MAX - 5).unwrap();
-        assert_eq!(late.expires_at, i64::MAX, "and saturates at the end of time");
+        assert_eq!(
+            late.expires_at,
+            i64::MAX,
+            "and saturates at the end of time"
+        );
     }
 }
