@@ -139,7 +139,11 @@ impl PgProvider {
         match client.execute(&self.sql.record_commands, &params).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                Err(Error::DuplicateCommand { command_id: *first })
+                // "Key (command_id)=(<id>) already exists.": the id recorded already.
+                let detail = e.as_db_error().and_then(|d| d.detail()).unwrap_or_default();
+                let named = ids.iter().find(|id| detail.contains(&id.to_string()));
+                let command_id = *named.unwrap_or(first);
+                Err(Error::DuplicateCommand { command_id })
             }
             Err(e) => Err(self.fail(&append_to(events), e)),
         }

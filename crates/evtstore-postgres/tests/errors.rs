@@ -203,3 +203,31 @@ async fn reads_on_a_connection_the_server_killed_are_retried_on_a_fresh_one() {
     let bookmark = provider.bookmark("never-set").await;
     assert_eq!(bookmark.expect("bookmark read retried"), None);
 }
+
+/// An append of two commands whose second id is recorded already names that id.
+#[tokio::test]
+async fn a_duplicate_command_id_is_named() {
+    let Some(url) = support::url() else { return };
+    let provider = support::fresh(&url).await;
+    let (first, second) = (evtstore_core::Uuid::now_v7(), evtstore_core::Uuid::now_v7());
+    let with_id = |id: &str, command: evtstore_core::Uuid| {
+        let mut e = event(id, 1, ADDED);
+        e.command_id = Some(command);
+        e
+    };
+    provider.append(vec![with_id("c1", second)]).await.unwrap();
+    let refused = provider
+        .append(vec![with_id("c2", first), with_id("c3", second)])
+        .await;
+    match refused {
+        Err(evtstore_core::Error::DuplicateCommand { command_id }) => {
+            assert_eq!(command_id, second, "the id recorded already")
+        }
+        other => panic!("expected DuplicateCommand, got {other:?}"),
+    }
+    let c2 = provider
+        .aggregate_events("counters", "c2", 0)
+        .await
+        .unwrap();
+    assert!(c2.is_empty(), "nothing of the append was written");
+}
