@@ -7,9 +7,11 @@
 
 mod failures;
 mod kit;
+mod sealed;
 mod tails;
 
 pub use failures::*;
+pub use sealed::*;
 pub use tails::*;
 
 use futures_util::future::BoxFuture;
@@ -49,6 +51,7 @@ macro_rules! tx_conformance_tests {
             tail_stream_starts_a_new_bookmark_at_the_end,
             always_tail_stream_starts_each_start_at_the_end,
             hooks_run_around_each_page,
+            sealed_events_are_opened_and_shredded_ones_passed_over,
         );
     };
     (@cases $make:path; $($case:ident),+ $(,)?) => {
