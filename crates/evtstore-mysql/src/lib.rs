@@ -192,6 +192,10 @@ impl MysqlProvider {
             .map_err(|e| errors::fail(&server, "migrate the schema", e))?;
         drop(conn);
         let sequencer = Arc::new(Sequencer::new(pool.clone(), &tables.pass, server.clone()));
+        // Numbers what crashed processes left, before anyone reads; then on the timer.
+        if let Err(error) = sequencer.sequence().await {
+            tracing::warn!(%error, "MariaDB sequencer pass at connect failed; the timer retries");
+        }
         let timer = tokio::spawn(sequencer.clone().run_every(options.sequence_interval));
         let sql = Arc::new(Sql::new(&tables));
         Ok(MysqlProvider {

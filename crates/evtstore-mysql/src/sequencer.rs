@@ -110,9 +110,11 @@ impl Sequencer {
         self.appended.send_modify(|_| {});
     }
 
-    /// Runs a pass every `interval` until the provider is dropped.
+    /// Runs a pass every `interval`, the first one `interval` from now (the provider runs
+    /// one as it connects), until the provider is dropped.
     pub(crate) async fn run_every(self: Arc<Self>, interval: Duration) {
-        let mut ticks = tokio::time::interval(interval);
+        let first = tokio::time::Instant::now() + interval;
+        let mut ticks = tokio::time::interval_at(first, interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
