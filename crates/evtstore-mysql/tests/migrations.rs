@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::collections::HashSet;
-
 use evtstore_core::provider::Retire;
 use evtstore_core::{Error, EventMeta, NewEvent, Provider, Uuid};
 use evtstore_mysql::MysqlOptions;
@@ -195,31 +193,8 @@ async fn events_stored_before_the_envelope_get_one() {
         ("u2", 2, 4, 1_600_000_000_002),
     ];
     assert_eq!(found, expected, "the old rows, as they were");
-    for event in &migrated {
-        let m = &event.meta;
-        assert_eq!(m.event_id.get_version_num(), 7, "a UUID v7: {m:?}");
-        assert_eq!(
-            m.event_id.as_bytes()[8] >> 6,
-            0b10,
-            "RFC 9562's variant: {m:?}"
-        );
-        let (secs, nanos) = m.event_id.get_timestamp().expect("v7").to_unix();
-        let millis = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
-        assert_eq!(millis, m.timestamp, "made of its timestamp: {m:?}");
-        let envelope = (
-            m.correlation_id,
-            m.causation_id,
-            m.metadata.clone(),
-            m.revision,
-        );
-        assert_eq!(envelope, (None, None, None, 1), "{m:?}");
-    }
-    let ids: HashSet<Uuid> = migrated.iter().map(|e| e.meta.event_id).collect();
-    assert_eq!(
-        ids.len(),
-        4,
-        "distinct ids, two of them of the same millisecond"
-    );
+    // Distinct ids, two of them of the same millisecond.
+    evtstore_core::conformance::assert_migrated_envelopes(&migrated);
     let u1 = provider.aggregate_events("users", "u1", 0).await.unwrap();
     assert_eq!(
         u1,
