@@ -122,9 +122,14 @@ async fn killing_a_pass_midway_loses_and_duplicates_nothing() {
     // Hold event 4, so that the pass stops there, having updated 1 to 3, until killed.
     let mut holder = db.connection().await;
     let mut hold = holder.begin().await.unwrap();
-    hold.execute("SELECT id FROM events WHERE id = 4 FOR UPDATE")
-        .await
-        .unwrap();
+    // By its version, not its id: auto-increment ids may have gaps.
+    let held: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT position FROM events WHERE aggregate_id = 'u1' AND version = 4 FOR UPDATE",
+    )
+    .fetch_optional(&mut *hold)
+    .await
+    .unwrap();
+    assert_eq!(held, Some(None), "event 4 is held, and has no position yet");
     let mut passer = db.connection().await;
     let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
         .fetch_one(&mut passer)
