@@ -117,7 +117,12 @@ async fn unsequenced(db: &support::TestDb, n: u64) -> std::sync::Arc<MysqlProvid
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_pass_midway_loses_and_duplicates_nothing() {
     let Some(url) = support::url() else { return };
-    let db = support::TestDb::create(&url).await;
+    kill_a_pass_midway(&url).await.unwrap();
+}
+
+/// `Err` when the pass ended before it could be killed midway.
+async fn kill_a_pass_midway(url: &str) -> Result<(), String> {
+    let db = support::TestDb::create(url).await;
     let provider = unsequenced(&db, 5).await;
     // Hold event 4, so that the pass stops there, having updated 1 to 3, until killed.
     let mut holder = db.connection().await;
@@ -145,13 +150,17 @@ async fn killing_a_pass_midway_loses_and_duplicates_nothing() {
             .fetch_one(&mut admin)
             .await
             .unwrap();
-        if waiting > 0 {
+        // InnoDB does not always list the wait (seen under load); a pass still running
+        // after 2 s waits all the same, on the only lock held: event 4's.
+        if waiting > 0 || started.elapsed() > Duration::from_secs(2) {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the pass never waited on event 4"
-        );
+        if pass.is_finished() {
+            let outcome = pass.await.map(|done| done.map_err(|e| e.to_string()));
+            return Err(format!(
+                "the pass ended without waiting on event 4: {outcome:?}"
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     admin
@@ -168,6 +177,7 @@ async fn killing_a_pass_midway_loses_and_duplicates_nothing() {
         .map(|e| (e.meta.position, e.meta.version))
         .collect();
     assert_eq!(got, [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
