@@ -9,11 +9,12 @@
 //! ```
 //!
 //! # Positions
-//! Insert order is not commit order in MariaDB, so events are inserted without a position and
-//! given consecutive positions under a lock on a counter, once committed or in the
-//! transaction that inserts them: read `sequencer`'s docs. An append through the provider
-//! inserts and numbers its events in one transaction, so a command returns the position it
-//! wrote; concurrent appends of a process share that transaction (group commit).
+//! Insert order is not commit order in MariaDB, so positions are given under a lock on a
+//! counter, held until commit: an append through the provider locks it and inserts its events
+//! at their positions (or, when committed events wait for positions, inserts its own without
+//! one and numbers them all); events of `append_in` are inserted without a position and numbered
+//! by a sequencer pass once committed: read `sequencer`'s docs. So a command returns the
+//! position it wrote; concurrent appends of a process share one transaction (group commit).
 //!
 //! # Driver
 //! sqlx's MySQL driver (0.8) with its pool, chosen over `mysql_async` (0.37) by measuring on

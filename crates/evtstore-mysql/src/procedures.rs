@@ -63,22 +63,25 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
 /// the insert on the unique version (error 1062), as does a writer that took a version between
 /// the check and the insert.
 ///
+/// When no committed event waits for a position, the counter is locked before the insert and
+/// the events are inserted at their positions: no row is written twice, and the waiting check
+/// reads only unnumbered rows (rows inserted without a position and then numbered leave
+/// delete-marked entries under `position IS NULL` until InnoDB purges them, which that check
+/// would read through). Otherwise they are inserted without one and numbered with the waiting
+/// events, in `id` order. While the counter is held, an insert whose version another open
+/// transaction (`append_in`, an append recording command ids) has just inserted waits for that
+/// transaction, as any insert of a taken unique key does, and the appends behind it wait too.
+///
 /// Returns rows `(kind, a, b)`: when an aggregate is not at its expected version,
 /// `(1, index in expected, actual version)` for each such, and nothing is written. Else
 /// either one row `(3, first position, last position)` when the events took consecutive
-/// positions in order (no committed event waited before them, and their ids are consecutive,
-/// as MariaDB gives one statement's rows unless `innodb_autoinc_lock_mode` is 2), or
-/// `(0, index in events, position)` for each event (position 0 if a backlog of more than
-/// [`PASS_ROWS`] waiting events left it unnumbered) and `(2, 0, last position)`.
+/// positions in order, or `(0, index in events, position)` for each event (position 0 if a
+/// backlog of more than [`PASS_ROWS`] waiting events left it unnumbered) and
+/// `(2, 0, last position)`.
 ///
 /// Events are found through `by_version` by force: with one stream in the table, the
 /// optimizer would pick `by_stream` for a JSON row's `(stream, aggregate)` and read every
 /// event of the stream (20 ms instead of 0.3 ms for twelve aggregates of 3,000 events).
-///
-/// Its own rows are updated through the primary key with `LIMIT`, so the scan stops at the
-/// last of them: a range's end (`BETWEEN`) is found by reading, and locking, the next row,
-/// which may be another append's uncommitted row whose transaction waits for the counter
-/// this one holds (a deadlock).
 pub(crate) fn add_procedure(t: &Tables) -> String {
     let events = &t.events;
     let expected = "JSON_TABLE(expected, '$[*]' COLUMNS (n FOR ORDINALITY,
@@ -133,25 +136,32 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
               WHERE t.actual <> t.c;
             END IF;
           ELSE
-            IF evts IS NULL THEN
-              INSERT INTO {events} ({INSERTED})
-                VALUES (one_s, one_a, one_v, COALESCE(one_t, ts), one_d, one_i, one_co, one_ca,
-                  one_m, one_r);
-            ELSE
-              INSERT INTO {events} ({INSERTED})
-                SELECT j.s, j.a, j.v, COALESCE(j.t, ts), j.d, UNHEX(j.i), UNHEX(j.co),
-                  UNHEX(j.ca), j.m, j.r FROM {new} ORDER BY j.n;
-            END IF;
-            SET first_id = LAST_INSERT_ID(), added = ROW_COUNT();
+            SET added = COALESCE(JSON_LENGTH(evts), 1);
             UPDATE {seq} SET last = (@evtstore_last := last) + added WHERE id = 1;
             SET last_pos = @evtstore_last;
-            SELECT id INTO waiting FROM {events}
-              WHERE position IS NULL AND id < first_id LIMIT 1;
-            IF waiting IS NULL AND (added = 1 OR @@innodb_autoinc_lock_mode < 2) THEN
-              UPDATE {events} SET position = last_pos + 1 + id - first_id
-                WHERE id >= first_id ORDER BY id LIMIT added;
+            SELECT id INTO waiting FROM {events} WHERE position IS NULL LIMIT 1;
+            IF waiting IS NULL THEN
+              IF evts IS NULL THEN
+                INSERT INTO {events} (position, {INSERTED})
+                  VALUES (last_pos + 1, one_s, one_a, one_v, COALESCE(one_t, ts), one_d, one_i,
+                    one_co, one_ca, one_m, one_r);
+              ELSE
+                INSERT INTO {events} (position, {INSERTED})
+                  SELECT last_pos + j.n, j.s, j.a, j.v, COALESCE(j.t, ts), j.d, UNHEX(j.i),
+                    UNHEX(j.co), UNHEX(j.ca), j.m, j.r FROM {new} ORDER BY j.n;
+              END IF;
               SELECT 3, last_pos + 1, last_pos + added;
             ELSE
+              IF evts IS NULL THEN
+                INSERT INTO {events} ({INSERTED})
+                  VALUES (one_s, one_a, one_v, COALESCE(one_t, ts), one_d, one_i, one_co,
+                    one_ca, one_m, one_r);
+              ELSE
+                INSERT INTO {events} ({INSERTED})
+                  SELECT j.s, j.a, j.v, COALESCE(j.t, ts), j.d, UNHEX(j.i), UNHEX(j.co),
+                    UNHEX(j.ca), j.m, j.r FROM {new} ORDER BY j.n;
+              END IF;
+              SET first_id = LAST_INSERT_ID();
               {session_table}
               {number}
               UPDATE {seq} SET last = last_pos + numbered WHERE id = 1;

@@ -29,6 +29,11 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let mut envelope = envelope(t);
     envelope.push(format!("DROP PROCEDURE IF EXISTS {}", t.add));
     envelope.push(add_procedure(t));
+    // The append inserts at their positions the events that no committed event waits before.
+    let positioned = vec![
+        format!("DROP PROCEDURE IF EXISTS {}", t.add),
+        add_procedure(t),
+    ];
     vec![
         tables,
         pass,
@@ -36,6 +41,7 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
         add,
         envelope,
         retirement(t),
+        positioned,
     ]
 }
 

@@ -16,9 +16,10 @@
 //! its version `n` is committed (the append checks it), so it has a larger id and a larger
 //! position.
 //!
-//! An append through the provider numbers its own events this way, in its own transaction
-//! (`<events>_add`, see `procedures`), so it makes one durable commit and returns its
-//! positions. A pass runs every `sequence_interval` in every process, so events of `append_in`
+//! An append through the provider gives its own events positions under the same lock, in its
+//! own transaction (`<events>_add`, see `procedures`): it inserts them at their positions when
+//! no committed event waits for one, else numbers them after those this way. So it makes one
+//! durable commit and returns its positions. A pass runs every `sequence_interval` in every process, so events of `append_in`
 //! and of appends too large for one procedure call get positions too.
 
 use std::sync::Arc;

@@ -18,7 +18,7 @@ async fn providers_starting_together_migrate_once() {
     let mut conn = db.connection().await;
     let sql = "SELECT events_table, version FROM evtstore_migrations";
     let versions: Vec<(String, i32)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, [("events".to_owned(), 6)]);
+    assert_eq!(versions, [("events".to_owned(), 7)]);
     providers[0]
         .append(vec![evtstore_core::NewEvent::new("s", "a", 1, "{}")])
         .await
@@ -172,7 +172,7 @@ async fn events_stored_before_the_envelope_get_one() {
     .await;
 
     let provider = db.provider(MysqlOptions::default()).await;
-    assert_eq!(schema_version(&mut conn).await, 6);
+    assert_eq!(schema_version(&mut conn).await, 7);
     assert_eq!(
         provider.sequence().await.unwrap(),
         4,
@@ -253,7 +253,7 @@ async fn events_stored_before_the_envelope_get_one() {
     drop(provider);
     run(&mut conn, &["UPDATE evtstore_migrations SET version = 4"]).await;
     let provider = db.provider(MysqlOptions::default()).await;
-    assert_eq!(schema_version(&mut conn).await, 6);
+    assert_eq!(schema_version(&mut conn).await, 7);
     let before: Vec<EventMeta> = migrated.iter().map(|e| e.meta.clone()).collect();
     let after: Vec<EventMeta> = users(&*provider).await[..4]
         .iter()
@@ -287,7 +287,7 @@ async fn a_store_of_version_5_gets_the_archive_and_keys_tables() {
     .await;
 
     let provider = db.provider(MysqlOptions::default()).await;
-    assert_eq!(schema_version(&mut conn).await, 6);
+    assert_eq!(schema_version(&mut conn).await, 7);
     let kept: Vec<EventMeta> = users(&*provider)
         .await
         .into_iter()
