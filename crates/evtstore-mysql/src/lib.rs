@@ -34,14 +34,16 @@
 //! # Cost
 //! An append makes one round trip and one durable commit (a group of concurrent appends
 //! shares them), where a store that trusts insert order makes the same, minus the numbering:
-//! locking the counter, checking that no committed event waits before the append, setting the
-//! positions. On this project's machine that costs about 0.2 ms of server time per commit.
-//! There, against the original TypeScript library (which trusts insert order) on the same
-//! server in the same minutes, six runs of the standard workload gave sequential commands
-//! (W1) 1,319–1,528/s, 0.71–1.41× the original, at about half the raw ceiling of one
-//! durable commit per command (2,466–3,097/s); 16 concurrent callers (W2) 5,560–7,785/s,
-//! 0.76–1.87×; before group commit, 920–1,061/s and 4,470–4,994/s. Concurrent appends share a
-//! call of about 1 ms, and a caller waits up to 1 ms for the last group's callers to come
+//! locking the counter, checking that no committed event waits for a position, and the
+//! statements of a stored procedure. Against the original TypeScript library (which trusts
+//! insert order: a read, then an insert committed alone) on the same server in the same
+//! minutes, two runs of the standard workload on 2026-11-27 gave sequential commands (W1)
+//! 1,331–1,414/s against 1,230–1,410/s (1.0–1.08×), with the raw ceiling of one transaction
+//! per command (read, insert, commit) at 1,923–2,317/s; 16 concurrent callers (W2)
+//! 6,982–7,302/s against 4,360–5,240/s (1.4–1.6×). Before the append inserted its events at
+//! their positions (schema version 7), it inserted them without one and then numbered them:
+//! W1 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s. Concurrent
+//! appends share a call, and a caller waits up to 1 ms for the last group's callers to come
 //! back (`append::LINGER`), so 16 callers that each load and append share each call. The
 //! README has the figures.
 //!
