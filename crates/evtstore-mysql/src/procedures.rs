@@ -58,19 +58,19 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
 /// and `expected` of `[stream, aggregate id, current version]` (the last ten NULL). An event
 /// without a timestamp of its own takes `timestamp_ms`.
 ///
-/// The check reads only that each aggregate expected at a version above 0 has that version
-/// (else the append would leave a gap); an aggregate already past its expected version fails
-/// the insert on the unique version (error 1062), as does a writer that took a version between
-/// the check and the insert.
+/// The check reads that each aggregate expected at a version above 0 has that version (else
+/// the append would leave a gap), and, with a locking read, that the next version is not
+/// taken: a version another open transaction (`append_in`, an append recording command ids)
+/// has inserted is waited for there, before the counter is locked, so appends of other
+/// aggregates go on meanwhile. A writer that takes a version between the check and the insert
+/// fails the insert on the unique version (error 1062).
 ///
 /// When no committed event waits for a position, the counter is locked before the insert and
 /// the events are inserted at their positions: no row is written twice, and the waiting check
 /// reads only unnumbered rows (rows inserted without a position and then numbered leave
 /// delete-marked entries under `position IS NULL` until InnoDB purges them, which that check
 /// would read through). Otherwise they are inserted without one and numbered with the waiting
-/// events, in `id` order. While the counter is held, an insert whose version another open
-/// transaction (`append_in`, an append recording command ids) has just inserted waits for that
-/// transaction, as any insert of a taken unique key does, and the appends behind it wait too.
+/// events, in `id` order.
 ///
 /// Returns rows `(kind, a, b)`: when an aggregate is not at its expected version,
 /// `(1, index in expected, actual version)` for each such, and nothing is written. Else
@@ -120,11 +120,22 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
               SELECT 1 - COUNT(*) INTO bad FROM {events} FORCE INDEX (by_version)
                 WHERE stream = one_s AND aggregate_id = one_a AND version = one_v - 1;
             END IF;
+            IF bad = 0 THEN
+              SELECT COUNT(*) INTO bad FROM {events} FORCE INDEX (by_version)
+                WHERE stream = one_s AND aggregate_id = one_a AND version = one_v
+                LOCK IN SHARE MODE;
+            END IF;
           ELSE
             SELECT COUNT(*) INTO bad FROM {expected}
               LEFT JOIN {events} e FORCE INDEX (by_version)
                 ON e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c
               WHERE x.c > 0 AND e.id IS NULL;
+            IF bad = 0 THEN
+              SELECT COUNT(*) INTO bad FROM {expected}
+                JOIN {events} e FORCE INDEX (by_version)
+                  ON e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c + 1
+                LOCK IN SHARE MODE;
+            END IF;
           END IF;
           IF bad > 0 THEN
             ROLLBACK;

@@ -159,3 +159,42 @@ async fn an_append_numbers_the_committed_events_waiting_before_it() {
         .collect();
     assert_eq!(got, (1..=6).map(|v| (v, v)).collect::<Vec<_>>());
 }
+
+/// An append of a version that another open transaction has inserted waits for that
+/// transaction before it locks the counter: another process's appends go on meanwhile, and
+/// the waiting append is a version conflict once the transaction commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_waiting_on_an_open_transaction_holds_up_no_other_process() {
+    use sqlx::Connection;
+    use std::time::Duration;
+    let Some(url) = support::url() else { return };
+    let db = support::TestDb::create(&url).await;
+    let waiting = db.provider(evtstore_mysql::MysqlOptions::default()).await;
+    let other = db.provider(evtstore_mysql::MysqlOptions::default()).await;
+    let mut conn = db.connection().await;
+    let mut tx = conn.begin().await.unwrap();
+    waiting
+        .append_in(&mut tx, vec![event("held", 1)])
+        .await
+        .unwrap();
+    let blocked = tokio::spawn({
+        let waiting = waiting.clone();
+        async move { waiting.append(vec![event("held", 1)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !blocked.is_finished(),
+        "the append did not wait: {blocked:?}"
+    );
+    // A wait of seconds (the lock wait timeout is 50 s) is the failure; it takes milliseconds.
+    let free = other.append(vec![event("free", 1)]);
+    let free = tokio::time::timeout(Duration::from_secs(5), free).await;
+    let free = free.expect("another process's append waited for the open transaction");
+    assert_eq!(free.unwrap()[0].version, 1);
+    tx.commit().await.unwrap();
+    let answer = blocked.await.unwrap();
+    assert!(
+        matches!(answer, Err(Error::VersionConflict { .. })),
+        "{answer:?}"
+    );
+}
