@@ -155,8 +155,9 @@ impl MysqlProvider {
             .is_none_or(|(rows, _)| events.len() <= ROWS_PER_INSERT && rows.len() <= ADD_BYTES);
         if fits {
             let (rows, versions) = json.unzip();
-            let call = || {
-                sqlx::query_as(&self.sql.add)
+            let call = || async {
+                let mut conn = self.kept.take(&self.pool).await?;
+                let answer = sqlx::query_as(&self.sql.add)
                     .bind(rows.as_deref())
                     .bind(versions.as_deref())
                     .bind(timestamp)
@@ -170,7 +171,10 @@ impl MysqlProvider {
                     .bind(one.and_then(|e| e.metadata.as_deref()))
                     .bind(one.map(|e| e.revision))
                     .bind(one.and_then(|e| e.timestamp))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                conn.keep();
+                Ok(answer)
             };
             // A deadlock (with a sequencer pass, say) rolled the whole call back: call again.
             let mut added = call().await;

@@ -90,6 +90,7 @@
 
 mod append;
 mod errors;
+mod kept;
 mod lease;
 mod procedures;
 mod read;
@@ -130,6 +131,8 @@ pub struct MysqlProvider {
     sql: Arc<Sql>,
     sequencer: Arc<Sequencer>,
     queue: append::AppendQueue,
+    /// Connections kept for loads and appends.
+    kept: kept::Kept,
     ahead: readahead::ReadAhead,
     timer: JoinHandle<()>,
     /// `host:port/database`, for messages (never the password).
@@ -208,6 +211,7 @@ impl MysqlProvider {
             sql,
             sequencer,
             queue: append::AppendQueue::with_linger(append::LINGER),
+            kept: kept::Kept::new(options.pool_size),
             timer,
             server,
         })

@@ -95,14 +95,17 @@ impl MysqlProvider {
         id: &str,
         after: u64,
     ) -> Result<Vec<StoredEvent>> {
+        let fail = |e| self.fail("read aggregate", e);
+        let mut conn = self.kept.take(&self.pool).await.map_err(fail)?;
         let rows = sqlx::query(&self.sql.aggregate_events)
             .bind(stream)
             .bind(id)
             .bind(after as i64)
-            .fetch_all(&self.pool)
-            .await;
-        let events = rows.and_then(|rows| events_from(SharedNames::new(&[stream]), &rows));
-        events.map_err(|e| self.fail("read aggregate", e))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(fail)?;
+        conn.keep();
+        events_from(SharedNames::new(&[stream]), &rows).map_err(fail)
     }
 
     /// A page of positioned events after `after`.

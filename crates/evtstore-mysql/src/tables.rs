@@ -35,7 +35,8 @@ pub struct MysqlOptions {
     /// The table of aggregates' keys, for encrypted aggregate kinds (default `None`:
     /// `<events>_keys`, beside the events table).
     pub keys_table: Option<String>,
-    /// Most pooled connections (default 16).
+    /// Most pooled connections (default 16); up to a quarter of them stay with the provider
+    /// for loads and appends.
     pub pool_size: u32,
     /// How often this process gives positions to committed events that have none (events
     /// appended with `append_in`, or by a process that died before its pass), and checks for

@@ -1,0 +1,89 @@
+//! Connections kept out of the pool for the provider's most frequent statements (an
+//! aggregate's load, the append's procedure call). Taking one and giving it back is a `Vec`
+//! pop and push; through sqlx's pool, whose release spawns a task, the same call of the
+//! append procedure took 0.53 ms against 0.45 ms on one connection (2,000 calls each, this
+//! project's machine).
+//!
+//! A connection goes back only after a statement that succeeded, so one that failed or was
+//! dropped part way returns to the pool, which checks it; one left unused for a minute is
+//! returned too, before the server's `wait_timeout` can close it under us.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{MySql, MySqlConnection, MySqlPool};
+
+/// A kept connection unused for longer goes back to the pool.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// The connections kept, with when each was last given back.
+pub(crate) struct Kept {
+    idle: Mutex<Vec<(PoolConnection<MySql>, Instant)>>,
+    /// At most this many are kept: a quarter of the pool, so that the other statements
+    /// (transactions, leases, sequencer passes) always find connections in the pool.
+    most: usize,
+}
+
+impl Kept {
+    /// Keeps up to a quarter of a pool of `pool_size`.
+    pub(crate) fn new(pool_size: u32) -> Self {
+        Kept {
+            idle: Mutex::default(),
+            most: pool_size as usize / 4,
+        }
+    }
+
+    /// A kept connection, or one from `pool` when none is free.
+    pub(crate) async fn take(&self, pool: &MySqlPool) -> Result<KeptConn<'_>, sqlx::Error> {
+        let conn = match self.pop() {
+            Some(conn) => conn,
+            None => pool.acquire().await?,
+        };
+        Ok(KeptConn {
+            conn: Some(conn),
+            home: self,
+        })
+    }
+
+    /// The most recently used connection, dropping those idle too long.
+    fn pop(&self) -> Option<PoolConnection<MySql>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|(_, since)| since.elapsed() < IDLE);
+        idle.pop().map(|(conn, _)| conn)
+    }
+}
+
+/// A connection taken from [`Kept`]: call [`keep`](Self::keep) once its statement succeeded;
+/// dropped without it, it returns to the pool.
+pub(crate) struct KeptConn<'k> {
+    conn: Option<PoolConnection<MySql>>,
+    home: &'k Kept,
+}
+
+impl KeptConn<'_> {
+    /// Gives the connection back for the next statement (to the pool when enough are kept).
+    pub(crate) fn keep(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.home.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < self.home.most {
+                idle.push((conn, Instant::now()));
+            }
+        }
+    }
+}
+
+impl Deref for KeptConn<'_> {
+    type Target = MySqlConnection;
+
+    fn deref(&self) -> &MySqlConnection {
+        self.conn.as_ref().expect("taken until kept")
+    }
+}
+
+impl DerefMut for KeptConn<'_> {
+    fn deref_mut(&mut self) -> &mut MySqlConnection {
+        self.conn.as_mut().expect("taken until kept")
+    }
+}

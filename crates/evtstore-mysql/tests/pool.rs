@@ -1,0 +1,38 @@
+//! The connections the provider keeps for loads and appends leave the rest of the pool to
+//! other statements: the caller's transactions, leases, sequencer passes.
+
+mod support;
+
+use std::time::Duration;
+
+use evtstore_core::{NewEvent, Provider};
+use evtstore_mysql::MysqlOptions;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_connections_leave_the_pool_to_transactions() {
+    let Some(url) = support::url() else { return };
+    let db = support::TestDb::create(&url).await;
+    let options = MysqlOptions {
+        pool_size: 4,
+        ..MysqlOptions::default()
+    };
+    let provider = db.provider(options).await;
+    provider
+        .append(vec![NewEvent::new("s", "a", 1, r#"{"n":1}"#)])
+        .await
+        .unwrap();
+    // Four loads at once take every connection; one is kept after.
+    let loads = (0..4).map(|_| provider.aggregate_events("s", "a", 0));
+    for events in futures_util::future::join_all(loads).await {
+        assert_eq!(events.unwrap().len(), 1);
+    }
+    // A wait of seconds (the pool's acquire timeout is 10 s) is the failure.
+    let transactions = (0..3).map(|_| provider.pool().begin());
+    let begun = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::future::join_all(transactions),
+    )
+    .await
+    .expect("transactions waited for connections the provider kept");
+    assert!(begun.iter().all(Result::is_ok), "{begun:?}");
+}
