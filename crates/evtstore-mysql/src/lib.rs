@@ -35,18 +35,18 @@
 //! An append makes one round trip and one durable commit (a group of concurrent appends
 //! shares them), where a store that trusts insert order makes the same, minus the numbering:
 //! a locking read of the next version, locking the counter, checking that no committed event
-//! waits for a position, and the statements of a stored procedure. Against the original
-//! TypeScript library (which trusts insert order: a read, then an insert committed alone) on
-//! the same server in the same minutes, two runs of `compare.sh mysql` on 2026-11-27 gave
-//! sequential commands (W1) 1,245–1,256/s against 1,280–1,285/s (0.97–0.98×), with the raw
-//! ceiling of one transaction per command (read, insert, commit) at 1,945–2,364/s; 16
-//! concurrent callers (W2) 6,658–6,718/s against 4,980–5,022/s (1.3×). Before the append
-//! inserted its events at their positions (schema version 7) it inserted them without one and
-//! then numbered them: W1 983/s, W2 5,690/s in one run against the original's 1,406/s and
-//! 4,877/s; the locking read, added after, costs about 8% of W1. Concurrent appends share a
-//! call, and a caller waits up to 1 ms for the last group's callers to come back
-//! (`append::LINGER`), so 16 callers that each load and append share each call. The README has
-//! the figures.
+//! waits for a position, and the statements of a stored procedure. Loads and appends run on
+//! connections the provider keeps (`kept`). Against the original TypeScript library (which
+//! trusts insert order: a read, then an insert committed alone) on the same server in the
+//! same minutes, two runs of `compare.sh mysql` on 2026-11-27 gave sequential commands (W1)
+//! 1,508–1,509/s against 1,282–1,310/s (1.15–1.18×), with the raw ceiling of one transaction
+//! per command (read, insert, commit) at 2,222–2,590/s; 16 concurrent callers (W2)
+//! 7,193–7,322/s against 5,517–5,686/s (1.3×). Before the append inserted its events at their
+//! positions (schema version 7) it inserted them without one and then numbered them: W1
+//! 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s. Concurrent
+//! appends share a call, and a caller waits up to 1 ms for the last group's callers to come
+//! back (`append::LINGER`), so 16 callers that each load and append share each call. The
+//! README has the figures.
 //!
 //! Catching-up handlers read two pages ahead (`readahead`); in the same runs a handler caught
 //! up on 20,000 events (W4) at 0.29–0.43 M events/s, 62–111× the original, whose handler
@@ -83,7 +83,8 @@
 //! - `schema`: versioned migrations under `GET_LOCK`; `procedures`: the append and the pass.
 //! - `sequencer`: how positions are given, and why no event is ever skipped.
 //! - `append`: appends, grouped ([`GroupCommit`](evtstore_core::provider::GroupCommit));
-//!   `read`, `readahead`: reads; `errors`: driver errors as evtstore errors.
+//!   `read`, `readahead`: reads; `errors`: driver errors as evtstore errors; `kept`: the
+//!   connections loads and appends keep out of the pool.
 //! - `lease`: leases, each change one statement or one transaction that locks the lease row.
 //! - `transaction`: appends inside your own transaction, and transactional handlers.
 //! - `retire`: deleting and archiving aggregates, archived events, aggregates' keys.
