@@ -55,6 +55,17 @@ impl Kept {
     }
 }
 
+impl Drop for Kept {
+    /// Outside a Tokio runtime a connection cannot go back to the pool (sqlx spawns a task
+    /// for that, and panics without a runtime): there, the kept ones are closed instead.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
+            idle.drain(..).for_each(|(conn, _)| drop(conn.detach()));
+        }
+    }
+}
+
 /// A connection taken from [`Kept`]: call [`keep`](Self::keep) once its statement succeeded;
 /// dropped without it, it returns to the pool.
 pub(crate) struct KeptConn<'k> {

@@ -36,3 +36,24 @@ async fn kept_connections_leave_the_pool_to_transactions() {
     .expect("transactions waited for connections the provider kept");
     assert!(begun.iter().all(Result::is_ok), "{begun:?}");
 }
+
+/// A provider holding kept connections may be dropped where no Tokio runtime runs (sqlx
+/// returns a pool connection by spawning a task, which panics there).
+#[test]
+fn a_provider_with_kept_connections_drops_outside_a_runtime() {
+    let Some(url) = support::url() else { return };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (provider, db) = runtime.block_on(async {
+        let (provider, db) = support::fresh(&url).await;
+        let event = NewEvent::new("s", "a", 1, r#"{"n":1}"#);
+        provider.append(vec![event]).await.unwrap();
+        assert_eq!(
+            provider.aggregate_events("s", "a", 0).await.unwrap().len(),
+            1
+        );
+        (provider, db)
+    });
+    let provider = std::sync::Arc::into_inner(provider).expect("the only reference");
+    drop(provider);
+    drop(db);
+}
