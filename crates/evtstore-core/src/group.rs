@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -156,32 +157,52 @@ impl GroupCommit {
     ) -> Result<Vec<EventMeta>> {
         let (reply, mut answer) = oneshot::channel();
         self.push((events, reply));
-        let mut gathered = false;
-        loop {
-            let batch_done = self.batch_done.notified();
-            tokio::pin!(batch_done);
-            batch_done.as_mut().enable();
-            match answer.try_recv() {
-                Ok(result) => return result,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    let cause = "the commit was interrupted: the events may or may not be stored";
-                    return Err(Error::backend(format!("{}: append", P::BACKEND), cause));
-                }
-                Err(oneshot::error::TryRecvError::Empty) => {}
+        let gathered = AtomicBool::new(false);
+        let serve = || async {
+            if !gathered.load(Ordering::Relaxed) {
+                gathered.store(self.gather().await, Ordering::Relaxed);
             }
-            if !gathered {
-                gathered = self.gather().await;
+            let Some(jobs) = self.claim() else {
+                return false;
+            };
+            let mut untried = disjoint_groups(valid_only(jobs));
+            untried.reverse();
+            let claim = Claim {
+                queue: self,
+                untried,
+            };
+            claim.commit(provider).await;
+            true
+        };
+        match await_answer(&mut answer, &self.batch_done, serve).await {
+            Some(result) => result,
+            None => {
+                let cause = "the commit was interrupted: the events may or may not be stored";
+                Err(Error::backend(format!("{}: append", P::BACKEND), cause))
             }
-            if let Some(jobs) = self.claim() {
-                let mut untried = disjoint_groups(valid_only(jobs));
-                untried.reverse();
-                let claim = Claim {
-                    queue: self,
-                    untried,
-                };
-                claim.commit(provider).await;
-                continue;
-            }
+        }
+    }
+}
+
+/// Waits for the answer on `answer` while serving the queue: `serve` serves what is queued,
+/// if no one else is, and says whether it did; when it did not, the caller sleeps until `done`
+/// says a batch ended. `None` when the answer's sender was dropped unanswered (the caller
+/// serving it was cancelled).
+pub(crate) async fn await_answer<T, F: Future<Output = bool>>(
+    answer: &mut oneshot::Receiver<T>,
+    done: &Notify,
+    mut serve: impl FnMut() -> F,
+) -> Option<T> {
+    loop {
+        let batch_done = done.notified();
+        tokio::pin!(batch_done);
+        batch_done.as_mut().enable();
+        match answer.try_recv() {
+            Ok(value) => return Some(value),
+            Err(oneshot::error::TryRecvError::Closed) => return None,
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        if !serve().await {
             batch_done.await;
         }
     }

@@ -17,7 +17,8 @@
 //! - `event.rs`, `error.rs`: stored events and the [`enum@Error`] type.
 //! - [`provider`]: for provider authors: the [`Provider`] trait and the checks and helpers
 //!   every backend uses; `group.rs`, group commit of concurrent appends
-//!   ([`provider::GroupCommit`]).
+//!   ([`provider::GroupCommit`]); `group_load.rs`, concurrent loads read together
+//!   ([`provider::LoadQueue`]).
 //! - [`jsonl`]: a store's events as JSON Lines, exported from one provider and imported into
 //!   another.
 //! - [`testing`]: given/when/then tests of commands and handlers, on a fresh in-memory store.
@@ -37,6 +38,7 @@ mod error;
 mod event;
 mod fold;
 mod group;
+mod group_load;
 mod handler;
 pub mod jsonl;
 mod lease;

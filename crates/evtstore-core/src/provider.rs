@@ -6,6 +6,7 @@ pub use crate::aggregate::{decode_data, decode_event, decode_known, decode_known
 pub use crate::body::{check as check_body, encode as encode_body};
 pub use crate::event::now_millis;
 pub use crate::group::{GroupAppend, GroupCommit, echo};
+pub use crate::group_load::{Load, LoadMany, LoadQueue};
 pub use crate::handler::{
     Hooks, Runner, Savepoint, Timing, TxHandler, TxHandlerBuilder, TxProvider, check_routes,
 };

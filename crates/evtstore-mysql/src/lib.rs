@@ -93,6 +93,7 @@ mod append;
 mod errors;
 mod kept;
 mod lease;
+mod loads;
 mod procedures;
 mod read;
 mod readahead;
@@ -134,6 +135,7 @@ pub struct MysqlProvider {
     queue: append::AppendQueue,
     /// Connections kept for loads and appends.
     kept: kept::Kept,
+    loads: loads::Loads,
     ahead: readahead::ReadAhead,
     timer: JoinHandle<()>,
     /// `host:port/database`, for messages (never the password).
@@ -213,6 +215,7 @@ impl MysqlProvider {
             sequencer,
             queue: append::AppendQueue::with_linger(append::LINGER),
             kept: kept::Kept::new(options.pool_size),
+            loads: loads::Loads::default(),
             timer,
             server,
         })
@@ -302,7 +305,8 @@ impl Provider for MysqlProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.read_aggregate(stream, aggregate_id, after_version)
+        self.loads
+            .load(self, stream, aggregate_id, after_version)
             .boxed()
     }
 

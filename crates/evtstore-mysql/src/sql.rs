@@ -15,6 +15,9 @@ pub(crate) struct Sql {
     pub(crate) version: String,
     pub(crate) positions: String,
     pub(crate) aggregate_events: String,
+    /// Several aggregates at once (`[[stream, id, after], …]` as JSON); `n` says which load
+    /// each row answers.
+    pub(crate) aggregates_events: String,
     pub(crate) bookmark: String,
     pub(crate) lock_bookmark: String,
     pub(crate) create_bookmark: String,
@@ -55,6 +58,14 @@ impl Sql {
             aggregate_events: format!(
                 "SELECT {COLUMNS} FROM {events} WHERE stream = ? AND aggregate_id = ?
                  AND version > ? ORDER BY version"
+            ),
+            aggregates_events: format!(
+                "SELECT {COLUMNS}, CAST(x.n AS SIGNED) FROM JSON_TABLE(?, '$[*]' COLUMNS (
+                    n FOR ORDINALITY, s VARBINARY(1020) PATH '$[0]',
+                    a VARBINARY(1020) PATH '$[1]', v BIGINT PATH '$[2]')) x
+                 STRAIGHT_JOIN {events} e FORCE INDEX (by_version)
+                    ON e.stream = x.s AND e.aggregate_id = x.a AND e.version > x.v
+                 ORDER BY x.n, e.version"
             ),
             bookmark: format!("SELECT position FROM {bookmarks} WHERE name = ?"),
             lock_bookmark: format!("SELECT position FROM {bookmarks} WHERE name = ? FOR UPDATE"),

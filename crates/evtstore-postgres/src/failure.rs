@@ -134,11 +134,6 @@ fn sources(
     std::iter::successors(std::error::Error::source(cause), |e| e.source())
 }
 
-/// The same failure again, for each caller of a statement they shared.
-pub(crate) fn echo(error: &Error) -> Error {
-    evtstore_core::provider::echo(error, "PostgreSQL")
-}
-
 /// `append to stream/id, …`: the aggregates of an append, for messages (the first three).
 pub(crate) fn append_to(events: &[evtstore_core::NewEvent]) -> String {
     let mut names: Vec<(&str, &str)> = Vec::new();

@@ -100,7 +100,7 @@ pub struct PgProvider {
     appended: Arc<watch::Sender<Position>>,
     pending_notify: Arc<tokio::sync::Notify>,
     queue: group::AppendQueue,
-    loads: loads::LoadQueue,
+    loads: loads::Loads,
     tasks: [JoinHandle<()>; 2],
     /// `host:port/database`, for messages (never the password).
     server: String,
@@ -177,7 +177,7 @@ impl PgProvider {
             appended,
             pending_notify,
             queue: group::AppendQueue::default(),
-            loads: loads::LoadQueue::default(),
+            loads: loads::Loads::default(),
             tasks,
         };
         let mut client = provider.client().await?;
@@ -339,7 +339,8 @@ impl Provider for PgProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.read_aggregate_grouped(stream, aggregate_id, after_version)
+        self.loads
+            .load(self, stream, aggregate_id, after_version)
             .boxed()
     }
 

@@ -205,6 +205,7 @@ macro_rules! conformance_tests {
                 archived_aggregates_load_on_demand,
                 shredded_events_read_as_shredded_everywhere,
                 streams_lists_the_streams_that_hold_events,
+                concurrent_loads_get_their_own_events,
                 a_trusted_cache_decides_on_its_copy_and_conflicts_when_stale,
                 a_lease_of_any_length_is_granted_and_holds,
             );

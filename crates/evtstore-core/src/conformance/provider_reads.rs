@@ -213,3 +213,44 @@ pub async fn streams_lists_the_streams_that_hold_events(provider: Arc<dyn Provid
     let listed = provider.streams().await.expect("list streams");
     assert_eq!(listed, ["counters", "users"]);
 }
+
+/// Loads of many aggregates at once (which providers may read together) each get exactly
+/// their own events after the version asked for, in version order.
+pub async fn concurrent_loads_get_their_own_events(provider: Arc<dyn Provider>, _page: usize) {
+    let domain = domain(&provider);
+    for n in 1..=12u64 {
+        let by: Vec<i64> = (1..=n as i64).collect();
+        domain
+            .execute(&format!("load-{n}"), Bump { by })
+            .await
+            .expect("bump");
+    }
+    let loads = (1..=12u64).flat_map(|n| {
+        let provider = provider.clone();
+        [0, n / 2].map(move |after| {
+            let provider = provider.clone();
+            tokio::spawn(async move {
+                let id = format!("load-{n}");
+                let events = provider.aggregate_events("counters", &id, after).await;
+                (n, after, events.expect("load"))
+            })
+        })
+    });
+    for task in loads.collect::<Vec<_>>() {
+        let (n, after, events) = task.await.expect("load task");
+        let versions: Vec<u64> = events.iter().map(|e| e.meta.version).collect();
+        let ids = events
+            .iter()
+            .filter(|e| e.meta.aggregate_id != format!("load-{n}"));
+        assert_eq!(
+            ids.count(),
+            0,
+            "load-{n} after {after} got another's events"
+        );
+        assert_eq!(
+            versions,
+            (after + 1..=n).collect::<Vec<_>>(),
+            "load-{n} after {after}"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! Grouped reads: aggregate loads from concurrent callers in this process share one query
+//! ([`LoadQueue`]); a load alone uses the plain statement.
+
+use evtstore_core::provider::{Load, LoadMany, LoadQueue, SharedNames};
+use evtstore_core::{Result, StoredEvent};
+use sqlx::Row;
+
+use crate::MysqlProvider;
+use crate::read::event_from_row;
+
+/// Loads waiting to be read.
+pub(crate) type Loads = LoadQueue;
+
+/// The index of the column after an event's: which load a row answers, from 1.
+const LOAD: usize = 11;
+
+impl LoadMany for MysqlProvider {
+    const BACKEND: &'static str = "MariaDB";
+
+    async fn load_one(&self, load: &Load) -> Result<Vec<StoredEvent>> {
+        self.read_aggregate(&load.stream, &load.aggregate_id, load.after)
+            .await
+    }
+
+    async fn load_many(&self, loads: &[Load]) -> Result<Vec<Vec<StoredEvent>>> {
+        let fail = |e| self.fail("read aggregates", e);
+        let list: Vec<(&str, &str, u64)> = loads
+            .iter()
+            .map(|l| (l.stream.as_str(), l.aggregate_id.as_str(), l.after))
+            .collect();
+        let list = serde_json::to_string(&list).expect("strings and numbers encode");
+        let mut conn = self.kept.take(&self.pool).await.map_err(fail)?;
+        let rows = sqlx::query(&self.sql.aggregates_events)
+            .bind(list)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(fail)?;
+        conn.keep();
+        let mut events: Vec<Vec<StoredEvent>> = loads.iter().map(|_| Vec::new()).collect();
+        let mut names = SharedNames::default();
+        for row in &rows {
+            let index = row.try_get::<i64, _>(LOAD).map_err(fail)? as usize - 1;
+            events[index].push(event_from_row(&mut names, row).map_err(fail)?);
+        }
+        Ok(events)
+    }
+}
