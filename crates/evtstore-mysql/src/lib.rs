@@ -36,7 +36,7 @@
 //! shares them), where a store that trusts insert order makes the same, minus the numbering:
 //! a locking read of the next version, locking the counter, checking that no committed event
 //! waits for a position, and the statements of a stored procedure. Loads and appends run on
-//! connections the provider keeps (`kept`). Against the original TypeScript library (which
+//! connections the provider keeps (`kept`), and concurrent loads share one query (`loads`). Against the original TypeScript library (which
 //! trusts insert order: a read, then an insert committed alone) on the same server in the
 //! same minutes, two runs of `compare.sh mysql` on 2026-11-27 gave sequential commands (W1)
 //! 1,508–1,509/s against 1,282–1,310/s (1.15–1.18×), with the raw ceiling of one transaction
@@ -83,8 +83,8 @@
 //! - `schema`: versioned migrations under `GET_LOCK`; `procedures`: the append and the pass.
 //! - `sequencer`: how positions are given, and why no event is ever skipped.
 //! - `append`: appends, grouped ([`GroupCommit`](evtstore_core::provider::GroupCommit));
-//!   `read`, `readahead`: reads; `errors`: driver errors as evtstore errors; `kept`: the
-//!   connections loads and appends keep out of the pool.
+//!   `read`, `readahead`, `loads`: reads; `errors`: driver errors as evtstore errors;
+//!   `kept`: the connections loads and appends keep out of the pool.
 //! - `lease`: leases, each change one statement or one transaction that locks the lease row.
 //! - `transaction`: appends inside your own transaction, and transactional handlers.
 //! - `retire`: deleting and archiving aggregates, archived events, aggregates' keys.
