@@ -36,20 +36,20 @@
 //! shares them), where a store that trusts insert order makes the same, minus the numbering:
 //! a locking read of the next version, locking the counter, checking that no committed event
 //! waits for a position, and the statements of a stored procedure. Loads and appends run on
-//! connections the provider keeps (`kept`), and concurrent loads share one query (`loads`). Against the original TypeScript library (which
-//! trusts insert order: a read, then an insert committed alone) on the same server in the
+//! connections the provider keeps (`kept`), and concurrent loads share one query (`loads`).
+//! Against the original TypeScript library (which trusts insert order: a read, then an insert committed alone) on the same server in the
 //! same minutes, two runs of `compare.sh mysql` on 2026-11-27 gave sequential commands (W1)
-//! 1,508–1,509/s against 1,282–1,310/s (1.15–1.18×), with the raw ceiling of one transaction
-//! per command (read, insert, commit) at 2,222–2,590/s; 16 concurrent callers (W2)
-//! 7,193–7,322/s against 5,517–5,686/s (1.3×). Before the append inserted its events at their
-//! positions (schema version 7) it inserted them without one and then numbered them: W1
+//! 1,424–1,463/s against 1,273–1,386/s (1.06–1.12×), with the raw ceiling of one transaction
+//! per command (read, insert, commit) at 2,146–2,755/s; 16 concurrent callers (W2)
+//! 9,717–9,944/s against 5,143–5,600/s (1.8–1.9×). Before the append inserted its events at
+//! their positions (schema version 7) it inserted them without one and then numbered them: W1
 //! 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s. Concurrent
 //! appends share a call, and a caller waits up to 1 ms for the last group's callers to come
 //! back (`append::LINGER`), so 16 callers that each load and append share each call. The
 //! README has the figures.
 //!
 //! Catching-up handlers read two pages ahead (`readahead`); in the same runs a handler caught
-//! up on 20,000 events (W4) at 0.29–0.43 M events/s, 62–111× the original, whose handler
+//! up on 25,000 events (W4) at 0.35–0.39 M events/s, 115–129× the original, whose handler
 //! commits its bookmark after every event.
 //!
 //! # Envelope and command ids
