@@ -37,8 +37,8 @@
 //! a locking read of the next version, locking the counter, checking that no committed event
 //! waits for a position, and the statements of a stored procedure. Loads and appends run on
 //! connections the provider keeps (`kept`), and concurrent loads share one query (`loads`).
-//! Against the original TypeScript library (which trusts insert order: a read, then an insert committed alone) on the same server in the
-//! same minutes, two runs of `compare.sh mysql` on 2026-11-27 gave sequential commands (W1)
+//! Against the original TypeScript library (which trusts insert order: a read, then an
+//! insert committed alone) on the same server in the same minutes, two runs of `compare.sh mysql` on 2026-11-27 gave sequential commands (W1)
 //! 1,424–1,463/s against 1,273–1,386/s (1.06–1.12×), with the raw ceiling of one transaction
 //! per command (read, insert, commit) at 2,146–2,755/s; 16 concurrent callers (W2)
 //! 9,717–9,944/s against 5,143–5,600/s (1.8–1.9×). Before the append inserted its events at
