@@ -157,6 +157,7 @@ impl GroupCommit {
     ) -> Result<Vec<EventMeta>> {
         let (reply, mut answer) = oneshot::channel();
         self.push((events, reply));
+        // Whether this caller lingered for others already (atomic only to keep the future Send).
         let gathered = AtomicBool::new(false);
         let serve = || async {
             if !gathered.load(Ordering::Relaxed) {
