@@ -207,6 +207,11 @@ impl MysqlProvider {
         timestamp: i64,
         answer: Vec<(i64, i64, i64)>,
     ) -> Result<Vec<EventMeta>> {
+        if answer.is_empty() {
+            // Refused with no row to say why (the aggregate changed again meanwhile): nothing
+            // was written.
+            return Err(version_conflict(&expected[0], expected[0].current + 1));
+        }
         let mut positions = vec![0; events.len()];
         let mut conflicts = Vec::new();
         for (kind, a, b) in answer {

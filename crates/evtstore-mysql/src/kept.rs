@@ -5,8 +5,10 @@
 //! project's machine).
 //!
 //! A connection goes back only after a statement that succeeded, so one that failed or was
-//! dropped part way returns to the pool, which checks it; one left unused for a minute is
-//! returned too, before the server's `wait_timeout` can close it under us.
+//! dropped part way returns to the pool, which checks it; one left unused for a minute, or
+//! kept for half an hour, is returned too (before the server's `wait_timeout` can close it
+//! under us, as the pool's own idle timeout and lifetime would), and so is every one once
+//! the pool is closed.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
@@ -18,9 +20,15 @@ use sqlx::{MySql, MySqlConnection, MySqlPool};
 /// A kept connection unused for longer goes back to the pool.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// A connection kept for longer goes back to the pool.
+const LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// A kept connection: when it went back last, and when it was first kept.
+type Idle = (PoolConnection<MySql>, Instant, Instant);
+
 /// The connections kept, with when each was last given back.
 pub(crate) struct Kept {
-    idle: Mutex<Vec<(PoolConnection<MySql>, Instant)>>,
+    idle: Mutex<Vec<Idle>>,
     /// At most this many are kept: a quarter of the pool, so that the other statements
     /// (transactions, leases, sequencer passes) always find connections in the pool.
     most: usize,
@@ -36,22 +44,35 @@ impl Kept {
     }
 
     /// A kept connection, or one from `pool` when none is free.
-    pub(crate) async fn take(&self, pool: &MySqlPool) -> Result<KeptConn<'_>, sqlx::Error> {
-        let conn = match self.pop() {
-            Some(conn) => conn,
-            None => pool.acquire().await?,
+    pub(crate) async fn take<'k>(
+        &'k self,
+        pool: &'k MySqlPool,
+    ) -> Result<KeptConn<'k>, sqlx::Error> {
+        let (conn, since) = match self.pop(pool) {
+            Some(kept) => kept,
+            None => (pool.acquire().await?, Instant::now()),
         };
         Ok(KeptConn {
             conn: Some(conn),
+            since,
             home: self,
+            pool,
         })
     }
 
-    /// The most recently used connection, dropping those idle too long.
-    fn pop(&self) -> Option<PoolConnection<MySql>> {
+    /// The most recently used connection, dropping those idle or kept too long (all of them
+    /// once the pool is closed).
+    fn pop(&self, pool: &MySqlPool) -> Option<(PoolConnection<MySql>, Instant)> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|(_, since)| since.elapsed() < IDLE);
-        idle.pop().map(|(conn, _)| conn)
+        let fresh = |(_, used, since): &Idle| {
+            !pool.is_closed() && used.elapsed() < IDLE && since.elapsed() < LIFETIME
+        };
+        let (keep, stale): (Vec<Idle>, Vec<Idle>) = idle.drain(..).partition(fresh);
+        *idle = keep;
+        let popped = idle.pop().map(|(conn, _, since)| (conn, since));
+        drop(idle);
+        drop(stale);
+        popped
     }
 }
 
@@ -61,7 +82,7 @@ impl Drop for Kept {
     fn drop(&mut self) {
         if tokio::runtime::Handle::try_current().is_err() {
             let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
-            idle.drain(..).for_each(|(conn, _)| drop(conn.detach()));
+            idle.drain(..).for_each(|(conn, _, _)| drop(conn.detach()));
         }
     }
 }
@@ -70,17 +91,25 @@ impl Drop for Kept {
 /// dropped without it, it returns to the pool.
 pub(crate) struct KeptConn<'k> {
     conn: Option<PoolConnection<MySql>>,
+    /// When it was first kept.
+    since: Instant,
     home: &'k Kept,
+    pool: &'k MySqlPool,
 }
 
 impl KeptConn<'_> {
-    /// Gives the connection back for the next statement (to the pool when enough are kept).
+    /// Gives the connection back for the next statement (to the pool when enough are kept,
+    /// when it was kept too long, or when the pool is closed).
     pub(crate) fn keep(mut self) {
-        if let Some(conn) = self.conn.take() {
-            let mut idle = self.home.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < self.home.most {
-                idle.push((conn, Instant::now()));
-            }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.pool.is_closed() || self.since.elapsed() >= LIFETIME {
+            return;
+        }
+        let mut idle = self.home.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.home.most {
+            idle.push((conn, Instant::now(), self.since));
         }
     }
 }

@@ -38,10 +38,12 @@
 //! waits for a position, and the statements of a stored procedure. Loads and appends run on
 //! connections the provider keeps (`kept`), and concurrent loads share one query (`loads`).
 //! Against the original TypeScript library (which trusts insert order: a read, then an
-//! insert committed alone) on the same server in the same minutes, two runs of `compare.sh mysql` on 2026-11-27 gave sequential commands (W1)
-//! 1,424–1,463/s against 1,273–1,386/s (1.06–1.12×), with the raw ceiling of one transaction
-//! per command (read, insert, commit) at 2,146–2,755/s; 16 concurrent callers (W2)
-//! 9,717–9,944/s against 5,143–5,600/s (1.8–1.9×). Before the append inserted its events at
+//! insert committed alone) on the same server in the same minutes, two runs of
+//! `compare.sh mysql` on 2026-11-27 gave, on Tokio's single-threaded runtime, sequential
+//! commands (W1) 1,424–1,463/s against 1,273–1,386/s (1.06–1.12×), with the raw ceiling of
+//! one transaction per command (read, insert, commit) at 2,146–2,755/s, and 16 concurrent
+//! callers (W2) 9,717–9,944/s against 5,143–5,600/s (1.78–1.89×); multi-threaded, W1
+//! 0.95–1.13× and W2 1.71–1.84×. Before the append inserted its events at
 //! their positions (schema version 7) it inserted them without one and then numbered them: W1
 //! 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s. Concurrent
 //! appends share a call, and a caller waits up to 1 ms for the last group's callers to come
@@ -229,7 +231,9 @@ impl MysqlProvider {
         self.sequencer.sequence().await
     }
 
-    /// The pool, for the caller's own transactions. Its connections are READ COMMITTED.
+    /// The pool, for the caller's own transactions. Its connections are READ COMMITTED. Up
+    /// to a quarter of them stay with the provider for loads and appends: closing the pool
+    /// waits for those until the provider is dropped or its next load or append.
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
     }

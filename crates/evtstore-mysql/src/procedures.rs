@@ -1,8 +1,9 @@
 //! The stored procedures: the sequencer's pass (`<events>_pass`), and the append that inserts
 //! and numbers its events in one transaction (`<events>_add`). Each is one round trip.
 //!
-//! Both number events the same way (see `sequencer`): under the counter's row lock, committed
-//! rows without a position (and, in `_add`, the transaction's own rows) are found with a
+//! Both number waiting events the same way (see `sequencer`), and `_add` so numbers its own
+//! when any wait (else it inserts them at their positions): under the counter's row lock,
+//! committed rows without a position (and, in `_add`, the transaction's own rows) are found with a
 //! consistent (non-locking) read in READ COMMITTED, so rows of open transactions are neither
 //! seen nor waited for; they are numbered in `id` order into a temporary table of the session,
 //! and then updated through their primary key (`STRAIGHT_JOIN` from that table), which locks
@@ -48,8 +49,8 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
     )
 }
 
-/// The append, in one transaction: checks the versions, inserts the events, numbers them
-/// (with any committed events still waiting before them) and commits. Its arguments are
+/// The append, in one transaction: checks the versions, locks the counter, inserts the events
+/// at their positions (or numbers them after any committed events still waiting) and commits. Its arguments are
 /// `(events, expected, timestamp_ms, stream, aggregate id, version, data, event id,
 /// correlation id, causation id, metadata, revision, own timestamp_ms)`: one event is given in
 /// the last ten (`events` and `expected` NULL; the ids as 16 bytes); several as JSON arrays,
@@ -61,9 +62,11 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
 /// The check reads that each aggregate expected at a version above 0 has that version (else
 /// the append would leave a gap), and, with a locking read, that the next version is not
 /// taken: a version another open transaction (`append_in`, an append recording command ids)
-/// has inserted is waited for there, before the counter is locked, so appends of other
-/// aggregates go on meanwhile. A writer that takes a version between the check and the insert
-/// fails the insert on the unique version (error 1062).
+/// has inserted is waited for there, before the counter is locked, so other processes'
+/// appends go on meanwhile. With several events, a plain read of the next versions comes
+/// first, so that the locking read, which may wait for one aggregate's row, holds no lock on
+/// another's committed row that a numbering would wait for. A writer that takes a version
+/// between the check and the insert fails the insert on the unique version (error 1062).
 ///
 /// When no committed event waits for a position, the counter is locked before the insert and
 /// the events are inserted at their positions: no row is written twice, and the waiting check
@@ -130,6 +133,11 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
               LEFT JOIN {events} e FORCE INDEX (by_version)
                 ON e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c
               WHERE x.c > 0 AND e.id IS NULL;
+            IF bad = 0 THEN
+              SELECT COUNT(*) INTO bad FROM {expected}
+                JOIN {events} e FORCE INDEX (by_version)
+                  ON e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c + 1;
+            END IF;
             IF bad = 0 THEN
               SELECT COUNT(*) INTO bad FROM {expected}
                 JOIN {events} e FORCE INDEX (by_version)

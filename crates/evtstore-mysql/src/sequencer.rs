@@ -6,7 +6,8 @@
 //! that trusts `id > bookmark`. MariaDB has no snapshot horizon an ordinary user can read.
 //!
 //! # How
-//! Writers insert events with `position` NULL (`id` gives insert order). A pass (the stored
+//! Writers outside the provider's append (`append_in`, appends that record command ids) insert
+//! events with `position` NULL (`id` gives insert order). A pass (the stored
 //! procedure `<events>_pass`, one round trip) locks the one-row counter `<events>_seq` with
 //! `SELECT … FOR UPDATE`, finds committed rows without a position with consistent,
 //! non-locking reads in `id` order (a locking read would wait for open transactions' rows),

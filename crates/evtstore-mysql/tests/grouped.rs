@@ -162,13 +162,21 @@ async fn an_append_numbers_the_committed_events_waiting_before_it() {
 
 /// An append of a version that another open transaction has inserted waits for that
 /// transaction before it locks the counter: another process's appends go on meanwhile, and
-/// the waiting append is a version conflict once the transaction commits.
+/// the waiting append is a version conflict once the transaction commits. One event and
+/// two take different paths of the procedure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_waiting_on_an_open_transaction_holds_up_no_other_process() {
+    let Some(url) = support::url() else { return };
+    for events in [1, 2] {
+        let appended = (1..=events).map(|v| event("held", v)).collect();
+        waits_alone(&url, appended).await;
+    }
+}
+
+async fn waits_alone(url: &str, appended: Vec<NewEvent>) {
     use sqlx::Connection;
     use std::time::Duration;
-    let Some(url) = support::url() else { return };
-    let db = support::TestDb::create(&url).await;
+    let db = support::TestDb::create(url).await;
     let waiting = db.provider(evtstore_mysql::MysqlOptions::default()).await;
     let other = db.provider(evtstore_mysql::MysqlOptions::default()).await;
     let mut conn = db.connection().await;
@@ -179,7 +187,7 @@ async fn an_append_waiting_on_an_open_transaction_holds_up_no_other_process() {
         .unwrap();
     let blocked = tokio::spawn({
         let waiting = waiting.clone();
-        async move { waiting.append(vec![event("held", 1)]).await }
+        async move { waiting.append(appended).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
