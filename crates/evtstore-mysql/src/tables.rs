@@ -40,7 +40,9 @@ pub struct MysqlOptions {
     pub pool_size: u32,
     /// How often this process gives positions to committed events that have none (events
     /// appended with `append_in`, or by a process that died before its pass), and checks for
-    /// positions given by other processes, waking its handlers (default 50 ms).
+    /// positions given by other processes, waking its handlers (default 10 ms: a pass that
+    /// finds nothing to number takes about 0.1 ms, locks nothing, and wakes handlers of other
+    /// processes 5 ms after an append on average).
     pub sequence_interval: Duration,
 }
 
@@ -55,7 +57,7 @@ impl Default for MysqlOptions {
             archive_table: None,
             keys_table: None,
             pool_size: 16,
-            sequence_interval: Duration::from_millis(50),
+            sequence_interval: Duration::from_millis(10),
         }
     }
 }
