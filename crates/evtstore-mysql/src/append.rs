@@ -156,7 +156,7 @@ impl MysqlProvider {
         if fits {
             let (rows, versions) = json.unzip();
             let call = || async {
-                let mut conn = self.kept.take(&self.pool).await?;
+                let mut conn = self.kept.take().await?;
                 let answer = sqlx::query_as(&self.sql.add)
                     .bind(rows.as_deref())
                     .bind(versions.as_deref())

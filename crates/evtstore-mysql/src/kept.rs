@@ -26,8 +26,9 @@ const LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// A kept connection: when it went back last, and when it was first kept.
 type Idle = (PoolConnection<MySql>, Instant, Instant);
 
-/// The connections kept, with when each was last given back.
+/// The connections kept out of `pool`.
 pub(crate) struct Kept {
+    pool: MySqlPool,
     idle: Mutex<Vec<Idle>>,
     /// At most this many are kept: a quarter of the pool, so that the other statements
     /// (transactions, leases, sequencer passes) always find connections in the pool.
@@ -35,37 +36,34 @@ pub(crate) struct Kept {
 }
 
 impl Kept {
-    /// Keeps up to a quarter of a pool of `pool_size`.
-    pub(crate) fn new(pool_size: u32) -> Self {
+    /// Keeps up to a quarter of `pool`, of `pool_size` connections.
+    pub(crate) fn new(pool: MySqlPool, pool_size: u32) -> Self {
         Kept {
+            pool,
             idle: Mutex::default(),
             most: pool_size as usize / 4,
         }
     }
 
-    /// A kept connection, or one from `pool` when none is free.
-    pub(crate) async fn take<'k>(
-        &'k self,
-        pool: &'k MySqlPool,
-    ) -> Result<KeptConn<'k>, sqlx::Error> {
-        let (conn, since) = match self.pop(pool) {
+    /// A kept connection, or one from the pool when none is free.
+    pub(crate) async fn take(&self) -> Result<KeptConn<'_>, sqlx::Error> {
+        let (conn, since) = match self.pop() {
             Some(kept) => kept,
-            None => (pool.acquire().await?, Instant::now()),
+            None => (self.pool.acquire().await?, Instant::now()),
         };
         Ok(KeptConn {
             conn: Some(conn),
             since,
             home: self,
-            pool,
         })
     }
 
     /// The most recently used connection, dropping those idle or kept too long (all of them
     /// once the pool is closed).
-    fn pop(&self, pool: &MySqlPool) -> Option<(PoolConnection<MySql>, Instant)> {
+    fn pop(&self) -> Option<(PoolConnection<MySql>, Instant)> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = |(_, used, since): &Idle| {
-            !pool.is_closed() && used.elapsed() < IDLE && since.elapsed() < LIFETIME
+            !self.pool.is_closed() && used.elapsed() < IDLE && since.elapsed() < LIFETIME
         };
         let (keep, stale): (Vec<Idle>, Vec<Idle>) = idle.drain(..).partition(fresh);
         *idle = keep;
@@ -94,7 +92,6 @@ pub(crate) struct KeptConn<'k> {
     /// When it was first kept.
     since: Instant,
     home: &'k Kept,
-    pool: &'k MySqlPool,
 }
 
 impl KeptConn<'_> {
@@ -104,7 +101,7 @@ impl KeptConn<'_> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.pool.is_closed() || self.since.elapsed() >= LIFETIME {
+        if self.home.pool.is_closed() || self.since.elapsed() >= LIFETIME {
             return;
         }
         let mut idle = self.home.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -212,11 +212,11 @@ impl MysqlProvider {
         let sql = Arc::new(Sql::new(&tables));
         Ok(MysqlProvider {
             ahead: readahead::ReadAhead::new(pool.clone(), sql.clone(), server.clone()),
+            kept: kept::Kept::new(pool.clone(), options.pool_size),
             pool,
             sql,
             sequencer,
             queue: append::AppendQueue::with_linger(append::LINGER),
-            kept: kept::Kept::new(options.pool_size),
             loads: loads::Loads::default(),
             timer,
             server,

@@ -29,7 +29,7 @@ impl LoadMany for MysqlProvider {
             .map(|l| (l.stream.as_str(), l.aggregate_id.as_str(), l.after))
             .collect();
         let list = serde_json::to_string(&list).expect("strings and numbers encode");
-        let mut conn = self.kept.take(&self.pool).await.map_err(fail)?;
+        let mut conn = self.kept.take().await.map_err(fail)?;
         let rows = sqlx::query(&self.sql.aggregates_events)
             .bind(list)
             .fetch_all(&mut *conn)

@@ -96,7 +96,7 @@ impl MysqlProvider {
         after: u64,
     ) -> Result<Vec<StoredEvent>> {
         let fail = |e| self.fail("read aggregate", e);
-        let mut conn = self.kept.take(&self.pool).await.map_err(fail)?;
+        let mut conn = self.kept.take().await.map_err(fail)?;
         let rows = sqlx::query(&self.sql.aggregate_events)
             .bind(stream)
             .bind(id)
