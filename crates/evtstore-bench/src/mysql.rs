@@ -41,14 +41,16 @@ pub(crate) async fn fresh_database() -> Result<MysqlProvider, String> {
         .map_err(|e| e.to_string())
 }
 
-/// W1's ceiling: one transaction per event (read the aggregate's last version, insert one
-/// row, commit) on a table of its own in `evtbench`, through sqlx like the provider.
+/// The ceilings of W1 and W2 through the same driver, on a table of its own in `evtbench`
+/// with no positions: what the server does for a command at the least.
+/// - `W1_raw_single_insert_tx`: a transaction that reads the aggregate's version, inserts,
+///   commits (four round trips);
+/// - `W1_raw_single_insert`: one insert committed alone (one round trip);
+/// - `W1_raw_read_then_insert`: a read of the version, then an insert committed alone (two
+///   round trips: what the original does per command);
+/// - `W2_raw_read_then_insert`: the same from 16 connections at once, as W2's 16 callers.
 pub(crate) async fn single_inserts(n: usize, out: &Reporter) -> Result<(), String> {
-    let mut conn = options()?
-        .database(DATABASE)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut conn = connect().await?;
     conn.execute(
         "CREATE OR REPLACE TABLE raw_events (id BIGINT AUTO_INCREMENT PRIMARY KEY,
          stream VARBINARY(200) NOT NULL, aggregate_id VARBINARY(255) NOT NULL,
@@ -57,32 +59,92 @@ pub(crate) async fn single_inserts(n: usize, out: &Reporter) -> Result<(), Strin
     )
     .await
     .map_err(|e| e.to_string())?;
+    let ceilings = [
+        "W1_raw_single_insert_tx",
+        "W1_raw_single_insert",
+        "W1_raw_read_then_insert",
+    ];
+    for (kind, workload) in ceilings.into_iter().enumerate() {
+        let start = Instant::now();
+        for i in 0..n {
+            let id = format!("{kind}-{}", i % 1000);
+            let done = match kind {
+                0 => one_insert_tx(&mut conn, &id).await,
+                1 => insert(&mut conn, &id, (i / 1000) as i64 + 1).await,
+                _ => read_then_insert(&mut conn, &id).await,
+            };
+            done.map_err(|e| e.to_string())?;
+        }
+        out.rate(workload, n, millis(start));
+    }
+    concurrent_inserts(n, out).await
+}
+
+/// `W2_raw_read_then_insert`: 16 connections, each reading then inserting for aggregates of
+/// its own, `n` in all.
+async fn concurrent_inserts(n: usize, out: &Reporter) -> Result<(), String> {
+    const CALLERS: usize = 16;
+    let mut conns = Vec::new();
+    for _ in 0..CALLERS {
+        conns.push(connect().await?);
+    }
     let start = Instant::now();
-    for i in 0..n {
-        one_insert(&mut conn, &format!("s-{}", i % 1000))
-            .await
+    let mut callers = tokio::task::JoinSet::new();
+    for (caller, mut conn) in conns.into_iter().enumerate() {
+        callers.spawn(async move {
+            for i in (caller..n).step_by(CALLERS) {
+                read_then_insert(&mut conn, &format!("c-{}", i % 1000)).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        });
+    }
+    while let Some(done) = callers.join_next().await {
+        done.map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
     }
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
-    out.rate("W1_raw_single_insert_tx", n, ms);
+    out.rate("W2_raw_read_then_insert", n, millis(start));
     Ok(())
 }
 
-async fn one_insert(conn: &mut MySqlConnection, id: &str) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
+async fn connect() -> Result<MySqlConnection, String> {
+    let options = options()?.database(DATABASE);
+    options.connect().await.map_err(|e| e.to_string())
+}
+
+fn millis(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+async fn last_version(conn: &mut MySqlConnection, id: &str) -> Result<i64, sqlx::Error> {
     let version: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(version) FROM raw_events WHERE stream = 'counter' AND aggregate_id = ?",
     )
     .bind(id)
-    .fetch_one(&mut *tx)
+    .fetch_one(conn)
     .await?;
+    Ok(version.unwrap_or(0))
+}
+
+async fn insert(conn: &mut MySqlConnection, id: &str, version: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO raw_events (stream, aggregate_id, version, timestamp_ms, data)
          VALUES ('counter', ?, ?, 0, '{\"type\":\"one\",\"one\":1}')",
     )
     .bind(id)
-    .bind(version.unwrap_or(0) + 1)
-    .execute(&mut *tx)
-    .await?;
+    .bind(version)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+async fn read_then_insert(conn: &mut MySqlConnection, id: &str) -> Result<(), sqlx::Error> {
+    let version = last_version(conn, id).await?;
+    insert(conn, id, version + 1).await
+}
+
+async fn one_insert_tx(conn: &mut MySqlConnection, id: &str) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let version = last_version(&mut tx, id).await?;
+    insert(&mut tx, id, version + 1).await?;
     tx.commit().await
 }

@@ -2,10 +2,12 @@
 //!
 //! A handler reads its bookmark, reads a page of events after it, gives each event of a kind it
 //! handles to its state (a type implementing [`Handles`]) or to a closure, saves the bookmark
-//! once per page, and repeats while pages come full. [`Handler::run_once`] does that until
+//! once per page, and repeats while pages come full, reading the next page while it handles
+//! this one (`ahead`). [`Handler::run_once`] does that until
 //! nothing is pending; [`Handler::start`] keeps doing it in the background, woken at once by
 //! appends in this process and polling for other writers.
 
+mod ahead;
 mod builder;
 mod hooks;
 mod leasing;

@@ -4,6 +4,7 @@ use std::panic::AssertUnwindSafe;
 
 use tracing::Instrument;
 
+use super::ahead::NextPage;
 use super::page::{Handled, PageEvents};
 use super::{Cursor, Handler, Parts};
 use crate::error::{Error, Result};
@@ -67,10 +68,10 @@ impl<S: Send + 'static> Handler<S> {
         &self,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Option<usize>> {
-        let mut total = 0;
+        let (mut total, mut next) = (0, None);
         loop {
             let span = tracing::debug_span!("handler page", handler = %self.inner.parts.name);
-            let Some((read, handled)) = self.run_page().instrument(span).await? else {
+            let Some((read, handled)) = self.run_page(&mut next).instrument(span).await? else {
                 return Ok((total > 0).then_some(total));
             };
             total += handled;
@@ -83,8 +84,9 @@ impl<S: Send + 'static> Handler<S> {
     }
 
     /// Reads and handles one page, saving the bookmark after it; returns (read, handled), or
-    /// `None` when another process holds the lease.
-    async fn run_page(&self) -> Result<Option<(usize, usize)>> {
+    /// `None` when another process holds the lease. After a full page, starts reading the
+    /// next one into `next`; takes this one from there when it was read ahead.
+    async fn run_page(&self, next: &mut Option<NextPage>) -> Result<Option<(usize, usize)>> {
         let parts = &self.inner.parts;
         let page_size = parts.options.page_size;
         let mut cursor = self.inner.cursor.lock().await;
@@ -94,10 +96,15 @@ impl<S: Send + 'static> Handler<S> {
         }
         let mut position = self.resolve_position(cursor).await?;
         parts.hooks.before_run().await;
-        let mut page = parts
-            .provider
-            .events(&parts.streams, position, page_size)
-            .await?;
+        let mut page = match NextPage::take(next.take(), position, page_size).await {
+            Some(page) => page,
+            None => (parts.provider.events(&parts.streams, position, page_size)).await?,
+        };
+        if let Some(last) = page.last().filter(|_| page.len() == page_size) {
+            let after = last.meta.position;
+            let started = NextPage::start(&parts.provider, &parts.streams, after, page_size);
+            *next = Some(started.await);
+        }
         crate::seal::open_page(&*parts.provider, &mut page).await?;
         crate::telemetry::page_read(&parts.name, &page);
         let start = position;
