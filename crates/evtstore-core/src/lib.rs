@@ -52,6 +52,7 @@ mod snapshot;
 pub mod telemetry;
 pub mod testing;
 mod upcast;
+mod waiting;
 
 pub use aggregate::{Aggregate, Loaded, UnknownEvents};
 pub use batch::Batch;

@@ -19,6 +19,7 @@ pub use crate::retire::Retire;
 pub use crate::seal::AggregateKey;
 pub use crate::shared_str::SharedNames;
 pub use crate::upcast::decode_stored;
+pub use crate::waiting::Waiting;
 
 use std::time::Duration;
 

@@ -23,6 +23,12 @@
 //!   free pooled connection. TCP keepalives (15 s idle, then every 5 s, 3 tries) and
 //!   `tcp_user_timeout` let the system notice a server that vanished; the LISTEN connection
 //!   asks for an answer after 10 s of silence (or `statement_timeout`, if shorter).
+//! - **Polling.** An append or an aggregate's load that is the provider's only call polls
+//!   for the answer for up to [`PgOptions::poll_alone`] (1 ms) before its thread sleeps
+//!   (core's `provider::Waiting`). Measured with `evtstore-bench`, interleaved runs: W1
+//!   2,135–2,243/s → 2,615–2,885/s single-threaded, 1,916–2,107/s → 2,087–2,384/s
+//!   multi-threaded; W2's 16 callers share calls and do not poll (their figures moved within
+//!   the runs' noise, ±20%).
 //! - **TLS** with rustls: the URL's `sslmode` (disable, prefer, require, verify-ca,
 //!   verify-full, as libpq) and `sslrootcert`, or [`PgOptions::ssl_mode`] and
 //!   [`PgOptions::ssl_root_cert`]. Without a CA file the system's roots are trusted.
@@ -75,7 +81,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Hook, HookError, Object, Pool};
-use evtstore_core::provider::{AggregateKey, Retire, check_bookmark};
+use evtstore_core::provider::{AggregateKey, Retire, Waiting, check_bookmark};
 use evtstore_core::{
     CommandRecord, Error, ErrorKind, EventMeta, Lease, NewEvent, Position, Provider, Result,
     Snapshot, StoredEvent, Uuid,
@@ -101,6 +107,7 @@ pub struct PgProvider {
     pending_notify: Arc<tokio::sync::Notify>,
     queue: group::AppendQueue,
     loads: loads::Loads,
+    waiting: Waiting,
     tasks: [JoinHandle<()>; 2],
     /// `host:port/database`, for messages (never the password).
     server: String,
@@ -178,6 +185,7 @@ impl PgProvider {
             pending_notify,
             queue: group::AppendQueue::default(),
             loads: loads::Loads::default(),
+            waiting: Waiting::new(options.poll_alone),
             tasks,
         };
         let mut client = provider.client().await?;
@@ -291,10 +299,14 @@ impl Provider for PgProvider {
     }
 
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
-        if events.iter().any(|e| e.command_id.is_some()) {
-            return self.append_recorded(events).boxed();
-        }
-        self.append_grouped(events).boxed()
+        let recorded = events.iter().any(|e| e.command_id.is_some());
+        let append = async move {
+            match recorded {
+                true => self.append_recorded(events).await,
+                false => self.append_grouped(events).await,
+            }
+        };
+        self.waiting.poll(append).boxed()
     }
 
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
@@ -339,9 +351,8 @@ impl Provider for PgProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.loads
-            .load(self, stream, aggregate_id, after_version)
-            .boxed()
+        let load = self.loads.load(self, stream, aggregate_id, after_version);
+        self.waiting.poll(load).boxed()
     }
 
     fn events<'a>(

@@ -17,7 +17,6 @@
 //! - `lease`: leases, changed by the writer thread under SQLite's write lock.
 //! - `readers`: reader threads, each with a read connection; WAL lets them run beside writes.
 //! - `reader`: the statements of a read; `rows`: an aggregate's events as read, in one buffer.
-//! - `waiting`: how callers await the threads' answers.
 //! - `commits`: wakes handlers when another process commits to the file.
 //!
 //! # Threads
@@ -33,7 +32,7 @@
 //! A hop to another thread and back costs more than a read (waking a sleeping thread takes
 //! tens of microseconds on a small virtual machine), so the writer thread stays awake for
 //! 200 µs after its last message, a caller awaiting an answer alone polls for it for up to
-//! 300 µs before it sleeps (yielding to other tasks and threads between polls: without
+//! 300 µs before it sleeps (core's `provider::Waiting`) (yielding to other tasks and threads between polls: without
 //! yielding its thread, a caller sharing a CPU with the writer thread starved it, and W1 at
 //! `NORMAL` fell to 0.13-0.36 of raw in some runs), and an aggregate load
 //! runs on the writer thread when it is idle (its page cache holds what was just written).
@@ -80,14 +79,13 @@ mod retire;
 mod rows;
 mod schema;
 mod statements;
-mod waiting;
 mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use evtstore_core::provider::{AggregateKey, Retire, Visitor};
+use evtstore_core::provider::{AggregateKey, Retire, Visitor, Waiting};
 use evtstore_core::provider::{check_bookmark, now_millis};
 use evtstore_core::{
     CommandRecord, EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr, Snapshot,
@@ -103,8 +101,10 @@ pub use config::{Durability, SqliteOptions};
 use lease::LeaseJob;
 use readers::{Read, Readers};
 use rows::AggregateRows;
-use waiting::Waiting;
 use writer::{Job, Writer};
+
+/// How long a caller waiting alone polls for its answer before it sleeps (see the module docs).
+const POLL_ALONE: Duration = Duration::from_micros(300);
 
 /// Events in one SQLite file. Cheap to share behind the `Arc` a domain keeps.
 pub struct SqliteProvider {
@@ -150,7 +150,7 @@ impl SqliteProvider {
             readers: Readers::start(&config)?,
             writer: Writer::start(conn, config.clone(), appended.clone())?,
             config,
-            waiting: Waiting::default(),
+            waiting: Waiting::new(POLL_ALONE),
             appended,
             watcher: OnceLock::new(),
         })
@@ -177,13 +177,13 @@ impl SqliteProvider {
             self.readers.send(job);
         }
         let lost = "the read was lost: its thread panicked or ended";
-        let answer = self.waiting.answer(answer).await;
+        let answer = self.waiting.poll(answer).await.ok();
         answer.ok_or_else(|| self.config.other_error(what, lost))?
     }
 
     /// Queues a write for the writer thread's next commit and awaits its answer.
     async fn write<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
-        let answer = self.waiting.answer(self.writer.submit(job)).await;
+        let answer = self.waiting.poll(self.writer.submit(job)).await.ok();
         let lost = "the write was lost: the writer thread panicked or ended";
         answer.ok_or_else(|| self.config.other_error("write", lost))?
     }

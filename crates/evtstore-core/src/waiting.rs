@@ -1,0 +1,119 @@
+//! Awaiting a provider's answer without putting the thread to sleep at once.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// Counts a provider's callers awaiting an answer, so that one waiting alone can poll.
+///
+/// Waking an executor thread that went to sleep costs tens of microseconds on a small
+/// virtual machine, as much as a database's answer to a read. A caller waiting alone polls
+/// for up to a window, yielding to the executor's other tasks and to other threads between
+/// polls, then sleeps. Callers waiting together sleep at once, and a caller polling stops when
+/// another comes: their work is shared (grouped appends and loads), and polling would take
+/// the CPU the answers need.
+///
+/// ```
+/// # async fn run() {
+/// use std::time::Duration;
+/// use evtstore_core::provider::Waiting;
+/// let waiting = Waiting::new(Duration::from_micros(300));
+/// let answer = waiting.poll(async { 42 }).await;
+/// assert_eq!(answer, 42);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Waiting {
+    callers: AtomicUsize,
+    window: Duration,
+}
+
+impl Waiting {
+    /// Callers waiting alone poll for up to `window` (none when it is zero).
+    pub fn new(window: Duration) -> Self {
+        Waiting {
+            callers: AtomicUsize::new(0),
+            window,
+        }
+    }
+
+    /// Awaits `work`, polling it without sleeping for a while when no other caller waits.
+    pub async fn poll<F: Future>(&self, work: F) -> F::Output {
+        let others = self.callers.fetch_add(1, Ordering::AcqRel);
+        let _done = Done(&self.callers);
+        let mut work = std::pin::pin!(work);
+        if others == 0 && !self.window.is_zero() {
+            let until = Instant::now() + self.window;
+            // Until the window ends or another caller comes.
+            while Instant::now() < until && self.callers.load(Ordering::Acquire) == 1 {
+                let polled = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx)));
+                if let Poll::Ready(done) = polled.await {
+                    return done;
+                }
+                // The answering thread may share this CPU: let it run.
+                std::thread::yield_now();
+                tokio::task::yield_now().await
+            }
+        }
+        work.await
+    }
+}
+
+/// Counts a caller out when its wait ends or is cancelled.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    /// A future that counts its polls and is ready 30 ms after its first, woken then.
+    fn counted(polls: Arc<AtomicUsize>) -> impl Future<Output = ()> {
+        let ready = Arc::new(AtomicBool::new(false));
+        std::future::poll_fn(move |cx| {
+            if polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                let (waker, ready) = (cx.waker().clone(), ready.clone());
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(30));
+                    ready.store(true, Ordering::SeqCst);
+                    waker.wake();
+                });
+            }
+            match ready.load(Ordering::SeqCst) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+    }
+
+    /// Polls of a future ready after about 30 ms, awaited with `others` other callers waiting.
+    async fn polls_with(others: usize) -> usize {
+        let waiting = Waiting::new(Duration::from_millis(10));
+        waiting.callers.store(others, Ordering::SeqCst);
+        let polls = Arc::new(AtomicUsize::new(0));
+        waiting.poll(counted(polls.clone())).await;
+        polls.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_caller_alone_polls_and_callers_together_sleep() {
+        let alone = polls_with(0).await;
+        assert!(
+            alone > 10,
+            "a caller alone polled {alone} times in its window"
+        );
+        let together = polls_with(1).await;
+        assert!(
+            together <= 3,
+            "a caller with another polled {together} times"
+        );
+    }
+}
