@@ -37,6 +37,10 @@
 //! a locking read of the next version, locking the counter, checking that no committed event
 //! waits for a position, and the statements of a stored procedure. Loads and appends run on
 //! connections the provider keeps (`kept`), and concurrent loads share one query (`loads`).
+//! An append or a load that is the provider's only call polls for the answer for up to
+//! [`MysqlOptions::poll_alone`] (1 ms) before its thread sleeps (core's `provider::Waiting`):
+//! W1 1,620–1,726/s → 2,049–2,088/s single-threaded and 1,533–1,564/s → 1,801–1,895/s
+//! multi-threaded in interleaved runs, W2 unchanged within the noise.
 //! Against the original TypeScript library (which trusts insert order: a read, then an
 //! insert committed alone) on the same server in the same minutes, two runs of
 //! `compare.sh mysql` on 2026-11-27 gave, on Tokio's single-threaded runtime, sequential
@@ -112,7 +116,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evtstore_core::provider::{AggregateKey, Retire, check_bookmark};
+use evtstore_core::provider::{AggregateKey, Retire, Waiting, check_bookmark};
 use evtstore_core::{
     CommandRecord, Error, EventMeta, Lease, NewEvent, Position, Provider, Result, Snapshot,
     StoredEvent, Uuid,
@@ -140,6 +144,7 @@ pub struct MysqlProvider {
     /// Connections kept for loads and appends.
     kept: kept::Kept,
     loads: loads::Loads,
+    waiting: Waiting,
     ahead: readahead::ReadAhead,
     timer: JoinHandle<()>,
     /// `host:port/database`, for messages (never the password).
@@ -220,6 +225,7 @@ impl MysqlProvider {
             sequencer,
             queue: append::AppendQueue::with_linger(append::LINGER),
             loads: loads::Loads::default(),
+            waiting: Waiting::new(options.poll_alone),
             timer,
             server,
         })
@@ -266,7 +272,7 @@ impl Provider for MysqlProvider {
     }
 
     fn append(&self, events: Vec<NewEvent>) -> BoxFuture<'_, Result<Vec<EventMeta>>> {
-        self.append_now(events).boxed()
+        self.waiting.poll(self.append_now(events)).boxed()
     }
 
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
@@ -311,9 +317,8 @@ impl Provider for MysqlProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.loads
-            .load(self, stream, aggregate_id, after_version)
-            .boxed()
+        let load = self.loads.load(self, stream, aggregate_id, after_version);
+        self.waiting.poll(load).boxed()
     }
 
     fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {
