@@ -93,7 +93,7 @@ async fn concurrent_inserts(n: usize, out: &Reporter) -> Result<(), String> {
     for (caller, mut conn) in conns.into_iter().enumerate() {
         callers.spawn(async move {
             for i in (caller..n).step_by(CALLERS) {
-                read_then_insert(&mut conn, &format!("c-{}", i % 1000)).await?;
+                read_then_insert(&mut conn, &format!("c{caller}-{}", i % 1000)).await?;
             }
             Ok::<_, sqlx::Error>(())
         });
