@@ -42,22 +42,21 @@
 //! W1 1,620–1,726/s → 2,049–2,088/s single-threaded and 1,533–1,564/s → 1,801–1,895/s
 //! multi-threaded in interleaved runs, W2 unchanged within the noise.
 //! Against the original TypeScript library (which trusts insert order: a read, then an
-//! insert committed alone) on the same server in the same minutes, two runs of
-//! `compare.sh mysql` on 2026-11-27 gave, on Tokio's single-threaded runtime, sequential
-//! commands (W1) 1,424–1,463/s against 1,273–1,386/s (1.06–1.12×), with the raw ceiling of
-//! one transaction per command (read, insert, commit) at 2,146–2,755/s, and 16 concurrent
-//! callers (W2) 9,717–9,944/s against 5,143–5,600/s (1.78–1.89×); multi-threaded, W1
-//! 0.95–1.13× and W2 1.71–1.84×. Before the append inserted its events at
-//! their positions (schema version 7) it inserted them without one and then numbered them: W1
-//! 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s. Concurrent
-//! appends share a call, and a caller waits up to 1 ms for the last group's callers to come
-//! back (`append::LINGER`), so 16 callers that each load and append share each call. The
-//! README has the figures.
+//! insert committed alone) on the same server in the same minutes, `compare.sh mysql` on
+//! 2026-11-27 (afternoon) gave sequential commands (W1) 2,041/s multi-threaded and 1,861/s
+//! single-threaded against 1,442/s (1.42×, 1.29×), with the same read and insert done raw
+//! through sqlx at 2,997–3,068/s, and 16 concurrent callers (W2) 10,071–10,102/s against
+//! 4,531/s (2.2×), with 16 raw connections at 11,880–12,521/s. Before the append inserted its
+//! events at their positions (schema version 7) it inserted them without one and then
+//! numbered them: W1 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s.
+//! Concurrent appends share a call, and a caller waits up to 1 ms for the last group's
+//! callers to come back (`append::LINGER`), so 16 callers that each load and append share
+//! each call. The README has the figures.
 //!
 //! Catching-up handlers read two pages ahead (`readahead`), besides the next page core's
 //! handler reads ahead itself (W4 in one session: 0.31–0.33 M events/s with both, 0.27–0.30 M
-//! with core's alone, 0.23–0.28 M with this one alone). In the runs above a handler caught
-//! up on 25,000 events (W4) at 0.35–0.39 M events/s, 115–129× the original, whose handler
+//! with core's alone, 0.23–0.28 M with this one alone). In the run above a handler caught
+//! up on 25,000 events (W4) at 0.37–0.38 M events/s, 119–124× the original, whose handler
 //! commits its bookmark after every event.
 //!
 //! # Envelope and command ids
