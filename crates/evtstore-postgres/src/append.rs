@@ -65,15 +65,64 @@ impl<'a> Params<'a> {
     }
 }
 
+/// The parameters of the statement for one event, and its aggregate's expected version.
+struct OneParams<'a> {
+    texts: [&'a str; 3],
+    numbers: [i64; 2],
+    ids: (Uuid, Option<Uuid>, Option<Uuid>),
+    metadata: Option<&'a str>,
+    revision: i32,
+    timestamp: Option<i64>,
+}
+
+impl<'a> OneParams<'a> {
+    fn new(e: &'a NewEvent, x: &Expectation<'a>) -> Self {
+        OneParams {
+            texts: [e.stream.as_str(), e.aggregate_id.as_str(), e.data.as_str()],
+            numbers: [e.version as i64, x.current as i64],
+            ids: (e.event_id, e.correlation_id, e.causation_id),
+            metadata: e.metadata.as_deref(),
+            revision: e.revision as i32,
+            timestamp: e.timestamp,
+        }
+    }
+
+    fn as_slice(&self) -> [&(dyn ToSql + Sync); 11] {
+        let [stream, id, data] = &self.texts;
+        let [version, current] = &self.numbers;
+        let (event_id, correlation_id, causation_id) = &self.ids;
+        [
+            stream,
+            id,
+            version,
+            data,
+            event_id,
+            correlation_id,
+            causation_id,
+            &self.metadata,
+            &self.revision,
+            &self.timestamp,
+            current,
+        ]
+    }
+}
+
 impl PgProvider {
-    /// Appends on a pooled connection, in a transaction of its own.
+    /// Appends on a pooled connection, in a transaction of its own (one event by the
+    /// statement for one).
     pub(crate) async fn append_pooled(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let client = self.client().await?;
+        let one = events.len() == 1;
+        let sql = if one {
+            &self.sql.append_one
+        } else {
+            &self.sql.append
+        };
         let statement = client
-            .prepare_cached(&self.sql.append)
+            .prepare_cached(sql)
             .await
             .map_err(|e| self.fail(&append_to(&events), e))?;
-        self.append_on(&**client, &statement, &events).await
+        self.append_with(&**client, &statement, &events, one).await
     }
 
     /// Appends with a client or inside a caller's transaction.
@@ -87,12 +136,36 @@ impl PgProvider {
         C: GenericClient + Sync,
         S: ToStatement + Sync + Send + ?Sized,
     {
+        self.append_with(client, statement, events, false).await
+    }
+
+    /// Appends by the array statement, or by the statement for one event when `one`.
+    async fn append_with<C, S>(
+        &self,
+        client: &C,
+        statement: &S,
+        events: &[NewEvent],
+        one: bool,
+    ) -> Result<Vec<EventMeta>>
+    where
+        C: GenericClient + Sync,
+        S: ToStatement + Sync + Send + ?Sized,
+    {
         let expected = expectations(events)?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let params = Params::new(events, &expected);
-        let rows = match client.query(statement, &params.as_slice()).await {
+        let answer = match (one, events, &*expected) {
+            (true, [event], [x]) => {
+                let params = OneParams::new(event, x);
+                client.query(statement, &params.as_slice()).await
+            }
+            _ => {
+                let params = Params::new(events, &expected);
+                client.query(statement, &params.as_slice()).await
+            }
+        };
+        let rows = match answer {
             Ok(rows) => rows,
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 return Err(self.conflict(client, &expected).await);
