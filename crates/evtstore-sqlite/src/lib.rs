@@ -23,8 +23,8 @@
 //! SQLite calls block (a commit waits for an fsync under `Durability::Full`, a write for
 //! another process's lock), so none runs on the caller's thread: an async call sends its work
 //! to a thread of the provider's own and awaits the answer, and the executor runs its other
-//! tasks meanwhile, even a current-thread runtime. The writer thread makes every write; four
-//! reader threads make every read, each on its own connection. Dropping the provider ends
+//! tasks meanwhile, even a current-thread runtime. The writer thread makes every write; reader
+//! threads (one per core, two to four) make every read, each on its own connection. Dropping the provider ends
 //! its threads once the work already sent is done; it does not wait for them.
 //! [`SqliteProvider::open`] itself runs on the caller's thread: call it at start-up, or
 //! inside `spawn_blocking`.
