@@ -2,10 +2,12 @@
 //!
 //! After a full page, the page after its last event is read in a task of its own, so the
 //! database's work and the round trip overlap the callbacks and the bookmark's save. It is
-//! used only when the handler then asks for that very page and it came back full: a page's
-//! positions never change once read, and events committed later take higher ones (on every
-//! provider), so a full page read earlier is what a read now would return. Otherwise it is
-//! dropped and the page read again.
+//! used when the handler then asks for that very page: by the contract of
+//! [`Provider::events`], no event can appear later at or below a position a read returned, so
+//! the page read earlier is the page from then on, but for events deleted since (as a read a
+//! moment earlier would be). A page that came back short ends the run as a fresh one would;
+//! later events come with the next run. A page read ahead and not wanted (the position was
+//! moved, the handler stopped or failed) is aborted.
 
 use std::sync::Arc;
 
@@ -19,6 +21,12 @@ use crate::provider::Provider;
 pub(super) struct NextPage {
     after: Position,
     page: JoinHandle<Result<Vec<StoredEvent>>>,
+}
+
+impl Drop for NextPage {
+    fn drop(&mut self) {
+        self.page.abort();
+    }
 }
 
 impl NextPage {
@@ -36,17 +44,20 @@ impl NextPage {
         NextPage { after, page }
     }
 
-    /// The page read ahead, if it is the one after `after` and came back with `limit` events.
-    /// A page read ahead and not taken finishes its read and is dropped.
-    pub(super) async fn take(
-        next: Option<NextPage>,
-        after: Position,
-        limit: usize,
-    ) -> Option<Vec<StoredEvent>> {
-        let next = next.filter(|next| next.after == after)?;
-        match next.page.await {
-            Ok(Ok(page)) if page.len() == limit => Some(page),
-            _ => None,
+    /// The page read ahead, if it is the one after `after` and its read succeeded (else the
+    /// caller reads the page itself, and meets the error again if it lasts).
+    pub(super) async fn take(next: Option<NextPage>, after: Position) -> Option<Vec<StoredEvent>> {
+        let mut next = next.filter(|next| next.after == after)?;
+        match (&mut next.page).await {
+            Ok(Ok(page)) => Some(page),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "a page read ahead failed; reading it again");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a page read ahead panicked; reading it again");
+                None
+            }
         }
     }
 }

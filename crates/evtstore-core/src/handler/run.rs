@@ -96,7 +96,7 @@ impl<S: Send + 'static> Handler<S> {
         }
         let mut position = self.resolve_position(cursor).await?;
         parts.hooks.before_run().await;
-        let mut page = match NextPage::take(next.take(), position, page_size).await {
+        let mut page = match NextPage::take(next.take(), position).await {
             Some(page) => page,
             None => (parts.provider.events(&parts.streams, position, page_size)).await?,
         };
