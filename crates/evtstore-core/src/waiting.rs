@@ -104,6 +104,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_caller_cancelled_while_polling_is_counted_out() {
+        let waiting = Waiting::new(Duration::from_secs(1));
+        let never = std::future::pending::<()>();
+        let cancelled = tokio::time::timeout(Duration::from_millis(5), waiting.poll(never));
+        assert!(cancelled.await.is_err(), "the wait was cut short");
+        let callers = waiting.callers.load(Ordering::SeqCst);
+        assert_eq!(callers, 0, "no caller waits once the wait is dropped");
+        let polls = Arc::new(AtomicUsize::new(0));
+        waiting.poll(counted(polls.clone())).await;
+        let alone = polls.load(Ordering::SeqCst);
+        assert!(
+            alone > 10,
+            "the next caller is alone and polls: {alone} polls"
+        );
+    }
+
+    #[tokio::test]
     async fn a_caller_alone_polls_and_callers_together_sleep() {
         let alone = polls_with(0).await;
         assert!(
