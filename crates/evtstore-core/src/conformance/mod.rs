@@ -168,6 +168,7 @@ macro_rules! conformance_tests {
                 one_handler_routes_several_kinds,
                 hooks_see_read_and_handled_per_page,
                 bookmark_saved_once_per_page,
+                a_failed_read_ahead_is_read_again,
                 tail_stream_starts_at_the_end,
                 started_handler_is_pushed_and_stops,
                 set_position_0_replays,

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::domain::*;
 use super::support::{Counting, Log, Outcome, all_events, bookmark, domain, run};
-use crate::{Domain, Provider};
+use crate::{Domain, Handler, Position, Provider};
 
 /// The (read, handled) of each page when the events fail as `fails` says.
 fn expected_pages(fails: &[bool], page: usize) -> Vec<(usize, usize)> {
@@ -77,9 +77,13 @@ pub async fn hooks_see_read_and_handled_per_page(provider: Arc<dyn Provider>, pa
     assert_eq!(befores.load(Ordering::SeqCst), expected.len());
 }
 
-/// Handlers read pages of at most the page size and save the bookmark once per page read, not
-/// once per event, and not at all when nothing is read.
-pub async fn bookmark_saved_once_per_page(provider: Arc<dyn Provider>, page: usize) {
+/// Five users created through a counting provider, and a handler of users recording into a
+/// log, reading pages of `page`.
+async fn five_users_paged(
+    provider: &Arc<dyn Provider>,
+    name: &str,
+    page: usize,
+) -> (Arc<Counting>, Handler, Log) {
     let counting = Counting::new(provider.clone());
     let domain = Domain::<Tests>::with_provider(counting.clone());
     for id in ["u1", "u2", "u3", "u4", "u5"] {
@@ -89,11 +93,29 @@ pub async fn bookmark_saved_once_per_page(provider: Arc<dyn Provider>, page: usi
             .expect("creating a user");
     }
     let log = Log::default();
-    let builder = domain.handler("paged").page_size(page);
+    let builder = domain.handler(name).page_size(page);
     let handler = builder
         .handle::<User, _>(log.recorder::<User>())
         .build()
         .expect("build");
+    (counting, handler, log)
+}
+
+/// A page read ahead that fails is read again: every event is handled once, in order.
+pub async fn a_failed_read_ahead_is_read_again(provider: Arc<dyn Provider>, page: usize) {
+    // Pages of at most 2: after each full page the next is read ahead, and that read fails.
+    let (counting, handler, log) = five_users_paged(&provider, "ahead", page.min(2)).await;
+    counting.fail_every_second_page_read();
+    assert_eq!(run(&handler).await, 5, "every event handled");
+    let stored = all_events(&provider, &["users"]).await;
+    let positions: Vec<Position> = stored.iter().map(|e| e.meta.position).collect();
+    assert_eq!(log.positions(), positions, "once each, in order");
+}
+
+/// Handlers read pages of at most the page size and save the bookmark once per page read, not
+/// once per event, and not at all when nothing is read.
+pub async fn bookmark_saved_once_per_page(provider: Arc<dyn Provider>, page: usize) {
+    let (counting, handler, _) = five_users_paged(&provider, "paged", page).await;
     assert_eq!(run(&handler).await, 5);
     assert_eq!(
         counting.bookmark_saves(),

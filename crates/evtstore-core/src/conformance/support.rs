@@ -1,7 +1,7 @@
 //! Helpers shared by the cases: the domain, a recording callback, waiting, a counting provider.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -215,11 +215,14 @@ where
     }
 }
 
-/// A provider that passes everything through and counts some calls.
+/// A provider that passes everything through and counts some calls; it can fail every
+/// second page read.
 pub(super) struct Counting {
     inner: Arc<dyn Provider>,
     bookmark_saves: AtomicUsize,
     aggregate_reads: Mutex<Vec<u64>>,
+    page_reads: AtomicUsize,
+    failing_page_reads: AtomicBool,
 }
 
 impl Counting {
@@ -230,7 +233,14 @@ impl Counting {
             inner,
             bookmark_saves: AtomicUsize::new(0),
             aggregate_reads,
+            page_reads: AtomicUsize::new(0),
+            failing_page_reads: AtomicBool::new(false),
         })
+    }
+
+    /// From now on, the second, fourth, sixth… page read fails.
+    pub(super) fn fail_every_second_page_read(&self) {
+        self.failing_page_reads.store(true, Ordering::SeqCst);
     }
 
     /// How many times a bookmark was saved.
@@ -315,6 +325,11 @@ impl Provider for Counting {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        let read = self.page_reads.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.failing_page_reads.load(Ordering::SeqCst) && read.is_multiple_of(2) {
+            let error = Error::backend("conformance", "a page read failing on purpose");
+            return Box::pin(async move { Err(error) });
+        }
         self.inner.events(streams, after, limit)
     }
 
