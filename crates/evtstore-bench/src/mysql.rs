@@ -9,6 +9,7 @@ use sqlx::mysql::MySqlConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, MySqlConnection};
 
 use crate::report::Reporter;
+use crate::workloads::millis;
 
 const DEFAULT_URL: &str = "mysql://root@127.0.0.1:3306/test";
 const DATABASE: &str = "evtbench";
@@ -109,10 +110,6 @@ async fn concurrent_inserts(n: usize, out: &Reporter) -> Result<(), String> {
 async fn connect() -> Result<MySqlConnection, String> {
     let options = options()?.database(DATABASE);
     options.connect().await.map_err(|e| e.to_string())
-}
-
-fn millis(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1000.0
 }
 
 async fn last_version(conn: &mut MySqlConnection, id: &str) -> Result<i64, sqlx::Error> {

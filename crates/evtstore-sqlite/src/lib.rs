@@ -24,18 +24,20 @@
 //! another process's lock), so none runs on the caller's thread: an async call sends its work
 //! to a thread of the provider's own and awaits the answer, and the executor runs its other
 //! tasks meanwhile, even a current-thread runtime. The writer thread makes every write; reader
-//! threads (one per core, two to four) make every read, each on its own connection. Dropping the provider ends
-//! its threads once the work already sent is done; it does not wait for them.
+//! threads (one per core, two to four) make every read, each on its own connection. Dropping
+//! the provider ends its threads once the work already sent is done; it does not wait for
+//! them.
 //! [`SqliteProvider::open`] itself runs on the caller's thread: call it at start-up, or
 //! inside `spawn_blocking`.
 //!
 //! A hop to another thread and back costs more than a read (waking a sleeping thread takes
 //! tens of microseconds on a small virtual machine), so the writer thread stays awake for
 //! 200 µs after its last message, a caller awaiting an answer alone polls for it for up to
-//! 300 µs before it sleeps (core's `provider::Waiting`) (yielding to other tasks and threads between polls: without
-//! yielding its thread, a caller sharing a CPU with the writer thread starved it, and W1 at
-//! `NORMAL` fell to 0.13-0.36 of raw in some runs), and an aggregate load
-//! runs on the writer thread when it is idle (its page cache holds what was just written).
+//! 300 µs before it sleeps, and stops when another caller comes (core's `provider::Waiting`;
+//! it yields to other tasks and threads between polls: without yielding its thread, a caller
+//! sharing a CPU with the writer thread starved it, and W1 at `NORMAL` fell to 0.13-0.36 of
+//! raw in some runs), and an aggregate load runs on the writer thread when it is idle (its
+//! page cache holds what was just written).
 //! Callers waiting together sleep at once. Measured with `evtstore-bench` on 2 shared cores,
 //! W1 against the raw 1-insert transaction rate of the same run (medians of 5 runs):
 //! - W1 at `synchronous=FULL`: 0.94 of raw (1.10 when SQLite ran on the caller's thread, in
