@@ -8,6 +8,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The server must be MariaDB 10.6 or later (`JSON_TABLE`, and `CREATE OR REPLACE PROCEDURE`,
+//! which replaces a procedure while other processes call it); it is tested on 10.11.
+//!
 //! # Positions
 //! Insert order is not commit order in MariaDB, so positions are given under a lock on a
 //! counter, held until commit: an append through the provider locks it and inserts its events

@@ -9,6 +9,10 @@
 //! and then updated through their primary key (`STRAIGHT_JOIN` from that table), which locks
 //! those rows only. (`SELECT … INTO`, not `IF EXISTS (SELECT …)`: in a routine, a subquery of
 //! an expression is a locking read, and would wait for open writers' rows.)
+//!
+//! A migration that changes a procedure replaces it in one statement (`CREATE OR REPLACE`,
+//! MariaDB's): other processes' calls meanwhile find the old one or the new one, never none
+//! (a `DROP` then a `CREATE` failed their appends in between: "PROCEDURE does not exist").
 
 use crate::tables::Tables;
 
@@ -23,7 +27,7 @@ pub(crate) const PASS_ROWS: usize = 50_000;
 /// The sequencer pass: returns one row, `(events numbered, last position)`.
 pub(crate) fn pass_procedure(t: &Tables) -> String {
     format!(
-        "CREATE PROCEDURE {pass}()
+        "CREATE OR REPLACE PROCEDURE {pass}()
         BEGIN
           DECLARE last_pos BIGINT;
           DECLARE numbered BIGINT DEFAULT 0;
@@ -102,7 +106,7 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
         )
     };
     format!(
-        "CREATE PROCEDURE {add}(IN evts LONGTEXT CHARACTER SET utf8mb4,
+        "CREATE OR REPLACE PROCEDURE {add}(IN evts LONGTEXT CHARACTER SET utf8mb4,
           IN expected LONGTEXT CHARACTER SET utf8mb4, IN ts BIGINT,
           IN one_s VARBINARY(1020), IN one_a VARBINARY(1020), IN one_v BIGINT,
           IN one_d LONGTEXT CHARACTER SET utf8mb4, IN one_i BINARY(16), IN one_co BINARY(16),

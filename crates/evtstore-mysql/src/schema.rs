@@ -13,27 +13,19 @@ const LOCK_WAIT_S: i64 = 60;
 /// statements (MariaDB commits after each DDL statement, so a migration is made to be
 /// repeatable: `IF NOT EXISTS` everywhere, and an `ADD COLUMN` that finds its column added
 /// already, by a run that stopped part way, is passed over).
-/// A stored procedure is (re)created, as it is now, by each migration that changed it.
+/// A stored procedure is created, or replaced, as it is now, by each migration that changed
+/// it.
 fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let mut tables = events_tables(t);
     tables.extend(other_tables(t));
-    let pass = vec![
-        format!("DROP PROCEDURE IF EXISTS {}", t.pass),
-        pass_procedure(t),
-    ];
+    let pass = vec![pass_procedure(t)];
     // Appends that number their own events; a pass that returns one row.
-    let mut add = pass.clone();
-    add.push(format!("DROP PROCEDURE IF EXISTS {}", t.add));
-    add.push(add_procedure(t));
+    let add = vec![pass_procedure(t), add_procedure(t)];
     // The envelope, and the commands appends record; the append takes the envelope.
     let mut envelope = envelope(t);
-    envelope.push(format!("DROP PROCEDURE IF EXISTS {}", t.add));
     envelope.push(add_procedure(t));
     // The append inserts at their positions the events that no committed event waits before.
-    let positioned = vec![
-        format!("DROP PROCEDURE IF EXISTS {}", t.add),
-        add_procedure(t),
-    ];
+    let positioned = vec![add_procedure(t)];
     vec![
         tables,
         pass,

@@ -1,6 +1,7 @@
 //! Migrations: processes that start together on an empty database each connect, and the
 //! schema is created once; connecting to an up-to-date database changes nothing; configured
-//! table names are the ones created and used; events stored before the envelope get one.
+//! table names are the ones created and used; events stored before the envelope get one; a
+//! migration that replaces the procedures fails no append running meanwhile.
 
 mod support;
 
@@ -8,6 +9,8 @@ use evtstore_core::provider::Retire;
 use evtstore_core::{Error, EventMeta, NewEvent, Provider, Uuid};
 use evtstore_mysql::MysqlOptions;
 use sqlx::MySqlConnection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_starting_together_migrate_once() {
@@ -94,6 +97,42 @@ async fn configured_table_names_are_used() {
         (2, 1),
         "the configured archive and keys tables hold them"
     );
+}
+
+/// A rolling deploy: while one process appends, others start and run the migrations that
+/// replace the append and pass procedures (as a newer version's would). No append fails:
+/// each call finds the old procedure or the new one, never none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_procedures_fails_no_running_append() {
+    let Some(url) = support::url() else { return };
+    let db = support::TestDb::create(&url).await;
+    let running = db.provider(MysqlOptions::default()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let appends = tokio::spawn({
+        let (running, stop) = (running.clone(), stop.clone());
+        async move {
+            let mut version = 0;
+            while !stop.load(Ordering::Relaxed) {
+                version += 1;
+                let event = NewEvent::new("users", "u1", version, "{}");
+                let appended = running.append(vec![event]).await;
+                appended.unwrap_or_else(|e| panic!("append of version {version}: {e}"));
+            }
+            version
+        }
+    });
+    let mut conn = db.connection().await;
+    for _ in 0..30 {
+        // Back to before the migrations that make the procedures (2, 4, 5, 7): a starting
+        // process runs them again.
+        run(&mut conn, &["UPDATE evtstore_migrations SET version = 1"]).await;
+        drop(db.provider(MysqlOptions::default()).await);
+        assert_eq!(schema_version(&mut conn).await, 7);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let appended = appends.await.expect("no append failed");
+    let events = running.events(&["users".into()], 0, 100_000).await.unwrap();
+    assert_eq!(events.len() as u64, appended, "every append stored once");
 }
 
 /// The schema version of the store of `events`.
