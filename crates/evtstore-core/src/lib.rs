@@ -51,6 +51,7 @@ mod shared_str;
 mod snapshot;
 pub mod telemetry;
 pub mod testing;
+mod timed_out;
 mod upcast;
 mod waiting;
 

@@ -162,6 +162,38 @@ pub fn shorten(value: &str) -> String {
     format!("{}… ({} bytes)", &value[..end], value.len())
 }
 
+/// `append to stream/id, …`: the aggregates of an append, for messages (the first three).
+///
+/// ```
+/// use evtstore_core::NewEvent;
+/// use evtstore_core::provider::append_to;
+/// let event = |id: &str, version| NewEvent::new("s", id, version, "{}");
+/// let two = [event("a", 1), event("a", 2), event("b", 1)];
+/// assert_eq!(append_to(&two), "append to s/a, s/b");
+/// let many: Vec<NewEvent> = ["a", "b", "a", "c", "d"].iter().map(|id| event(id, 1)).collect();
+/// assert_eq!(append_to(&many), "append to s/a, s/b, s/c and others");
+/// ```
+pub fn append_to(events: &[crate::NewEvent]) -> String {
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    let mut others = "";
+    for event in events {
+        let name = (event.stream.as_str(), event.aggregate_id.as_str());
+        if names.contains(&name) {
+            continue;
+        }
+        if names.len() == 3 {
+            others = " and others";
+            break;
+        }
+        names.push(name);
+    }
+    let names: Vec<String> = names
+        .iter()
+        .map(|(stream, id)| format!("{stream}/{}", shorten(id)))
+        .collect();
+    format!("append to {}{others}", names.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

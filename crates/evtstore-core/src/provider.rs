@@ -12,12 +12,13 @@ pub use crate::handler::{
 };
 pub use crate::lease::ttl_millis;
 pub use crate::names::{
-    MAX_ID_LEN, MAX_NAME_LEN, check_aggregate_id, check_bookmark, check_stream, check_table,
-    shorten, stream_of,
+    MAX_ID_LEN, MAX_NAME_LEN, append_to, check_aggregate_id, check_bookmark, check_stream,
+    check_table, shorten, stream_of,
 };
 pub use crate::retire::Retire;
 pub use crate::seal::AggregateKey;
 pub use crate::shared_str::SharedNames;
+pub use crate::timed_out::TimedOut;
 pub use crate::upcast::decode_stored;
 pub use crate::waiting::Waiting;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use evtstore_core::provider::now_millis;
 use evtstore_core::provider::{
-    Expectation, GroupAppend, GroupCommit, command_records, expectations,
+    Expectation, GroupAppend, GroupCommit, append_to, command_records, expectations,
 };
 use evtstore_core::{CommandRecord, Error, ErrorKind, EventMeta, NewEvent, Result, Uuid};
 use sqlx::mysql::MySqlArguments;
@@ -46,7 +46,8 @@ impl MysqlProvider {
     /// nothing; returns the events' positions. Shares the call with concurrent appends.
     pub(crate) async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         if events.iter().any(|e| e.command_id.is_some()) {
-            return self.append_recorded(events).await;
+            let what = append_to(&events);
+            return self.within(&what, self.append_recorded(events)).await;
         }
         self.queue.append(self, events).await
     }
@@ -353,8 +354,10 @@ impl MysqlProvider {
 impl GroupAppend for MysqlProvider {
     const BACKEND: &'static str = "MariaDB";
 
+    /// An append, answered within `statement_timeout`.
     async fn append_group(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
-        self.append_alone(events).await
+        let what = append_to(&events);
+        self.within(&what, self.append_alone(events)).await
     }
 
     /// True when MariaDB refused the append (a version conflict, a deadlock, a value it would

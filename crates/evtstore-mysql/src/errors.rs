@@ -1,6 +1,10 @@
 //! Driver errors as evtstore errors: what failed, on which server, and whether to retry.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use evtstore_core::Error;
+use evtstore_core::provider::TimedOut;
 use sqlx::mysql::MySqlDatabaseError;
 
 /// MariaDB's error numbers that a caller may retry: a deadlock, a lock wait timeout.
@@ -28,14 +32,60 @@ pub(crate) fn fail(server: &str, what: &str, error: sqlx::Error) -> Error {
     match (&error, number(&error)) {
         (_, Some(DEADLOCK | LOCK_WAIT_TIMEOUT)) => Error::contention(context, error),
         (_, Some(SHUTDOWN | CONNECTION_KILLED)) => Error::unavailable(context, error),
-        (
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed,
-            _,
-        ) => Error::unavailable(context, error),
+        (sqlx::Error::PoolTimedOut, _) => {
+            Error::unavailable(context, "no pooled connection within connect_timeout")
+        }
+        (sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed, _) => {
+            Error::unavailable(context, error)
+        }
         _ => Error::backend(context, error),
+    }
+}
+
+/// The time limits on a server: connecting, and its answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// `host:port/database`.
+    pub(crate) server: Arc<str>,
+    pub(crate) connect: Duration,
+    pub(crate) statement: Duration,
+}
+
+impl Limits {
+    /// Work that must be done within `statement_timeout`; past it, `Unavailable` naming it.
+    pub(crate) async fn within<T>(
+        &self,
+        what: &str,
+        work: impl Future<Output = evtstore_core::Result<T>>,
+    ) -> evtstore_core::Result<T> {
+        match tokio::time::timeout(self.statement, work).await {
+            Ok(done) => done,
+            Err(_) => {
+                let late = TimedOut {
+                    limit: "statement_timeout",
+                    after: self.statement,
+                };
+                Err(Error::unavailable(self.context(what), late))
+            }
+        }
+    }
+
+    /// A connection that failed: past `connect_timeout` when the pool gave up waiting.
+    pub(crate) fn connect_failed(&self, error: sqlx::Error) -> Error {
+        match error {
+            sqlx::Error::PoolTimedOut => {
+                let late = TimedOut {
+                    limit: "connect_timeout",
+                    after: self.connect,
+                };
+                Error::unavailable(self.context("connect"), late)
+            }
+            error => fail(&self.server, "connect", error),
+        }
+    }
+
+    fn context(&self, what: &str) -> String {
+        format!("MariaDB {}: {what}", self.server)
     }
 }
 

@@ -118,7 +118,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evtstore_core::provider::{AggregateKey, Retire, Waiting, check_bookmark};
+use evtstore_core::provider::{AggregateKey, Retire, Waiting, check_bookmark, shorten};
 use evtstore_core::{
     CommandRecord, Error, EventMeta, Lease, NewEvent, Position, Provider, Result, Snapshot,
     StoredEvent, Uuid,
@@ -151,6 +151,7 @@ pub struct MysqlProvider {
     timer: JoinHandle<()>,
     /// `host:port/database`, for messages (never the password).
     server: Arc<str>,
+    limits: errors::Limits,
 }
 
 impl Drop for MysqlProvider {
@@ -169,7 +170,8 @@ impl MysqlProvider {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Unavailable`] when the server cannot be reached in time; [`Error::Backend`]
+    /// [`Error::Unavailable`] when the server cannot be reached within
+    /// [`MysqlOptions::connect_timeout`]; [`Error::Backend`]
     /// for refused credentials, a bad URL or missing privileges to create the tables.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, MysqlOptions::default()).await
@@ -189,9 +191,14 @@ impl MysqlProvider {
     ) -> Result<Self> {
         let tables = Tables::new(&options)?;
         let server: Arc<str> = describe(&config).into();
+        let limits = errors::Limits {
+            server: server.clone(),
+            connect: options.connect_timeout,
+            statement: options.statement_timeout,
+        };
         let pool = MySqlPoolOptions::new()
             .max_connections(options.pool_size)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(options.connect_timeout)
             // No ping before each use (a round trip per statement); a dead connection fails
             // its statement, and the pool drops it.
             .test_before_acquire(false)
@@ -203,16 +210,13 @@ impl MysqlProvider {
             })
             .connect_with(config)
             .await
-            .map_err(|e| errors::fail(&server, "connect", e))?;
-        let mut conn = pool
-            .acquire()
-            .await
-            .map_err(|e| errors::fail(&server, "connect", e))?;
+            .map_err(|e| limits.connect_failed(e))?;
+        let mut conn = pool.acquire().await.map_err(|e| limits.connect_failed(e))?;
         schema::migrate(&mut conn, &tables)
             .await
             .map_err(|e| errors::fail(&server, "migrate the schema", e))?;
         drop(conn);
-        let sequencer = Arc::new(Sequencer::new(pool.clone(), &tables.pass, server.clone()));
+        let sequencer = Arc::new(Sequencer::new(pool.clone(), &tables.pass, limits.clone()));
         // Numbers what crashed processes left, before anyone reads; then on the timer.
         if let Err(error) = sequencer.sequence().await {
             tracing::warn!(%error, "MariaDB sequencer pass at connect failed; the timer retries");
@@ -230,6 +234,7 @@ impl MysqlProvider {
             waiting: Waiting::new(options.poll_alone),
             timer,
             server,
+            limits,
         })
     }
 
@@ -250,10 +255,17 @@ impl MysqlProvider {
 
     /// A pooled connection.
     pub(crate) async fn conn(&self) -> Result<PoolConnection<MySql>> {
-        self.pool
-            .acquire()
-            .await
-            .map_err(|e| self.fail("connect", e))
+        let acquired = self.pool.acquire().await;
+        acquired.map_err(|e| self.limits.connect_failed(e))
+    }
+
+    /// Work that must be done within `statement_timeout`.
+    pub(crate) async fn within<T>(
+        &self,
+        what: &str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.limits.within(what, work).await
     }
 
     /// An error saying what failed on which server.
@@ -278,11 +290,13 @@ impl Provider for MysqlProvider {
     }
 
     fn command(&self, command_id: Uuid) -> BoxFuture<'_, Result<Option<CommandRecord>>> {
-        self.read_command(command_id).boxed()
+        self.within("read command", self.read_command(command_id))
+            .boxed()
     }
 
     fn retire(&self, marker: NewEvent, how: Retire) -> BoxFuture<'_, Result<EventMeta>> {
-        self.retire_now(marker, how).boxed()
+        let what = format!("retire {}/{}", marker.stream, shorten(&marker.aggregate_id));
+        async move { self.within(&what, self.retire_now(marker, how)).await }.boxed()
     }
 
     fn archived_events<'a>(
@@ -292,8 +306,8 @@ impl Provider for MysqlProvider {
         after: u64,
         before: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.read_archived(stream, aggregate_id, after, before)
-            .boxed()
+        let read = self.read_archived(stream, aggregate_id, after, before);
+        self.within("read archived events", read).boxed()
     }
 
     fn aggregate_key<'a>(
@@ -302,7 +316,8 @@ impl Provider for MysqlProvider {
         aggregate_id: &'a str,
         create: bool,
     ) -> BoxFuture<'a, Result<Option<AggregateKey>>> {
-        self.read_key(stream, aggregate_id, create).boxed()
+        let read = self.read_key(stream, aggregate_id, create);
+        self.within("read key", read).boxed()
     }
 
     fn forget_key<'a>(
@@ -310,7 +325,8 @@ impl Provider for MysqlProvider {
         stream: &'a str,
         aggregate_id: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
-        self.delete_key(stream, aggregate_id).boxed()
+        let delete = self.delete_key(stream, aggregate_id);
+        self.within("forget key", delete).boxed()
     }
 
     fn aggregate_events<'a>(
@@ -320,11 +336,14 @@ impl Provider for MysqlProvider {
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         let load = self.loads.load(self, stream, aggregate_id, after_version);
-        self.waiting.poll(load).boxed()
+        let what = format!("load {stream}/{}", shorten(aggregate_id));
+        self.waiting
+            .poll(async move { self.within(&what, load).await })
+            .boxed()
     }
 
     fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {
-        self.read_streams().boxed()
+        self.within("list streams", self.read_streams()).boxed()
     }
 
     fn events<'a>(
@@ -333,7 +352,8 @@ impl Provider for MysqlProvider {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.ahead.page(streams, after, limit).boxed()
+        let page = self.ahead.page(streams, after, limit);
+        self.within("read events", page).boxed()
     }
 
     fn last_event<'a>(
@@ -341,17 +361,17 @@ impl Provider for MysqlProvider {
         streams: &'a [String],
         aggregate_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Option<StoredEvent>>> {
-        async move {
+        let read = async move {
             let mut conn = self.conn().await?;
             self.read_last(&mut conn, streams, aggregate_id).await
-        }
-        .boxed()
+        };
+        self.within("read last event", read).boxed()
     }
 
     fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
         async move {
             check_bookmark(name)?;
-            self.read_bookmark(name).await
+            self.within("read bookmark", self.read_bookmark(name)).await
         }
         .boxed()
     }
@@ -359,8 +379,11 @@ impl Provider for MysqlProvider {
     fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
         async move {
             check_bookmark(name)?;
-            let mut conn = self.conn().await?;
-            self.write_bookmark(&mut conn, name, position).await
+            let save = async {
+                let mut conn = self.conn().await?;
+                self.write_bookmark(&mut conn, name, position).await
+            };
+            self.within("save bookmark", save).await
         }
         .boxed()
     }
@@ -370,11 +393,16 @@ impl Provider for MysqlProvider {
         stream: &'a str,
         aggregate_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Snapshot>>> {
-        self.read_snapshot(stream, aggregate_id).boxed()
+        let read = self.read_snapshot(stream, aggregate_id);
+        self.within("read snapshot", read).boxed()
     }
 
     fn save_snapshot(&self, snapshot: Snapshot) -> BoxFuture<'_, Result<()>> {
-        async move { self.write_snapshot(&snapshot).await }.boxed()
+        async move {
+            let save = self.write_snapshot(&snapshot);
+            self.within("save snapshot", save).await
+        }
+        .boxed()
     }
 
     fn acquire_lease<'a>(
@@ -385,13 +413,14 @@ impl Provider for MysqlProvider {
     ) -> BoxFuture<'a, Result<Option<Lease>>> {
         async move {
             check_bookmark(name)?;
-            self.take_lease(name, owner, ttl).await
+            let take = self.take_lease(name, owner, ttl);
+            self.within("acquire lease", take).await
         }
         .boxed()
     }
 
     fn release_lease<'a>(&'a self, lease: &'a Lease) -> BoxFuture<'a, Result<()>> {
-        self.end_lease(lease).boxed()
+        self.within("release lease", self.end_lease(lease)).boxed()
     }
 
     fn set_bookmark_leased<'a>(
@@ -399,11 +428,12 @@ impl Provider for MysqlProvider {
         lease: &'a Lease,
         position: Position,
     ) -> BoxFuture<'a, Result<()>> {
-        self.save_bookmark_leased(lease, position).boxed()
+        let save = self.save_bookmark_leased(lease, position);
+        self.within("save leased bookmark", save).boxed()
     }
 
     fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {
-        self.live_leases(prefix).boxed()
+        self.within("read leases", self.live_leases(prefix)).boxed()
     }
 
     fn signals_other_processes_bookmarks(&self) -> bool {

@@ -31,14 +31,14 @@ use evtstore_core::{Position, Result};
 use sqlx::MySqlPool;
 use tokio::sync::{Mutex, watch};
 
-use crate::errors::fail;
+use crate::errors::{Limits, fail};
 use crate::procedures::PASS_ROWS;
 
 /// Runs passes for one provider; concurrent requests share them.
 pub(crate) struct Sequencer {
     pool: MySqlPool,
     call: String,
-    server: Arc<str>,
+    limits: Limits,
     /// How many callers asked for a pass.
     requested: AtomicU64,
     /// The count of `requested` that the last finished pass covers.
@@ -47,11 +47,11 @@ pub(crate) struct Sequencer {
 }
 
 impl Sequencer {
-    pub(crate) fn new(pool: MySqlPool, pass: &str, server: Arc<str>) -> Self {
+    pub(crate) fn new(pool: MySqlPool, pass: &str, limits: Limits) -> Self {
         Sequencer {
             pool,
             call: format!("CALL {pass}()"),
-            server,
+            limits,
             requested: AtomicU64::new(0),
             covered: Mutex::new(0),
             appended: watch::channel(0).0,
@@ -91,13 +91,13 @@ impl Sequencer {
         }
     }
 
-    /// One pass; wakes this process's handlers when the last position moved. Returns the last
-    /// position and how many events it numbered.
+    /// One pass, within `statement_timeout`; wakes this process's handlers when the last
+    /// position moved. Returns the last position and how many events it numbered.
     async fn pass_once(&self) -> Result<(Position, usize)> {
-        let (numbered, last): (i64, i64) = sqlx::query_as(&self.call)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| fail(&self.server, "sequencer pass", e))?;
+        let what = "sequencer pass";
+        let pass = sqlx::query_as(&self.call).fetch_one(&self.pool);
+        let passed = async { pass.await.map_err(|e| fail(&self.limits.server, what, e)) };
+        let (numbered, last): (i64, i64) = self.limits.within(what, passed).await?;
         self.advance(last as Position);
         Ok((last as Position, numbered as usize))
     }

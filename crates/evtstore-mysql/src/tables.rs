@@ -49,6 +49,15 @@ pub struct MysqlOptions {
     /// sleeping thread costs tens of microseconds on a small machine; polling costs the CPU
     /// of the wait, at most this long per call.
     pub poll_alone: Duration,
+    /// How long connecting may take, and waiting for a pooled connection (default 10 s).
+    pub connect_timeout: Duration,
+    /// How long the server may take to answer a call of the provider: an append, a load, a
+    /// page, a sequencer pass, each step of a transactional handler's page (default 30 s).
+    /// A server that stops answering (a network that drops packets, a stopped process) gives
+    /// [`Error::Unavailable`](evtstore_core::Error::Unavailable) naming this limit, rather
+    /// than a wait with no end; an append may then have been stored or not. The migrations
+    /// a first connection runs are not bounded by it (one may rewrite every event).
+    pub statement_timeout: Duration,
 }
 
 impl Default for MysqlOptions {
@@ -64,6 +73,8 @@ impl Default for MysqlOptions {
             pool_size: 16,
             sequence_interval: Duration::from_millis(10),
             poll_alone: Duration::from_millis(1),
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use evtstore_core::provider::{Savepoint, TxProvider, expectations, now_millis};
+use evtstore_core::provider::{Savepoint, TxProvider, append_to, expectations, now_millis};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -65,6 +65,15 @@ impl MysqlProvider {
     /// # Errors
     /// As [`Provider::append`](evtstore_core::Provider::append).
     pub async fn append_in(
+        &self,
+        conn: &mut MySqlConnection,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<EventMeta>> {
+        let what = append_to(&events);
+        self.within(&what, self.append_in_now(conn, events)).await
+    }
+
+    async fn append_in_now(
         &self,
         conn: &mut MySqlConnection,
         events: Vec<NewEvent>,
@@ -141,7 +150,7 @@ impl TxProvider for MysqlProvider {
         conn: &'c mut Self::Conn,
         name: &'c str,
     ) -> BoxFuture<'c, Result<(Self::Tx<'c>, Option<Position>)>> {
-        async move {
+        let begin = async move {
             let fail = |what: &'static str| move |e| self.fail(what, e);
             let create = sqlx::query(&self.sql.create_bookmark).bind(name);
             create
@@ -155,8 +164,8 @@ impl TxProvider for MysqlProvider {
                 tx,
                 set_position(Some(position.map_err(fail("lock bookmark"))?)),
             ))
-        }
-        .boxed()
+        };
+        self.within("begin a handler's page", begin).boxed()
     }
 
     fn tail<'a>(
@@ -165,7 +174,8 @@ impl TxProvider for MysqlProvider {
         streams: &'a [String],
     ) -> BoxFuture<'a, Result<Position>> {
         let last = self.read_last(tx, streams, None);
-        async move { Ok(last.await?.map_or(0, |event| event.meta.position)) }.boxed()
+        let tail = async move { Ok(last.await?.map_or(0, |event| event.meta.position)) };
+        self.within("read last event", tail).boxed()
     }
 
     fn read_page<'a>(
@@ -175,7 +185,8 @@ impl TxProvider for MysqlProvider {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        self.read_page_on(tx, streams, after, limit).boxed()
+        let page = self.read_page_on(tx, streams, after, limit);
+        self.within("read events", page).boxed()
     }
 
     fn savepoint<'a>(
@@ -184,7 +195,8 @@ impl TxProvider for MysqlProvider {
         step: Savepoint,
     ) -> BoxFuture<'a, Result<()>> {
         let run = tx.execute(step.sql());
-        async move { run.await.map(drop).map_err(|e| self.fail("savepoint", e)) }.boxed()
+        let savepoint = async move { run.await.map(drop).map_err(|e| self.fail("savepoint", e)) };
+        self.within("savepoint", savepoint).boxed()
     }
 
     fn save_bookmark<'a>(
@@ -193,10 +205,12 @@ impl TxProvider for MysqlProvider {
         name: &'a str,
         position: Position,
     ) -> BoxFuture<'a, Result<()>> {
-        self.write_bookmark(tx, name, position).boxed()
+        let save = self.write_bookmark(tx, name, position);
+        self.within("save bookmark", save).boxed()
     }
 
     fn commit<'c>(&'c self, tx: Self::Tx<'c>) -> BoxFuture<'c, Result<()>> {
-        async move { tx.commit().await.map_err(|e| self.fail("commit", e)) }.boxed()
+        let commit = async move { tx.commit().await.map_err(|e| self.fail("commit", e)) };
+        self.within("commit", commit).boxed()
     }
 }

@@ -1,6 +1,6 @@
 //! Appends: one statement checks every aggregate's version and inserts every event, or none.
 
-use evtstore_core::provider::{Expectation, command_records, expectations};
+use evtstore_core::provider::{Expectation, append_to, command_records, expectations};
 use evtstore_core::{CommandRecord, Error, EventMeta, NewEvent, Result, Uuid};
 use tokio_postgres::ToStatement;
 use tokio_postgres::error::SqlState;
@@ -8,7 +8,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::PgProvider;
-use crate::failure::append_to;
 
 /// The statement's array parameters: events, then each aggregate's expectation.
 struct Params<'a> {

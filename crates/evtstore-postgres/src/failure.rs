@@ -2,28 +2,11 @@
 //! [`Unavailable`](evtstore_core::ErrorKind::Unavailable), a deadlock or serialization failure
 //! is a retryable conflict, anything else keeps the server's own words.
 
-use std::fmt;
 use std::time::Duration;
 
 use deadpool_postgres::{PoolError, TimeoutType};
-use evtstore_core::provider::shorten;
+use evtstore_core::provider::TimedOut;
 use evtstore_core::{Error, ErrorKind};
-
-/// A time limit that passed, and which setting holds it.
-#[derive(Debug)]
-pub(crate) struct TimedOut {
-    /// The setting: `connect_timeout` or `statement_timeout`.
-    pub(crate) limit: &'static str,
-    pub(crate) after: Duration,
-}
-
-impl fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no answer within {:?} ({})", self.after, self.limit)
-    }
-}
-
-impl std::error::Error for TimedOut {}
 
 /// A driver error as the error kind a caller acts on, with the server's message (the driver
 /// alone says "db error"), or the driver's causes (it alone says "error performing TLS
@@ -132,45 +115,4 @@ fn sources(
     cause: &tokio_postgres::Error,
 ) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
     std::iter::successors(std::error::Error::source(cause), |e| e.source())
-}
-
-/// `append to stream/id, …`: the aggregates of an append, for messages (the first three).
-pub(crate) fn append_to(events: &[evtstore_core::NewEvent]) -> String {
-    let mut names: Vec<(&str, &str)> = Vec::new();
-    let mut others = "";
-    for event in events {
-        let name = (event.stream.as_str(), event.aggregate_id.as_str());
-        if names.contains(&name) {
-            continue;
-        }
-        if names.len() == 3 {
-            others = " and others";
-            break;
-        }
-        names.push(name);
-    }
-    let names: Vec<String> = names
-        .iter()
-        .map(|(stream, id)| format!("{stream}/{}", shorten(id)))
-        .collect();
-    format!("append to {}{others}", names.join(", "))
-}
-
-#[cfg(test)]
-mod tests {
-    use evtstore_core::NewEvent;
-
-    use super::append_to;
-
-    fn events(ids: &[&str]) -> Vec<NewEvent> {
-        let event = |(n, id): (usize, &&str)| NewEvent::new("s", *id, n as u64 + 1, "{}");
-        ids.iter().enumerate().map(event).collect()
-    }
-
-    #[test]
-    fn an_append_is_named_by_its_first_three_aggregates() {
-        assert_eq!(append_to(&events(&["a", "a", "b"])), "append to s/a, s/b");
-        let many = events(&["a", "b", "a", "c", "d", "e"]);
-        assert_eq!(append_to(&many), "append to s/a, s/b, s/c and others");
-    }
 }

@@ -3,11 +3,10 @@
 //! the shared statement is refused, as for a version conflict, each append of the batch is
 //! retried alone, so one caller's conflict never fails another's).
 
-use evtstore_core::provider::{GroupAppend, GroupCommit};
+use evtstore_core::provider::{GroupAppend, GroupCommit, append_to};
 use evtstore_core::{Error, EventMeta, NewEvent, Result};
 
 use crate::PgProvider;
-use crate::failure::append_to;
 
 /// Appends waiting to be committed.
 pub(crate) type AppendQueue = GroupCommit;

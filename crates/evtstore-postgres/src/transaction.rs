@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Object;
-use evtstore_core::provider::{Savepoint, TxProvider};
+use evtstore_core::provider::{Savepoint, TxProvider, append_to};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -13,7 +13,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use crate::PgProvider;
-use crate::failure::append_to;
 
 /// Declares a [`TxHandler`]; get one from [`PgProvider::tx_handler`].
 pub type TxHandlerBuilder<D> = evtstore_core::provider::TxHandlerBuilder<PgProvider, D>;

@@ -54,6 +54,7 @@ mod provider_reads;
 mod retire;
 mod secrets;
 mod snapshots;
+pub mod stalls;
 mod stopping;
 mod support;
 pub mod tx;
