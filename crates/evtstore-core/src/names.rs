@@ -162,6 +162,62 @@ pub fn shorten(value: &str) -> String {
     format!("{}… ({} bytes)", &value[..end], value.len())
 }
 
+/// Refuses the options every server's provider has when they are out of range: a pool of no
+/// connections, a time limit of zero, a `poll_alone` above [`Waiting::MOST`](crate::provider::Waiting::MOST).
+///
+/// ```
+/// use std::time::Duration;
+/// use evtstore_core::provider::check_server_options;
+/// let second = Duration::from_secs(1);
+/// assert!(check_server_options(16, second, second, Duration::ZERO).is_ok());
+/// assert!(check_server_options(0, second, second, Duration::ZERO).is_err());
+/// ```
+pub fn check_server_options(
+    pool_size: usize,
+    connect_timeout: std::time::Duration,
+    statement_timeout: std::time::Duration,
+    poll_alone: std::time::Duration,
+) -> Result<()> {
+    check_option("pool_size", &pool_size, pool_size > 0, "must be at least 1")?;
+    check_above_zero("connect_timeout", connect_timeout)?;
+    check_above_zero("statement_timeout", statement_timeout)?;
+    crate::provider::Waiting::check("poll_alone", poll_alone)
+}
+
+/// Refuses a zero duration for a provider's option.
+///
+/// ```
+/// use std::time::Duration;
+/// use evtstore_core::provider::check_above_zero;
+/// assert!(check_above_zero("statement_timeout", Duration::ZERO).is_err());
+/// ```
+pub fn check_above_zero(name: &str, value: std::time::Duration) -> Result<()> {
+    check_option(name, &value, !value.is_zero(), "must be above zero")
+}
+
+/// Refuses a provider's option out of its range (`ok` false), naming the option and its value.
+///
+/// ```
+/// use evtstore_core::provider::check_option;
+/// let error = check_option("pool_size", &0, false, "must be at least 1").unwrap_err();
+/// assert_eq!(error.to_string(), r#"invalid option "pool_size = 0": must be at least 1"#);
+/// ```
+pub fn check_option(
+    name: &str,
+    value: &dyn std::fmt::Debug,
+    ok: bool,
+    reason: &'static str,
+) -> Result<()> {
+    match ok {
+        true => Ok(()),
+        false => Err(Error::InvalidName {
+            what: "option",
+            value: format!("{name} = {value:?}"),
+            reason,
+        }),
+    }
+}
+
 /// `append to stream/id, …`: the aggregates of an append, for messages (the first three).
 ///
 /// ```

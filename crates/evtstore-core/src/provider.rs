@@ -12,8 +12,8 @@ pub use crate::handler::{
 };
 pub use crate::lease::ttl_millis;
 pub use crate::names::{
-    MAX_ID_LEN, MAX_NAME_LEN, append_to, check_aggregate_id, check_bookmark, check_stream,
-    check_table, shorten, stream_of,
+    MAX_ID_LEN, MAX_NAME_LEN, append_to, check_above_zero, check_aggregate_id, check_bookmark,
+    check_option, check_server_options, check_stream, check_table, shorten, stream_of,
 };
 pub use crate::retire::Retire;
 pub use crate::seal::AggregateKey;

@@ -189,6 +189,7 @@ impl MysqlProvider {
         config: MySqlConnectOptions,
         options: MysqlOptions,
     ) -> Result<Self> {
+        options.check()?;
         let tables = Tables::new(&options)?;
         let server: Arc<str> = describe(&config).into();
         let limits = errors::Limits {

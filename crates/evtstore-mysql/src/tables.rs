@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use evtstore_core::Result;
-use evtstore_core::provider::check_table;
+use evtstore_core::provider::{check_above_zero, check_server_options, check_table};
 
 /// Where the provider keeps its tables, in the URL's database. Every name is checked with
 /// [`check_table`](evtstore_core::provider::check_table) before it reaches SQL.
@@ -45,9 +45,9 @@ pub struct MysqlOptions {
     /// processes 5 ms after an append on average).
     pub sequence_interval: Duration,
     /// How long an append or an aggregate's load that is the provider's only call polls for
-    /// the server's answer before its thread sleeps (default 1 ms; zero: never). Waking a
-    /// sleeping thread costs tens of microseconds on a small machine; polling costs the CPU
-    /// of the wait, at most this long per call.
+    /// the server's answer before its thread sleeps (default 1 ms; zero: never; at most
+    /// 10 ms). Waking a sleeping thread costs tens of microseconds on a small machine;
+    /// polling costs the CPU of the wait, at most this long per call.
     pub poll_alone: Duration,
     /// How long connecting may take, and waiting for a pooled connection (default 10 s).
     pub connect_timeout: Duration,
@@ -104,6 +104,16 @@ pub(crate) struct Tables {
     pub(crate) migration_lock: String,
     /// The events table's name as stored in `migrations`.
     pub(crate) events_name: String,
+}
+
+impl MysqlOptions {
+    /// Refuses values no store can run with, naming the option.
+    pub(crate) fn check(&self) -> Result<()> {
+        check_above_zero("sequence_interval", self.sequence_interval)?;
+        let pool_size = self.pool_size as usize;
+        let (connect, statement) = (self.connect_timeout, self.statement_timeout);
+        check_server_options(pool_size, connect, statement, self.poll_alone)
+    }
 }
 
 impl Tables {

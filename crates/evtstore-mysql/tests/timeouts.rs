@@ -40,6 +40,54 @@ async fn connect_to_a_silent_server_fails_within_connect_timeout() {
     assert!(!message.contains("s3cret"), "never the password: {message}");
 }
 
+/// Options out of range are refused before any connection, each naming itself (port 1 has
+/// no server: without the check, the error would be a refused connection).
+#[tokio::test]
+async fn options_out_of_range_are_refused_before_connecting() {
+    let zero = Duration::ZERO;
+    let bad = [
+        (
+            "pool_size = 0",
+            MysqlOptions {
+                pool_size: 0,
+                ..limited()
+            },
+        ),
+        (
+            "sequence_interval = 0ns",
+            MysqlOptions {
+                sequence_interval: zero,
+                ..limited()
+            },
+        ),
+        (
+            "connect_timeout = 0ns",
+            MysqlOptions {
+                connect_timeout: zero,
+                ..limited()
+            },
+        ),
+        (
+            "statement_timeout = 0ns",
+            MysqlOptions {
+                statement_timeout: zero,
+                ..limited()
+            },
+        ),
+        (
+            "poll_alone = 1s",
+            MysqlOptions {
+                poll_alone: Duration::from_secs(1),
+                ..limited()
+            },
+        ),
+    ];
+    for (named, options) in bad {
+        let url = "mysql://root@127.0.0.1:1/test";
+        stalls::assert_invalid_option(named, MysqlProvider::connect_with(url, options).await);
+    }
+}
+
 fn event(id: &str, version: u64) -> NewEvent {
     NewEvent::new("users", id, version, r#"{"type":"created","name":"ada"}"#)
 }

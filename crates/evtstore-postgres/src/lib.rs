@@ -155,6 +155,7 @@ impl PgProvider {
     }
 
     async fn start(target: Target, options: PgOptions) -> Result<Self> {
+        options.check()?;
         let tables = Tables::new(&options)?;
         let renewal = Renewal::new();
         let sql = Arc::new(Sql::new(&tables));

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use evtstore_core::Result;
-use evtstore_core::provider::check_table;
+use evtstore_core::provider::{check_server_options, check_table};
 
 use crate::PgSslMode;
 
@@ -38,9 +38,9 @@ pub struct PgOptions {
     /// `sslrootcert`.
     pub ssl_root_cert: Option<PathBuf>,
     /// How long an append or an aggregate's load that is the provider's only call polls for
-    /// the server's answer before its thread sleeps (default 1 ms; zero: never). Waking a
-    /// sleeping thread costs tens of microseconds on a small machine; polling costs the CPU
-    /// of the wait, at most this long per call.
+    /// the server's answer before its thread sleeps (default 1 ms; zero: never; at most
+    /// 10 ms). Waking a sleeping thread costs tens of microseconds on a small machine;
+    /// polling costs the CPU of the wait, at most this long per call.
     pub poll_alone: Duration,
 }
 
@@ -82,6 +82,14 @@ pub(crate) struct Tables {
     pub(crate) channel: String,
     /// The advisory lock key that serialises migrations of these tables.
     pub(crate) migration_lock: String,
+}
+
+impl PgOptions {
+    /// Refuses values no store can run with, naming the option.
+    pub(crate) fn check(&self) -> Result<()> {
+        let (connect, statement) = (self.connect_timeout, self.statement_timeout);
+        check_server_options(self.pool_size, connect, statement, self.poll_alone)
+    }
 }
 
 impl Tables {

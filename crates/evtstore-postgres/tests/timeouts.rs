@@ -56,6 +56,47 @@ async fn connect_to_a_silent_server_fails_within_the_options_connect_timeout() {
     assert!(error.to_string().contains("connect_timeout"), "{error}");
 }
 
+/// Options out of range are refused before any connection, each naming itself (port 1 has
+/// no server: without the check, the error would be a refused connection).
+#[tokio::test]
+async fn options_out_of_range_are_refused_before_connecting() {
+    let zero = Duration::ZERO;
+    let bad = [
+        (
+            "pool_size = 0",
+            PgOptions {
+                pool_size: 0,
+                ..PgOptions::default()
+            },
+        ),
+        (
+            "connect_timeout = 0ns",
+            PgOptions {
+                connect_timeout: zero,
+                ..PgOptions::default()
+            },
+        ),
+        (
+            "statement_timeout = 0ns",
+            PgOptions {
+                statement_timeout: zero,
+                ..PgOptions::default()
+            },
+        ),
+        (
+            "poll_alone = 1s",
+            PgOptions {
+                poll_alone: Duration::from_secs(1),
+                ..PgOptions::default()
+            },
+        ),
+    ];
+    for (named, options) in bad {
+        let url = "postgres://root@127.0.0.1:1/test";
+        stalls::assert_invalid_option(named, PgProvider::connect_with(url, options).await);
+    }
+}
+
 fn event(id: &str, version: u64) -> NewEvent {
     NewEvent::new("counters", id, version, r#"{"type":"Added","by":1}"#)
 }

@@ -67,6 +67,17 @@ pub fn assert_names(error: &Error, parts: &[&str]) {
     }
 }
 
+/// Panics unless `outcome` is an [`Error::InvalidName`] naming the option `named`
+/// (`"pool_size = 0"`).
+pub fn assert_invalid_option<T>(named: &str, outcome: Result<T>) {
+    let error = outcome.err().unwrap_or_else(|| panic!("{named}: accepted"));
+    assert!(
+        matches!(error, Error::InvalidName { .. }),
+        "{named}: {error}"
+    );
+    assert_names(&error, &[named]);
+}
+
 /// A TCP proxy on a free port of 127.0.0.1 to a server, forwarding until it is stalled.
 pub struct Proxy {
     /// The port to connect to.
