@@ -5,37 +5,66 @@ use std::time::Instant;
 
 use crate::report::Reporter;
 
+/// The least table W1 needs: positions, an aggregate's versions unique.
+const BARE_TABLE: &str = "CREATE TABLE events (position INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL, aggregate_id TEXT NOT NULL, version INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL, data TEXT NOT NULL, UNIQUE (stream, aggregate_id, version))";
+
+/// What the store's own table adds (`evtstore-sqlite`'s schema): the index handlers read a
+/// stream by, and each event's envelope.
+const STORE_TABLE: &str = "CREATE INDEX events_stream_position ON events (stream, position);
+    ALTER TABLE events ADD COLUMN event_id BLOB;
+    ALTER TABLE events ADD COLUMN correlation_id BLOB;
+    ALTER TABLE events ADD COLUMN causation_id BLOB;
+    ALTER TABLE events ADD COLUMN metadata TEXT;
+    ALTER TABLE events ADD COLUMN revision INTEGER NOT NULL DEFAULT 1";
+
 /// W1's ceiling on SQLite: one transaction per event (read the aggregate's last version,
-/// insert one row, commit), with the same file system and synchronous setting.
+/// insert one row, commit), with the same file system and synchronous setting; then the same
+/// on a fresh table shaped as the store's (`W1_raw_store_table_tx`, each row with an event id),
+/// to tell what the schema costs from what the library costs.
 pub(crate) fn sqlite_single_inserts(path: &Path, synchronous: &str, n: usize, out: &Reporter) {
     let conn = rusqlite::Connection::open(path).expect("open raw database");
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", synchronous)
         .unwrap();
-    conn.execute_batch(
-        "CREATE TABLE events (position INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,
-         aggregate_id TEXT NOT NULL, version INTEGER NOT NULL, timestamp INTEGER NOT NULL,
-         data TEXT NOT NULL, UNIQUE (stream, aggregate_id, version))",
-    )
-    .unwrap();
+    conn.execute_batch(BARE_TABLE).unwrap();
+    let insert = "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
+        VALUES ('counter', ?1, ?2, 0, '{\"type\":\"one\",\"one\":1}')";
+    let ms = single_inserts(&conn, n, insert, |_| Vec::new());
+    out.rate("W1_raw_single_insert_tx", n, ms);
+    conn.execute_batch(&format!("DROP TABLE events; {BARE_TABLE}; {STORE_TABLE}"))
+        .unwrap();
+    let insert = "INSERT INTO events (stream, aggregate_id, version, timestamp, data, event_id)
+        VALUES ('counter', ?1, ?2, 0, '{\"type\":\"one\",\"one\":1}', ?3)";
+    let event_id = |_| uuid::Uuid::now_v7().as_bytes().to_vec();
+    let ms = single_inserts(&conn, n, insert, event_id);
+    out.rate("W1_raw_store_table_tx", n, ms);
+}
+
+/// Runs `n` transactions of W1 with `insert` (`?3`, if any, bound to `blob(i)`); gives the ms.
+fn single_inserts(
+    conn: &rusqlite::Connection,
+    n: usize,
+    insert: &str,
+    blob: impl Fn(usize) -> Vec<u8>,
+) -> f64 {
+    let last = "SELECT COALESCE(MAX(version), 0) FROM events
+        WHERE stream = 'counter' AND aggregate_id = ?1";
     let start = Instant::now();
     for i in 0..n {
         let id = format!("s-{}", i % 1000);
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let version: i64 = conn
-            .prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = 'counter' AND aggregate_id = ?1")
-            .unwrap()
-            .query_row([&id], |row| row.get(0))
-            .unwrap();
-        conn.prepare_cached("INSERT INTO events (stream, aggregate_id, version, timestamp, data) VALUES ('counter', ?1, ?2, 0, '{\"type\":\"one\",\"one\":1}')")
-            .unwrap()
-            .execute((&id, version + 1))
-            .unwrap();
+        let mut read = conn.prepare_cached(last).unwrap();
+        let version: i64 = read.query_row([&id], |row| row.get(0)).unwrap();
+        let mut insert = conn.prepare_cached(insert).unwrap();
+        let blob = blob(i);
+        match blob.is_empty() {
+            true => insert.execute((&id, version + 1)),
+            false => insert.execute((&id, version + 1, blob)),
+        }
+        .unwrap();
         conn.execute_batch("COMMIT").unwrap();
     }
-    out.rate(
-        "W1_raw_single_insert_tx",
-        n,
-        start.elapsed().as_secs_f64() * 1000.0,
-    );
+    start.elapsed().as_secs_f64() * 1000.0
 }
