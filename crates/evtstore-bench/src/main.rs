@@ -323,9 +323,11 @@ async fn raw_ceiling(args: &Args) -> Result<(), String> {
         runtime: runtime_name(args),
         aggregate_cache: None,
     };
-    let path = fresh_file("raw");
-    raw::sqlite_single_inserts(&path, synchronous, 5000 * args.scale, &raw);
-    remove_database(&path);
+    for store_table in [false, true] {
+        let path = fresh_file("raw");
+        raw::sqlite_single_inserts(&path, store_table, synchronous, 5000 * args.scale, &raw);
+        remove_database(&path);
+    }
     Ok(())
 }
 

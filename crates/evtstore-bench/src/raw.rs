@@ -19,35 +19,50 @@ const STORE_TABLE: &str = "CREATE INDEX events_stream_position ON events (stream
     ALTER TABLE events ADD COLUMN metadata TEXT;
     ALTER TABLE events ADD COLUMN revision INTEGER NOT NULL DEFAULT 1";
 
-/// W1's ceiling on SQLite: one transaction per event (read the aggregate's last version,
-/// insert one row, commit), with the same file system and synchronous setting; then the same
-/// on a fresh table shaped as the store's (`W1_raw_store_table_tx`, each row with an event id),
-/// to tell what the schema costs from what the library costs.
-pub(crate) fn sqlite_single_inserts(path: &Path, synchronous: &str, n: usize, out: &Reporter) {
+/// W1's ceiling on SQLite, on a fresh file: one transaction per event (read the aggregate's
+/// last version, insert one row, commit), with the same file system and synchronous setting.
+/// With `store_table`, on a table shaped as the store's (`W1_raw_store_table_tx`, each row
+/// with an event id), to tell what the schema costs from what the library costs.
+pub(crate) fn sqlite_single_inserts(
+    path: &Path,
+    store_table: bool,
+    synchronous: &str,
+    n: usize,
+    out: &Reporter,
+) {
     let conn = rusqlite::Connection::open(path).expect("open raw database");
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", synchronous)
         .unwrap();
     conn.execute_batch(BARE_TABLE).unwrap();
-    let insert = "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
-        VALUES ('counter', ?1, ?2, 0, '{\"type\":\"one\",\"one\":1}')";
-    let ms = single_inserts(&conn, n, insert, |_| Vec::new());
-    out.rate("W1_raw_single_insert_tx", n, ms);
-    conn.execute_batch(&format!("DROP TABLE events; {BARE_TABLE}; {STORE_TABLE}"))
-        .unwrap();
-    let insert = "INSERT INTO events (stream, aggregate_id, version, timestamp, data, event_id)
-        VALUES ('counter', ?1, ?2, 0, '{\"type\":\"one\",\"one\":1}', ?3)";
-    let event_id = |_| uuid::Uuid::now_v7().as_bytes().to_vec();
-    let ms = single_inserts(&conn, n, insert, event_id);
-    out.rate("W1_raw_store_table_tx", n, ms);
+    let (workload, ms) = match store_table {
+        false => {
+            let insert = "INSERT INTO events (stream, aggregate_id, version, timestamp, data)
+                VALUES ('counter', ?1, ?2, 0, '{\"type\":\"one\",\"one\":1}')";
+            let ms = single_inserts(&conn, n, insert, || None);
+            ("W1_raw_single_insert_tx", ms)
+        }
+        true => {
+            conn.execute_batch(STORE_TABLE).unwrap();
+            let insert = "INSERT INTO events (stream, aggregate_id, version, timestamp, data,
+                event_id) VALUES ('counter', ?1, ?2, 0, '{\"type\":\"one\",\"one\":1}', ?3)";
+            let event_id = || Some(uuid::Uuid::now_v7());
+            (
+                "W1_raw_store_table_tx",
+                single_inserts(&conn, n, insert, event_id),
+            )
+        }
+    };
+    out.rate(workload, n, ms);
 }
 
-/// Runs `n` transactions of W1 with `insert` (`?3`, if any, bound to `blob(i)`); gives the ms.
+/// Runs `n` transactions of W1 with `insert`, its `?3` bound to `event_id()` when that gives
+/// one; gives the milliseconds they took.
 fn single_inserts(
     conn: &rusqlite::Connection,
     n: usize,
     insert: &str,
-    blob: impl Fn(usize) -> Vec<u8>,
+    event_id: impl Fn() -> Option<uuid::Uuid>,
 ) -> f64 {
     let last = "SELECT COALESCE(MAX(version), 0) FROM events
         WHERE stream = 'counter' AND aggregate_id = ?1";
@@ -58,10 +73,9 @@ fn single_inserts(
         let mut read = conn.prepare_cached(last).unwrap();
         let version: i64 = read.query_row([&id], |row| row.get(0)).unwrap();
         let mut insert = conn.prepare_cached(insert).unwrap();
-        let blob = blob(i);
-        match blob.is_empty() {
-            true => insert.execute((&id, version + 1)),
-            false => insert.execute((&id, version + 1, blob)),
+        match event_id() {
+            None => insert.execute((&id, version + 1)),
+            Some(event_id) => insert.execute((&id, version + 1, event_id.as_bytes().as_slice())),
         }
         .unwrap();
         conn.execute_batch("COMMIT").unwrap();

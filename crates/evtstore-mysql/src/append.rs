@@ -46,21 +46,22 @@ impl MysqlProvider {
     /// nothing; returns the events' positions. Shares the call with concurrent appends.
     pub(crate) async fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         if events.iter().any(|e| e.command_id.is_some()) {
-            let what = append_to(&events);
-            return self.within(&what, self.append_recorded(events)).await;
+            return self.append_recorded(events).await;
         }
         self.queue.append(self, events).await
     }
 
-    /// An append that records command ids, in a transaction of its own: the ids, then the
-    /// events. A deadlock (InnoDB rolled the whole transaction back) is tried again, up to
-    /// twice.
+    /// An append that records command ids, in a transaction of its own (within
+    /// `statement_timeout`): the ids, then the events. A deadlock (InnoDB rolled the whole
+    /// transaction back) is tried again, up to twice.
     async fn append_recorded(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let expected = expectations(&events)?;
         let timestamp = now_millis();
+        let what = append_to(&events);
         let mut tries = 0;
         loop {
-            match self.commit_recorded(&events, &expected, timestamp).await {
+            let commit = self.commit_recorded(&events, &expected, timestamp);
+            match self.within(&what, commit).await {
                 Err(error) if tries < 2 && deadlocked(&error) => tries += 1,
                 done => break done?,
             }
@@ -144,10 +145,12 @@ impl MysqlProvider {
         Error::DuplicateCommand { command_id }
     }
 
-    /// One append, through the procedure when it is small enough.
+    /// One append, through the procedure when it is small enough; each call of it, or the
+    /// transaction of a larger append, within `statement_timeout`.
     async fn append_alone(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let expected = expectations(&events)?;
         let timestamp = now_millis();
+        let what = append_to(&events);
         // One event goes in scalar arguments; several as JSON (see `procedures`).
         let one = events.first().filter(|_| events.len() == 1);
         let json = one.is_none().then(|| as_json(&events, &expected));
@@ -178,24 +181,29 @@ impl MysqlProvider {
                 Ok(answer)
             };
             // A deadlock (with a sequencer pass, say) rolled the whole call back: call again.
-            let mut added = call().await;
-            for _ in 0..2 {
-                match &added {
-                    Err(e) if number(e) == Some(DEADLOCK) => added = call().await,
-                    _ => break,
+            let calls = async {
+                let mut added = call().await;
+                for _ in 0..2 {
+                    match &added {
+                        Err(e) if number(e) == Some(DEADLOCK) => added = call().await,
+                        _ => break,
+                    }
                 }
-            }
-            return match added {
+                Ok(added)
+            };
+            return match self.within(&what, calls).await? {
                 Ok(answer) => self.answered(&events, &expected, timestamp, answer).await,
                 Err(e) => Err(self.append_error(None, &expected, e).await),
             };
         }
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(|e| self.fail("begin", e))?;
-        self.insert_in(&mut tx, &events, &expected, timestamp)
-            .await?;
-        tx.commit().await.map_err(|e| self.fail("commit", e))?;
-        drop(conn);
+        let commit = async {
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(|e| self.fail("begin", e))?;
+            self.insert_in(&mut tx, &events, &expected, timestamp)
+                .await?;
+            tx.commit().await.map_err(|e| self.fail("commit", e))
+        };
+        self.within(&what, commit).await?;
         self.positioned_later(&events, &expected, timestamp).await
     }
 
@@ -228,7 +236,7 @@ impl MysqlProvider {
                 }
                 _ => {
                     let cause = format!("unexpected answer {kind}, {a}, {b}");
-                    let context = format!("MariaDB {}: append", self.server);
+                    let context = format!("MariaDB {}: append", self.limits.server);
                     return Err(Error::backend(context, cause));
                 }
             }
@@ -320,15 +328,15 @@ impl MysqlProvider {
         Ok(max.unwrap_or(0) as u64)
     }
 
-    /// The envelopes of committed events, once a sequencer pass has given their positions.
+    /// The envelopes of committed events, once a sequencer pass has given their positions
+    /// (the positions read within `statement_timeout`, as each pass is).
     pub(crate) async fn positioned_later(
         &self,
         events: &[NewEvent],
         expected: &[Expectation<'_>],
         timestamp: i64,
     ) -> Result<Vec<EventMeta>> {
-        let positioned = async {
-            self.sequencer.sequence().await?;
+        let read = async {
             let mut conn = self.conn().await?;
             let mut metas = Vec::with_capacity(events.len());
             for x in expected {
@@ -347,6 +355,10 @@ impl MysqlProvider {
             }
             Ok(metas)
         };
+        let positioned = async {
+            self.sequencer.sequence().await?;
+            self.within("read appended positions", read).await
+        };
         positioned.await.map_err(committed)
     }
 }
@@ -354,10 +366,8 @@ impl MysqlProvider {
 impl GroupAppend for MysqlProvider {
     const BACKEND: &'static str = "MariaDB";
 
-    /// An append, answered within `statement_timeout`.
     async fn append_group(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
-        let what = append_to(&events);
-        self.within(&what, self.append_alone(events)).await
+        self.append_alone(events).await
     }
 
     /// True when MariaDB refused the append (a version conflict, a deadlock, a value it would

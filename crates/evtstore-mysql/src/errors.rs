@@ -70,6 +70,14 @@ impl Limits {
         }
     }
 
+    /// The session setting that makes InnoDB give up a lock wait (error 1205, `Contention`)
+    /// well within `statement_timeout`: half of it, in whole seconds, at least 1 (a call
+    /// may wait for two locks in turn).
+    pub(crate) fn lock_wait(&self) -> String {
+        let seconds = (self.statement.as_secs() / 2).max(1);
+        format!("SET SESSION innodb_lock_wait_timeout = {seconds}")
+    }
+
     /// A connection that failed: past `connect_timeout` when the pool gave up waiting.
     pub(crate) fn connect_failed(&self, error: sqlx::Error) -> Error {
         match error {

@@ -1,4 +1,4 @@
-//! The MariaDB/MySQL provider for evtstore: a post-commit sequencer, so no handler ever skips
+//! The MariaDB provider for evtstore: a post-commit sequencer, so no handler ever skips
 //! an event that commits late.
 //!
 //! ```no_run
@@ -137,7 +137,7 @@ use sequencer::Sequencer;
 use sql::Sql;
 use tables::Tables;
 
-/// Events in MariaDB or MySQL. Needs a Tokio runtime.
+/// Events in MariaDB. Needs a Tokio runtime.
 pub struct MysqlProvider {
     pool: MySqlPool,
     sql: Arc<Sql>,
@@ -149,8 +149,7 @@ pub struct MysqlProvider {
     waiting: Waiting,
     ahead: readahead::ReadAhead,
     timer: JoinHandle<()>,
-    /// `host:port/database`, for messages (never the password).
-    server: Arc<str>,
+    /// The server, for messages (never the password), and the time limits on it.
     limits: errors::Limits,
 }
 
@@ -191,22 +190,24 @@ impl MysqlProvider {
     ) -> Result<Self> {
         options.check()?;
         let tables = Tables::new(&options)?;
-        let server: Arc<str> = describe(&config).into();
         let limits = errors::Limits {
-            server: server.clone(),
+            server: describe(&config).into(),
             connect: options.connect_timeout,
             statement: options.statement_timeout,
         };
+        let lock_wait = Arc::new(limits.lock_wait());
         let pool = MySqlPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(options.connect_timeout)
             // No ping before each use (a round trip per statement); a dead connection fails
             // its statement, and the pool drops it.
             .test_before_acquire(false)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
+                let lock_wait = lock_wait.clone();
                 Box::pin(async move {
                     let level = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
-                    conn.execute(level).await.map(drop)
+                    conn.execute(level).await?;
+                    conn.execute(lock_wait.as_str()).await.map(drop)
                 })
             })
             .connect_with(config)
@@ -215,7 +216,7 @@ impl MysqlProvider {
         let mut conn = pool.acquire().await.map_err(|e| limits.connect_failed(e))?;
         schema::migrate(&mut conn, &tables)
             .await
-            .map_err(|e| errors::fail(&server, "migrate the schema", e))?;
+            .map_err(|e| errors::fail(&limits.server, "migrate the schema", e))?;
         drop(conn);
         let sequencer = Arc::new(Sequencer::new(pool.clone(), &tables.pass, limits.clone()));
         // Numbers what crashed processes left, before anyone reads; then on the timer.
@@ -225,7 +226,7 @@ impl MysqlProvider {
         let timer = tokio::spawn(sequencer.clone().run_every(options.sequence_interval));
         let sql = Arc::new(Sql::new(&tables));
         Ok(MysqlProvider {
-            ahead: readahead::ReadAhead::new(pool.clone(), sql.clone(), server.clone()),
+            ahead: readahead::ReadAhead::new(pool.clone(), sql.clone(), limits.server.clone()),
             kept: kept::Kept::new(pool.clone(), options.pool_size),
             pool,
             sql,
@@ -234,7 +235,6 @@ impl MysqlProvider {
             loads: loads::Loads::default(),
             waiting: Waiting::new(options.poll_alone),
             timer,
-            server,
             limits,
         })
     }
@@ -247,7 +247,8 @@ impl MysqlProvider {
         self.sequencer.sequence().await
     }
 
-    /// The pool, for the caller's own transactions. Its connections are READ COMMITTED. Up
+    /// The pool, for the caller's own transactions. Its connections are READ COMMITTED, with
+    /// `innodb_lock_wait_timeout` at half of `statement_timeout`. Up
     /// to a quarter of them stay with the provider for loads and appends: closing the pool
     /// waits for those until the provider is dropped or its next load or append.
     pub fn pool(&self) -> &MySqlPool {
@@ -271,7 +272,7 @@ impl MysqlProvider {
 
     /// An error saying what failed on which server.
     pub(crate) fn fail(&self, what: &str, cause: sqlx::Error) -> Error {
-        errors::fail(&self.server, what, cause)
+        errors::fail(&self.limits.server, what, cause)
     }
 }
 
@@ -296,8 +297,7 @@ impl Provider for MysqlProvider {
     }
 
     fn retire(&self, marker: NewEvent, how: Retire) -> BoxFuture<'_, Result<EventMeta>> {
-        let what = format!("retire {}/{}", marker.stream, shorten(&marker.aggregate_id));
-        async move { self.within(&what, self.retire_now(marker, how)).await }.boxed()
+        self.retire_now(marker, how).boxed()
     }
 
     fn archived_events<'a>(

@@ -116,7 +116,7 @@ impl MysqlProvider {
         after: Position,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
-        read_page(conn, &self.sql, &self.server, streams, after, limit).await
+        read_page(conn, &self.sql, &self.limits.server, streams, after, limit).await
     }
 
     pub(crate) async fn read_last(

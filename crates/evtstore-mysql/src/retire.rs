@@ -8,7 +8,7 @@
 //! the commit the marker is numbered as an append with a command id is (a sequencer pass,
 //! which also wakes this process's handlers), so it takes a store position like any event.
 
-use evtstore_core::provider::{AggregateKey, Retire, SharedNames, expectations};
+use evtstore_core::provider::{AggregateKey, Retire, SharedNames, expectations, shorten};
 use evtstore_core::{Error, EventMeta, NewEvent, Result, StoredEvent, Uuid};
 use sqlx::{Connection, Row};
 
@@ -28,9 +28,14 @@ impl MysqlProvider {
             // reads the marker's version from the last numbered event.)
             self.sequencer.sequence().await?;
         }
+        let (stream, id) = (&marker[0].stream, shorten(&marker[0].aggregate_id));
+        let what = format!("retire {stream}/{id}");
         let mut tries = 0;
         let appended = loop {
-            match self.commit_retire(&marker[0], how).await {
+            match self
+                .within(&what, self.commit_retire(&marker[0], how))
+                .await
+            {
                 Err(error) if tries < 2 && deadlocked(&error) => tries += 1,
                 done => break done?,
             }
@@ -40,7 +45,7 @@ impl MysqlProvider {
         match placed.pop() {
             Some(meta) if meta.position > 0 => Ok(meta),
             _ => Err(Error::backend(
-                format!("MariaDB {}: retire", self.server),
+                format!("MariaDB {}: retire", self.limits.server),
                 "the marker was committed, but its position could not be read",
             )),
         }

@@ -55,8 +55,11 @@ pub struct MysqlOptions {
     /// page, a sequencer pass, each step of a transactional handler's page (default 30 s).
     /// A server that stops answering (a network that drops packets, a stopped process) gives
     /// [`Error::Unavailable`](evtstore_core::Error::Unavailable) naming this limit, rather
-    /// than a wait with no end; an append may then have been stored or not. The migrations
-    /// a first connection runs are not bounded by it (one may rewrite every event).
+    /// than a wait with no end; an append may then have been stored or not. Lock waits give
+    /// up at half of it (the sessions' `innodb_lock_wait_timeout`, in whole seconds, at
+    /// least 1) as [`Error::Contention`](evtstore_core::Error::Contention). Not bounded by
+    /// it: the migrations a first connection runs (one may rewrite every event), and
+    /// `append_in`, which runs in your transaction.
     pub statement_timeout: Duration,
 }
 

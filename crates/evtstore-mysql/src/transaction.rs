@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use evtstore_core::provider::{Savepoint, TxProvider, append_to, expectations, now_millis};
+use evtstore_core::provider::{Savepoint, TxProvider, expectations, now_millis};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -17,7 +17,7 @@ use crate::read::set_position;
 /// Declares a [`TxHandler`]; get one from [`MysqlProvider::tx_handler`].
 pub type TxHandlerBuilder<D> = evtstore_core::provider::TxHandlerBuilder<MysqlProvider, D>;
 
-/// A MariaDB/MySQL handler whose callbacks write in the same transaction as its bookmark: see
+/// A MariaDB handler whose callbacks write in the same transaction as its bookmark: see
 /// [`evtstore_core::provider::TxHandler`]. A read model may implement
 /// [`TxHandles`](evtstore_core::TxHandles):
 ///
@@ -60,20 +60,12 @@ impl MysqlProvider {
     /// The command ids of the events, if any, are recorded in the transaction too (an id that
     /// another open transaction recorded is waited for), after a savepoint
     /// (`evtstore_append`) that a failure rolls back to: the caller's transaction goes on
-    /// without any of this append.
+    /// without any of this append. It has no time limit of its own (`statement_timeout`):
+    /// one that cut it short would skip that rollback; bound your transaction as a whole.
     ///
     /// # Errors
     /// As [`Provider::append`](evtstore_core::Provider::append).
     pub async fn append_in(
-        &self,
-        conn: &mut MySqlConnection,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<EventMeta>> {
-        let what = append_to(&events);
-        self.within(&what, self.append_in_now(conn, events)).await
-    }
-
-    async fn append_in_now(
         &self,
         conn: &mut MySqlConnection,
         events: Vec<NewEvent>,

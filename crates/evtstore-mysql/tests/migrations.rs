@@ -10,7 +10,7 @@ use evtstore_core::{Error, EventMeta, NewEvent, Provider, Uuid};
 use evtstore_mysql::MysqlOptions;
 use sqlx::MySqlConnection;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_starting_together_migrate_once() {
@@ -108,20 +108,24 @@ async fn replacing_the_procedures_fails_no_running_append() {
     let db = support::TestDb::create(&url).await;
     let running = db.provider(MysqlOptions::default()).await;
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
     let appends = tokio::spawn({
-        let (running, stop) = (running.clone(), stop.clone());
+        let (running, stop, done) = (running.clone(), stop.clone(), done.clone());
         async move {
-            let mut version = 0;
             while !stop.load(Ordering::Relaxed) {
-                version += 1;
+                let version = done.load(Ordering::Relaxed) + 1;
                 let event = NewEvent::new("users", "u1", version, "{}");
                 let appended = running.append(vec![event]).await;
                 appended.unwrap_or_else(|e| panic!("append of version {version}: {e}"));
+                done.store(version, Ordering::Relaxed);
             }
-            version
         }
     });
     let mut conn = db.connection().await;
+    while done.load(Ordering::Relaxed) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let before = done.load(Ordering::Relaxed);
     for _ in 0..30 {
         // Back to before the migrations that make the procedures (2, 4, 5, 7): a starting
         // process runs them again.
@@ -129,9 +133,15 @@ async fn replacing_the_procedures_fails_no_running_append() {
         drop(db.provider(MysqlOptions::default()).await);
         assert_eq!(schema_version(&mut conn).await, 7);
     }
+    let during = done.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
-    let appended = appends.await.expect("no append failed");
+    appends.await.expect("no append failed");
+    assert!(
+        during >= 30,
+        "only {during} appends ran during the migrations"
+    );
     let events = running.events(&["users".into()], 0, 100_000).await.unwrap();
+    let appended = done.load(Ordering::Relaxed);
     assert_eq!(events.len() as u64, appended, "every append stored once");
 }
 
