@@ -46,10 +46,10 @@
 //! multi-threaded in interleaved runs, W2 unchanged within the noise.
 //! Against the original TypeScript library (which trusts insert order: a read, then an
 //! insert committed alone) on the same server in the same minutes, the last `compare.sh` run
-//! of 2026-11-27 gave sequential commands (W1) 2,067/s multi-threaded and 2,032/s
-//! single-threaded against 1,413/s (1.46×, 1.44×), with the same read and insert done raw
-//! through sqlx at 2,916–3,018/s, and 16 concurrent callers (W2) 9,800–10,702/s against
-//! 4,265/s (2.3–2.5×), with 16 raw connections at 12,570–12,787/s. Before the append inserted its
+//! of 2026-11-27 gave sequential commands (W1) 1,711/s multi-threaded and 2,099/s
+//! single-threaded against 1,306/s (1.31×, 1.61×), with the same read and insert done raw
+//! through sqlx at 2,643–2,866/s, and 16 concurrent callers (W2) 9,124–9,919/s against
+//! 4,364/s (2.1–2.3×), with 16 raw connections at 9,180–11,615/s. Before the append inserted its
 //! events at their positions (schema version 7) it inserted them without one and then
 //! numbered them: W1 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s.
 //! Concurrent appends share a call, and a caller waits up to 1 ms for the last group's
@@ -59,7 +59,7 @@
 //! Catching-up handlers read two pages ahead (`readahead`), besides the next page core's
 //! handler reads ahead itself (W4 in one session: 0.31–0.33 M events/s with both, 0.27–0.30 M
 //! with core's alone, 0.23–0.28 M with this one alone). In the run above a handler caught
-//! up on 25,000 events (W4) at 0.40–0.41 M events/s, 146–149× the original, whose handler
+//! up on 25,000 events (W4) at 0.32–0.33 M events/s, 110–115× the original, whose handler
 //! commits its bookmark after every event.
 //!
 //! # Envelope and command ids
