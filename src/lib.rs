@@ -50,7 +50,7 @@ pub use evtstore_postgres as postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use evtstore_postgres::PgProvider;
 
-/// The MariaDB/MySQL provider, with a post-commit sequencer (feature `mysql`).
+/// The MariaDB provider, with a post-commit sequencer (feature `mysql`).
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use evtstore_mysql as mysql;

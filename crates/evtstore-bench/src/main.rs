@@ -7,7 +7,7 @@
 //! W6 (not on memory) starts this program again as its handler process, with `--w6-handler`.
 //! `--raw` adds the raw SQLite or MariaDB ceiling for W1. Postgres: the server of
 //! `EVTSTORE_PG_URL` (default `postgres://root@127.0.0.1:5432/postgres?sslmode=disable`, plain
-//! TCP as the original's node-postgres); MariaDB/MySQL: the server of `EVTSTORE_MYSQL_URL`
+//! TCP as the original's node-postgres); MariaDB: the server of `EVTSTORE_MYSQL_URL`
 //! (default `mysql://root@127.0.0.1:3306/test`); on each, database `evtbench`, dropped and
 //! created by the run. Each line names its Tokio runtime. W1 to W4 add `allocs_per_op`: the
 //! allocations made in the whole process (every thread) during the workload, per command (W1,

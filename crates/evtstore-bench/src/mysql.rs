@@ -1,4 +1,4 @@
-//! The benchmark's MariaDB/MySQL store: database `evtbench`, dropped and created by each run,
+//! The benchmark's MariaDB store: database `evtbench`, dropped and created by each run,
 //! and W1's raw ceiling through the same driver.
 
 use std::str::FromStr;

@@ -163,7 +163,8 @@ pub fn shorten(value: &str) -> String {
 }
 
 /// Refuses the options every server's provider has when they are out of range: a pool of no
-/// connections, a time limit of zero, a `poll_alone` above [`Waiting::MOST`](crate::provider::Waiting::MOST).
+/// connections, a time limit of zero, a `poll_alone` above
+/// [`Waiting::MOST`](crate::provider::Waiting::MOST).
 ///
 /// ```
 /// use std::time::Duration;

@@ -193,7 +193,10 @@ impl MysqlProvider {
             };
             return match self.within(&what, calls).await? {
                 Ok(answer) => self.answered(&events, &expected, timestamp, answer).await,
-                Err(e) => Err(self.append_error(None, &expected, e).await),
+                Err(e) => {
+                    let found = async { Ok(self.append_error(None, &expected, e).await) };
+                    Err(self.within(&what, found).await.unwrap_or_else(|late| late))
+                }
             };
         }
         let commit = async {
