@@ -172,6 +172,7 @@ pub fn shorten(value: &str) -> String {
 /// let second = Duration::from_secs(1);
 /// assert!(check_server_options(16, second, second, Duration::ZERO).is_ok());
 /// assert!(check_server_options(0, second, second, Duration::ZERO).is_err());
+/// assert!(check_server_options(16, second, second, second).is_err());
 /// ```
 pub fn check_server_options(
     pool_size: usize,
@@ -182,7 +183,9 @@ pub fn check_server_options(
     check_option("pool_size", &pool_size, pool_size > 0, "must be at least 1")?;
     check_above_zero("connect_timeout", connect_timeout)?;
     check_above_zero("statement_timeout", statement_timeout)?;
-    crate::provider::Waiting::check("poll_alone", poll_alone)
+    let most = crate::provider::Waiting::MOST;
+    let reason = "must be at most 10 ms (`Waiting::MOST`): polling longer only spends a core";
+    check_option("poll_alone", &poll_alone, poll_alone <= most, reason)
 }
 
 /// Refuses a zero duration for a provider's option.

@@ -34,19 +34,6 @@ impl Waiting {
     /// and polling longer only spends a core.
     pub const MOST: Duration = Duration::from_millis(10);
 
-    /// Refuses a window above [`MOST`](Self::MOST), naming the option that set it.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use evtstore_core::provider::Waiting;
-    /// assert!(Waiting::check("poll_alone", Duration::from_millis(1)).is_ok());
-    /// assert!(Waiting::check("poll_alone", Duration::from_secs(1)).is_err());
-    /// ```
-    pub fn check(option: &str, window: Duration) -> crate::Result<()> {
-        let reason = "must be at most 10 ms: polling longer only spends a core";
-        crate::provider::check_option(option, &window, window <= Self::MOST, reason)
-    }
-
     /// Callers waiting alone poll for up to `window` (none when it is zero).
     pub fn new(window: Duration) -> Self {
         Waiting {

@@ -189,15 +189,13 @@ impl MysqlProvider {
                         _ => break,
                     }
                 }
-                Ok(added)
-            };
-            return match self.within(&what, calls).await? {
-                Ok(answer) => self.answered(&events, &expected, timestamp, answer).await,
-                Err(e) => {
-                    let found = async { Ok(self.append_error(None, &expected, e).await) };
-                    Err(self.within(&what, found).await.unwrap_or_else(|late| late))
+                match added {
+                    Ok(answer) => Ok(Ok(answer)),
+                    Err(e) => Ok(Err(self.append_error(None, &expected, e).await)),
                 }
             };
+            let answer = self.within(&what, calls).await??;
+            return self.answered(&events, &expected, timestamp, answer).await;
         }
         let commit = async {
             let mut conn = self.conn().await?;
