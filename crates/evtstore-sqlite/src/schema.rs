@@ -3,9 +3,14 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Each migration takes the schema from version `index` to `index + 1`.
+///
+/// Positions are rowids without `AUTOINCREMENT`: SQLite gives the largest plus one, and the
+/// newest event is never deleted (a retirement deletes below the marker it appends), so no
+/// position is given twice. `AUTOINCREMENT` would write its counter's page on every commit;
+/// stores made before it was dropped keep it, which changes nothing else.
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE events (
-        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        position INTEGER PRIMARY KEY,
         stream TEXT NOT NULL,
         aggregate_id TEXT NOT NULL,
         version INTEGER NOT NULL,

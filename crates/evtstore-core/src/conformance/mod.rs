@@ -205,6 +205,7 @@ macro_rules! conformance_tests {
                 an_old_row_its_upcaster_cannot_read_names_the_event,
                 deleted_aggregates_leave_a_tombstone_handlers_see,
                 archived_aggregates_load_on_demand,
+                retiring_the_newest_events_frees_no_position,
                 shredded_events_read_as_shredded_everywhere,
                 streams_lists_the_streams_that_hold_events,
                 concurrent_loads_get_their_own_events,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::domain::*;
-use super::support::{all_events, domain, run};
+use super::support::{all_events, domain, positions, run, streams};
 use crate::{CommandError, CommandMeta, Domain, Error, ErrorKind, Handler, Provider, Uuid};
 
 fn secrets_handler(domain: &Domain<Tests>, name: &str, page: usize) -> Handler<SecretsSeen> {
@@ -140,6 +140,50 @@ pub async fn archived_aggregates_load_on_demand(provider: Arc<dyn Provider>, _pa
     assert!(
         archived.expect("read").is_empty(),
         "deleting takes the archive too"
+    );
+}
+
+/// Positions only grow: retiring the aggregate that holds the newest events (archiving, then
+/// deleting it) frees no position for the next append, so a reader past the newest event
+/// still gets the next one.
+pub async fn retiring_the_newest_events_frees_no_position(
+    provider: Arc<dyn Provider>,
+    page: usize,
+) {
+    let domain = domain(&provider);
+    domain
+        .execute("older", Bump { by: vec![1] })
+        .await
+        .expect("bump");
+    domain
+        .execute("newest", Bump { by: vec![1, 2, 3] })
+        .await
+        .expect("bump");
+    let mut newest = positions(&all_events(&provider, &["counters"]).await)
+        .into_iter()
+        .max()
+        .expect("events");
+    let archived = domain.archive::<Counter>("newest").await.expect("archive");
+    let deleted = domain.delete::<Counter>("newest").await.expect("delete");
+    for marker in [archived, deleted] {
+        let position = marker.expect("a marker").position;
+        assert!(position > newest, "a marker at {position}, after {newest}");
+        newest = position;
+    }
+    domain
+        .execute("older", Bump { by: vec![4] })
+        .await
+        .expect("bump");
+    let names = streams(&["counters"]);
+    let next = provider.events(&names, newest, page).await.expect("read");
+    let next: Vec<_> = next
+        .iter()
+        .map(|e| (e.meta.position > newest, e.meta.aggregate_id.as_str()))
+        .collect();
+    assert_eq!(
+        next,
+        [(true, "older")],
+        "the one event after position {newest}"
     );
 }
 
