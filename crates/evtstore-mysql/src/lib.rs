@@ -50,7 +50,7 @@
 //! (W1) 1,214/s multi-threaded and 1,330/s single-threaded against 824/s (1.47×, 1.61×), with
 //! the same read and insert done raw through sqlx at 1,656–1,832/s, and 16 concurrent callers
 //! (W2) 5,743–6,046/s against 2,901/s (2.0–2.1×), with 16 raw connections at 6,176–6,764/s
-//! (the evening before, on the earlier machine: W1 1.31×, 1.61×; W2 2.1–2.3×). Before the append inserted its
+//! (the previous session's last run, on the earlier machine: W1 1.31×, 1.61×; W2 2.1–2.3×). Before the append inserted its
 //! events at their positions (schema version 7) it inserted them without one and then
 //! numbered them: W1 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s.
 //! Concurrent appends share a call, and a caller waits up to 1 ms for the last group's
@@ -60,8 +60,9 @@
 //! Catching-up handlers read two pages ahead (`readahead`), besides the next page core's
 //! handler reads ahead itself (W4 in one session: 0.31–0.33 M events/s with both, 0.27–0.30 M
 //! with core's alone, 0.23–0.28 M with this one alone). In the run above a handler caught
-//! up on 25,000 events (W4) at 0.32–0.33 M events/s, 110–115× the original, whose handler
-//! commits its bookmark after every event.
+//! up on 25,000 events (W4) at 0.25 M events/s multi-threaded and 0.18 M single-threaded,
+//! 137× and 96× the original, whose handler commits its bookmark after every event (the
+//! previous session's run: 0.32–0.33 M, 110–115×).
 //!
 //! # Envelope and command ids
 //! Each event row holds its envelope: `event_id`, `correlation_id` and `causation_id` as
