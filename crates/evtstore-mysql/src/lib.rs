@@ -46,13 +46,14 @@
 //! multi-threaded in interleaved runs, W2 unchanged within the noise.
 //! Against the original TypeScript library (which trusts insert order: a read, then an
 //! insert committed alone) on the same server in the same minutes, the last `compare.sh` run
-//! of 2026-11-27, on a slower machine than the day's earlier ones, gave sequential commands
+//! of 2026-11-27, on a slower machine than the previous session's, gave sequential commands
 //! (W1) 1,214/s multi-threaded and 1,330/s single-threaded against 824/s (1.47×, 1.61×), with
 //! the same read and insert done raw through sqlx at 1,656–1,832/s, and 16 concurrent callers
 //! (W2) 5,743–6,046/s against 2,901/s (2.0–2.1×), with 16 raw connections at 6,176–6,764/s
-//! (the previous session's last run, on the earlier machine: W1 1.31×, 1.61×; W2 2.1–2.3×). Before the append inserted its
-//! events at their positions (schema version 7) it inserted them without one and then
-//! numbered them: W1 983/s, W2 5,690/s in one run against the original's 1,406/s and 4,877/s.
+//! (the previous session's last run, on the earlier machine: W1 1.31×, 1.61×; W2 2.1–2.3×).
+//! Before the append inserted its events at their positions (schema version 7) it inserted
+//! them without one and then numbered them: W1 983/s, W2 5,690/s in one run against the
+//! original's 1,406/s and 4,877/s.
 //! Concurrent appends share a call, and a caller waits up to 1 ms for the last group's
 //! callers to come back (`append::LINGER`), so 16 callers that each load and append share
 //! each call. The README has the figures.
