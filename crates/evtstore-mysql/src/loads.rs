@@ -42,6 +42,11 @@ impl LoadMany for MysqlProvider {
             let index = row.try_get::<i64, _>(LOAD).map_err(fail)? as usize - 1;
             events[index].push(event_from_row(&mut names, row).map_err(fail)?);
         }
+        for aggregate in &mut events {
+            if !aggregate.is_sorted_by_key(|e| e.meta.version) {
+                aggregate.sort_unstable_by_key(|e| e.meta.version);
+            }
+        }
         Ok(events)
     }
 }

@@ -16,7 +16,9 @@ pub(crate) struct Sql {
     pub(crate) positions: String,
     pub(crate) aggregate_events: String,
     /// Several aggregates at once (`[[stream, id, after], …]` as JSON); `n` says which load
-    /// each row answers.
+    /// each row answers. Unordered: an `ORDER BY` sorts the rows in a temporary table on disk
+    /// (they hold `LONGTEXT`), 1.2–1.6 ms for 16 aggregates of 5 events against 0.7–0.9 ms
+    /// without; the caller puts each aggregate's events in version order.
     pub(crate) aggregates_events: String,
     pub(crate) bookmark: String,
     pub(crate) lock_bookmark: String,
@@ -64,8 +66,7 @@ impl Sql {
                     n FOR ORDINALITY, s VARBINARY(1020) PATH '$[0]',
                     a VARBINARY(1020) PATH '$[1]', v BIGINT PATH '$[2]')) x
                  STRAIGHT_JOIN {events} e FORCE INDEX (by_version)
-                    ON e.stream = x.s AND e.aggregate_id = x.a AND e.version > x.v
-                 ORDER BY x.n, e.version"
+                    ON e.stream = x.s AND e.aggregate_id = x.a AND e.version > x.v"
             ),
             bookmark: format!("SELECT position FROM {bookmarks} WHERE name = ?"),
             lock_bookmark: format!("SELECT position FROM {bookmarks} WHERE name = ? FOR UPDATE"),

@@ -12,6 +12,9 @@ use sqlx::MySqlConnection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// The schema version of this release: the number of migrations.
+const LATEST: i32 = 8;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_starting_together_migrate_once() {
     let Some(url) = support::url() else { return };
@@ -21,7 +24,7 @@ async fn providers_starting_together_migrate_once() {
     let mut conn = db.connection().await;
     let sql = "SELECT events_table, version FROM evtstore_migrations";
     let versions: Vec<(String, i32)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, [("events".to_owned(), 7)]);
+    assert_eq!(versions, [("events".to_owned(), LATEST)]);
     providers[0]
         .append(vec![evtstore_core::NewEvent::new("s", "a", 1, "{}")])
         .await
@@ -127,11 +130,11 @@ async fn replacing_the_procedures_fails_no_running_append() {
     }
     let before = done.load(Ordering::Relaxed);
     for _ in 0..30 {
-        // Back to before the migrations that make the procedures (2, 4, 5, 7): a starting
+        // Back to before the migrations that make the procedures (2, 4, 5, 7, 8): a starting
         // process runs them again.
         run(&mut conn, &["UPDATE evtstore_migrations SET version = 1"]).await;
         drop(db.provider(MysqlOptions::default()).await);
-        assert_eq!(schema_version(&mut conn).await, 7);
+        assert_eq!(schema_version(&mut conn).await, LATEST);
     }
     let during = done.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
@@ -221,7 +224,7 @@ async fn events_stored_before_the_envelope_get_one() {
     .await;
 
     let provider = db.provider(MysqlOptions::default()).await;
-    assert_eq!(schema_version(&mut conn).await, 7);
+    assert_eq!(schema_version(&mut conn).await, LATEST);
     assert_eq!(
         provider.sequence().await.unwrap(),
         4,
@@ -302,7 +305,7 @@ async fn events_stored_before_the_envelope_get_one() {
     drop(provider);
     run(&mut conn, &["UPDATE evtstore_migrations SET version = 4"]).await;
     let provider = db.provider(MysqlOptions::default()).await;
-    assert_eq!(schema_version(&mut conn).await, 7);
+    assert_eq!(schema_version(&mut conn).await, LATEST);
     let before: Vec<EventMeta> = migrated.iter().map(|e| e.meta.clone()).collect();
     let after: Vec<EventMeta> = users(&*provider).await[..4]
         .iter()
@@ -336,7 +339,7 @@ async fn a_store_of_version_5_gets_the_archive_and_keys_tables() {
     .await;
 
     let provider = db.provider(MysqlOptions::default()).await;
-    assert_eq!(schema_version(&mut conn).await, 7);
+    assert_eq!(schema_version(&mut conn).await, LATEST);
     let kept: Vec<EventMeta> = users(&*provider)
         .await
         .into_iter()
