@@ -1,7 +1,9 @@
 //! Grouped loads for provider authors: aggregate loads from concurrent callers of one process
 //! share one query. Whoever finds no read in flight reads the queued loads (its own and any
 //! queued meanwhile); a load alone takes the provider's plain read. Reads are idempotent, so a
-//! load whose reader was cancelled is simply queued again.
+//! load whose reader was cancelled is simply queued again. A caller yields once between
+//! queueing its load and reading, so that callers woken together share the first read (PG W2
+//! +20%: 16 callers' loads went one alone and then fifteen).
 
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
@@ -99,6 +101,9 @@ impl LoadQueue {
         loop {
             let (reply, mut answer) = oneshot::channel();
             self.lock().0.push((load.clone(), reply));
+            // Callers woken together (by the commit of their last appends) all queue their
+            // loads before the first of them reads, rather than one alone and then the rest.
+            tokio::task::yield_now().await;
             let serve = || async {
                 let Some(loads) = self.claim() else {
                     return false;
@@ -142,5 +147,64 @@ async fn read<P: LoadMany>(provider: &P, mut waiting: Vec<Waiting>) {
                 let _ = reply.send(Err(echo(&error, P::BACKEND)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Records the size of each read; each takes 5 ms, so callers queue meanwhile.
+    #[derive(Default)]
+    struct Fake {
+        reads: Mutex<Vec<usize>>,
+    }
+
+    impl Fake {
+        async fn read(&self, loads: usize) -> Result<Vec<Vec<StoredEvent>>> {
+            self.reads.lock().unwrap().push(loads);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(vec![Vec::new(); loads])
+        }
+    }
+
+    impl LoadMany for Fake {
+        const BACKEND: &'static str = "Fake";
+
+        async fn load_one(&self, _: &Load) -> Result<Vec<StoredEvent>> {
+            Ok(self.read(1).await?.remove(0))
+        }
+
+        async fn load_many(&self, loads: &[Load]) -> Result<Vec<Vec<StoredEvent>>> {
+            self.read(loads.len()).await
+        }
+    }
+
+    /// The reads of `callers` loads that start together, on one thread.
+    async fn reads_of(callers: usize) -> Vec<usize> {
+        let (queue, fake) = (Arc::new(LoadQueue::new()), Arc::new(Fake::default()));
+        let start = Arc::new(Notify::new());
+        let tasks: Vec<_> = (0..callers)
+            .map(|n| {
+                let (queue, fake, start) = (queue.clone(), fake.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.notified().await;
+                    queue.load(&*fake, "s", &n.to_string(), 0).await
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await; // every task waits for the start
+        start.notify_waiters();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        fake.reads.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn callers_woken_together_share_one_read() {
+        assert_eq!(reads_of(8).await, [8], "not one alone and then the rest");
     }
 }
