@@ -45,12 +45,19 @@
 //! W1 1,620–1,726/s → 2,049–2,088/s single-threaded and 1,533–1,564/s → 1,801–1,895/s
 //! multi-threaded in interleaved runs, W2 unchanged within the noise.
 //! Against the original TypeScript library (which trusts insert order: a read, then an
-//! insert committed alone) on the same server in the same minutes, the last `compare.sh` run
-//! of 2026-11-27, on a slower machine than the previous session's, gave sequential commands
-//! (W1) 1,214/s multi-threaded and 1,330/s single-threaded against 824/s (1.47×, 1.61×), with
-//! the same read and insert done raw through sqlx at 1,656–1,832/s, and 16 concurrent callers
-//! (W2) 5,743–6,046/s against 2,901/s (2.0–2.1×), with 16 raw connections at 6,176–6,764/s
-//! (the previous session's last run, on the earlier machine: W1 1.31×, 1.61×; W2 2.1–2.3×).
+//! insert committed alone) on the same server in the same minutes, two `compare.sh` runs of
+//! this session (a third machine, busier still) gave, against the original's 399/s and 644/s
+//! for sequential commands (W1), 905/s and 720/s multi-threaded (2.27×, 1.12×) and 936/s and
+//! 879/s single-threaded (2.35×, 1.36×), with the same read and insert done raw through sqlx
+//! at 1,717–1,966/s and 1,430–1,698/s; against its 1,624/s and 1,815/s for 16 concurrent
+//! callers (W2), 4,646/s and 3,940/s multi-threaded (2.86×, 2.17×) and 4,898/s and 4,721/s
+//! single-threaded (3.02×, 2.60×), with 16 raw connections at 5,030–5,579/s and
+//! 4,527–4,759/s. The original's own W1 moved by 60% between the two runs. The previous
+//! session's last run, on another machine: W1 1.47×, 1.61×; W2 2.0×, 2.1×.
+//! Since schema version 8 the append's plain checks and its look for waiting events are one
+//! statement (they were two or three) and events placed at their positions are inserted
+//! unsorted; grouped loads are unsorted by the server too (`sql::aggregates_events`). Three
+//! interleaved pairs of runs: W1 +6–10%, W2 5,409–5,920/s against 4,402–4,969/s.
 //! Before the append inserted its events at their positions (schema version 7) it inserted
 //! them without one and then numbered them: W1 983/s, W2 5,690/s in one run against the
 //! original's 1,406/s and 4,877/s.
