@@ -37,8 +37,9 @@
 //! # Cost
 //! An append makes one round trip and one durable commit (a group of concurrent appends
 //! shares them), where a store that trusts insert order makes the same, minus the numbering:
-//! a locking read of the next version, locking the counter, checking that no committed event
-//! waits for a position, and the statements of a stored procedure. Loads and appends run on
+//! a plain read of the versions that also checks that no committed event waits for a
+//! position, a locking read of the next version, locking the counter, and the statements of
+//! a stored procedure. Loads and appends run on
 //! connections the provider keeps (`kept`), and concurrent loads share one query (`loads`).
 //! An append or a load that is the provider's only call polls for the answer for up to
 //! [`MysqlOptions::poll_alone`] (1 ms) before its thread sleeps (core's `provider::Waiting`):

@@ -28,6 +28,8 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let positioned = vec![add_procedure(t)];
     // The append's plain checks, and its look for waiting events, read in one statement.
     let fewer_statements = vec![add_procedure(t)];
+    // The locking read joins from the JSON rows by force.
+    let from_the_json_rows = vec![add_procedure(t)];
     vec![
         tables,
         pass,
@@ -37,6 +39,7 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
         retirement(t),
         positioned,
         fewer_statements,
+        from_the_json_rows,
     ]
 }
 

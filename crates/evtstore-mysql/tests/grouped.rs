@@ -180,6 +180,7 @@ async fn waits_alone(url: &str, appended: Vec<NewEvent>) {
     let waiting = db.provider(evtstore_mysql::MysqlOptions::default()).await;
     let other = db.provider(evtstore_mysql::MysqlOptions::default()).await;
     let mut conn = db.connection().await;
+    let count = appended.len() as u64;
     let mut tx = conn.begin().await.unwrap();
     waiting
         .append_in(&mut tx, vec![event("held", 1)])
@@ -195,7 +196,9 @@ async fn waits_alone(url: &str, appended: Vec<NewEvent>) {
         "the append did not wait: {blocked:?}"
     );
     // A wait of seconds (the lock wait timeout is 50 s) is the failure; it takes milliseconds.
-    let free = other.append(vec![event("free", 1)]);
+    // As many events as the waiting append: one event and several take different statements.
+    let free = (1..=count).map(|v| event("free", v)).collect();
+    let free = other.append(free);
     let free = tokio::time::timeout(Duration::from_secs(5), free).await;
     let free = free.expect("another process's append waited for the open transaction");
     assert_eq!(free.unwrap()[0].version, 1);
