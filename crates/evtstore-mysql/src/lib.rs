@@ -39,8 +39,8 @@
 //! shares them), where a store that trusts insert order makes the same, minus the numbering:
 //! a plain read of the versions that also checks that no committed event waits for a
 //! position, a locking read of the next version, locking the counter, and the statements of
-//! a stored procedure. Loads and appends run on
-//! connections the provider keeps (`kept`), and concurrent loads share one query (`loads`).
+//! a stored procedure. Loads and appends run on connections the provider keeps (`kept`),
+//! and concurrent loads share one query (`loads`).
 //! An append or a load that is the provider's only call polls for the answer for up to
 //! [`MysqlOptions::poll_alone`] (1 ms) before its thread sleeps (core's `provider::Waiting`):
 //! W1 1,620–1,726/s → 2,049–2,088/s single-threaded and 1,533–1,564/s → 1,801–1,895/s

@@ -71,9 +71,8 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
 /// there, before the counter is locked, so other processes' appends go on meanwhile. With
 /// several events, the plain read comes first so that the locking read, which may wait for one
 /// aggregate's row, holds no lock on another's committed row that a numbering would wait for.
-/// A writer that takes a
-/// version between the check and the insert fails the insert on the unique version (error
-/// 1062).
+/// A writer that takes a version between the check and the insert fails the insert on the
+/// unique version (error 1062).
 ///
 /// When that read saw no committed event waiting for a position, the counter is locked and
 /// the events are inserted at their positions: no row is written twice, and the look reads
