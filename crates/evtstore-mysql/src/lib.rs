@@ -46,15 +46,13 @@
 //! W1 1,620–1,726/s → 2,049–2,088/s single-threaded and 1,533–1,564/s → 1,801–1,895/s
 //! multi-threaded in interleaved runs, W2 unchanged within the noise.
 //! Against the original TypeScript library (which trusts insert order: a read, then an
-//! insert committed alone) on the same server in the same minutes, two `compare.sh` runs of
-//! this session (a third machine, busier still) gave, against the original's 399/s and 644/s
-//! for sequential commands (W1), 905/s and 720/s multi-threaded (2.27×, 1.12×) and 936/s and
-//! 879/s single-threaded (2.35×, 1.36×), with the same read and insert done raw through sqlx
-//! at 1,717–1,966/s and 1,430–1,698/s; against its 1,624/s and 1,815/s for 16 concurrent
-//! callers (W2), 4,646/s and 3,940/s multi-threaded (2.86×, 2.17×) and 4,898/s and 4,721/s
-//! single-threaded (3.02×, 2.60×), with 16 raw connections at 5,030–5,579/s and
-//! 4,527–4,759/s. The original's own W1 moved by 60% between the two runs. The previous
-//! session's last run, on another machine: W1 1.47×, 1.61×; W2 2.0×, 2.1×.
+//! insert committed alone) on the same server in the same minutes, the last `compare.sh` run
+//! (2026-11-27, a fourth machine) gave, against the original's 821/s for sequential commands
+//! (W1), 1,018/s multi-threaded and 1,028/s single-threaded (1.24×, 1.25×), with the same read
+//! and insert done raw through sqlx at 1,514–1,598/s and in one transaction at 954–1,027/s;
+//! against its 2,794/s for 16 concurrent callers (W2), 6,972/s and 6,192/s (2.50×, 2.22×), with
+//! 16 raw connections at 5,911–6,914/s. Earlier runs, on three other machines: W1 0.96–2.35×,
+//! W2 1.98–4.01×; the original's own W1 moved by 60% between two runs minutes apart.
 //! Since schema version 8 the append's plain checks and its look for waiting events are one
 //! statement (they were two or three) and events placed at their positions are inserted
 //! unsorted; grouped loads are unsorted by the server too (`sql::aggregates_events`). Three
@@ -69,9 +67,9 @@
 //! Catching-up handlers read two pages ahead (`readahead`), besides the next page core's
 //! handler reads ahead itself (W4 in one session: 0.31–0.33 M events/s with both, 0.27–0.30 M
 //! with core's alone, 0.23–0.28 M with this one alone). In the run above a handler caught
-//! up on 25,000 events (W4) at 0.25 M events/s multi-threaded and 0.18 M single-threaded,
-//! 137× and 96× the original, whose handler commits its bookmark after every event (the
-//! previous session's run: 0.32–0.33 M, 110–115×).
+//! up on 25,000 events (W4) at 0.20 M events/s multi-threaded and 0.17 M single-threaded,
+//! 126× and 110× the original, whose handler commits its bookmark after every event (earlier
+//! runs: 0.15–0.33 M, 96–137×).
 //!
 //! # Envelope and command ids
 //! Each event row holds its envelope: `event_id`, `correlation_id` and `causation_id` as
