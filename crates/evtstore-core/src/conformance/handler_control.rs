@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::domain::*;
 use super::support::{Log, PROMPTLY, all_events, bookmark, domain, eventually, run};
-use crate::{Domain, Handler, Position, Provider};
+use crate::{Domain, Error, Handler, Position, Provider};
 
 /// Creates user `id` and returns its event's position.
 async fn create(domain: &Domain<Tests>, id: &str) -> Position {
@@ -90,6 +90,39 @@ pub async fn tail_stream_starts_at_the_end(provider: Arc<dyn Provider>, page: us
         [u5, u7, u9],
         "a start skips what came before it"
     );
+}
+
+/// With `always_tail_stream`, a handler that finds another process running it stands by, and
+/// when it takes over carries on from that process's bookmark: the events the other left are
+/// handled, not skipped by a jump to the end.
+pub async fn an_always_tailing_standby_takes_over_from_the_bookmark(
+    provider: Arc<dyn Provider>,
+    page: usize,
+) {
+    let domain = domain(&provider);
+    create(&domain, "u1").await;
+    let log = Log::default();
+    let standby = users_handler(&domain, "tailing", page, &log, |b| {
+        b.always_tail_stream(true)
+    });
+    let other = provider.acquire_lease("tailing", "another process", Duration::from_secs(30));
+    let other = other.await.expect("acquiring").expect("a free lease");
+    let held = standby.run_once().await;
+    assert!(
+        matches!(held, Err(Error::LeaseHeld { .. })),
+        "another process runs it: {held:?}"
+    );
+    let handled_there = create(&domain, "u2").await;
+    let saved = provider.set_bookmark_leased(&other, handled_there).await;
+    saved.expect("the other process saves its bookmark");
+    let left = [create(&domain, "u3").await, create(&domain, "u4").await];
+    provider.release_lease(&other).await.expect("releasing");
+    assert_eq!(
+        run(&standby).await,
+        2,
+        "it takes over where the other stopped"
+    );
+    assert_eq!(log.positions(), left);
 }
 
 /// A started handler learns of an event appended through the same provider at once (its poll

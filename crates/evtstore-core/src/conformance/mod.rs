@@ -53,6 +53,7 @@ pub mod processes;
 mod provider_reads;
 mod retire;
 mod secrets;
+mod slow_pages;
 mod snapshots;
 pub mod stalls;
 mod stopping;
@@ -75,6 +76,7 @@ pub use migrated::assert_migrated_envelopes;
 pub use pages::*;
 pub use provider_reads::*;
 pub use retire::*;
+pub use slow_pages::*;
 pub use snapshots::*;
 pub use stopping::*;
 pub use unknown::*;
@@ -153,6 +155,7 @@ macro_rules! conformance_tests {
                 one_started_handler_of_a_name_runs_and_a_stop_hands_over,
                 set_position_goes_through_the_lease,
                 partitions_are_shared_and_move_when_a_process_leaves,
+                a_page_longer_than_its_lease_keeps_the_lease,
                 wait_for_reads_your_writes,
                 a_read_model_is_rebuilt_under_a_new_name_and_switched_over,
                 a_lease_has_one_holder_and_fences_bookmarks,
@@ -171,6 +174,7 @@ macro_rules! conformance_tests {
                 bookmark_saved_once_per_page,
                 a_failed_read_ahead_is_read_again,
                 tail_stream_starts_at_the_end,
+                an_always_tailing_standby_takes_over_from_the_bookmark,
                 started_handler_is_pushed_and_stops,
                 set_position_0_replays,
                 reset_rereads_the_bookmark,
@@ -249,6 +253,7 @@ mod tests {
             include_str!("snapshots.rs"),
             include_str!("provider_reads.rs"),
             include_str!("retire.rs"),
+            include_str!("slow_pages.rs"),
             include_str!("stopping.rs"),
             include_str!("unknown.rs"),
             include_str!("upcasting.rs"),

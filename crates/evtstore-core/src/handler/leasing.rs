@@ -1,7 +1,7 @@
 //! A plain handler's lease: one process at a time runs a handler with a stored bookmark.
 //!
-//! Before each page the handler holds its lease, renewing it once a quarter of its time has
-//! passed; a process that cannot take it stands by and tries again at its next run, woken by
+//! Before each page, and between a page's events, the handler holds its lease, renewing it
+//! once a quarter of its time has passed (so a page may take longer than the lease); a process that cannot take it stands by and tries again at its next run, woken by
 //! the release of a graceful stop or by its poll (an eighth of the lease time at most). Each
 //! bookmark save is fenced by the lease, and a new holder reads the bookmark again. A handler
 //! that is not started releases its lease after each `run_once` and `set_position`.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Cursor, Handler};
 use crate::error::{Error, Result};
-use crate::event::{Position, now_millis};
+use crate::event::Position;
 use crate::lease::Lease;
 
 /// How long a lease lasts unless renewed, by default.
@@ -23,14 +23,21 @@ pub(super) struct Held {
     renew_at: Instant,
 }
 
-/// A name for one handler of this process among every process's: the process id, when the
-/// process started, and a counter.
+/// A name for one handler of this process among every process's: the process id, a tag drawn
+/// once per process (see [`process_tag`]), and a counter.
 pub(super) fn owner_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    let started = STARTED.get_or_init(now_millis);
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(process_tag);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("pid{}-{started}-{n}", std::process::id())
+    format!("pid{}-{process}-{n}", std::process::id())
+}
+
+/// A UUID v7: the time and 74 random bits. Two containers' processes are often both pid 1 and
+/// may start in the same millisecond; the random bits still tell their handlers apart (with
+/// one name, both would hold one lease and run the handler at once).
+fn process_tag() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 /// The bookmark through which `set_position` asks the lease's holder to move.
@@ -65,6 +72,7 @@ impl<S: Send + 'static> Handler<S> {
             .await?;
         let Some(lease) = taken else {
             cursor.lease = None;
+            cursor.tail_next = false; // whoever runs it now has its own place
             return Ok(false);
         };
         let new_holder = cursor
@@ -81,6 +89,28 @@ impl<S: Send + 'static> Handler<S> {
         cursor.lease = Some(Held { lease, renew_at });
         self.apply_requested_position(cursor).await?;
         Ok(true)
+    }
+
+    /// Renews the lease in the middle of a page once its time has come, so that a page that
+    /// takes longer than the lease keeps it. A renewal that finds the lease gone (taken over,
+    /// or expired and taken again) changes nothing: the page's fenced save then fails.
+    pub(super) async fn renew_in_page(&self, held: &mut Option<Held>) -> Result<()> {
+        let (Some(held), Some(ttl)) = (held.as_mut(), self.lease_time()) else {
+            return Ok(());
+        };
+        if Instant::now() < held.renew_at {
+            return Ok(());
+        }
+        let parts = &self.inner.parts;
+        let renewed = parts
+            .provider
+            .acquire_lease(&parts.name, &self.inner.owner, ttl)
+            .await?;
+        if let Some(lease) = renewed.filter(|l| l.token == held.lease.token) {
+            held.lease = lease;
+        }
+        held.renew_at = Instant::now() + ttl / 4;
+        Ok(())
     }
 
     /// Saves the bookmark: fenced by the lease when the handler takes one. A lost lease is
@@ -150,5 +180,16 @@ impl<S: Send + 'static> Handler<S> {
         Error::LeaseHeld {
             name: self.inner.parts.name.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_tag;
+
+    #[test]
+    fn processes_started_in_one_millisecond_get_different_tags() {
+        let tags: std::collections::HashSet<String> = (0..1000).map(|_| process_tag()).collect();
+        assert_eq!(tags.len(), 1000);
     }
 }

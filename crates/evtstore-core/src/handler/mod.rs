@@ -149,6 +149,10 @@ struct Cursor<S> {
     state: S,
     /// The lease, while this handler holds it.
     lease: Option<leasing::Held>,
+    /// With `always_tail_stream`: the next run starts at the end of history (set by the
+    /// first run, a start and a `reset`, cleared once it has, or when another process
+    /// holds the lease, so that taking over later carries on from the bookmark).
+    tail_next: bool,
 }
 
 impl<S: Send + 'static> Handler<S> {
@@ -157,6 +161,7 @@ impl<S: Send + 'static> Handler<S> {
             position: None,
             state,
             lease: None,
+            tail_next: parts.options.always_tail_stream,
         };
         let inner = Inner {
             parts,
@@ -258,6 +263,8 @@ impl<S: Send + 'static> Handler<S> {
     /// Forgets the cached position: the next run reads the bookmark again, or, with
     /// `always_tail_stream`, starts at the end of history.
     pub async fn reset(&self) {
-        self.inner.cursor.lock().await.position = None;
+        let mut cursor = self.inner.cursor.lock().await;
+        cursor.position = None;
+        cursor.tail_next = self.inner.parts.options.always_tail_stream;
     }
 }

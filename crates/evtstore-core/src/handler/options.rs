@@ -61,7 +61,8 @@ macro_rules! common_options {
         }
 
         /// The first run, every start, and every `reset` of a plain handler begin at the end
-        /// of history.
+        /// of history. A start that finds another process running the handler stands by, and
+        /// when it takes over carries on from the bookmark.
         pub fn always_tail_stream(mut self, yes: bool) -> Self {
             self.options.always_tail_stream = yes;
             self

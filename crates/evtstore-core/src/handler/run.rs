@@ -5,8 +5,9 @@ use std::panic::AssertUnwindSafe;
 use tracing::Instrument;
 
 use super::ahead::NextPage;
+use super::leasing::Held;
 use super::page::{Handled, PageEvents};
-use super::{Cursor, Handler, Parts};
+use super::{Cursor, Handler};
 use crate::error::{Error, Result};
 use crate::event::{Position, StoredEvent};
 
@@ -17,7 +18,7 @@ impl<S: Send + 'static> Handler<S> {
             return Ok(position);
         }
         let options = &self.inner.parts.options;
-        let position = if options.always_tail_stream {
+        let position = if cursor.tail_next {
             // Saved, so that the next holder of the lease starts there too.
             let tail = self.tail().await?;
             self.save_leased(cursor, tail).await?;
@@ -34,6 +35,7 @@ impl<S: Send + 'static> Handler<S> {
             }
         };
         cursor.position = Some(position);
+        cursor.tail_next = false;
         Ok(position)
     }
 
@@ -109,8 +111,9 @@ impl<S: Send + 'static> Handler<S> {
         crate::telemetry::page_read(&parts.name, &page);
         let start = position;
         let mut events = StateEvents {
-            parts,
+            handler: self,
             state: &mut cursor.state,
+            lease: &mut cursor.lease,
         };
         let policy = parts.policy();
         let (handled, outcome) = policy.handle_page(&mut events, &page, &mut position).await;
@@ -136,15 +139,18 @@ impl<S: Send + 'static> Handler<S> {
     }
 }
 
-/// A plain handler's page: each event goes to its callback with the handler's state.
+/// A plain handler's page: each event goes to its callback with the handler's state, while
+/// the handler keeps its lease.
 struct StateEvents<'h, S> {
-    parts: &'h Parts<S>,
+    handler: &'h Handler<S>,
     state: &'h mut S,
+    lease: &'h mut Option<Held>,
 }
 
-impl<S: Send> PageEvents for StateEvents<'_, S> {
+impl<S: Send + 'static> PageEvents for StateEvents<'_, S> {
     async fn handle(&mut self, event: &StoredEvent) -> Result<Handled> {
-        let parts = self.parts;
+        self.handler.renew_in_page(self.lease).await?;
+        let parts = &self.handler.inner.parts;
         let Some(callback) = parts.routes.get(event.meta.stream.as_str()) else {
             return Ok(Handled::Ignored);
         };
