@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::domain::*;
-use super::support::{Log, PROMPTLY, all_events, bookmark, domain, eventually, run};
+use super::support::{Counting, Log, PROMPTLY, all_events, bookmark, domain, eventually, run};
 use crate::{Domain, Error, Handler, Position, Provider};
 
 /// Creates user `id` and returns its event's position.
@@ -123,6 +123,26 @@ pub async fn an_always_tailing_standby_takes_over_from_the_bookmark(
         "it takes over where the other stopped"
     );
     assert_eq!(log.positions(), left);
+}
+
+/// With `always_tail_stream`, a tail whose save failed is kept: an event appended after it
+/// is handled when the handler runs again, not passed over by a jump to a later end.
+pub async fn a_tail_whose_save_failed_is_kept(provider: Arc<dyn Provider>, page: usize) {
+    let counting = Counting::new(provider);
+    let provider: Arc<dyn Provider> = counting.clone();
+    let domain = domain(&provider);
+    create(&domain, "u1").await;
+    let log = Log::default();
+    let tailing = users_handler(&domain, "kept", page, &log, |b| b.always_tail_stream(true));
+    counting.fail_next_bookmark_save();
+    assert!(tailing.run_once().await.is_err(), "the tail's save fails");
+    let u2 = create(&domain, "u2").await;
+    assert_eq!(
+        run(&tailing).await,
+        1,
+        "the event after the tail is handled"
+    );
+    assert_eq!(log.positions(), [u2]);
 }
 
 /// A started handler learns of an event appended through the same provider at once (its poll

@@ -175,6 +175,7 @@ macro_rules! conformance_tests {
                 a_failed_read_ahead_is_read_again,
                 tail_stream_starts_at_the_end,
                 an_always_tailing_standby_takes_over_from_the_bookmark,
+                a_tail_whose_save_failed_is_kept,
                 started_handler_is_pushed_and_stops,
                 set_position_0_replays,
                 reset_rereads_the_bookmark,

@@ -216,13 +216,14 @@ where
 }
 
 /// A provider that passes everything through and counts some calls; it can fail every
-/// second page read.
+/// second page read, or the next bookmark save.
 pub(super) struct Counting {
     inner: Arc<dyn Provider>,
     bookmark_saves: AtomicUsize,
     aggregate_reads: Mutex<Vec<u64>>,
     page_reads: AtomicUsize,
     failing_page_reads: AtomicBool,
+    failing_bookmark_save: AtomicBool,
 }
 
 impl Counting {
@@ -235,7 +236,23 @@ impl Counting {
             aggregate_reads,
             page_reads: AtomicUsize::new(0),
             failing_page_reads: AtomicBool::new(false),
+            failing_bookmark_save: AtomicBool::new(false),
         })
+    }
+
+    /// The next bookmark save (leased or not) fails, and writes nothing.
+    pub(super) fn fail_next_bookmark_save(&self) {
+        self.failing_bookmark_save.store(true, Ordering::SeqCst);
+    }
+
+    /// The error of a save failing on purpose, once asked for.
+    fn failed_save(&self) -> Option<BoxFuture<'static, Result<()>>> {
+        self.failing_bookmark_save
+            .swap(false, Ordering::SeqCst)
+            .then(|| {
+                let error = Error::backend("conformance", "a bookmark save failing on purpose");
+                Box::pin(async move { Err(error) }) as BoxFuture<'static, Result<()>>
+            })
     }
 
     /// From now on, the second, fourth, sixth… page read fails.
@@ -351,6 +368,9 @@ impl Provider for Counting {
 
     fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
         self.bookmark_saves.fetch_add(1, Ordering::SeqCst);
+        if let Some(failed) = self.failed_save() {
+            return failed;
+        }
         self.inner.set_bookmark(name, position)
     }
 
@@ -385,6 +405,9 @@ impl Provider for Counting {
         position: Position,
     ) -> BoxFuture<'a, Result<()>> {
         self.bookmark_saves.fetch_add(1, Ordering::SeqCst);
+        if let Some(failed) = self.failed_save() {
+            return failed;
+        }
         self.inner.set_bookmark_leased(lease, position)
     }
 

@@ -19,8 +19,10 @@ impl<S: Send + 'static> Handler<S> {
         }
         let options = &self.inner.parts.options;
         let position = if cursor.tail_next {
-            // Saved, so that the next holder of the lease starts there too.
+            // Kept before it is saved, so that a failed save is not followed by a later end;
+            // saved, so that the next holder of the lease starts there too.
             let tail = self.tail().await?;
+            (cursor.position, cursor.tail_next) = (Some(tail), false);
             self.save_leased(cursor, tail).await?;
             tail
         } else {
