@@ -14,7 +14,7 @@ use evtstore_core::provider::now_millis;
 use evtstore_core::provider::{
     Expectation, GroupAppend, GroupCommit, append_to, command_records, expectations,
 };
-use evtstore_core::{CommandRecord, Error, ErrorKind, EventMeta, NewEvent, Result, Uuid};
+use evtstore_core::{CommandRecord, Error, EventMeta, NewEvent, Result, Uuid};
 use sqlx::mysql::MySqlArguments;
 use sqlx::query::Query;
 use sqlx::{Connection, MySql, MySqlConnection};
@@ -418,17 +418,14 @@ fn as_json(events: &[NewEvent], expected: &[Expectation<'_>]) -> (String, String
     (rows, versions)
 }
 
-/// An error after the events committed: say so, lest the caller append them again.
+/// An error after the events committed: say so, lest the caller append them again. Never a
+/// conflict nor an unavailable store, whatever the cause (a sequencer pass that deadlocked,
+/// a connection lost): those say the call may be made again, and a retried command would
+/// append its events a second time.
 fn committed(error: Error) -> Error {
-    let context = format!(
-        "the events were appended, but their positions could not be read yet (a running \
-         provider's sequencer gives them): {error}"
-    );
-    match error.kind() {
-        ErrorKind::Unavailable => Error::unavailable(context, error),
-        ErrorKind::Conflict => Error::contention(context, error),
-        _ => Error::backend(context, error),
-    }
+    let context = "the events were appended, but their positions could not be read yet (a \
+        running provider's sequencer gives them)";
+    Error::backend(context, error)
 }
 
 fn version_conflict(x: &Expectation<'_>, actual: u64) -> Error {
@@ -471,5 +468,23 @@ pub(crate) fn deadlocked(error: &Error) -> bool {
             .downcast_ref::<sqlx::Error>()
             .is_some_and(|e| number(e) == Some(DEADLOCK)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_after_the_commit_is_not_retryable() {
+        let causes = [
+            Error::contention("sequencer pass", "deadlock"),
+            Error::unavailable("read appended positions", "connection lost"),
+        ];
+        for cause in causes {
+            let error = committed(cause);
+            assert!(!error.is_retryable(), "{error}");
+            assert!(error.to_string().contains("appended"), "{error}");
+        }
     }
 }
