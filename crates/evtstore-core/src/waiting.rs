@@ -79,14 +79,14 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
-    /// A future that counts its polls and is ready 30 ms after its first, woken then.
+    /// A future that counts its polls and is ready 100 ms after its first, woken then.
     fn counted(polls: Arc<AtomicUsize>) -> impl Future<Output = ()> {
         let ready = Arc::new(AtomicBool::new(false));
         std::future::poll_fn(move |cx| {
             if polls.fetch_add(1, Ordering::SeqCst) == 0 {
                 let (waker, ready) = (cx.waker().clone(), ready.clone());
                 std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(30));
+                    std::thread::sleep(Duration::from_millis(100));
                     ready.store(true, Ordering::SeqCst);
                     waker.wake();
                 });
@@ -98,9 +98,10 @@ mod tests {
         })
     }
 
-    /// Polls of a future ready after about 30 ms, awaited with `others` other callers waiting.
+    /// Polls of a future ready after about 100 ms, awaited with `others` other callers
+    /// waiting. The window is wide, so that a loaded machine still polls many times in it.
     async fn polls_with(others: usize) -> usize {
-        let waiting = Waiting::new(Duration::from_millis(10));
+        let waiting = Waiting::new(Duration::from_millis(50));
         waiting.callers.store(others, Ordering::SeqCst);
         let polls = Arc::new(AtomicUsize::new(0));
         waiting.poll(counted(polls.clone())).await;
