@@ -155,10 +155,14 @@ fn is_skipped_unknown(error: &Error) -> bool {
 }
 
 fn panic_message(panic: Box<dyn Any + Send>) -> BoxError {
-    let text = panic
+    format!("callback panicked: {}", panic_text(&panic)).into()
+}
+
+/// What a panic said, when it said it in text.
+pub(super) fn panic_text(panic: &Box<dyn Any + Send>) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("callback panicked: {text}").into()
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }

@@ -1,10 +1,12 @@
 //! Running a handler in the background: woken by appends, polling as a fallback.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -110,8 +112,14 @@ async fn run_until_stopped<F, Fut, R, RFut>(
         if *stopped.borrow() {
             return;
         }
-        // The run itself is never cancelled: a stop waits for it.
-        let succeeded = match run().await {
+        // The run itself is never cancelled: a stop waits for it. A panic in it (a hook, the
+        // store's code; callbacks' are caught per event) is a failed run, reported and retried.
+        let ran = AssertUnwindSafe(run()).catch_unwind().await;
+        let ran = ran.unwrap_or_else(|panic| {
+            let text = super::page::panic_text(&panic);
+            Err(Error::backend("handler run", format!("panicked: {text}")))
+        });
+        let succeeded = match ran {
             Ok(_) => true,
             Err(error) => {
                 report(error).await;
@@ -141,5 +149,50 @@ async fn next_signal(appended: &mut watch::Receiver<Position>, wait: Duration) {
             }
         }
         _ = tokio::time::sleep(wait) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_run_that_panics_is_reported_and_the_worker_goes_on() {
+        let runner = Runner::default();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let reported = Arc::new(Mutex::new(Vec::new()));
+        let counted = runs.clone();
+        let run = move || {
+            let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                assert!(!first, "a hook broke");
+                Ok(0)
+            }
+        };
+        let into = reported.clone();
+        let report = move |error: Error| {
+            into.lock().unwrap().push(error.to_string());
+            async {}
+        };
+        let quick = Duration::from_millis(5);
+        let timing = Timing {
+            poll_interval: quick,
+            retry_delay: quick,
+        };
+        runner.start(run, watch::channel(0).1, timing, report);
+        for _ in 0..400 {
+            if runs.load(Ordering::SeqCst) >= 3 {
+                break;
+            }
+            tokio::time::sleep(quick).await;
+        }
+        assert!(runs.load(Ordering::SeqCst) >= 3, "the worker ran again");
+        assert!(runner.is_running());
+        runner.stop().await;
+        let reported = reported.lock().unwrap();
+        assert!(reported[0].contains("a hook broke"), "{reported:?}");
     }
 }
