@@ -145,6 +145,22 @@ pub async fn a_tail_whose_save_failed_is_kept(provider: Arc<dyn Provider>, page:
     assert_eq!(log.positions(), [u2]);
 }
 
+/// `wait_for` on a handler built again (as after a restart) returns at once for a position
+/// its bookmark has passed, though no event comes after it.
+pub async fn wait_for_knows_the_bookmark_after_a_restart(provider: Arc<dyn Provider>, page: usize) {
+    let domain = domain(&provider);
+    create(&domain, "u1").await;
+    let last = create(&domain, "u2").await;
+    let log = Log::default();
+    let before = users_handler(&domain, "waited", page, &log, |b| b);
+    assert_eq!(run(&before).await, 2);
+    let after = users_handler(&domain, "waited", page, &log, |b| b);
+    after.start();
+    let passed = after.wait_for(last, Duration::from_secs(10)).await;
+    after.stop().await;
+    assert!(passed, "the restarted handler knows it passed {last}");
+}
+
 /// A started handler learns of an event appended through the same provider at once (its poll
 /// interval is a minute, so only the append signal can explain it), and `stop` stops it.
 pub async fn started_handler_is_pushed_and_stops(provider: Arc<dyn Provider>, page: usize) {

@@ -176,6 +176,7 @@ macro_rules! conformance_tests {
                 tail_stream_starts_at_the_end,
                 an_always_tailing_standby_takes_over_from_the_bookmark,
                 a_tail_whose_save_failed_is_kept,
+                wait_for_knows_the_bookmark_after_a_restart,
                 started_handler_is_pushed_and_stops,
                 set_position_0_replays,
                 reset_rereads_the_bookmark,

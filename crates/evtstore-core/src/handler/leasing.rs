@@ -83,6 +83,7 @@ impl<S: Send + 'static> Handler<S> {
             // The last holder may have moved the bookmark since it was cached.
             if let Some(stored) = parts.provider.bookmark(&parts.name).await? {
                 cursor.position = Some(stored);
+                self.passed_at_least(stored);
             }
         }
         let renew_at = Instant::now() + ttl / 4;

@@ -38,7 +38,20 @@ impl<S: Send + 'static> Handler<S> {
         };
         cursor.position = Some(position);
         cursor.tail_next = false;
+        self.passed_at_least(position);
         Ok(position)
+    }
+
+    /// Tells `wait_for` that the handler has passed `position` (a bookmark read after a
+    /// restart, or from another holder of the lease), unless it knew of a later one.
+    pub(super) fn passed_at_least(&self, position: Position) {
+        self.inner.passed.send_if_modified(|passed| {
+            let later = position > *passed;
+            if later {
+                *passed = position;
+            }
+            later
+        });
     }
 
     pub(super) async fn save_position(&self, position: Position) -> Result<()> {
