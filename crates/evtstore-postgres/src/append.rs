@@ -258,8 +258,7 @@ impl PgProvider {
             }
         }
         // Every version was as expected: the transaction ran out of positions.
-        let cause = "one transaction may append at most 1,048,575 events";
-        Error::backend("PostgreSQL: append", cause)
+        Error::backend("PostgreSQL: append", TooManyEvents)
     }
 
     /// The first aggregate not at its expected version.
@@ -297,3 +296,17 @@ fn metas(events: &[NewEvent], rows: &[Row]) -> Vec<EventMeta> {
         .map(|(event, row)| event.meta(row.get::<_, i64>(0) as u64, row.get(1)))
         .collect()
 }
+
+/// Why an append that found every version as expected wrote nothing: its transaction would
+/// pass its positions (`xid << 20` and the 2^20 - 1 after it). Nothing was stored, so a group
+/// that meets it retries each of its appends alone.
+#[derive(Debug)]
+pub(crate) struct TooManyEvents;
+
+impl std::fmt::Display for TooManyEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("one transaction may append at most 1,048,575 events")
+    }
+}
+
+impl std::error::Error for TooManyEvents {}

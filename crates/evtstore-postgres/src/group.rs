@@ -7,6 +7,7 @@ use evtstore_core::provider::{GroupAppend, GroupCommit, append_to};
 use evtstore_core::{Error, EventMeta, NewEvent, Result};
 
 use crate::PgProvider;
+use crate::append::TooManyEvents;
 
 /// Appends waiting to be committed.
 pub(crate) type AppendQueue = GroupCommit;
@@ -27,19 +28,41 @@ impl GroupAppend for PgProvider {
         self.within(&what, self.append_pooled(events)).await
     }
 
-    /// True when PostgreSQL itself refused an append (someone's conflict, a body that is not
-    /// JSON): nothing of it was stored.
     fn refused(&self, error: &Error) -> bool {
-        match error {
-            Error::VersionConflict { .. } | Error::Contention { .. } => true,
-            Error::Backend { source, .. } => source
-                .downcast_ref::<tokio_postgres::Error>()
-                .is_some_and(|e| e.as_db_error().is_some()),
-            _ => false,
-        }
+        refused(error)
     }
 
     fn stored(&self) {
         self.notify_appended();
+    }
+}
+
+/// True when PostgreSQL itself refused an append (someone's conflict, a body that is not
+/// JSON, a group past one transaction's positions): nothing of it was stored.
+fn refused(error: &Error) -> bool {
+    match error {
+        Error::VersionConflict { .. } | Error::Contention { .. } => true,
+        Error::Backend { source, .. } => {
+            source.is::<TooManyEvents>()
+                || source
+                    .downcast_ref::<tokio_postgres::Error>()
+                    .is_some_and(|e| e.as_db_error().is_some())
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_past_one_transactions_positions_is_refused_and_retried_alone() {
+        let error = Error::backend("PostgreSQL: append", TooManyEvents);
+        assert!(refused(&error), "{error}");
+        assert!(!refused(&Error::backend(
+            "PostgreSQL: append",
+            "connection lost"
+        )));
     }
 }
