@@ -300,13 +300,6 @@ fn metas(events: &[NewEvent], rows: &[Row]) -> Vec<EventMeta> {
 /// Why an append that found every version as expected wrote nothing: its transaction would
 /// pass its positions (`xid << 20` and the 2^20 - 1 after it). Nothing was stored, so a group
 /// that meets it retries each of its appends alone.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("one transaction may append at most 1,048,575 events")]
 pub(crate) struct TooManyEvents;
-
-impl std::fmt::Display for TooManyEvents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("one transaction may append at most 1,048,575 events")
-    }
-}
-
-impl std::error::Error for TooManyEvents {}

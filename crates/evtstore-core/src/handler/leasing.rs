@@ -1,8 +1,9 @@
 //! A plain handler's lease: one process at a time runs a handler with a stored bookmark.
 //!
 //! Before each page, and between a page's events, the handler holds its lease, renewing it
-//! once a quarter of its time has passed (so a page may take longer than the lease); a process that cannot take it stands by and tries again at its next run, woken by
-//! the release of a graceful stop or by its poll (an eighth of the lease time at most). Each
+//! once a quarter of its time has passed (so a page may take longer than the lease); a
+//! process that cannot take it stands by and tries again at its next run, woken by the
+//! release of a graceful stop or by its poll (an eighth of the lease time at most). Each
 //! bookmark save is fenced by the lease, and a new holder reads the bookmark again. A handler
 //! that is not started releases its lease after each `run_once` and `set_position`.
 
