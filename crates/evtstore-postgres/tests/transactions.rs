@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use counters::{Add, Counter, Counters, add, admin, applied, connect, create_model, model_handler};
 use evtstore_core::{Domain, Error, Provider};
+use evtstore_postgres::{PgProvider, TxHandler, TxHandlerBuilder};
 
 #[tokio::test]
 async fn append_in_commits_and_rolls_back_with_the_callers_transaction() {
@@ -245,19 +246,9 @@ async fn started_tx_handler_applies_appends_at_once_and_stops() {
     let p = connect(&url, &schema, 4).await;
     create_model(&admin, &schema).await;
     let domain = Domain::<Counters>::with_provider(p.clone());
-    let sql = format!("INSERT INTO \"{schema}\".applied (position) VALUES ($1)");
-    let handler = p
-        .tx_handler::<Counters>("started")
-        .poll_interval(Duration::from_secs(60))
-        .handle::<Counter, _>(move |tx, _, meta| {
-            let sql = sql.clone();
-            Box::pin(async move {
-                tx.execute(&sql, &[&(meta.position as i64)]).await?;
-                Ok(())
-            })
-        })
-        .build()
-        .unwrap();
+    let handler = applying(&p, &schema, "started", |b| {
+        b.poll_interval(Duration::from_secs(60))
+    });
     handler.start();
     for round in 1..=3 {
         add(&domain, &["s"]).await;
@@ -280,4 +271,71 @@ async fn started_tx_handler_applies_appends_at_once_and_stops() {
         [1, 1, 1, 0],
         "stopped: the fourth is not applied"
     );
+}
+
+/// A tailing handler whose first page (at the end of history) failed starts again from that
+/// same end: an event appended meanwhile is handled, not passed over. Here a trigger refuses
+/// the page's bookmark save until the test heals it.
+#[tokio::test]
+async fn a_tail_whose_page_failed_is_kept() {
+    let Some(url) = support::url() else { return };
+    let schema = support::unique_schema();
+    let p = connect(&url, &schema, 4).await;
+    let admin = admin(&url).await;
+    create_model(&admin, &schema).await;
+    let domain = Domain::<Counters>::with_provider(p.clone());
+    add(&domain, &["history"]).await;
+    let refuse = format!(
+        "CREATE TABLE \"{schema}\".refuse ();
+         INSERT INTO \"{schema}\".refuse DEFAULT VALUES;
+         CREATE FUNCTION \"{schema}\".refuse_save() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF EXISTS (SELECT FROM \"{schema}\".refuse) THEN
+             RAISE EXCEPTION 'bookmark save refused';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON \"{schema}\".bookmarks
+           FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse_save();"
+    );
+    admin.batch_execute(&refuse).await.unwrap();
+    for always in [false, true] {
+        let name = format!("tailing-{always}");
+        let handler = applying(&p, &schema, &name, |b| {
+            b.tail_stream(true).always_tail_stream(always)
+        });
+        let failed = handler.run_once().await;
+        assert!(failed.is_err(), "the bookmark save is refused");
+        add(&domain, &[name.as_str()]).await;
+        let heal = format!("DELETE FROM \"{schema}\".refuse");
+        admin.batch_execute(&heal).await.unwrap();
+        assert_eq!(
+            handler.run_once().await.unwrap(),
+            1,
+            "the event appended after the failed tail is handled (always_tail_stream {always})"
+        );
+        let again = format!("INSERT INTO \"{schema}\".refuse DEFAULT VALUES");
+        admin.batch_execute(&again).await.unwrap();
+    }
+}
+
+/// A transactional handler named `name` that adds a row to `applied` per event, with the
+/// options `configure` sets.
+fn applying(
+    p: &Arc<PgProvider>,
+    schema: &str,
+    name: &str,
+    configure: impl FnOnce(TxHandlerBuilder<Counters>) -> TxHandlerBuilder<Counters>,
+) -> TxHandler {
+    let sql = format!("INSERT INTO \"{schema}\".applied (position) VALUES ($1)");
+    configure(p.tx_handler::<Counters>(name))
+        .handle::<Counter, _>(move |tx, _, meta| {
+            let sql = sql.clone();
+            Box::pin(async move {
+                tx.execute(&sql, &[&(meta.position as i64)]).await?;
+                Ok(())
+            })
+        })
+        .build()
+        .unwrap()
 }

@@ -1,8 +1,8 @@
 //! Declaring a transactional handler: its bookmark, callbacks, options and hooks.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -109,6 +109,7 @@ impl<P: TxProvider, D> TxHandlerBuilder<P, D> {
             hooks: self.hooks,
             runner: Runner::default(),
             tail_next,
+            tail: Mutex::default(),
         };
         Ok(TxHandler {
             inner: Arc::new(inner),

@@ -10,8 +10,8 @@ mod run;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 
@@ -165,6 +165,9 @@ struct Inner<P: TxProvider> {
     runner: Runner,
     /// With `always_tail_stream`: the next page starts at the end of history.
     tail_next: AtomicBool,
+    /// The end of history a page started from, until a page from it commits: a page that
+    /// failed there is tried again from the same place, not from a later end.
+    tail: Mutex<Option<Position>>,
 }
 
 impl<P: TxProvider> TxHandler<P> {

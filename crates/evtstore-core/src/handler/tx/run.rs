@@ -1,7 +1,7 @@
 //! Running a transactional handler: a page per transaction, once or in the background.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 use super::{Inner, Savepoint, TxHandler, TxProvider};
 use crate::error::Result;
@@ -33,6 +33,7 @@ impl<P: TxProvider> TxHandler<P> {
             async move {
                 if first.swap(false, Ordering::Relaxed) {
                     inner.tail_next.store(true, Ordering::SeqCst); // a start tails if asked
+                    *inner.kept_tail() = None;
                 }
                 inner.run_pages(&|| inner.runner.is_stopping()).await
             }
@@ -103,7 +104,7 @@ impl<P: TxProvider> Inner<P> {
             let (mut tx, bookmark) = provider.begin(&mut conn, &self.name).await?;
             let tailing = self.tails(bookmark);
             let start = match bookmark {
-                _ if tailing => provider.tail(&mut tx, &self.streams).await?,
+                _ if tailing => self.tail(&mut tx, bookmark).await?,
                 bookmark => bookmark.unwrap_or(0),
             };
             // On the transaction's own connection: taking a second one could wait forever on
@@ -129,11 +130,27 @@ impl<P: TxProvider> Inner<P> {
             provider.commit(tx).await?;
             if tailing {
                 self.tail_next.store(false, Ordering::SeqCst);
+                *self.kept_tail() = None;
             }
             Ok(handled)
         };
         let outcome = page.await;
         (read, outcome)
+    }
+
+    /// The end of history: the one kept from a page that failed there (or the bookmark, if
+    /// another process moved it past that), else the last event's position, kept.
+    async fn tail(&self, tx: &mut P::Tx<'_>, bookmark: Option<Position>) -> Result<Position> {
+        if let Some(kept) = *self.kept_tail() {
+            return Ok(kept.max(bookmark.unwrap_or(0)));
+        }
+        let tail = self.provider.tail(tx, &self.streams).await?;
+        *self.kept_tail() = Some(tail);
+        Ok(tail)
+    }
+
+    fn kept_tail(&self) -> MutexGuard<'_, Option<Position>> {
+        self.tail.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether this page starts at the end of history.
