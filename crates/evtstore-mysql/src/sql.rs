@@ -22,6 +22,7 @@ pub(crate) struct Sql {
     pub(crate) aggregates_events: String,
     pub(crate) bookmark: String,
     pub(crate) lock_bookmark: String,
+    pub(crate) try_lock_bookmark: String,
     pub(crate) create_bookmark: String,
     pub(crate) set_bookmark: String,
     pub(crate) snapshot: String,
@@ -70,6 +71,9 @@ impl Sql {
             ),
             bookmark: format!("SELECT position FROM {bookmarks} WHERE name = ?"),
             lock_bookmark: format!("SELECT position FROM {bookmarks} WHERE name = ? FOR UPDATE"),
+            try_lock_bookmark: format!(
+                "SELECT position FROM {bookmarks} WHERE name = ? FOR UPDATE SKIP LOCKED"
+            ),
             // The row a transactional handler locks; -1 until a page sets it: never set.
             create_bookmark: format!("INSERT IGNORE INTO {bookmarks} VALUES (?, -1)"),
             set_bookmark: format!(

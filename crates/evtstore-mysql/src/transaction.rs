@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use evtstore_core::provider::{Savepoint, TxProvider, expectations, now_millis};
+use evtstore_core::provider::{Began, Savepoint, TxProvider, expectations, now_millis};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -141,21 +141,37 @@ impl TxProvider for MysqlProvider {
         &'c self,
         conn: &'c mut Self::Conn,
         name: &'c str,
-    ) -> BoxFuture<'c, Result<(Self::Tx<'c>, Option<Position>)>> {
+    ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>> {
         let begin = async move {
             let fail = |what: &'static str| move |e| self.fail(what, e);
-            let create = sqlx::query(&self.sql.create_bookmark).bind(name);
-            create
-                .execute(&mut **conn)
-                .await
-                .map_err(fail("create bookmark"))?;
+            // Created outside any page, so that handlers starting together do not deadlock;
+            // looked for first, as an insert would wait for another page's lock on the row.
+            let lookup = sqlx::query_scalar::<_, i64>(&self.sql.bookmark).bind(name);
+            let found = lookup.fetch_optional(&mut **conn).await;
+            if found.map_err(fail("read bookmark"))?.is_none() {
+                let create = sqlx::query(&self.sql.create_bookmark).bind(name);
+                let created = create.execute(&mut **conn).await;
+                created.map_err(fail("create bookmark"))?;
+            }
             let mut tx = conn.begin().await.map_err(fail("begin"))?;
-            let lock = sqlx::query_scalar(&self.sql.lock_bookmark).bind(name);
-            let position = lock.fetch_one(&mut *tx).await;
-            Ok((
+            let lock = |sql: &'c str| sqlx::query_scalar::<_, i64>(sql).bind(name);
+            // The row exists: no row back means another page holds its lock.
+            let locked = lock(&self.sql.try_lock_bookmark)
+                .fetch_optional(&mut *tx)
+                .await;
+            let (position, waited) = match locked.map_err(fail("lock bookmark"))? {
+                Some(position) => (position, false),
+                None => {
+                    let position = lock(&self.sql.lock_bookmark).fetch_one(&mut *tx).await;
+                    (position.map_err(fail("lock bookmark"))?, true)
+                }
+            };
+            let bookmark = set_position(Some(position));
+            Ok(Began {
                 tx,
-                set_position(Some(position.map_err(fail("lock bookmark"))?)),
-            ))
+                bookmark,
+                waited,
+            })
         };
         self.within("begin a handler's page", begin).boxed()
     }

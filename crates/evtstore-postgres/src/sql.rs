@@ -45,6 +45,7 @@ pub(crate) struct Sql {
     pub(crate) bookmark: String,
     pub(crate) set_bookmark: String,
     pub(crate) lock_handler: String,
+    pub(crate) try_lock_handler: String,
     pub(crate) snapshot: String,
     pub(crate) record_commands: String,
     pub(crate) command: String,
@@ -139,6 +140,10 @@ impl Sql {
             ),
             lock_handler: format!(
                 "SELECT pg_advisory_xact_lock(hashtext('{}'), hashtext($1))",
+                t.bookmarks
+            ),
+            try_lock_handler: format!(
+                "SELECT pg_try_advisory_xact_lock(hashtext('{}'), hashtext($1))",
                 t.bookmarks
             ),
             record_commands: format!(

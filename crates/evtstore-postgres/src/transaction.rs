@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Object;
-use evtstore_core::provider::{Savepoint, TxProvider, append_to};
+use evtstore_core::provider::{Began, Savepoint, TxProvider, append_to};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -120,16 +120,26 @@ impl TxProvider for PgProvider {
         &'c self,
         conn: &'c mut Object,
         name: &'c str,
-    ) -> BoxFuture<'c, Result<(Self::Tx<'c>, Option<Position>)>> {
+    ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>> {
         async move {
             let begin = conn.build_transaction();
             let begin = begin.isolation_level(IsolationLevel::ReadCommitted).start();
             let tx = self.run("begin", begin).await?;
-            let (lock, bookmark) = (&self.sql.lock_handler, &self.sql.bookmark);
-            let what = "lock bookmark";
-            self.run(what, tx.execute(lock, &[&name])).await?;
-            let row = self.run(what, tx.query_opt(bookmark, &[&name])).await?;
-            Ok((tx, row.map(|row| row.get::<_, i64>(0) as u64)))
+            let (sql, what) = (&self.sql, "lock bookmark");
+            let name: [&(dyn ToSql + Sync); 1] = [&name];
+            let try_lock = tx.query_one(&sql.try_lock_handler, &name);
+            let locked: bool = self.run(what, try_lock).await?.get(0);
+            let waited = !locked;
+            if waited {
+                self.run(what, tx.execute(&sql.lock_handler, &name)).await?;
+            }
+            let row = self.run(what, tx.query_opt(&sql.bookmark, &name)).await?;
+            let bookmark = row.map(|row| row.get::<_, i64>(0) as u64);
+            Ok(Began {
+                tx,
+                bookmark,
+                waited,
+            })
         }
         .boxed()
     }

@@ -61,9 +61,9 @@ macro_rules! common_options {
         }
 
         /// The first run, every start, and every `reset` of a plain handler begin at the end
-        /// of history. A plain handler's start that finds another process running the handler
-        /// stands by, and when it takes over carries on from the bookmark; a transactional
-        /// handler's start waits for the other's lock and then begins at the end.
+        /// of history. A start that finds another process running the handler stands by (a
+        /// plain handler) or waits for its lock (a transactional one), and when it takes over
+        /// carries on from the bookmark.
         pub fn always_tail_stream(mut self, yes: bool) -> Self {
             self.options.always_tail_stream = yes;
             self

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
 use super::TxModel;
 use crate::conformance::domain::{Bump, CounterEvent, Tests};
 use crate::provider::{TxHandler, TxHandlerBuilder, TxProvider};
@@ -42,6 +44,8 @@ pub(super) struct Kit<P: TxProvider, M> {
     model: Arc<M>,
     /// Whether the failing values fail (on until [`heal`](Self::heal)).
     failing: Arc<AtomicBool>,
+    /// Callbacks wait while it is closed (see [`close_gate`](Self::close_gate)).
+    gate: Arc<watch::Sender<bool>>,
     /// "before", "handle {value}" and "after {read} {handled}", in order.
     log: Shared<String>,
     reports: Shared<Report>,
@@ -53,6 +57,7 @@ impl<P: TxProvider, M: TxModel<P>> Kit<P, M> {
             provider,
             model: Arc::new(model),
             failing: Arc::new(AtomicBool::new(true)),
+            gate: Arc::new(watch::channel(true).0),
             log: Shared::default(),
             reports: Shared::default(),
         }
@@ -94,14 +99,17 @@ impl<P: TxProvider, M: TxModel<P>> Kit<P, M> {
             builder.after_run(move |read, handled| push(&log, format!("after {read} {handled}"))),
         );
         let (model, failing, log) = (self.model.clone(), self.failing.clone(), self.log.clone());
+        let gate = self.gate.clone();
         let built =
             builder.handle::<crate::conformance::domain::Counter, _>(move |tx, event, meta| {
                 let CounterEvent::Added { by, .. } = *event;
                 let logged = push(&log, format!("handle {by}"));
                 let fail = failing.load(Ordering::SeqCst);
                 let write = model.write(tx, meta.position, fail && by == FAIL_SQL);
+                let mut open = gate.subscribe();
                 Box::pin(async move {
                     logged.await;
+                    let _ = open.wait_for(|open| *open).await;
                     write.await?;
                     match by {
                         PANIC if fail => panic!("the read model panics on {by}"),
@@ -111,6 +119,16 @@ impl<P: TxProvider, M: TxModel<P>> Kit<P, M> {
                 })
             });
         built.build().expect("building the handler")
+    }
+
+    /// Callbacks wait (inside their page's transaction) until [`open_gate`](Self::open_gate).
+    pub(super) fn close_gate(&self) {
+        self.gate.send_replace(false);
+    }
+
+    /// Callbacks go on.
+    pub(super) fn open_gate(&self) {
+        self.gate.send_replace(true);
     }
 
     /// From now on, the failing values succeed.

@@ -50,6 +50,7 @@ macro_rules! tx_conformance_tests {
             unknown_event_types_fail_or_are_skipped,
             tail_stream_starts_a_new_bookmark_at_the_end,
             always_tail_stream_starts_each_start_at_the_end,
+            an_always_tailing_standby_carries_on_from_the_bookmark,
             hooks_run_around_each_page,
             sealed_events_are_opened_and_shredded_ones_passed_over,
         );

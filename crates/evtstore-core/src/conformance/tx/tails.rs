@@ -69,6 +69,43 @@ pub async fn always_tail_stream_starts_each_start_at_the_end<P: TxProvider, M: T
     );
 }
 
+/// A handler that had to wait for another page of its name (another process's, as a standby
+/// does) carries on from the bookmark that page saved, even with `always_tail_stream`: events
+/// appended meanwhile are handled, not passed over.
+pub async fn an_always_tailing_standby_carries_on_from_the_bookmark<
+    P: TxProvider,
+    M: TxModel<P>,
+>(
+    provider: Arc<P>,
+    model: M,
+) {
+    let kit = Kit::new(provider, model);
+    let first = kit.bump("c1", &[1]).await;
+    let running = kit.handler("shared", |b| b);
+    let standby = kit.handler("shared", |b| b.always_tail_stream(true));
+    kit.close_gate();
+    let busy = run(&running);
+    let waiting = async {
+        let inside = || async { kit.log().iter().any(|l| l == "handle 1") };
+        eventually("the first page holds the lock", PROMPTLY, inside).await;
+        run(&standby).await
+    };
+    let meanwhile = async {
+        // The standby has begun its page and waits for the lock.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = kit.bump("c1", &[2]).await;
+        kit.open_gate();
+        second
+    };
+    let (busy, waited, second) = tokio::join!(busy, waiting, meanwhile);
+    assert_eq!((busy, waited), (1, 1), "each handled one event");
+    assert_eq!(
+        kit.rows().await,
+        [first[0], second[0]],
+        "2 was not passed over"
+    );
+}
+
 /// `before_run` and `after_run` run around each page (transaction), after with (events read,
 /// events handled); a skipped failing event is read but not handled.
 pub async fn hooks_run_around_each_page<P: TxProvider, M: TxModel<P>>(provider: Arc<P>, model: M) {

@@ -43,12 +43,12 @@ pub trait TxProvider: Provider {
     fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>>;
 
     /// Begins a transaction that holds the handler's lock until it ends (so one process at a
-    /// time runs the handler), and reads its bookmark: `None` when it was never set.
+    /// time runs the handler), and reads its bookmark.
     fn begin<'c>(
         &'c self,
         conn: &'c mut Self::Conn,
         name: &'c str,
-    ) -> BoxFuture<'c, Result<(Self::Tx<'c>, Option<Position>)>>;
+    ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>>;
 
     /// The position of the last event of the streams (0 when none), read on the transaction.
     fn tail<'a>(
@@ -84,6 +84,17 @@ pub trait TxProvider: Provider {
 
     /// Commits the transaction.
     fn commit<'c>(&'c self, tx: Self::Tx<'c>) -> BoxFuture<'c, Result<()>>;
+}
+
+/// A page's transaction, as [`TxProvider::begin`] opened it.
+#[derive(Debug)]
+pub struct Began<T> {
+    /// The transaction, holding the handler's lock.
+    pub tx: T,
+    /// The handler's bookmark: `None` when it was never set.
+    pub bookmark: Option<Position>,
+    /// Whether another page (another process's, most often) held the lock, and was waited for.
+    pub waited: bool,
 }
 
 /// A step of the savepoint around each event's callback with `continue_on_error`: a failed

@@ -101,7 +101,12 @@ impl<P: TxProvider> Inner<P> {
         };
         let mut read = 0;
         let page = async {
-            let (mut tx, bookmark) = provider.begin(&mut conn, &self.name).await?;
+            let began = provider.begin(&mut conn, &self.name).await?;
+            let (mut tx, bookmark) = (began.tx, began.bookmark);
+            if began.waited {
+                // Another page ran: a standby carries on from its bookmark.
+                self.tail_next.store(false, Ordering::SeqCst);
+            }
             let tailing = self.tails(bookmark);
             let start = match bookmark {
                 _ if tailing => self.tail(&mut tx, bookmark).await?,
