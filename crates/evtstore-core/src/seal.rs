@@ -3,7 +3,7 @@
 //! (XChaCha20-Poly1305), kept by the provider. Forgetting the key makes every one of them
 //! unreadable at once: reads then see them as shredded, not as undecodable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -122,24 +122,47 @@ pub(crate) fn open(
     String::from_utf8(plain).map(Some).map_err(|_| corrupt())
 }
 
+/// The keys of a page's sealed events, by (stream, aggregate id): `None` when shredded.
+pub(crate) type PageKeys = HashMap<(String, String), Option<AggregateKey>>;
+
 /// Opens the sealed bodies of a page in place, reading each aggregate's key once; a shredded
 /// one becomes a marker (revision 0) that handlers report to their `shredded` callback.
 ///
 /// # Errors
 /// When a key cannot be read, or a sealed body was altered.
 pub(crate) async fn open_page(provider: &dyn Provider, page: &mut [StoredEvent]) -> Result<()> {
-    let mut keys: HashMap<(String, String), Option<AggregateKey>> = HashMap::new();
-    for event in page.iter_mut() {
-        if !event.data.contains("\"$sealed\"") {
-            continue;
-        }
-        let meta = &event.meta;
-        let place = (meta.stream.to_string(), meta.aggregate_id.to_string());
-        if !keys.contains_key(&place) {
-            let key = provider.aggregate_key(&place.0, &place.1, false).await?;
-            keys.insert(place.clone(), key);
-        }
-        if let Some(opened) = open(meta, &event.data, keys[&place].as_ref())? {
+    let mut keys = PageKeys::new();
+    for (stream, id) in sealed_aggregates(page) {
+        let key = provider.aggregate_key(&stream, &id, false).await?;
+        keys.insert((stream, id), key);
+    }
+    open_with(page, &keys)
+}
+
+/// Whether a body may be sealed (a quick look; [`open`] checks).
+fn is_sealed(data: &str) -> bool {
+    data.contains("\"$sealed\"")
+}
+
+/// An event's aggregate, as [`PageKeys`] names it.
+fn place(meta: &EventMeta) -> (String, String) {
+    (meta.stream.to_string(), meta.aggregate_id.to_string())
+}
+
+/// The aggregates of a page's sealed events, each once.
+pub(crate) fn sealed_aggregates(page: &[StoredEvent]) -> HashSet<(String, String)> {
+    let sealed = page.iter().filter(|e| is_sealed(&e.data));
+    sealed.map(|e| place(&e.meta)).collect()
+}
+
+/// Opens the sealed bodies of a page in place with their aggregates' keys, read before.
+///
+/// # Errors
+/// When a sealed body was altered.
+pub(crate) fn open_with(page: &mut [StoredEvent], keys: &PageKeys) -> Result<()> {
+    for event in page.iter_mut().filter(|e| is_sealed(&e.data)) {
+        let key = keys.get(&place(&event.meta)).and_then(Option::as_ref);
+        if let Some(opened) = open(&event.meta, &event.data, key)? {
             if opened == SHREDDED {
                 event.meta.revision = 0;
             }

@@ -110,7 +110,7 @@ impl MysqlProvider {
         id: &str,
         create: bool,
     ) -> Result<Option<AggregateKey>> {
-        let found = self.stored_key(stream, id).await?;
+        let found = self.stored_key(&self.pool, stream, id).await?;
         if found.is_some() || !create {
             return Ok(found);
         }
@@ -125,15 +125,22 @@ impl MysqlProvider {
             .map_err(|e| self.fail("create aggregate key", e))?;
         // None only when a shredding deleted it since: what is sealed with the new key now
         // is as shredded as what was sealed before.
-        Ok(Some(self.stored_key(stream, id).await?.unwrap_or(new)))
+        let stored = self.stored_key(&self.pool, stream, id).await?;
+        Ok(Some(stored.unwrap_or(new)))
     }
 
-    async fn stored_key(&self, stream: &str, id: &str) -> Result<Option<AggregateKey>> {
+    /// An aggregate's stored key, read with `on` (the pool, or a transaction).
+    pub(crate) async fn stored_key<'e>(
+        &self,
+        on: impl sqlx::MySqlExecutor<'e>,
+        stream: &str,
+        id: &str,
+    ) -> Result<Option<AggregateKey>> {
         let fail = |e| self.fail("read aggregate key", e);
         let row = sqlx::query(&self.sql.key)
             .bind(stream)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(on)
             .await
             .map_err(fail)?;
         let Some(row) = row else { return Ok(None) };

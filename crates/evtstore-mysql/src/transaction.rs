@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use evtstore_core::provider::{Began, Savepoint, TxProvider, expectations, now_millis};
+use evtstore_core::provider::{
+    AggregateKey, Began, Savepoint, TxProvider, expectations, now_millis,
+};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -220,5 +222,15 @@ impl TxProvider for MysqlProvider {
     fn commit<'c>(&'c self, tx: Self::Tx<'c>) -> BoxFuture<'c, Result<()>> {
         let commit = async move { tx.commit().await.map_err(|e| self.fail("commit", e)) };
         self.within("commit", commit).boxed()
+    }
+
+    fn key_in<'a>(
+        &'a self,
+        tx: &'a mut Self::Tx<'_>,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AggregateKey>>> {
+        let key = self.stored_key(&mut **tx, stream, aggregate_id);
+        self.within("read aggregate key", key).boxed()
     }
 }

@@ -3,6 +3,7 @@
 use evtstore_core::provider::SharedNames;
 use evtstore_core::provider::{AggregateKey, Retire};
 use evtstore_core::{EventMeta, NewEvent, Result, StoredEvent};
+use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use crate::PgProvider;
@@ -125,9 +126,20 @@ impl PgProvider {
             self.run(&what, client.execute(&sql.create_key, &params))
                 .await?;
         }
-        let row = self
-            .run(&what, client.query_opt(&sql.key, &[&stream, &id]))
-            .await?;
+        self.stored_key(&**client, stream, id).await
+    }
+
+    /// An aggregate's stored key, read with `client` (a connection, or a transaction).
+    pub(crate) async fn stored_key(
+        &self,
+        client: &impl GenericClient,
+        stream: &str,
+        id: &str,
+    ) -> Result<Option<AggregateKey>> {
+        let what = format!("read the key of {stream}/{id}");
+        let sql = &self.sql.retire.key;
+        let params: [&(dyn ToSql + Sync); 2] = [&stream, &id];
+        let row = self.run(&what, client.query_opt(sql, &params)).await?;
         Ok(row.map(|row| AggregateKey {
             id: row.get(0),
             secret: row.get(1),

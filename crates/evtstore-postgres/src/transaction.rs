@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Object;
-use evtstore_core::provider::{Began, Savepoint, TxProvider, append_to};
+use evtstore_core::provider::{AggregateKey, Began, Savepoint, TxProvider, append_to};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -187,5 +187,14 @@ impl TxProvider for PgProvider {
 
     fn commit<'c>(&'c self, tx: Self::Tx<'c>) -> BoxFuture<'c, Result<()>> {
         self.run("commit", tx.commit()).boxed()
+    }
+
+    fn key_in<'a>(
+        &'a self,
+        tx: &'a mut Self::Tx<'_>,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AggregateKey>>> {
+        self.stored_key(&**tx, stream, aggregate_id).boxed()
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use counters::{Add, Counter, Counters, add, admin, applied, connect, create_model, model_handler};
 use evtstore_core::{Domain, Error, Provider};
-use evtstore_postgres::{PgProvider, TxHandler, TxHandlerBuilder};
+use evtstore_postgres::{PgOptions, PgProvider, TxHandler, TxHandlerBuilder};
 
 #[tokio::test]
 async fn append_in_commits_and_rolls_back_with_the_callers_transaction() {
@@ -338,4 +338,35 @@ fn applying(
         })
         .build()
         .unwrap()
+}
+
+/// A transactional handler opens sealed events with keys read on its page's own transaction:
+/// with a pool of one connection, which the page holds, a second one would never come.
+#[tokio::test]
+async fn sealed_events_are_opened_on_the_pages_own_connection() {
+    use evtstore_core::conformance::domain::{Note, Secret, SecretEvent, Tests};
+    let Some(url) = support::url() else { return };
+    let options = PgOptions {
+        schema: support::unique_schema(),
+        pool_size: 1,
+        statement_timeout: Duration::from_secs(2),
+        ..PgOptions::default()
+    };
+    let p = Arc::new(PgProvider::connect_with(&url, options).await.unwrap());
+    let domain = Domain::<Tests>::with_provider(p.clone());
+    domain.execute("s1", Note("kept")).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let handler = p
+        .tx_handler::<Tests>("sealed")
+        .handle::<Secret, _>(move |_, event, _| {
+            let SecretEvent::Noted { text } = event;
+            record.lock().unwrap().push(text.clone());
+            Box::pin(async { Ok(()) })
+        })
+        .build()
+        .unwrap();
+    let handled = handler.run_once().await;
+    assert_eq!(handled.unwrap(), 1, "the sealed event was handled");
+    assert_eq!(*seen.lock().unwrap(), ["kept"], "and opened");
 }

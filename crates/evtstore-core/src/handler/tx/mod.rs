@@ -21,7 +21,7 @@ use super::{CallbackResult, Hooks, Options, Runner};
 use crate::aggregate::Aggregate;
 use crate::error::Result;
 use crate::event::{EventMeta, Position, StoredEvent};
-use crate::provider::Provider;
+use crate::provider::{AggregateKey, Provider};
 
 /// The database part of a transactional handler ([`TxHandler`]), which a provider implements.
 ///
@@ -84,6 +84,19 @@ pub trait TxProvider: Provider {
 
     /// Commits the transaction.
     fn commit<'c>(&'c self, tx: Self::Tx<'c>) -> BoxFuture<'c, Result<()>>;
+
+    /// An aggregate's key (see [`Provider::aggregate_key`]), to open the page's sealed
+    /// events. Read on the transaction where the provider can: the default takes a
+    /// connection of its own, which waits while running handlers hold every connection.
+    fn key_in<'a>(
+        &'a self,
+        tx: &'a mut Self::Tx<'_>,
+        stream: &'a str,
+        aggregate_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AggregateKey>>> {
+        let _ = tx;
+        self.aggregate_key(stream, aggregate_id, false)
+    }
 }
 
 /// A page's transaction, as [`TxProvider::begin`] opened it.

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::event::{Position, StoredEvent};
 use crate::handler::page::{Handled, PageEvents, Policy};
 use crate::handler::{HandlerFailure, Started};
+use crate::seal::PageKeys;
 
 impl<P: TxProvider> TxHandler<P> {
     /// Handles every pending event, a page per transaction; returns how many were handled.
@@ -116,8 +117,7 @@ impl<P: TxProvider> Inner<P> {
             // a pool that running handlers have emptied.
             let (streams, limit) = (&self.streams, self.options.page_size);
             let mut page = provider.read_page(&mut tx, streams, start, limit).await?;
-            // Keys are read on a connection of their own, only for pages with sealed events.
-            crate::seal::open_page(provider, &mut page).await?;
+            self.open_sealed(&mut tx, &mut page).await?;
             read = page.len();
             let mut position = start;
             let mut events = TxEvents {
@@ -156,6 +156,16 @@ impl<P: TxProvider> Inner<P> {
 
     fn kept_tail(&self) -> MutexGuard<'_, Option<Position>> {
         self.tail.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens the page's sealed events with their keys, read on the transaction.
+    async fn open_sealed(&self, tx: &mut P::Tx<'_>, page: &mut [StoredEvent]) -> Result<()> {
+        let mut keys = PageKeys::new();
+        for (stream, id) in crate::seal::sealed_aggregates(page) {
+            let key = self.provider.key_in(tx, &stream, &id).await?;
+            keys.insert((stream, id), key);
+        }
+        crate::seal::open_with(page, &keys)
     }
 
     /// Whether this page starts at the end of history.
