@@ -148,12 +148,15 @@ impl TxProvider for MysqlProvider {
             let fail = |what: &'static str| move |e| self.fail(what, e);
             // Created outside any page, so that handlers starting together do not deadlock;
             // looked for first, as an insert would wait for another page's lock on the row.
+            // An insert that found the row made by another process (and may have waited for
+            // its page) counts as a wait.
             let lookup = sqlx::query_scalar::<_, i64>(&self.sql.bookmark).bind(name);
             let found = lookup.fetch_optional(&mut **conn).await;
+            let mut contended = false;
             if found.map_err(fail("read bookmark"))?.is_none() {
                 let create = sqlx::query(&self.sql.create_bookmark).bind(name);
                 let created = create.execute(&mut **conn).await;
-                created.map_err(fail("create bookmark"))?;
+                contended = created.map_err(fail("create bookmark"))?.rows_affected() == 0;
             }
             let mut tx = conn.begin().await.map_err(fail("begin"))?;
             let lock = |sql: &'c str| sqlx::query_scalar::<_, i64>(sql).bind(name);
@@ -162,7 +165,7 @@ impl TxProvider for MysqlProvider {
                 .fetch_optional(&mut *tx)
                 .await;
             let (position, waited) = match locked.map_err(fail("lock bookmark"))? {
-                Some(position) => (position, false),
+                Some(position) => (position, contended),
                 None => {
                     let position = lock(&self.sql.lock_bookmark).fetch_one(&mut *tx).await;
                     (position.map_err(fail("lock bookmark"))?, true)

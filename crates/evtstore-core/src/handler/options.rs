@@ -62,8 +62,8 @@ macro_rules! common_options {
 
         /// The first run, every start, and every `reset` of a plain handler begin at the end
         /// of history. A start that finds another process running the handler stands by (a
-        /// plain handler) or waits for its lock (a transactional one), and when it takes over
-        /// carries on from the bookmark.
+        /// plain handler) or waits for the lock of the page it is running (a transactional
+        /// one), and when it takes over carries on from the bookmark that process saved.
         pub fn always_tail_stream(mut self, yes: bool) -> Self {
             self.options.always_tail_stream = yes;
             self

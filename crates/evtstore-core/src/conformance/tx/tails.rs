@@ -91,8 +91,11 @@ pub async fn an_always_tailing_standby_carries_on_from_the_bookmark<
         run(&standby).await
     };
     let meanwhile = async {
-        // The standby has begun its page and waits for the lock.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The standby has begun its page (its `before_run` logged), and waits for the lock.
+        let befores = || kit.log().iter().filter(|l| *l == "before").count();
+        let began = || async { befores() == 2 };
+        eventually("the standby began its page", PROMPTLY, began).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let second = kit.bump("c1", &[2]).await;
         kit.open_gate();
         second

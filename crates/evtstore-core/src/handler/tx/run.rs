@@ -104,8 +104,8 @@ impl<P: TxProvider> Inner<P> {
         let page = async {
             let began = provider.begin(&mut conn, &self.name).await?;
             let (mut tx, bookmark) = (began.tx, began.bookmark);
-            if began.waited {
-                // Another page ran: a standby carries on from its bookmark.
+            if began.waited && bookmark.is_some() {
+                // Another process's page ran and saved: a standby carries on from there.
                 self.tail_next.store(false, Ordering::SeqCst);
             }
             let tailing = self.tails(bookmark);
