@@ -279,26 +279,22 @@ async fn started_tx_handler_applies_appends_at_once_and_stops() {
 #[tokio::test]
 async fn a_tail_whose_page_failed_is_kept() {
     let Some(url) = support::url() else { return };
-    let schema = support::unique_schema();
-    let p = connect(&url, &schema, 4).await;
-    let admin = admin(&url).await;
-    create_model(&admin, &schema).await;
-    let domain = Domain::<Counters>::with_provider(p.clone());
-    add(&domain, &["history"]).await;
-    let refuse = format!(
+    let History {
+        schema,
+        p,
+        admin,
+        domain,
+    } = History::new(&url).await;
+    let setup = format!(
         "CREATE TABLE \"{schema}\".refuse ();
-         INSERT INTO \"{schema}\".refuse DEFAULT VALUES;
-         CREATE FUNCTION \"{schema}\".refuse_save() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF EXISTS (SELECT FROM \"{schema}\".refuse) THEN
-             RAISE EXCEPTION 'bookmark save refused';
-           END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON \"{schema}\".bookmarks
-           FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse_save();"
+         INSERT INTO \"{schema}\".refuse DEFAULT VALUES;"
     );
-    admin.batch_execute(&refuse).await.unwrap();
+    let check = format!(
+        "IF EXISTS (SELECT FROM \"{schema}\".refuse) THEN
+           RAISE EXCEPTION 'bookmark save refused';
+         END IF;"
+    );
+    before_bookmark_saves(&admin, &schema, &setup, &check).await;
     for always in [false, true] {
         let name = format!("tailing-{always}");
         let handler = applying(&p, &schema, &name, |b| {
@@ -369,4 +365,76 @@ async fn sealed_events_are_opened_on_the_pages_own_connection() {
     let handled = handler.run_once().await;
     assert_eq!(handled.unwrap(), 1, "the sealed event was handled");
     assert_eq!(*seen.lock().unwrap(), ["kept"], "and opened");
+}
+
+/// A start that waited for another process's first page, which rolled back and saved no
+/// bookmark, still begins at the end of history (`always_tail_stream`): it does not replay
+/// history. A trigger holds the first bookmark save for a second, then refuses it.
+#[tokio::test]
+async fn a_start_that_waited_for_a_failed_first_page_still_tails() {
+    let Some(url) = support::url() else { return };
+    let History {
+        schema, p, admin, ..
+    } = History::new(&url).await;
+    let setup = format!("CREATE SEQUENCE \"{schema}\".saves;");
+    let check = format!(
+        "PERFORM pg_sleep(1);
+         IF nextval('\"{schema}\".saves') = 1 THEN
+           RAISE EXCEPTION 'the first bookmark save is refused';
+         END IF;"
+    );
+    before_bookmark_saves(&admin, &schema, &setup, &check).await;
+    let tailing = |b: TxHandlerBuilder<Counters>| b.always_tail_stream(true);
+    let first = applying(&p, &schema, "contended", tailing);
+    let second = applying(&p, &schema, "contended", tailing);
+    let waiting = async {
+        tokio::time::sleep(Duration::from_millis(300)).await; // the first holds the lock
+        second.run_once().await
+    };
+    let (failed, waited) = tokio::join!(first.run_once(), waiting);
+    assert!(failed.is_err(), "the first page's save is refused");
+    assert_eq!(waited.unwrap(), 0, "history is not replayed");
+    assert!(applied(&admin, &schema).await.iter().all(|&(_, n)| n == 0));
+}
+
+/// A store with one event ("history") and the `applied` model, for the tailing cases.
+struct History {
+    schema: String,
+    p: Arc<PgProvider>,
+    admin: tokio_postgres::Client,
+    domain: Domain<Counters>,
+}
+
+impl History {
+    async fn new(url: &str) -> Self {
+        let schema = support::unique_schema();
+        let p = connect(url, &schema, 4).await;
+        let admin = admin(url).await;
+        create_model(&admin, &schema).await;
+        let domain = Domain::<Counters>::with_provider(p.clone());
+        add(&domain, &["history"]).await;
+        History {
+            schema,
+            p,
+            admin,
+            domain,
+        }
+    }
+}
+
+/// Runs `setup`, then makes every bookmark save of `schema` run the PL/pgSQL `check` first.
+async fn before_bookmark_saves(
+    admin: &tokio_postgres::Client,
+    schema: &str,
+    setup: &str,
+    check: &str,
+) {
+    let sql = format!(
+        "{setup}
+         CREATE FUNCTION \"{schema}\".check_save() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN {check} RETURN NEW; END $$;
+         CREATE TRIGGER check_save BEFORE INSERT OR UPDATE ON \"{schema}\".bookmarks
+           FOR EACH ROW EXECUTE FUNCTION \"{schema}\".check_save();"
+    );
+    admin.batch_execute(&sql).await.unwrap();
 }
