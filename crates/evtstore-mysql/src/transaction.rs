@@ -143,6 +143,7 @@ impl TxProvider for MysqlProvider {
         &'c self,
         conn: &'c mut Self::Conn,
         name: &'c str,
+        waiting: &'c (dyn Fn() + Sync),
     ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>> {
         let begin = async move {
             let fail = |what: &'static str| move |e| self.fail(what, e);
@@ -152,11 +153,12 @@ impl TxProvider for MysqlProvider {
             // its page) counts as a wait.
             let lookup = sqlx::query_scalar::<_, i64>(&self.sql.bookmark).bind(name);
             let found = lookup.fetch_optional(&mut **conn).await;
-            let mut contended = false;
             if found.map_err(fail("read bookmark"))?.is_none() {
                 let create = sqlx::query(&self.sql.create_bookmark).bind(name);
                 let created = create.execute(&mut **conn).await;
-                contended = created.map_err(fail("create bookmark"))?.rows_affected() == 0;
+                if created.map_err(fail("create bookmark"))?.rows_affected() == 0 {
+                    waiting();
+                }
             }
             let mut tx = conn.begin().await.map_err(fail("begin"))?;
             let lock = |sql: &'c str| sqlx::query_scalar::<_, i64>(sql).bind(name);
@@ -164,19 +166,16 @@ impl TxProvider for MysqlProvider {
             let locked = lock(&self.sql.try_lock_bookmark)
                 .fetch_optional(&mut *tx)
                 .await;
-            let (position, waited) = match locked.map_err(fail("lock bookmark"))? {
-                Some(position) => (position, contended),
+            let position = match locked.map_err(fail("lock bookmark"))? {
+                Some(position) => position,
                 None => {
+                    waiting();
                     let position = lock(&self.sql.lock_bookmark).fetch_one(&mut *tx).await;
-                    (position.map_err(fail("lock bookmark"))?, true)
+                    position.map_err(fail("lock bookmark"))?
                 }
             };
             let bookmark = set_position(Some(position));
-            Ok(Began {
-                tx,
-                bookmark,
-                waited,
-            })
+            Ok(Began { tx, bookmark })
         };
         self.within("begin a handler's page", begin).boxed()
     }

@@ -120,6 +120,7 @@ impl TxProvider for PgProvider {
         &'c self,
         conn: &'c mut Object,
         name: &'c str,
+        waiting: &'c (dyn Fn() + Sync),
     ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>> {
         async move {
             let begin = conn.build_transaction();
@@ -129,17 +130,13 @@ impl TxProvider for PgProvider {
             let name: [&(dyn ToSql + Sync); 1] = [&name];
             let try_lock = tx.query_one(&sql.try_lock_handler, &name);
             let locked: bool = self.run(what, try_lock).await?.get(0);
-            let waited = !locked;
-            if waited {
+            if !locked {
+                waiting();
                 self.run(what, tx.execute(&sql.lock_handler, &name)).await?;
             }
             let row = self.run(what, tx.query_opt(&sql.bookmark, &name)).await?;
             let bookmark = row.map(|row| row.get::<_, i64>(0) as u64);
-            Ok(Began {
-                tx,
-                bookmark,
-                waited,
-            })
+            Ok(Began { tx, bookmark })
         }
         .boxed()
     }

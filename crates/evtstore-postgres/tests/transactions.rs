@@ -278,13 +278,9 @@ async fn started_tx_handler_applies_appends_at_once_and_stops() {
 /// the page's bookmark save until the test heals it.
 #[tokio::test]
 async fn a_tail_whose_page_failed_is_kept() {
-    let Some(url) = support::url() else { return };
-    let History {
-        schema,
-        p,
-        admin,
-        domain,
-    } = History::new(&url).await;
+    let Some((_, schema, p, admin, domain)) = with_history().await else {
+        return;
+    };
     let setup = format!(
         "CREATE TABLE \"{schema}\".refuse ();
          INSERT INTO \"{schema}\".refuse DEFAULT VALUES;"
@@ -372,10 +368,9 @@ async fn sealed_events_are_opened_on_the_pages_own_connection() {
 /// history. A trigger holds the first bookmark save for a second, then refuses it.
 #[tokio::test]
 async fn a_start_that_waited_for_a_failed_first_page_still_tails() {
-    let Some(url) = support::url() else { return };
-    let History {
-        schema, p, admin, ..
-    } = History::new(&url).await;
+    let Some((_, schema, p, admin, _)) = with_history().await else {
+        return;
+    };
     let setup = format!("CREATE SEQUENCE \"{schema}\".saves;");
     let check = format!(
         "PERFORM pg_sleep(1);
@@ -397,29 +392,25 @@ async fn a_start_that_waited_for_a_failed_first_page_still_tails() {
     assert!(applied(&admin, &schema).await.iter().all(|&(_, n)| n == 0));
 }
 
-/// A store with one event ("history") and the `applied` model, for the tailing cases.
-struct History {
-    schema: String,
-    p: Arc<PgProvider>,
-    admin: tokio_postgres::Client,
-    domain: Domain<Counters>,
-}
+/// The server's URL and a store with one event ("history") and the `applied` model: its
+/// schema, provider, an admin client and a domain. `None` without a server.
+type History = (
+    String,
+    String,
+    Arc<PgProvider>,
+    tokio_postgres::Client,
+    Domain<Counters>,
+);
 
-impl History {
-    async fn new(url: &str) -> Self {
-        let schema = support::unique_schema();
-        let p = connect(url, &schema, 4).await;
-        let admin = admin(url).await;
-        create_model(&admin, &schema).await;
-        let domain = Domain::<Counters>::with_provider(p.clone());
-        add(&domain, &["history"]).await;
-        History {
-            schema,
-            p,
-            admin,
-            domain,
-        }
-    }
+async fn with_history() -> Option<History> {
+    let url = support::url()?;
+    let schema = support::unique_schema();
+    let p = connect(&url, &schema, 4).await;
+    let admin = admin(&url).await;
+    create_model(&admin, &schema).await;
+    let domain = Domain::<Counters>::with_provider(p.clone());
+    add(&domain, &["history"]).await;
+    Some((url, schema, p, admin, domain))
 }
 
 /// Runs `setup`, then makes every bookmark save of `schema` run the PL/pgSQL `check` first.
@@ -437,4 +428,36 @@ async fn before_bookmark_saves(
            FOR EACH ROW EXECUTE FUNCTION \"{schema}\".check_save();"
     );
     admin.batch_execute(&sql).await.unwrap();
+}
+
+/// A start that began to wait for another process's page, and gave up at its time limit,
+/// still carries on from that process's bookmark once it gets the lock (`always_tail_stream`):
+/// the events that process had not reached are handled, not passed over. A trigger holds the
+/// first bookmark save for two seconds; the standby waits one.
+#[tokio::test]
+async fn a_start_whose_wait_timed_out_carries_on_from_the_bookmark() {
+    let Some((url, schema, p, admin, domain)) = with_history().await else {
+        return;
+    };
+    let setup = format!("CREATE SEQUENCE \"{schema}\".saves;");
+    let check = format!("IF nextval('\"{schema}\".saves') = 1 THEN PERFORM pg_sleep(2); END IF;");
+    before_bookmark_saves(&admin, &schema, &setup, &check).await;
+    let impatient = PgOptions {
+        schema: schema.clone(),
+        statement_timeout: Duration::from_secs(1),
+        ..PgOptions::default()
+    };
+    let q = Arc::new(PgProvider::connect_with(&url, impatient).await.unwrap());
+    let running = applying(&p, &schema, "standby", |b| b);
+    let standby = applying(&q, &schema, "standby", |b| b.always_tail_stream(true));
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(300)).await; // the first holds the lock
+        add(&domain, &["meanwhile"]).await;
+        standby.run_once().await
+    };
+    let (ran, gave_up) = tokio::join!(running.run_once(), meanwhile);
+    assert_eq!(ran.unwrap(), 1, "the running process handled the history");
+    assert!(gave_up.is_err(), "the standby's wait passed its time limit");
+    let handled = standby.run_once().await.unwrap();
+    assert_eq!(handled, 1, "the event appended meanwhile is handled");
 }

@@ -43,11 +43,13 @@ pub trait TxProvider: Provider {
     fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>>;
 
     /// Begins a transaction that holds the handler's lock until it ends (so one process at a
-    /// time runs the handler), and reads its bookmark.
+    /// time runs the handler), and reads its bookmark. Calls `waiting` before it waits for
+    /// the lock another page (another process's, most often) holds, even if that wait fails.
     fn begin<'c>(
         &'c self,
         conn: &'c mut Self::Conn,
         name: &'c str,
+        waiting: &'c (dyn Fn() + Sync),
     ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>>;
 
     /// The position of the last event of the streams (0 when none), read on the transaction.
@@ -106,8 +108,6 @@ pub struct Began<T> {
     pub tx: T,
     /// The handler's bookmark: `None` when it was never set.
     pub bookmark: Option<Position>,
-    /// Whether another page (another process's, most often) held the lock, and was waited for.
-    pub waited: bool,
 }
 
 /// A step of the savepoint around each event's callback with `continue_on_error`: a failed

@@ -102,12 +102,10 @@ impl<P: TxProvider> Inner<P> {
         };
         let mut read = 0;
         let page = async {
-            let began = provider.begin(&mut conn, &self.name).await?;
+            // Another process runs the handler: a standby carries on from its bookmark.
+            let waiting = || self.tail_next.store(false, Ordering::SeqCst);
+            let began = provider.begin(&mut conn, &self.name, &waiting).await?;
             let (mut tx, bookmark) = (began.tx, began.bookmark);
-            if began.waited && bookmark.is_some() {
-                // Another process's page ran and saved: a standby carries on from there.
-                self.tail_next.store(false, Ordering::SeqCst);
-            }
             let tailing = self.tails(bookmark);
             let start = match bookmark {
                 _ if tailing => self.tail(&mut tx, bookmark).await?,
@@ -169,10 +167,12 @@ impl<P: TxProvider> Inner<P> {
     }
 
     /// Whether this page starts at the end of history.
+    /// With `always_tail_stream`, also when no bookmark was saved yet (another process's
+    /// first page, waited for, rolled back).
     fn tails(&self, bookmark: Option<Position>) -> bool {
         let options = &self.options;
-        (options.always_tail_stream && self.tail_next.load(Ordering::SeqCst))
-            || (options.tail_stream && bookmark.is_none())
+        let tail_next = self.tail_next.load(Ordering::SeqCst) || bookmark.is_none();
+        (options.always_tail_stream && tail_next) || (options.tail_stream && bookmark.is_none())
     }
 }
 
