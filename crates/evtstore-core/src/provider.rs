@@ -8,7 +8,7 @@ pub use crate::event::now_millis;
 pub use crate::group::{GroupAppend, GroupCommit, echo};
 pub use crate::group_load::{Load, LoadMany, LoadQueue};
 pub use crate::handler::{
-    Began, Hooks, Runner, Savepoint, Timing, TxHandler, TxHandlerBuilder, TxProvider, check_routes,
+    Hooks, Runner, Savepoint, Timing, TxHandler, TxHandlerBuilder, TxProvider, check_routes,
 };
 pub use crate::lease::ttl_millis;
 pub use crate::names::{

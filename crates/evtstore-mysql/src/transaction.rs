@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use evtstore_core::provider::{
-    AggregateKey, Began, Savepoint, TxProvider, expectations, now_millis,
-};
+use evtstore_core::provider::{AggregateKey, Savepoint, TxProvider, expectations, now_millis};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -144,7 +142,7 @@ impl TxProvider for MysqlProvider {
         conn: &'c mut Self::Conn,
         name: &'c str,
         waiting: &'c (dyn Fn() + Sync),
-    ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>> {
+    ) -> BoxFuture<'c, Result<(Self::Tx<'c>, Option<Position>)>> {
         let begin = async move {
             let fail = |what: &'static str| move |e| self.fail(what, e);
             // Created outside any page, so that handlers starting together do not deadlock;
@@ -175,7 +173,7 @@ impl TxProvider for MysqlProvider {
                 }
             };
             let bookmark = set_position(Some(position));
-            Ok(Began { tx, bookmark })
+            Ok((tx, bookmark))
         };
         self.within("begin a handler's page", begin).boxed()
     }

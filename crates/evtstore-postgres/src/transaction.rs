@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::Object;
-use evtstore_core::provider::{AggregateKey, Began, Savepoint, TxProvider, append_to};
+use evtstore_core::provider::{AggregateKey, Savepoint, TxProvider, append_to};
 use evtstore_core::{EventMeta, NewEvent, Position, Result, StoredEvent};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -121,7 +121,7 @@ impl TxProvider for PgProvider {
         conn: &'c mut Object,
         name: &'c str,
         waiting: &'c (dyn Fn() + Sync),
-    ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>> {
+    ) -> BoxFuture<'c, Result<(Self::Tx<'c>, Option<Position>)>> {
         async move {
             let begin = conn.build_transaction();
             let begin = begin.isolation_level(IsolationLevel::ReadCommitted).start();
@@ -136,7 +136,7 @@ impl TxProvider for PgProvider {
             }
             let row = self.run(what, tx.query_opt(&sql.bookmark, &name)).await?;
             let bookmark = row.map(|row| row.get::<_, i64>(0) as u64);
-            Ok(Began { tx, bookmark })
+            Ok((tx, bookmark))
         }
         .boxed()
     }

@@ -30,7 +30,7 @@ pub use builder::{HandlerBuilder, check_routes};
 pub use hooks::{HandlerFailure, Hooks};
 pub use partition::Partitioned;
 pub use runner::{Runner, Timing};
-pub use tx::{Began, Savepoint, TxHandler, TxHandlerBuilder, TxHandles, TxProvider};
+pub use tx::{Savepoint, TxHandler, TxHandlerBuilder, TxHandles, TxProvider};
 
 use options::Options;
 use page::Policy;

@@ -43,14 +43,15 @@ pub trait TxProvider: Provider {
     fn acquire(&self) -> BoxFuture<'_, Result<Self::Conn>>;
 
     /// Begins a transaction that holds the handler's lock until it ends (so one process at a
-    /// time runs the handler), and reads its bookmark. Calls `waiting` before it waits for
+    /// time runs the handler), and reads its bookmark: `None` when it was never set. Calls
+    /// `waiting` before it waits for
     /// the lock another page (another process's, most often) holds, even if that wait fails.
     fn begin<'c>(
         &'c self,
         conn: &'c mut Self::Conn,
         name: &'c str,
         waiting: &'c (dyn Fn() + Sync),
-    ) -> BoxFuture<'c, Result<Began<Self::Tx<'c>>>>;
+    ) -> BoxFuture<'c, Result<(Self::Tx<'c>, Option<Position>)>>;
 
     /// The position of the last event of the streams (0 when none), read on the transaction.
     fn tail<'a>(
@@ -99,15 +100,6 @@ pub trait TxProvider: Provider {
         let _ = tx;
         self.aggregate_key(stream, aggregate_id, false)
     }
-}
-
-/// A page's transaction, as [`TxProvider::begin`] opened it.
-#[derive(Debug)]
-pub struct Began<T> {
-    /// The transaction, holding the handler's lock.
-    pub tx: T,
-    /// The handler's bookmark: `None` when it was never set.
-    pub bookmark: Option<Position>,
 }
 
 /// A step of the savepoint around each event's callback with `continue_on_error`: a failed

@@ -104,8 +104,8 @@ impl<P: TxProvider> Inner<P> {
         let page = async {
             // Another process runs the handler: a standby carries on from its bookmark.
             let waiting = || self.tail_next.store(false, Ordering::SeqCst);
-            let began = provider.begin(&mut conn, &self.name, &waiting).await?;
-            let (mut tx, bookmark) = (began.tx, began.bookmark);
+            let begin = provider.begin(&mut conn, &self.name, &waiting);
+            let (mut tx, bookmark) = begin.await?;
             let tailing = self.tails(bookmark);
             let start = match bookmark {
                 _ if tailing => self.tail(&mut tx, bookmark).await?,
@@ -166,13 +166,14 @@ impl<P: TxProvider> Inner<P> {
         crate::seal::open_with(page, &keys)
     }
 
-    /// Whether this page starts at the end of history.
-    /// With `always_tail_stream`, also when no bookmark was saved yet (another process's
-    /// first page, waited for, rolled back).
+    /// Whether this page starts at the end of history: with either option when no bookmark
+    /// was saved yet (also after waiting for another process's first page, rolled back), and
+    /// with `always_tail_stream` when a start asked for it.
     fn tails(&self, bookmark: Option<Position>) -> bool {
         let options = &self.options;
-        let tail_next = self.tail_next.load(Ordering::SeqCst) || bookmark.is_none();
-        (options.always_tail_stream && tail_next) || (options.tail_stream && bookmark.is_none())
+        let tail_next = self.tail_next.load(Ordering::SeqCst);
+        (bookmark.is_none() && (options.tail_stream || options.always_tail_stream))
+            || (options.always_tail_stream && tail_next)
     }
 }
 
