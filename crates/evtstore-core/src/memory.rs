@@ -317,6 +317,20 @@ impl Provider for MemoryProvider {
         async move { saved }.boxed()
     }
 
+    fn clear_bookmark<'a>(
+        &'a self,
+        name: &'a str,
+        expected: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        let cleared = check_bookmark(name).map(|()| {
+            let bookmarks = &mut self.lock().bookmarks;
+            if bookmarks.get(name) == Some(&expected) {
+                bookmarks.remove(name);
+            }
+        });
+        async move { cleared }.boxed()
+    }
+
     fn acquire_lease<'a>(
         &'a self,
         name: &'a str,

@@ -145,6 +145,11 @@ pub trait Provider: Send + Sync + 'static {
     /// Saves a named bookmark.
     fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>>;
 
+    /// Deletes a named bookmark if it still holds `expected`, atomically with that check: a
+    /// value saved meanwhile stays.
+    fn clear_bookmark<'a>(&'a self, name: &'a str, expected: Position)
+    -> BoxFuture<'a, Result<()>>;
+
     /// The snapshot of an aggregate's state, if any.
     fn snapshot<'a>(
         &'a self,

@@ -400,6 +400,19 @@ impl Provider for MysqlProvider {
         .boxed()
     }
 
+    fn clear_bookmark<'a>(
+        &'a self,
+        name: &'a str,
+        expected: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            check_bookmark(name)?;
+            let clear = MysqlProvider::clear_bookmark(self, name, expected);
+            self.within("clear bookmark", clear).await
+        }
+        .boxed()
+    }
+
     fn snapshot<'a>(
         &'a self,
         stream: &'a str,

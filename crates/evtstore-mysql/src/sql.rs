@@ -25,6 +25,7 @@ pub(crate) struct Sql {
     pub(crate) try_lock_bookmark: String,
     pub(crate) create_bookmark: String,
     pub(crate) set_bookmark: String,
+    pub(crate) clear_bookmark: String,
     pub(crate) snapshot: String,
     pub(crate) save_snapshot: String,
     /// What an append recorded of a command id.
@@ -80,6 +81,7 @@ impl Sql {
                 "INSERT INTO {bookmarks} VALUES (?, ?)
                  ON DUPLICATE KEY UPDATE position = VALUES(position)"
             ),
+            clear_bookmark: format!("DELETE FROM {bookmarks} WHERE name = ? AND position = ?"),
             snapshot: format!(
                 "SELECT tag, version, position, state FROM {snapshots}
                  WHERE stream = ? AND aggregate_id = ?"

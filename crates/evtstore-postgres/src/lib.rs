@@ -395,6 +395,18 @@ impl Provider for PgProvider {
         .boxed()
     }
 
+    fn clear_bookmark<'a>(
+        &'a self,
+        name: &'a str,
+        expected: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            check_bookmark(name)?;
+            PgProvider::clear_bookmark(self, name, expected).await
+        }
+        .boxed()
+    }
+
     fn snapshot<'a>(
         &'a self,
         stream: &'a str,

@@ -146,6 +146,16 @@ pub(crate) fn set_bookmark(
     statement.execute((name, position)).map(|_| ())
 }
 
+pub(crate) fn clear_bookmark(
+    conn: &Connection,
+    name: &str,
+    expected: Position,
+) -> rusqlite::Result<()> {
+    let mut statement =
+        conn.prepare_cached("DELETE FROM bookmarks WHERE name = ?1 AND position = ?2")?;
+    statement.execute((name, expected)).map(|_| ())
+}
+
 pub(crate) fn save_snapshot(conn: &Connection, s: &Snapshot) -> rusqlite::Result<()> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO snapshots (stream, aggregate_id, tag, version, position, state)

@@ -342,6 +342,22 @@ impl Provider for SqliteProvider {
         .boxed()
     }
 
+    fn clear_bookmark<'a>(
+        &'a self,
+        name: &'a str,
+        expected: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            check_bookmark(name)?;
+            let name = name.to_owned();
+            let statements =
+                Box::new(move |c: &Connection| append::clear_bookmark(c, &name, expected));
+            self.write(|reply| Job::Run("clear bookmark", statements, reply))
+                .await
+        }
+        .boxed()
+    }
+
     fn snapshot<'a>(
         &'a self,
         stream: &'a str,

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::domain::*;
-use super::support::{domain, eventually};
+use super::support::{Counting, domain, eventually};
 use crate::{Domain, Handler, Partitioned, Position, Provider};
 
 /// Which handler got which position.
@@ -41,6 +41,34 @@ fn positions(seen: &Seen) -> Vec<Position> {
     seen.lock().unwrap().iter().map(|(_, p)| *p).collect()
 }
 
+/// Starts handler `who`, bumps `events` times and waits until they are handled.
+async fn running_after(
+    domain: &Domain<Tests>,
+    who: &'static str,
+    page: usize,
+    seen: &Seen,
+    events: usize,
+) -> (Handler, Vec<Position>) {
+    let running = started(domain, who, page, seen);
+    let at = bump(domain, events).await;
+    let all = || async { positions(seen).len() >= events };
+    eventually(
+        "the running handler handles them",
+        Duration::from_secs(10),
+        all,
+    )
+    .await;
+    (running, at)
+}
+
+/// A handler of the same name in another process, never started, to call `set_position` on.
+fn not_started(domain: &Domain<Tests>) -> Handler {
+    let built = domain
+        .handler("leased")
+        .handle::<Counter, _>(|_, _, _| Ok(()));
+    built.build().expect("building")
+}
+
 /// Two started handlers of one name: one runs while it lives, every event handled once, in
 /// order; when it stops the other takes over at once (long before the lease would expire) and
 /// carries on from its bookmark.
@@ -50,15 +78,7 @@ pub async fn one_started_handler_of_a_name_runs_and_a_stop_hands_over(
 ) {
     let domain = domain(&provider);
     let seen = Seen::default();
-    let first = started(&domain, "first", page, &seen);
-    let at = bump(&domain, 3).await;
-    let all_three = || async { positions(&seen).len() >= 3 };
-    eventually(
-        "the first handler handles three events",
-        Duration::from_secs(10),
-        all_three,
-    )
-    .await;
+    let (first, at) = running_after(&domain, "first", page, &seen, 3).await;
     let second = started(&domain, "second", page, &seen);
     let more = bump(&domain, 3).await;
     let six = || async { positions(&seen).len() >= 6 };
@@ -100,21 +120,11 @@ pub async fn one_started_handler_of_a_name_runs_and_a_stop_hands_over(
 pub async fn set_position_goes_through_the_lease(provider: Arc<dyn Provider>, page: usize) {
     let domain = domain(&provider);
     let seen = Seen::default();
-    let running = started(&domain, "running", page, &seen);
-    let at = bump(&domain, 2).await;
-    let both = || async { positions(&seen).len() >= 2 };
-    eventually(
-        "the running handler handles both",
-        Duration::from_secs(10),
-        both,
-    )
-    .await;
-    let other = domain
-        .handler("leased")
-        .handle::<Counter, _>(|_, _, _| Ok(()))
-        .build()
-        .expect("building");
-    other.set_position(0).await.expect("asking for a replay");
+    let (running, at) = running_after(&domain, "running", page, &seen, 2).await;
+    not_started(&domain)
+        .set_position(0)
+        .await
+        .expect("asking for a replay");
     bump(&domain, 1).await; // wakes the running handler
     let replayed = || async { positions(&seen).len() >= 5 };
     eventually(
@@ -132,6 +142,36 @@ pub async fn set_position_goes_through_the_lease(provider: Arc<dyn Provider>, pa
         at.as_slice(),
         "replayed in order: {seen:?}"
     );
+}
+
+/// A `set_position` asked for while the holder applies an earlier one is not lost: the holder
+/// clears only the request it applied, and applies the newer at its next renewal.
+pub async fn a_position_asked_for_while_another_is_applied_is_kept(
+    provider: Arc<dyn Provider>,
+    page: usize,
+) {
+    let counting = Counting::new(provider);
+    let provider: Arc<dyn Provider> = counting.clone();
+    let domain = domain(&provider);
+    let seen = Seen::default();
+    let (running, at) = running_after(&domain, "running", page, &seen, 3).await;
+    // Another process asks to resume after the second event just after the holder read the
+    // first ask (a replay, stored as 0 + 1).
+    counting.write_after_read("leased#move-to", 1, at[1] + 1);
+    let asked = not_started(&domain).set_position(0).await;
+    asked.expect("asking for a replay");
+    let third_thrice = || async {
+        bump(&domain, 1).await; // wakes the running handler; it renews every half second
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        positions(&seen).iter().filter(|&&p| p == at[2]).count() >= 3
+    };
+    eventually(
+        "the replay, then the resume after the second event",
+        Duration::from_secs(10),
+        third_thrice,
+    )
+    .await;
+    running.stop().await;
 }
 
 /// (who, aggregate, version) of each event a partition handled.

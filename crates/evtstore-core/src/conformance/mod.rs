@@ -154,6 +154,7 @@ macro_rules! conformance_tests {
                 one_conflict_among_concurrent_appends_fails_alone,
                 one_started_handler_of_a_name_runs_and_a_stop_hands_over,
                 set_position_goes_through_the_lease,
+                a_position_asked_for_while_another_is_applied_is_kept,
                 partitions_are_shared_and_move_when_a_process_leaves,
                 a_page_longer_than_its_lease_keeps_the_lease,
                 wait_for_reads_your_writes,

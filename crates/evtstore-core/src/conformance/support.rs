@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
 
 use super::domain::Tests;
@@ -224,6 +224,7 @@ pub(super) struct Counting {
     page_reads: AtomicUsize,
     failing_page_reads: AtomicBool,
     failing_bookmark_save: AtomicBool,
+    write_after_read: Mutex<Option<(String, Position, Position)>>,
 }
 
 impl Counting {
@@ -237,6 +238,7 @@ impl Counting {
             page_reads: AtomicUsize::new(0),
             failing_page_reads: AtomicBool::new(false),
             failing_bookmark_save: AtomicBool::new(false),
+            write_after_read: Mutex::new(None),
         })
     }
 
@@ -253,6 +255,16 @@ impl Counting {
                 let error = Error::backend("conformance", "a bookmark save failing on purpose");
                 Box::pin(async move { Err(error) }) as BoxFuture<'static, Result<()>>
             })
+    }
+
+    /// When bookmark `name` is next read holding `seen`, saves `then` in it right after the
+    /// read: another process's save landing between a read and what the reader does next.
+    pub(super) fn write_after_read(&self, name: &str, seen: Position, then: Position) {
+        let armed = Some((name.to_owned(), seen, then));
+        *self
+            .write_after_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = armed;
     }
 
     /// From now on, the second, fourth, sixth… page read fails.
@@ -363,7 +375,17 @@ impl Provider for Counting {
     }
 
     fn bookmark<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Position>>> {
-        self.inner.bookmark(name)
+        async move {
+            let found = self.inner.bookmark(name).await?;
+            let fired = (self.write_after_read.lock())
+                .unwrap_or_else(|e| e.into_inner())
+                .take_if(|(n, seen, _)| n == name && found == Some(*seen));
+            if let Some((_, _, then)) = fired {
+                self.inner.set_bookmark(name, then).await?;
+            }
+            Ok(found)
+        }
+        .boxed()
     }
 
     fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>> {
@@ -372,6 +394,14 @@ impl Provider for Counting {
             return failed;
         }
         self.inner.set_bookmark(name, position)
+    }
+
+    fn clear_bookmark<'a>(
+        &'a self,
+        name: &'a str,
+        expected: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.inner.clear_bookmark(name, expected)
     }
 
     fn snapshot<'a>(

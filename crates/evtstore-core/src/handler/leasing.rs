@@ -165,7 +165,8 @@ impl<S: Send + 'static> Handler<S> {
         }
     }
 
-    /// Applies a position another process asked for with `set_position`, and clears the ask.
+    /// Applies a position another process asked for with `set_position`, and clears the ask
+    /// unless a newer one came meanwhile (applied at the next renewal).
     async fn apply_requested_position(&self, cursor: &mut Cursor<S>) -> Result<()> {
         let parts = &self.inner.parts;
         let request = request_name(&parts.name);
@@ -174,7 +175,7 @@ impl<S: Send + 'static> Handler<S> {
         };
         self.save_leased(cursor, asked - 1).await?;
         cursor.position = Some(asked - 1);
-        parts.provider.set_bookmark(&request, 0).await
+        parts.provider.clear_bookmark(&request, asked).await
     }
 
     /// The error of a handler run while another process holds its lease.
