@@ -281,6 +281,97 @@ async fn a_tail_whose_page_failed_is_kept() {
     let Some((_, schema, p, admin, domain)) = with_history().await else {
         return;
     };
+    refuse_bookmark_saves(&admin, &schema).await;
+    for always in [false, true] {
+        let name = format!("tailing-{always}");
+        let handler = applying(&p, &schema, &name, |b| {
+            b.tail_stream(true).always_tail_stream(always)
+        });
+        let failed = handler.run_once().await;
+        assert!(failed.is_err(), "the bookmark save is refused");
+        add(&domain, &[name.as_str()]).await;
+        refusing(&admin, &schema, false).await;
+        assert_eq!(
+            handler.run_once().await.unwrap(),
+            1,
+            "the event appended after the failed tail is handled (always_tail_stream {always})"
+        );
+        refusing(&admin, &schema, true).await;
+    }
+}
+
+/// A kept tail gives way to a bookmark another process saved past it: the retry carries on
+/// from that bookmark and applies nothing twice.
+#[tokio::test]
+async fn a_kept_tail_gives_way_to_a_later_bookmark() {
+    let Some((_, schema, p, admin, domain)) = with_history().await else {
+        return;
+    };
+    refuse_bookmark_saves(&admin, &schema).await;
+    let kept = applying(&p, &schema, "moved", |b| b.always_tail_stream(true));
+    assert!(
+        kept.run_once().await.is_err(),
+        "the bookmark save is refused"
+    );
+    add(&domain, &["passed over"]).await;
+    refusing(&admin, &schema, false).await;
+    let other = applying(&p, &schema, "moved", |b| b.tail_stream(true));
+    assert_eq!(
+        other.run_once().await.unwrap(),
+        0,
+        "the other starts at the end"
+    );
+    add(&domain, &["handled by the other"]).await;
+    assert_eq!(other.run_once().await.unwrap(), 1);
+    let retried = kept.run_once().await.unwrap();
+    assert_eq!(retried, 0, "the retry carries on from the other's bookmark");
+    let counts = applied(&admin, &schema).await;
+    assert!(
+        counts.iter().all(|&(_, n)| n <= 1),
+        "applied twice: {counts:?}"
+    );
+}
+
+/// A start forgets the tail kept from a failed `run_once`: it begins at the end of history as
+/// it is then (`always_tail_stream`), not at the old one.
+#[tokio::test]
+async fn a_start_forgets_a_kept_tail() {
+    let Some((_, schema, p, admin, domain)) = with_history().await else {
+        return;
+    };
+    refuse_bookmark_saves(&admin, &schema).await;
+    let handler = applying(&p, &schema, "restarted", |b| b.always_tail_stream(true));
+    assert!(
+        handler.run_once().await.is_err(),
+        "the bookmark save is refused"
+    );
+    add(&domain, &["before the start"]).await;
+    refusing(&admin, &schema, false).await;
+    handler.start();
+    let tailed = || async { p.bookmark("restarted").await.unwrap().is_some() };
+    within_10s("the start's first page commits", tailed).await;
+    add(&domain, &["after the start"]).await;
+    let last_applied = || async { applied(&admin, &schema).await[2].1 == 1 };
+    within_10s("the event after the start is applied", last_applied).await;
+    handler.stop().await;
+    let counts: Vec<i64> = applied(&admin, &schema).await.iter().map(|a| a.1).collect();
+    assert_eq!(counts, [0, 0, 1], "only the event after the start");
+}
+
+/// Polls `check` until it holds; panics after 10 s, naming `what`.
+async fn within_10s<F: Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "waited 10 s in vain until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Makes every bookmark save of `schema` fail while [`refusing`] is on (it starts on).
+async fn refuse_bookmark_saves(admin: &tokio_postgres::Client, schema: &str) {
     let setup = format!(
         "CREATE TABLE \"{schema}\".refuse ();
          INSERT INTO \"{schema}\".refuse DEFAULT VALUES;"
@@ -290,25 +381,16 @@ async fn a_tail_whose_page_failed_is_kept() {
            RAISE EXCEPTION 'bookmark save refused';
          END IF;"
     );
-    before_bookmark_saves(&admin, &schema, &setup, &check).await;
-    for always in [false, true] {
-        let name = format!("tailing-{always}");
-        let handler = applying(&p, &schema, &name, |b| {
-            b.tail_stream(true).always_tail_stream(always)
-        });
-        let failed = handler.run_once().await;
-        assert!(failed.is_err(), "the bookmark save is refused");
-        add(&domain, &[name.as_str()]).await;
-        let heal = format!("DELETE FROM \"{schema}\".refuse");
-        admin.batch_execute(&heal).await.unwrap();
-        assert_eq!(
-            handler.run_once().await.unwrap(),
-            1,
-            "the event appended after the failed tail is handled (always_tail_stream {always})"
-        );
-        let again = format!("INSERT INTO \"{schema}\".refuse DEFAULT VALUES");
-        admin.batch_execute(&again).await.unwrap();
-    }
+    before_bookmark_saves(admin, schema, &setup, &check).await;
+}
+
+/// Turns the refusal of [`refuse_bookmark_saves`] on or off.
+async fn refusing(admin: &tokio_postgres::Client, schema: &str, on: bool) {
+    let sql = match on {
+        true => format!("INSERT INTO \"{schema}\".refuse DEFAULT VALUES"),
+        false => format!("DELETE FROM \"{schema}\".refuse"),
+    };
+    admin.batch_execute(&sql).await.unwrap();
 }
 
 /// A transactional handler named `name` that adds a row to `applied` per event, with the
