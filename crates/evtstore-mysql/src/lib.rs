@@ -47,14 +47,14 @@
 //! multi-threaded in interleaved runs, W2 unchanged within the noise.
 //! Against the original TypeScript library (which trusts insert order: a read, then an
 //! insert committed alone) on the same server in the same minutes, the last `compare.sh` run
-//! (2026-11-28, a fifth machine) gave, against the original's 575/s for sequential commands
-//! (W1), 999/s multi-threaded and 1,182/s single-threaded (1.74×, 2.06×), with the same read
-//! and insert done raw through sqlx at 1,524–1,583/s and in one transaction at 1,014–1,092/s;
-//! against its 2,139/s for 16 concurrent callers (W2), 5,573/s and 7,181/s (2.61×, 3.36×), with
-//! 16 raw connections at 4,502–5,964/s. Three more rounds: W1 1.14–1.89× multi-threaded and
-//! 1.23–1.90× single-threaded, W2 2.18–3.08× and 3.28–3.75×. Earlier runs, on four other
+//! (2026-11-28, a sixth machine) gave, against the original's 1,037/s for sequential commands
+//! (W1), 1,305/s multi-threaded and 1,521/s single-threaded (1.26×, 1.47×), with the same read
+//! and insert done raw through sqlx at 2,257–2,336/s and in one transaction at 1,317–1,643/s;
+//! against its 3,493/s for 16 concurrent callers (W2), 9,878/s and 11,488/s (2.83×, 3.29×),
+//! with 16 raw connections at 8,353–8,680/s. Three more rounds: W1 1.39–1.68× multi-threaded
+//! and 1.38–1.71× single-threaded, W2 2.19–3.12× and 2.88–3.23×. Earlier runs, on five other
 //! machines: W1 0.96–2.35×, W2 1.98–4.01×; the original's own W1 moved by 60% between two runs
-//! minutes apart.
+//! minutes apart, and ran 1,037–1,272/s on this machine against 513–821/s on the last two.
 //! Since schema version 8 the append's plain checks and its look for waiting events are one
 //! statement (they were two or three) and events placed at their positions are inserted
 //! unsorted; grouped loads are unsorted by the server too (`sql::aggregates_events`). Three
@@ -69,8 +69,8 @@
 //! Catching-up handlers read two pages ahead (`readahead`), besides the next page core's
 //! handler reads ahead itself (W4 in one session: 0.31–0.33 M events/s with both, 0.27–0.30 M
 //! with core's alone, 0.23–0.28 M with this one alone). In the run above a handler caught
-//! up on 25,000 events (W4) at 0.22 M events/s multi-threaded and 0.19 M single-threaded,
-//! 126× and 107× the original, whose handler commits its bookmark after every event (earlier
+//! up on 25,000 events (W4) at 0.33 M events/s multi-threaded and 0.26 M single-threaded,
+//! 146× and 116× the original, whose handler commits its bookmark after every event (earlier
 //! runs: 0.15–0.33 M, 96–137×).
 //!
 //! # Envelope and command ids
