@@ -1,6 +1,7 @@
 //! Handlers of one name started twice (as two processes would): one runs at a time, a stop
 //! hands over at once, and `set_position` goes through the lease.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -172,6 +173,75 @@ pub async fn a_position_asked_for_while_another_is_applied_is_kept(
     )
     .await;
     running.stop().await;
+    let left = provider.bookmark("leased#move-to").await.expect("reading");
+    assert_eq!(left, None, "both asks were cleared once applied");
+}
+
+/// The holder's own `set_position` overrides an earlier ask of another process: the ask is
+/// not applied later over it.
+pub async fn a_holders_own_move_overrides_an_earlier_ask(provider: Arc<dyn Provider>, page: usize) {
+    let domain = domain(&provider);
+    let seen = Seen::default();
+    let (running, at) = running_after(&domain, "running", page, &seen, 3).await;
+    let asked = not_started(&domain).set_position(0).await;
+    asked.expect("another process asks for a replay");
+    running.set_position(at[2]).await.expect("the holder moves");
+    for _ in 0..8 {
+        bump(&domain, 1).await; // wakes the holder; it renews every half second
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    running.stop().await;
+    let seen = positions(&seen);
+    let first = seen.iter().filter(|&&p| p == at[0]).count();
+    assert_eq!(
+        first, 1,
+        "the earlier ask replayed over the later move: {seen:?}"
+    );
+}
+
+/// With `always_tail_stream`, a handler that took its place from another process's ask
+/// keeps it: when a page then loses the lease (a callback outlasted it), the next run carries
+/// on from the bookmark instead of jumping to the end of history.
+pub async fn a_place_asked_for_is_kept_after_a_lost_lease(
+    provider: Arc<dyn Provider>,
+    page: usize,
+) {
+    let domain = domain(&provider);
+    let at = bump(&domain, 2).await;
+    let other = provider.acquire_lease("leased", "another process", Duration::from_secs(30));
+    let other = other.await.expect("acquiring").expect("a free lease");
+    let asked = not_started(&domain).set_position(0).await;
+    asked.expect("asking the other process for a replay");
+    provider.release_lease(&other).await.expect("releasing");
+    let lease = Duration::from_millis(300);
+    let (seen, slowed) = (Seen::default(), Arc::new(AtomicBool::new(false)));
+    let (record, slow_at) = (seen.clone(), at[1]);
+    let tailing = domain
+        .handler("leased")
+        .page_size(page)
+        .lease_time(lease)
+        .always_tail_stream(true)
+        .handle::<Counter, _>(move |_, _, meta| {
+            if meta.position == slow_at && !slowed.swap(true, Ordering::SeqCst) {
+                std::thread::sleep(lease * 2); // outlasts the lease
+            }
+            record.lock().unwrap().push(("tailing", meta.position));
+            Ok(())
+        })
+        .build()
+        .expect("building");
+    let lost = tailing.run_once().await;
+    assert!(
+        lost.is_err(),
+        "the page's save finds the lease lost: {lost:?}"
+    );
+    let later = bump(&domain, 1).await;
+    let resumed = tailing.run_once().await.expect("running again");
+    let seen = positions(&seen);
+    assert!(
+        resumed > 0 && seen.ends_with(&later),
+        "carried on from the bookmark ({resumed} handled): {seen:?}"
+    );
 }
 
 /// (who, aggregate, version) of each event a partition handled.

@@ -83,7 +83,7 @@ impl<S: Send + 'static> Handler<S> {
         if new_holder && cursor.position.is_some() {
             // The last holder may have moved the bookmark since it was cached.
             if let Some(stored) = parts.provider.bookmark(&parts.name).await? {
-                cursor.position = Some(stored);
+                cursor.place(stored);
                 self.passed_at_least(stored);
             }
         }
@@ -130,12 +130,16 @@ impl<S: Send + 'static> Handler<S> {
         saved
     }
 
-    /// Moves the bookmark: through the lease when this handler can hold it, else by asking
-    /// the process that holds it, which moves it at its next renewal.
+    /// Moves the bookmark: through the lease when this handler can hold it (after any earlier
+    /// ask of another process, which this move overrides), else by asking the process that
+    /// holds it, which moves it at its next renewal.
     pub(super) async fn move_bookmark(&self, cursor: &mut Cursor<S>, at: Position) -> Result<()> {
         if self.lease_time().is_none() || self.hold_lease(cursor).await? {
+            if self.lease_time().is_some() {
+                self.apply_requested_position(cursor).await?;
+            }
             self.save_leased(cursor, at).await?;
-            cursor.position = Some(at);
+            cursor.place(at);
             self.inner.passed.send_replace(at);
             return Ok(());
         }
@@ -174,7 +178,7 @@ impl<S: Send + 'static> Handler<S> {
             return Ok(());
         };
         self.save_leased(cursor, asked - 1).await?;
-        cursor.position = Some(asked - 1);
+        cursor.place(asked - 1);
         parts.provider.clear_bookmark(&request, asked).await
     }
 

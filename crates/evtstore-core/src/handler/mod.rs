@@ -155,6 +155,14 @@ struct Cursor<S> {
     tail_next: bool,
 }
 
+impl<S> Cursor<S> {
+    /// Caches the handler's place: a start's tail no longer applies to it, even once the
+    /// lease is lost and the place forgotten.
+    fn place(&mut self, at: Position) {
+        (self.position, self.tail_next) = (Some(at), false);
+    }
+}
+
 impl<S: Send + 'static> Handler<S> {
     fn new(parts: Parts<S>, state: S) -> Self {
         let cursor = Cursor {

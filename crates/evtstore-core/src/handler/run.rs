@@ -36,8 +36,7 @@ impl<S: Send + 'static> Handler<S> {
                 None => 0,
             }
         };
-        cursor.position = Some(position);
-        cursor.tail_next = false;
+        cursor.place(position);
         self.passed_at_least(position);
         Ok(position)
     }
@@ -134,7 +133,7 @@ impl<S: Send + 'static> Handler<S> {
         let (handled, outcome) = policy.handle_page(&mut events, &page, &mut position).await;
         if position != start {
             self.save_leased(cursor, position).await?;
-            cursor.position = Some(position);
+            cursor.place(position);
             self.inner.passed.send_replace(position);
         }
         crate::telemetry::page_done(
