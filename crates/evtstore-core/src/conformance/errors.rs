@@ -143,6 +143,14 @@ pub async fn invalid_names_are_refused(provider: Arc<dyn Provider>, _page: usize
         let builder = domain.handler(name).handle::<User, _>(|_, _, _| Ok(()));
         assert_invalid(builder.build().map(|_| ()), "bookmark", name);
     }
+    let handler = domain.handler("far").handle::<User, _>(|_, _, _| Ok(()));
+    let handler = handler.build().expect("a fine name");
+    for far in [i64::MAX as u64, u64::MAX] {
+        let value = far.to_string();
+        assert_invalid(handler.set_position(far).await, "position", &value);
+    }
+    handler.set_position(7).await.expect("a fine position");
+    assert_eq!(handler.position().await.expect("reading it"), 7);
     let fine = "user 42 / ünïcode";
     let user = domain
         .execute(fine, CreateUser { name: "ok".into() })

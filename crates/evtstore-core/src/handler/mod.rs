@@ -36,7 +36,7 @@ use options::Options;
 use page::Policy;
 
 use crate::aggregate::Aggregate;
-use crate::error::{BoxError, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::event::{EventMeta, Position, StoredEvent};
 use crate::provider::Provider;
 
@@ -232,7 +232,15 @@ impl<S: Send + 'static> Handler<S> {
     ///
     /// # Errors
     /// When the bookmark cannot be saved; the position is then unchanged.
+    /// [`Error::InvalidName`] for a position no store gives (`i64::MAX` or more).
     pub async fn set_position(&self, position: Position) -> Result<()> {
+        if position >= i64::MAX as u64 {
+            return Err(Error::InvalidName {
+                what: "position",
+                value: position.to_string(),
+                reason: "stores give positions below 2^63 - 1",
+            });
+        }
         let mut cursor = self.inner.cursor.lock().await;
         let moved = self.move_bookmark(&mut cursor, position).await;
         drop(cursor);
