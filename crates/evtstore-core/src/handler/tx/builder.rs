@@ -1,13 +1,12 @@
 //! Declaring a transactional handler: its bookmark, callbacks, options and hooks.
 
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use super::{Inner, TxHandler, TxHandles, TxProvider, TxRoute};
+use super::{Inner, Tail, TxHandler, TxHandles, TxProvider, TxRoute};
 use crate::aggregate::Aggregate;
 use crate::domain::Contains;
 use crate::error::Result;
@@ -99,7 +98,7 @@ impl<P: TxProvider, D> TxHandlerBuilder<P, D> {
     /// name, no kind is handled, or one kind is handled twice.
     pub fn build(self) -> Result<TxHandler<P>> {
         let (streams, routes) = check_routes(&self.name, self.routes)?;
-        let tail_next = AtomicBool::new(self.options.always_tail_stream);
+        let next = self.options.always_tail_stream;
         let inner = Inner {
             provider: self.provider,
             name: self.name,
@@ -108,8 +107,7 @@ impl<P: TxProvider, D> TxHandlerBuilder<P, D> {
             options: self.options,
             hooks: self.hooks,
             runner: Runner::default(),
-            tail_next,
-            tail: Mutex::default(),
+            tail: Mutex::new(Tail { next, kept: None }),
         };
         Ok(TxHandler {
             inner: Arc::new(inner),

@@ -10,7 +10,6 @@ mod run;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
@@ -179,11 +178,18 @@ struct Inner<P: TxProvider> {
     options: Options,
     hooks: Hooks,
     runner: Runner,
+    /// Where a tailing page starts, read and changed under one lock.
+    tail: Mutex<Tail>,
+}
+
+/// A tailing page's start.
+#[derive(Default)]
+struct Tail {
     /// With `always_tail_stream`: the next page starts at the end of history.
-    tail_next: AtomicBool,
+    next: bool,
     /// The end of history a page started from, until a page from it commits: a page that
     /// failed there is tried again from the same place, not from a later end.
-    tail: Mutex<Option<Position>>,
+    kept: Option<Position>,
 }
 
 impl<P: TxProvider> TxHandler<P> {

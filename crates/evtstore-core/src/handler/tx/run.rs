@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
 
-use super::{Inner, Savepoint, TxHandler, TxProvider};
+use super::{Inner, Savepoint, Tail, TxHandler, TxProvider};
 use crate::error::Result;
 use crate::event::{Position, StoredEvent};
 use crate::handler::page::{Handled, PageEvents, Policy};
@@ -33,8 +33,10 @@ impl<P: TxProvider> TxHandler<P> {
             let (inner, first) = (inner.clone(), first.clone());
             async move {
                 if first.swap(false, Ordering::Relaxed) {
-                    inner.tail_next.store(true, Ordering::SeqCst); // a start tails if asked
-                    *inner.kept_tail() = None;
+                    *inner.tail() = Tail {
+                        next: true,
+                        kept: None,
+                    }; // a start tails if asked
                 }
                 inner.run_pages(&|| inner.runner.is_stopping()).await
             }
@@ -103,13 +105,14 @@ impl<P: TxProvider> Inner<P> {
         let mut read = 0;
         let page = async {
             // Another process runs the handler: a standby carries on from its bookmark.
-            let waiting = || self.tail_next.store(false, Ordering::SeqCst);
+            let waiting = || self.tail().next = false;
             let begin = provider.begin(&mut conn, &self.name, &waiting);
             let (mut tx, bookmark) = begin.await?;
-            let tailing = self.tails(bookmark);
-            let start = match bookmark {
-                _ if tailing => self.tail(&mut tx, bookmark).await?,
-                bookmark => bookmark.unwrap_or(0),
+            let (tailing, kept) = self.tails(bookmark);
+            let start = match kept {
+                _ if !tailing => bookmark.unwrap_or(0),
+                Some(kept) => kept.max(bookmark.unwrap_or(0)),
+                None => self.new_tail(&mut tx).await?,
             };
             // On the transaction's own connection: taking a second one could wait forever on
             // a pool that running handlers have emptied.
@@ -132,8 +135,7 @@ impl<P: TxProvider> Inner<P> {
             }
             provider.commit(tx).await?;
             if tailing {
-                self.tail_next.store(false, Ordering::SeqCst);
-                *self.kept_tail() = None;
+                *self.tail() = Tail::default();
             }
             Ok(handled)
         };
@@ -141,18 +143,14 @@ impl<P: TxProvider> Inner<P> {
         (read, outcome)
     }
 
-    /// The end of history: the one kept from a page that failed there (or the bookmark, if
-    /// another process moved it past that), else the last event's position, kept.
-    async fn tail(&self, tx: &mut P::Tx<'_>, bookmark: Option<Position>) -> Result<Position> {
-        if let Some(kept) = *self.kept_tail() {
-            return Ok(kept.max(bookmark.unwrap_or(0)));
-        }
+    /// The end of history, the last event's position, kept until a page from it commits.
+    async fn new_tail(&self, tx: &mut P::Tx<'_>) -> Result<Position> {
         let tail = self.provider.tail(tx, &self.streams).await?;
-        *self.kept_tail() = Some(tail);
+        self.tail().kept = Some(tail);
         Ok(tail)
     }
 
-    fn kept_tail(&self) -> MutexGuard<'_, Option<Position>> {
+    fn tail(&self) -> MutexGuard<'_, Tail> {
         self.tail.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -168,12 +166,15 @@ impl<P: TxProvider> Inner<P> {
 
     /// Whether this page starts at the end of history: with either option when no bookmark
     /// was saved yet (also after waiting for another process's first page, rolled back), and
-    /// with `always_tail_stream` when a start asked for it.
-    fn tails(&self, bookmark: Option<Position>) -> bool {
+    /// with `always_tail_stream` when a start asked for it. Also the end kept from a page that
+    /// failed there, read under the same lock (a page that commits meanwhile clears both): the
+    /// page starts there, or at the bookmark if another process moved it past that.
+    fn tails(&self, bookmark: Option<Position>) -> (bool, Option<Position>) {
         let options = &self.options;
-        let tail_next = self.tail_next.load(Ordering::SeqCst);
-        (bookmark.is_none() && (options.tail_stream || options.always_tail_stream))
-            || (options.always_tail_stream && tail_next)
+        let tail = self.tail();
+        let tailing = (bookmark.is_none() && (options.tail_stream || options.always_tail_stream))
+            || (options.always_tail_stream && tail.next);
+        (tailing, tail.kept)
     }
 }
 
