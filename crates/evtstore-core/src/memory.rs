@@ -69,6 +69,29 @@ impl MemoryProvider {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Saves the lease's bookmark while the lease is held, and clears an ask that still holds
+    /// its value (see [`Provider::apply_ask_leased`]).
+    fn save_leased(
+        &self,
+        lease: &Lease,
+        position: Position,
+        ask: Option<(&str, Position)>,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        if !lease.is_held(state.leases.get(&lease.name), now_millis()) {
+            let (name, owner) = (lease.name.clone(), lease.owner.clone());
+            return Err(Error::LeaseLost { name, owner });
+        }
+        let bookmarks = &mut state.bookmarks;
+        bookmarks.insert(lease.name.clone(), position);
+        if let Some((ask, asked)) = ask
+            && bookmarks.get(ask) == Some(&asked)
+        {
+            bookmarks.remove(ask);
+        }
+        Ok(())
+    }
+
     fn append_now(&self, events: Vec<NewEvent>) -> Result<Vec<EventMeta>> {
         let mut state = self.lock();
         for expected in expectations(&events)? {
@@ -317,20 +340,6 @@ impl Provider for MemoryProvider {
         async move { saved }.boxed()
     }
 
-    fn clear_bookmark<'a>(
-        &'a self,
-        name: &'a str,
-        expected: Position,
-    ) -> BoxFuture<'a, Result<()>> {
-        let cleared = check_bookmark(name).map(|()| {
-            let bookmarks = &mut self.lock().bookmarks;
-            if bookmarks.get(name) == Some(&expected) {
-                bookmarks.remove(name);
-            }
-        });
-        async move { cleared }.boxed()
-    }
-
     fn acquire_lease<'a>(
         &'a self,
         name: &'a str,
@@ -368,16 +377,19 @@ impl Provider for MemoryProvider {
         lease: &'a Lease,
         position: Position,
     ) -> BoxFuture<'a, Result<()>> {
-        let mut state = self.lock();
-        let saved = if lease.is_held(state.leases.get(&lease.name), now_millis()) {
-            state.bookmarks.insert(lease.name.clone(), position);
-            Ok(())
-        } else {
-            Err(Error::LeaseLost {
-                name: lease.name.clone(),
-                owner: lease.owner.clone(),
-            })
-        };
+        let saved = self.save_leased(lease, position, None);
+        async move { saved }.boxed()
+    }
+
+    fn apply_ask_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+        ask: &'a str,
+        asked: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        let saved = check_bookmark(ask)
+            .and_then(|()| self.save_leased(lease, position, Some((ask, asked))));
         async move { saved }.boxed()
     }
 

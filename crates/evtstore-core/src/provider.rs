@@ -145,11 +145,6 @@ pub trait Provider: Send + Sync + 'static {
     /// Saves a named bookmark.
     fn set_bookmark<'a>(&'a self, name: &'a str, position: Position) -> BoxFuture<'a, Result<()>>;
 
-    /// Deletes a named bookmark if it still holds `expected`, atomically with that check: a
-    /// value saved meanwhile stays.
-    fn clear_bookmark<'a>(&'a self, name: &'a str, expected: Position)
-    -> BoxFuture<'a, Result<()>>;
-
     /// The snapshot of an aggregate's state, if any.
     fn snapshot<'a>(
         &'a self,
@@ -184,6 +179,21 @@ pub trait Provider: Send + Sync + 'static {
         &'a self,
         lease: &'a Lease,
         position: Position,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Applies another process's ask to move the lease's bookmark: saves the bookmark at
+    /// `position` and deletes bookmark `ask` if it still holds `asked` (a newer ask stays), in
+    /// one transaction, only while the lease is held. Applied once: if either write fails,
+    /// neither is kept.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`] when the lease is not held any more; nothing is written.
+    fn apply_ask_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+        ask: &'a str,
+        asked: Position,
     ) -> BoxFuture<'a, Result<()>>;
 
     /// The unexpired leases whose names start with `prefix`.

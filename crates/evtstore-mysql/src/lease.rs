@@ -4,9 +4,9 @@
 //! bookmark save is one `INSERT … SELECT` from the held lease row, which it locks for the
 //! statement, so no one takes the lease over between the check and the write.
 //!
-//! Every change is a single statement the server runs to its end: a process paused (or hung)
-//! between two statements of a transaction would keep the lease row locked, and no other
-//! process could take the lease over.
+//! Every change is a single statement (or a call of a procedure) the server runs to its end:
+//! a process paused (or hung) between two statements of a transaction would keep the lease
+//! row locked, and no other process could take the lease over.
 
 use std::time::Duration;
 
@@ -20,7 +20,8 @@ use crate::read::text;
 use crate::tables::Tables;
 
 /// Now, by the server's clock, in milliseconds since the Unix epoch (no time zone involved).
-const NOW_MS: &str = "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(3)) DIV 1000)";
+pub(crate) const NOW_MS: &str =
+    "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(3)) DIV 1000)";
 
 /// The lease statements of one table set.
 pub(crate) struct LeaseSql {
@@ -144,6 +145,33 @@ impl MysqlProvider {
         }
         let (name, owner) = (lease.name.clone(), lease.owner.clone());
         Err(Error::LeaseLost { name, owner })
+    }
+
+    /// Saves the lease's bookmark and clears `ask` if it still holds `asked`, through the
+    /// `<events>_ask` procedure (see `procedures::ask_procedure`).
+    pub(crate) async fn apply_ask(
+        &self,
+        lease: &Lease,
+        position: Position,
+        ask: &str,
+        asked: Position,
+    ) -> Result<()> {
+        let fail = |e| self.fail(&format!("apply an ask to {}", lease.name), e);
+        let held: i64 = sqlx::query_scalar(&self.sql.apply_ask)
+            .bind(&lease.name)
+            .bind(&lease.owner)
+            .bind(lease.token as i64)
+            .bind(position as i64)
+            .bind(ask)
+            .bind(asked as i64)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(fail)?;
+        if held == 0 {
+            let (name, owner) = (lease.name.clone(), lease.owner.clone());
+            return Err(Error::LeaseLost { name, owner });
+        }
+        Ok(())
     }
 
     pub(crate) async fn live_leases(&self, prefix: &str) -> Result<Vec<Lease>> {

@@ -400,19 +400,6 @@ impl Provider for MysqlProvider {
         .boxed()
     }
 
-    fn clear_bookmark<'a>(
-        &'a self,
-        name: &'a str,
-        expected: Position,
-    ) -> BoxFuture<'a, Result<()>> {
-        async move {
-            check_bookmark(name)?;
-            let clear = MysqlProvider::clear_bookmark(self, name, expected);
-            self.within("clear bookmark", clear).await
-        }
-        .boxed()
-    }
-
     fn snapshot<'a>(
         &'a self,
         stream: &'a str,
@@ -455,6 +442,21 @@ impl Provider for MysqlProvider {
     ) -> BoxFuture<'a, Result<()>> {
         let save = self.save_bookmark_leased(lease, position);
         self.within("save leased bookmark", save).boxed()
+    }
+
+    fn apply_ask_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+        ask: &'a str,
+        asked: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            check_bookmark(ask)?;
+            let apply = self.apply_ask(lease, position, ask, asked);
+            self.within("apply an ask", apply).await
+        }
+        .boxed()
     }
 
     fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {

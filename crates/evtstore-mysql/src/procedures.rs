@@ -1,5 +1,6 @@
-//! The stored procedures: the sequencer's pass (`<events>_pass`), and the append that inserts
-//! and numbers its events in one transaction (`<events>_add`). Each is one round trip.
+//! The stored procedures: the sequencer's pass (`<events>_pass`), the append that inserts
+//! and numbers its events in one transaction (`<events>_add`), and a holder's application of
+//! another process's ask to move its bookmark (`<events>_ask`). Each is one round trip.
 //!
 //! Both number waiting events the same way (see `sequencer`), and `_add` so numbers its own
 //! when any wait (else it inserts them at their positions): under the counter's row lock,
@@ -220,6 +221,40 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
         session_table = session_table(t),
         number = number(t),
         waiting = format!("SELECT id FROM {events} WHERE position IS NULL LIMIT 1"),
+    )
+}
+
+/// A holder's application of another process's ask (`Provider::apply_ask_leased`), in one
+/// transaction the server runs to its end (as every lease change is one statement: a process
+/// paused between two statements of its own would keep the lease row locked). Its arguments
+/// are `(lease name, owner, token, position, ask, asked)`; it returns one row, 1 when the lease
+/// was held (the bookmark saved, and the ask deleted if it still held `asked`), else 0 and
+/// nothing written.
+pub(crate) fn ask_procedure(t: &Tables) -> String {
+    format!(
+        "CREATE OR REPLACE PROCEDURE {ask}(IN lease_name VARBINARY(200),
+          IN lease_owner VARBINARY(255), IN lease_token BIGINT, IN at BIGINT,
+          IN ask_name VARBINARY(200), IN asked BIGINT)
+        BEGIN
+          DECLARE held BIGINT DEFAULT 0;
+          DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
+          START TRANSACTION;
+          SELECT COUNT(*) INTO held FROM {leases}
+            WHERE name = lease_name AND owner = lease_owner AND token = lease_token
+              AND expires_at > {now}
+            LOCK IN SHARE MODE;
+          IF held > 0 THEN
+            INSERT INTO {bookmarks} (name, position) VALUES (lease_name, at)
+              ON DUPLICATE KEY UPDATE position = VALUES(position);
+            DELETE FROM {bookmarks} WHERE name = ask_name AND position = asked;
+          END IF;
+          COMMIT;
+          SELECT held;
+        END",
+        ask = t.ask,
+        leases = t.leases,
+        bookmarks = t.bookmarks,
+        now = crate::lease::NOW_MS,
     )
 }
 

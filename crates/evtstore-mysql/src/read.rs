@@ -194,16 +194,6 @@ impl MysqlProvider {
         Ok(())
     }
 
-    pub(crate) async fn clear_bookmark(&self, name: &str, expected: Position) -> Result<()> {
-        sqlx::query(&self.sql.clear_bookmark)
-            .bind(name)
-            .bind(expected as i64)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.fail("clear bookmark", e))?;
-        Ok(())
-    }
-
     pub(crate) async fn read_snapshot(&self, stream: &str, id: &str) -> Result<Option<Snapshot>> {
         let fail = |e| self.fail("read snapshot", e);
         let row = sqlx::query(&self.sql.snapshot)

@@ -3,7 +3,7 @@
 use sqlx::{Connection, MySqlConnection};
 
 use crate::errors::{DUPLICATE_COLUMN, number};
-use crate::procedures::{add_procedure, pass_procedure};
+use crate::procedures::{add_procedure, ask_procedure, pass_procedure};
 use crate::tables::Tables;
 
 /// How long a process waits for another one's migration, in seconds.
@@ -30,6 +30,8 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let fewer_statements = vec![add_procedure(t)];
     // The locking read joins from the JSON rows by force.
     let from_the_json_rows = vec![add_procedure(t)];
+    // A holder applies another process's ask and clears it in one transaction.
+    let ask = vec![ask_procedure(t)];
     vec![
         tables,
         pass,
@@ -40,6 +42,7 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
         positioned,
         fewer_statements,
         from_the_json_rows,
+        ask,
     ]
 }
 

@@ -25,7 +25,8 @@ pub(crate) struct Sql {
     pub(crate) try_lock_bookmark: String,
     pub(crate) create_bookmark: String,
     pub(crate) set_bookmark: String,
-    pub(crate) clear_bookmark: String,
+    /// Calls the procedure that applies an ask to move a leased bookmark.
+    pub(crate) apply_ask: String,
     pub(crate) snapshot: String,
     pub(crate) save_snapshot: String,
     /// What an append recorded of a command id.
@@ -81,7 +82,7 @@ impl Sql {
                 "INSERT INTO {bookmarks} VALUES (?, ?)
                  ON DUPLICATE KEY UPDATE position = VALUES(position)"
             ),
-            clear_bookmark: format!("DELETE FROM {bookmarks} WHERE name = ? AND position = ?"),
+            apply_ask: format!("CALL {}(?, ?, ?, ?, ?, ?)", t.ask),
             snapshot: format!(
                 "SELECT tag, version, position, state FROM {snapshots}
                  WHERE stream = ? AND aggregate_id = ?"

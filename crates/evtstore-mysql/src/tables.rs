@@ -16,8 +16,10 @@ use evtstore_core::provider::{check_above_zero, check_server_options, check_tabl
 #[derive(Debug, Clone)]
 pub struct MysqlOptions {
     /// The events table (default `events`); its sequencer uses `<events>_seq` beside it, and
-    /// the stored procedures `<events>_pass` and `<events>_add`. Each of those names, and
-    /// the default commands, archive and keys tables', must fit in 63 characters.
+    /// the stored procedures `<events>_pass`, `<events>_add` and `<events>_ask` (which names
+    /// the bookmarks and leases tables as they are at the migration that creates it). Each
+    /// of those names, and the default commands, archive and keys tables', must fit in 63
+    /// characters.
     pub events_table: String,
     /// The bookmarks table (default `bookmarks`).
     pub bookmarks_table: String,
@@ -101,6 +103,8 @@ pub(crate) struct Tables {
     pub(crate) pass: String,
     /// The stored procedure that appends and numbers events in one transaction.
     pub(crate) add: String,
+    /// The stored procedure that applies an ask to move a leased bookmark.
+    pub(crate) ask: String,
     /// The database's table of stores: each events table's schema version.
     pub(crate) migrations: String,
     /// The `GET_LOCK` name that serialises migrations of these tables.
@@ -124,6 +128,7 @@ impl Tables {
         let sequence = format!("{}_seq", options.events_table);
         let pass = format!("{}_pass", options.events_table);
         let add = format!("{}_add", options.events_table);
+        let ask = format!("{}_ask", options.events_table);
         let beside = |table: &Option<String>, suffix: &str| {
             (table.clone()).unwrap_or_else(|| format!("{}_{suffix}", options.events_table))
         };
@@ -141,6 +146,7 @@ impl Tables {
             &sequence,
             &pass,
             &add,
+            &ask,
         ] {
             check_table(name)?;
         }
@@ -156,6 +162,7 @@ impl Tables {
             sequence: quoted(&sequence),
             pass: quoted(&pass),
             add: quoted(&add),
+            ask: quoted(&ask),
             migrations: quoted("evtstore_migrations"),
             migration_lock: format!("evtstore:{}", options.events_table),
             events_name: options.events_table.clone(),

@@ -47,12 +47,16 @@ impl LeaseSql {
                 "UPDATE {leases} SET expires_at = {NOW_MS}
                  WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > {NOW_MS}"
             ),
-            // `$1..$3` the lease, `$4` the position. A row comes back only when saved.
+            // `$1..$3` the lease, `$4` the position, `$5` an ask to clear (or NULL) if it still
+            // holds `$6`. A row comes back only when saved.
             save_bookmark: format!(
                 "WITH held AS (
                    SELECT name FROM {leases}
                    WHERE name = $1 AND owner = $2 AND token = $3 AND expires_at > {NOW_MS}
                    FOR SHARE
+                 ), cleared AS (
+                   DELETE FROM {bookmarks}
+                   WHERE name = $5::text AND position = $6::bigint AND EXISTS (SELECT FROM held)
                  )
                  INSERT INTO {bookmarks} (name, position) SELECT name, $4 FROM held
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position
@@ -100,13 +104,18 @@ impl PgProvider {
         Ok(())
     }
 
+    /// Saves the lease's bookmark while it is held and, in the same statement, clears `ask`
+    /// if it still holds its value.
     pub(crate) async fn save_bookmark_leased(
         &self,
         lease: &Lease,
         position: Position,
+        ask: Option<(&str, Position)>,
     ) -> Result<()> {
         let (token, position) = (lease.token as i64, position as i64);
-        let params: [&(dyn ToSql + Sync); 4] = [&lease.name, &lease.owner, &token, &position];
+        let (ask, asked) = (ask.map(|a| a.0), ask.map(|a| a.1 as i64));
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&lease.name, &lease.owner, &token, &position, &ask, &asked];
         let what = format!("save bookmark {}", lease.name);
         let saved = self.lease_query(&what, &self.sql.lease.save_bookmark, &params);
         if saved.await?.is_empty() {

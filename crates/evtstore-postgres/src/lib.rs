@@ -395,18 +395,6 @@ impl Provider for PgProvider {
         .boxed()
     }
 
-    fn clear_bookmark<'a>(
-        &'a self,
-        name: &'a str,
-        expected: Position,
-    ) -> BoxFuture<'a, Result<()>> {
-        async move {
-            check_bookmark(name)?;
-            PgProvider::clear_bookmark(self, name, expected).await
-        }
-        .boxed()
-    }
-
     fn snapshot<'a>(
         &'a self,
         stream: &'a str,
@@ -442,7 +430,22 @@ impl Provider for PgProvider {
         lease: &'a Lease,
         position: Position,
     ) -> BoxFuture<'a, Result<()>> {
-        self.save_bookmark_leased(lease, position).boxed()
+        self.save_bookmark_leased(lease, position, None).boxed()
+    }
+
+    fn apply_ask_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+        ask: &'a str,
+        asked: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            check_bookmark(ask)?;
+            self.save_bookmark_leased(lease, position, Some((ask, asked)))
+                .await
+        }
+        .boxed()
     }
 
     fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {

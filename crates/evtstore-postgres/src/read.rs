@@ -171,14 +171,6 @@ impl PgProvider {
         Ok(())
     }
 
-    pub(crate) async fn clear_bookmark(&self, name: &str, expected: Position) -> Result<()> {
-        let client = self.client().await?;
-        let what = format!("clear bookmark {name}");
-        let params: [&(dyn ToSql + Sync); 2] = [&name, &(expected as i64)];
-        let cleared = client.execute(&self.sql.clear_bookmark, &params);
-        self.run(&what, cleared).await.map(drop)
-    }
-
     pub(crate) async fn read_snapshot(&self, stream: &str, id: &str) -> Result<Option<Snapshot>> {
         let client = self.client().await?;
         let what = format!("read snapshot {stream}/{id}");

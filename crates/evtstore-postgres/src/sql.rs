@@ -44,7 +44,6 @@ pub(crate) struct Sql {
     pub(crate) streams: String,
     pub(crate) bookmark: String,
     pub(crate) set_bookmark: String,
-    pub(crate) clear_bookmark: String,
     pub(crate) lock_handler: String,
     pub(crate) try_lock_handler: String,
     pub(crate) snapshot: String,
@@ -137,10 +136,6 @@ impl Sql {
             set_bookmark: format!(
                 "INSERT INTO {} (name, position) VALUES ($1, $2)
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                t.bookmarks
-            ),
-            clear_bookmark: format!(
-                "DELETE FROM {} WHERE name = $1 AND position = $2",
                 t.bookmarks
             ),
             lock_handler: format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use evtstore_core::{Error, Lease, Position, Result};
 use rusqlite::{Connection, Row};
 
-use crate::append::set_bookmark;
+use crate::append::{clear_bookmark, set_bookmark};
 use crate::config::Config;
 
 /// A lease change for the writer thread. Each answers the lease granted, if any.
@@ -19,8 +19,9 @@ pub(crate) enum LeaseJob {
         ttl: Duration,
     },
     Release(Lease),
-    /// Saves the lease's bookmark while it is held.
-    Bookmark(Lease, Position),
+    /// Saves the lease's bookmark while it is held, and clears an ask (a bookmark) that still
+    /// holds the value given.
+    Bookmark(Lease, Position, Option<(String, Position)>),
 }
 
 impl LeaseJob {
@@ -38,13 +39,16 @@ impl LeaseJob {
             LeaseJob::Release(lease) => release(conn, &lease, now)
                 .map(|()| None)
                 .map_err(|e| config.error("release lease", e)),
-            LeaseJob::Bookmark(lease, position) => {
+            LeaseJob::Bookmark(lease, position, ask) => {
                 let held = stored(conn, &lease.name).map_err(|e| config.error("read lease", e))?;
                 if !lease.is_held(held.as_ref(), now) {
                     let (name, owner) = (lease.name, lease.owner);
                     return Err(Error::LeaseLost { name, owner });
                 }
-                let saved = set_bookmark(conn, &lease.name, position);
+                let saved = set_bookmark(conn, &lease.name, position).and_then(|()| match ask {
+                    Some((ask, asked)) => clear_bookmark(conn, &ask, asked),
+                    None => Ok(()),
+                });
                 saved
                     .map(|()| None)
                     .map_err(|e| config.error("save bookmark", e))

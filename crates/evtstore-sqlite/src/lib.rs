@@ -342,22 +342,6 @@ impl Provider for SqliteProvider {
         .boxed()
     }
 
-    fn clear_bookmark<'a>(
-        &'a self,
-        name: &'a str,
-        expected: Position,
-    ) -> BoxFuture<'a, Result<()>> {
-        async move {
-            check_bookmark(name)?;
-            let name = name.to_owned();
-            let statements =
-                Box::new(move |c: &Connection| append::clear_bookmark(c, &name, expected));
-            self.write(|reply| Job::Run("clear bookmark", statements, reply))
-                .await
-        }
-        .boxed()
-    }
-
     fn snapshot<'a>(
         &'a self,
         stream: &'a str,
@@ -401,8 +385,23 @@ impl Provider for SqliteProvider {
         lease: &'a Lease,
         position: Position,
     ) -> BoxFuture<'a, Result<()>> {
-        let job = LeaseJob::Bookmark(lease.clone(), position);
+        let job = LeaseJob::Bookmark(lease.clone(), position, None);
         self.lease(job).map(|saved| saved.map(drop)).boxed()
+    }
+
+    fn apply_ask_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+        ask: &'a str,
+        asked: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            check_bookmark(ask)?;
+            let job = LeaseJob::Bookmark(lease.clone(), position, Some((ask.to_owned(), asked)));
+            self.lease(job).await.map(drop)
+        }
+        .boxed()
     }
 
     fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {

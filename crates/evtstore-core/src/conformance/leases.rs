@@ -79,6 +79,56 @@ pub async fn a_lease_has_one_holder_and_fences_bookmarks(
     );
 }
 
+/// An ask applied under the lease saves the bookmark and deletes the ask in one write, unless
+/// a newer ask replaced it (kept); after the lease passes on, nothing is written, and the ask
+/// stays for the new holder.
+pub async fn an_ask_is_applied_under_the_lease(provider: Arc<dyn Provider>, _page: usize) {
+    let set = |name: &'static str, position: u64| {
+        let provider = provider.clone();
+        async move { provider.set_bookmark(name, position).await.expect("asking") }
+    };
+    let a = acquire(&provider, "k", "a", LONG).await.expect("granted");
+    set("k#ask", 5).await;
+    let applied = provider.apply_ask_leased(&a, 4, "k#ask", 5).await;
+    applied.expect("the holder applies the ask");
+    assert_eq!(bookmark(&provider, "k").await, Some(4), "moved as asked");
+    assert_eq!(
+        bookmark(&provider, "k#ask").await,
+        None,
+        "and the ask cleared"
+    );
+
+    set("k#ask", 8).await;
+    let applied = provider.apply_ask_leased(&a, 6, "k#ask", 7).await;
+    applied.expect("the holder applies an ask it read before a newer one");
+    assert_eq!(bookmark(&provider, "k").await, Some(6));
+    assert_eq!(
+        bookmark(&provider, "k#ask").await,
+        Some(8),
+        "the newer ask stays"
+    );
+
+    provider.release_lease(&a).await.expect("releasing");
+    let b = acquire(&provider, "k", "b", LONG).await.expect("passed on");
+    assert_lost(
+        provider.apply_ask_leased(&a, 7, "k#ask", 8).await,
+        "a's apply after b took over",
+    );
+    assert_eq!(
+        bookmark(&provider, "k").await,
+        Some(6),
+        "nothing saved by a"
+    );
+    assert_eq!(
+        bookmark(&provider, "k#ask").await,
+        Some(8),
+        "nor the ask cleared: it is b's to apply"
+    );
+    let applied = provider.apply_ask_leased(&b, 7, "k#ask", 8).await;
+    applied.expect("b applies it");
+    assert_eq!(bookmark(&provider, "k#ask").await, None);
+}
+
 /// A lease that was not renewed expires: another owner takes it with a higher token, and the
 /// old holder, waking up late, can no longer save a bookmark.
 pub async fn an_expired_lease_passes_on_and_its_holder_is_fenced(

@@ -162,6 +162,7 @@ macro_rules! conformance_tests {
                 wait_for_reads_your_writes,
                 a_read_model_is_rebuilt_under_a_new_name_and_switched_over,
                 a_lease_has_one_holder_and_fences_bookmarks,
+                an_ask_is_applied_under_the_lease,
                 an_expired_lease_passes_on_and_its_holder_is_fenced,
                 one_of_racing_owners_gets_a_lease,
                 unknown_event_types_fail_or_are_skipped_by_loads,

@@ -396,14 +396,6 @@ impl Provider for Counting {
         self.inner.set_bookmark(name, position)
     }
 
-    fn clear_bookmark<'a>(
-        &'a self,
-        name: &'a str,
-        expected: Position,
-    ) -> BoxFuture<'a, Result<()>> {
-        self.inner.clear_bookmark(name, expected)
-    }
-
     fn snapshot<'a>(
         &'a self,
         stream: &'a str,
@@ -439,6 +431,20 @@ impl Provider for Counting {
             return failed;
         }
         self.inner.set_bookmark_leased(lease, position)
+    }
+
+    fn apply_ask_leased<'a>(
+        &'a self,
+        lease: &'a Lease,
+        position: Position,
+        ask: &'a str,
+        asked: Position,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.bookmark_saves.fetch_add(1, Ordering::SeqCst);
+        if let Some(failed) = self.failed_save() {
+            return failed;
+        }
+        self.inner.apply_ask_leased(lease, position, ask, asked)
     }
 
     fn leases<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Lease>>> {

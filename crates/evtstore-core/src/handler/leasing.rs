@@ -123,11 +123,7 @@ impl<S: Send + 'static> Handler<S> {
             return self.save_position(at).await;
         };
         let saved = parts.provider.set_bookmark_leased(&held.lease, at).await;
-        if let Err(Error::LeaseLost { .. }) = &saved {
-            cursor.lease = None;
-            cursor.position = None;
-        }
-        saved
+        forget_if_lost(cursor, saved)
     }
 
     /// Moves the bookmark: through the lease when this handler can hold it (after any earlier
@@ -170,16 +166,23 @@ impl<S: Send + 'static> Handler<S> {
     }
 
     /// Applies a position another process asked for with `set_position`, and clears the ask
-    /// unless a newer one came meanwhile (applied at the next renewal).
+    /// unless a newer one came meanwhile (applied at the next renewal): both in one write,
+    /// fenced by the lease, so an ask is applied once.
     async fn apply_requested_position(&self, cursor: &mut Cursor<S>) -> Result<()> {
         let parts = &self.inner.parts;
         let request = request_name(&parts.name);
         let Some(asked) = parts.provider.bookmark(&request).await?.filter(|&p| p > 0) else {
             return Ok(());
         };
-        self.save_leased(cursor, asked - 1).await?;
+        let Some(held) = &cursor.lease else {
+            return Ok(()); // asked of the holder: applied once this handler holds the lease
+        };
+        let provider = &parts.provider;
+        let applied = provider.apply_ask_leased(&held.lease, asked - 1, &request, asked);
+        let applied = applied.await;
+        forget_if_lost(cursor, applied)?;
         cursor.place(asked - 1);
-        parts.provider.clear_bookmark(&request, asked).await
+        Ok(())
     }
 
     /// The error of a handler run while another process holds its lease.
@@ -188,6 +191,15 @@ impl<S: Send + 'static> Handler<S> {
             name: self.inner.parts.name.clone(),
         }
     }
+}
+
+/// The outcome of a fenced save; a lost lease is forgotten, with the cached position.
+fn forget_if_lost<S>(cursor: &mut Cursor<S>, saved: Result<()>) -> Result<()> {
+    if let Err(Error::LeaseLost { .. }) = &saved {
+        cursor.lease = None;
+        cursor.position = None;
+    }
+    saved
 }
 
 #[cfg(test)]
