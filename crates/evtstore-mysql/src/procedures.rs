@@ -1,6 +1,7 @@
 //! The stored procedures: the sequencer's pass (`<events>_pass`), the append that inserts
 //! and numbers its events in one transaction (`<events>_add`), and a holder's application of
-//! another process's ask to move its bookmark (`<events>_ask`). Each is one round trip.
+//! another process's ask to move its bookmark (`evtstore_ask_…`, named after the bookmarks
+//! and leases tables it uses). Each is one round trip.
 //!
 //! Both number waiting events the same way (see `sequencer`), and `_add` so numbers its own
 //! when any wait (else it inserts them at their positions): under the counter's row lock,

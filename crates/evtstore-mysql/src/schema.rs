@@ -30,8 +30,6 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let fewer_statements = vec![add_procedure(t)];
     // The locking read joins from the JSON rows by force.
     let from_the_json_rows = vec![add_procedure(t)];
-    // A holder applies another process's ask and clears it in one transaction.
-    let ask = vec![ask_procedure(t)];
     vec![
         tables,
         pass,
@@ -42,7 +40,6 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
         positioned,
         fewer_statements,
         from_the_json_rows,
-        ask,
     ]
 }
 
@@ -195,7 +192,10 @@ pub(crate) async fn migrate(conn: &mut MySqlConnection, t: &Tables) -> Result<()
             t.migration_lock
         )));
     }
-    let migrated = run_migrations(conn, t).await;
+    let migrated = match run_migrations(conn, t).await {
+        Ok(()) => ensure_ask_procedure(conn, t).await,
+        failed => failed,
+    };
     let release = "SELECT RELEASE_LOCK(CONCAT(?, DATABASE(), '.', ?))";
     let released = sqlx::query(release)
         .bind("evtstore:")
@@ -203,6 +203,21 @@ pub(crate) async fn migrate(conn: &mut MySqlConnection, t: &Tables) -> Result<()
         .execute(&mut *conn)
         .await;
     migrated.and(released.map(drop))
+}
+
+/// Makes the procedure that applies asks on these bookmarks and leases tables, if missing: its
+/// name says which tables it uses (`tables::ask_procedure_name`), so it is never replaced.
+async fn ensure_ask_procedure(conn: &mut MySqlConnection, t: &Tables) -> Result<(), sqlx::Error> {
+    let find = "SELECT 1 FROM information_schema.ROUTINES
+        WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_NAME = ? AND ROUTINE_TYPE = 'PROCEDURE'";
+    let found: Option<i32> = sqlx::query_scalar(find)
+        .bind(&t.ask_name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if found.is_none() {
+        sqlx::raw_sql(&ask_procedure(t)).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 async fn run_migrations(conn: &mut MySqlConnection, t: &Tables) -> Result<(), sqlx::Error> {

@@ -16,10 +16,10 @@ use evtstore_core::provider::{check_above_zero, check_server_options, check_tabl
 #[derive(Debug, Clone)]
 pub struct MysqlOptions {
     /// The events table (default `events`); its sequencer uses `<events>_seq` beside it, and
-    /// the stored procedures `<events>_pass`, `<events>_add` and `<events>_ask` (which names
-    /// the bookmarks and leases tables as they are at the migration that creates it). Each
-    /// of those names, and the default commands, archive and keys tables', must fit in 63
-    /// characters.
+    /// the stored procedures `<events>_pass` and `<events>_add`. Each of those names, and
+    /// the default commands, archive and keys tables', must fit in 63 characters. (Asks to
+    /// move a bookmark go through a procedure named after the bookmarks and leases tables,
+    /// `evtstore_ask_` and a hash of their names, made when missing.)
     pub events_table: String,
     /// The bookmarks table (default `bookmarks`).
     pub bookmarks_table: String,
@@ -103,8 +103,10 @@ pub(crate) struct Tables {
     pub(crate) pass: String,
     /// The stored procedure that appends and numbers events in one transaction.
     pub(crate) add: String,
-    /// The stored procedure that applies an ask to move a leased bookmark.
+    /// The stored procedure that applies an ask to move a leased bookmark (see
+    /// [`ask_procedure_name`]), quoted, and as stored.
     pub(crate) ask: String,
+    pub(crate) ask_name: String,
     /// The database's table of stores: each events table's schema version.
     pub(crate) migrations: String,
     /// The `GET_LOCK` name that serialises migrations of these tables.
@@ -128,7 +130,7 @@ impl Tables {
         let sequence = format!("{}_seq", options.events_table);
         let pass = format!("{}_pass", options.events_table);
         let add = format!("{}_add", options.events_table);
-        let ask = format!("{}_ask", options.events_table);
+        let ask = ask_procedure_name(&options.bookmarks_table, &options.leases_table);
         let beside = |table: &Option<String>, suffix: &str| {
             (table.clone()).unwrap_or_else(|| format!("{}_{suffix}", options.events_table))
         };
@@ -163,6 +165,7 @@ impl Tables {
             pass: quoted(&pass),
             add: quoted(&add),
             ask: quoted(&ask),
+            ask_name: ask.clone(),
             migrations: quoted("evtstore_migrations"),
             migration_lock: format!("evtstore:{}", options.events_table),
             events_name: options.events_table.clone(),
@@ -170,9 +173,33 @@ impl Tables {
     }
 }
 
+/// The name of the procedure that applies asks (`procedures::ask_procedure`) on these
+/// bookmarks and leases tables: `evtstore_ask_` and a hash of their names, so that stores of
+/// other tables never share one, and a store whose tables change gets its own.
+fn ask_procedure_name(bookmarks: &str, leases: &str) -> String {
+    // FNV-1a, 64 bits: stable across Rust releases, unlike the standard library's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("v1\0{bookmarks}\0{leases}").bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("evtstore_ask_{hash:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_pair_of_bookmarks_and_leases_tables_has_its_own_ask_procedure() {
+        let default = ask_procedure_name("bookmarks", "leases");
+        let others = [
+            ask_procedure_name("bookmarks_b", "leases"),
+            ask_procedure_name("bookmarks", "leases_b"),
+            ask_procedure_name("bookmarksleases", ""),
+        ];
+        assert!(others.iter().all(|other| *other != default), "{others:?}");
+        assert!(default.len() <= 63 && default.starts_with("evtstore_ask_"));
+    }
 
     #[test]
     fn refuses_bad_names_before_any_sql() {

@@ -177,6 +177,26 @@ pub async fn a_position_asked_for_while_another_is_applied_is_kept(
     assert_eq!(left, None, "both asks were cleared once applied");
 }
 
+/// An ask whose application committed but whose answer was lost (the connection dropped) is
+/// not undone: the holder reads its bookmark again and replays from the asked position.
+pub async fn an_ask_applied_without_an_answer_is_kept(provider: Arc<dyn Provider>, page: usize) {
+    let counting = Counting::new(provider);
+    let provider: Arc<dyn Provider> = counting.clone();
+    let domain = domain(&provider);
+    let seen = Seen::default();
+    let (running, at) = running_after(&domain, "running", page, &seen, 2).await;
+    counting.lose_next_ask_answer();
+    let asked = not_started(&domain).set_position(0).await;
+    asked.expect("another process asks for a replay");
+    let replayed = || async {
+        bump(&domain, 1).await; // wakes the holder; it renews every half second
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        positions(&seen).iter().filter(|&&p| p == at[0]).count() >= 2
+    };
+    eventually("the replay asked for", Duration::from_secs(10), replayed).await;
+    running.stop().await;
+}
+
 /// The holder's own `set_position` overrides an earlier ask of another process: the ask is
 /// not applied later over it.
 pub async fn a_holders_own_move_overrides_an_earlier_ask(provider: Arc<dyn Provider>, page: usize) {

@@ -155,6 +155,7 @@ macro_rules! conformance_tests {
                 one_started_handler_of_a_name_runs_and_a_stop_hands_over,
                 set_position_goes_through_the_lease,
                 a_position_asked_for_while_another_is_applied_is_kept,
+                an_ask_applied_without_an_answer_is_kept,
                 a_holders_own_move_overrides_an_earlier_ask,
                 a_place_asked_for_is_kept_after_a_lost_lease,
                 partitions_are_shared_and_move_when_a_process_leaves,

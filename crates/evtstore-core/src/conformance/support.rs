@@ -216,7 +216,7 @@ where
 }
 
 /// A provider that passes everything through and counts some calls; it can fail every
-/// second page read, or the next bookmark save.
+/// second page read, or the next bookmark save, or lose the answer to an applied ask.
 pub(super) struct Counting {
     inner: Arc<dyn Provider>,
     bookmark_saves: AtomicUsize,
@@ -224,6 +224,7 @@ pub(super) struct Counting {
     page_reads: AtomicUsize,
     failing_page_reads: AtomicBool,
     failing_bookmark_save: AtomicBool,
+    losing_ask_answer: AtomicBool,
     write_after_read: Mutex<Option<(String, Position, Position)>>,
 }
 
@@ -238,6 +239,7 @@ impl Counting {
             page_reads: AtomicUsize::new(0),
             failing_page_reads: AtomicBool::new(false),
             failing_bookmark_save: AtomicBool::new(false),
+            losing_ask_answer: AtomicBool::new(false),
             write_after_read: Mutex::new(None),
         })
     }
@@ -245,6 +247,12 @@ impl Counting {
     /// The next bookmark save (leased or not) fails, and writes nothing.
     pub(super) fn fail_next_bookmark_save(&self) {
         self.failing_bookmark_save.store(true, Ordering::SeqCst);
+    }
+
+    /// The next application of an ask is made, and then answered with an error, as when the
+    /// connection drops after the commit.
+    pub(super) fn lose_next_ask_answer(&self) {
+        self.losing_ask_answer.store(true, Ordering::SeqCst);
     }
 
     /// The error of a save failing on purpose, once asked for.
@@ -443,6 +451,15 @@ impl Provider for Counting {
         self.bookmark_saves.fetch_add(1, Ordering::SeqCst);
         if let Some(failed) = self.failed_save() {
             return failed;
+        }
+        if self.losing_ask_answer.swap(false, Ordering::SeqCst) {
+            return Box::pin(async move {
+                (self.inner.apply_ask_leased(lease, position, ask, asked)).await?;
+                Err(Error::unavailable(
+                    "conformance",
+                    "an answer lost on purpose",
+                ))
+            });
         }
         self.inner.apply_ask_leased(lease, position, ask, asked)
     }

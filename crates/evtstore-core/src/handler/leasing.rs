@@ -167,19 +167,25 @@ impl<S: Send + 'static> Handler<S> {
 
     /// Applies a position another process asked for with `set_position`, and clears the ask
     /// unless a newer one came meanwhile (applied at the next renewal): both in one write,
-    /// fenced by the lease, so an ask is applied once.
+    /// fenced by the lease, so an ask is applied once. Called with the lease held.
     async fn apply_requested_position(&self, cursor: &mut Cursor<S>) -> Result<()> {
         let parts = &self.inner.parts;
         let request = request_name(&parts.name);
         let Some(asked) = parts.provider.bookmark(&request).await?.filter(|&p| p > 0) else {
             return Ok(());
         };
-        let Some(held) = &cursor.lease else {
-            return Ok(()); // asked of the holder: applied once this handler holds the lease
+        let Some(held) = &mut cursor.lease else {
+            return Ok(());
         };
         let provider = &parts.provider;
         let applied = provider.apply_ask_leased(&held.lease, asked - 1, &request, asked);
         let applied = applied.await;
+        if applied.is_err() {
+            // It may have committed all the same (an answer lost): read the bookmark again
+            // before the next page, and look for the ask again at once.
+            held.renew_at = Instant::now();
+            cursor.position = None;
+        }
         forget_if_lost(cursor, applied)?;
         cursor.place(asked - 1);
         Ok(())
