@@ -44,12 +44,50 @@ impl TxModel<MysqlProvider> for Applied {
         }
         .boxed()
     }
+
+    fn refuse_bookmark_saves(&self, refuse: bool) -> BoxFuture<'_, ()> {
+        let sql = match refuse {
+            true => "INSERT INTO refuse VALUES (1)",
+            false => "DELETE FROM refuse",
+        };
+        async move {
+            self.0.connection().await.execute(sql).await.unwrap();
+        }
+        .boxed()
+    }
+}
+
+/// Saves of a bookmark's position fail while table `refuse` holds a row. A page's first step,
+/// creating a handler's missing bookmark row (the row it locks), goes through: only an insert
+/// that finds the row (a save: `ON DUPLICATE KEY UPDATE`) and an update are refused.
+fn refusing_triggers() -> Vec<String> {
+    let trigger = |on: &str, and: &str| {
+        format!(
+            "CREATE TRIGGER refuse_{on} BEFORE {on} ON bookmarks FOR EACH ROW
+             BEGIN
+               IF (SELECT COUNT(*) FROM refuse) > 0 {and} THEN
+                 SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'bookmark save refused';
+               END IF;
+             END"
+        )
+    };
+    let existing = "AND (SELECT COUNT(*) FROM bookmarks WHERE name = NEW.name) > 0";
+    vec![
+        "CREATE TABLE refuse (x INT)".to_owned(),
+        trigger("INSERT", existing),
+        trigger("UPDATE", ""),
+    ]
 }
 
 async fn make() -> Option<(Arc<MysqlProvider>, Applied)> {
     let (provider, db) = support::fresh(&support::url()?).await;
     let create = "CREATE TABLE applied (position BIGINT NOT NULL)";
-    db.connection().await.execute(create).await.unwrap();
+    let mut conn = db.connection().await;
+    conn.execute(create).await.unwrap();
+    for statement in refusing_triggers() {
+        conn.execute(statement.as_str()).await.unwrap();
+    }
+    drop(conn);
     Some((provider, Applied(db)))
 }
 

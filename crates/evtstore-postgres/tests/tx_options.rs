@@ -21,6 +21,8 @@ struct Applied {
     insert: Arc<str>,
     refused: Arc<str>,
     rows: String,
+    /// Turns the refusal of bookmark saves on and off (see `make`).
+    refuse: [String; 2],
 }
 
 impl TxModel<PgProvider> for Applied {
@@ -50,6 +52,11 @@ impl TxModel<PgProvider> for Applied {
         }
         .boxed()
     }
+
+    fn refuse_bookmark_saves(&self, refuse: bool) -> BoxFuture<'_, ()> {
+        let sql = &self.refuse[usize::from(refuse)];
+        async move { self.admin.batch_execute(sql).await.unwrap() }.boxed()
+    }
 }
 
 async fn make() -> Option<(Arc<PgProvider>, Applied)> {
@@ -57,11 +64,29 @@ async fn make() -> Option<(Arc<PgProvider>, Applied)> {
     let (schema, admin) = (support::unique_schema(), counters::admin(&url).await);
     let provider = counters::connect(&url, &schema, 4).await;
     counters::create_model(&admin, &schema).await;
+    // Bookmark saves fail while table `refuse` holds a row.
+    let trigger = format!(
+        "CREATE TABLE \"{schema}\".refuse ();
+         CREATE FUNCTION \"{schema}\".refuse_save() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF EXISTS (SELECT FROM \"{schema}\".refuse) THEN
+             RAISE EXCEPTION 'bookmark save refused';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_save BEFORE INSERT OR UPDATE ON \"{schema}\".bookmarks
+           FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse_save();"
+    );
+    admin.batch_execute(&trigger).await.unwrap();
     let model = Applied {
         admin,
         insert: format!("INSERT INTO \"{schema}\".applied (position) VALUES ($1)").into(),
         refused: format!("SELECT * FROM \"{schema}\".no_such_table").into(),
         rows: format!("SELECT position FROM \"{schema}\".applied ORDER BY position"),
+        refuse: [
+            format!("DELETE FROM \"{schema}\".refuse"),
+            format!("INSERT INTO \"{schema}\".refuse DEFAULT VALUES"),
+        ],
     };
     Some((provider, model))
 }

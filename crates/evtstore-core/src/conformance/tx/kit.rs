@@ -136,6 +136,11 @@ impl<P: TxProvider, M: TxModel<P>> Kit<P, M> {
         self.failing.store(false, Ordering::SeqCst);
     }
 
+    /// Bookmark saves fail while `refuse` holds (see [`TxModel::refuse_bookmark_saves`]).
+    pub(super) async fn refuse_bookmark_saves(&self, refuse: bool) {
+        self.model.refuse_bookmark_saves(refuse).await;
+    }
+
     /// The model's committed rows.
     pub(super) async fn rows(&self) -> Vec<Position> {
         self.model.rows().await

@@ -34,6 +34,11 @@ pub trait TxModel<P: TxProvider>: Send + Sync + 'static {
 
     /// The positions of the committed rows, in order.
     fn rows(&self) -> BoxFuture<'_, Vec<Position>>;
+
+    /// While `refuse` holds, the database refuses to save a bookmark's position (a trigger,
+    /// say; a provider that makes a handler's bookmark row before its first page may still
+    /// make it): a page fails at its end, with nothing of it committed.
+    fn refuse_bookmark_saves(&self, refuse: bool) -> BoxFuture<'_, ()>;
 }
 
 /// Writes the transactional-handler cases' tests for a provider.
@@ -51,6 +56,9 @@ macro_rules! tx_conformance_tests {
             tail_stream_starts_a_new_bookmark_at_the_end,
             always_tail_stream_starts_each_start_at_the_end,
             an_always_tailing_standby_carries_on_from_the_bookmark,
+            a_tail_whose_page_failed_is_kept,
+            a_kept_tail_gives_way_to_a_later_bookmark,
+            a_start_forgets_a_kept_tail,
             hooks_run_around_each_page,
             sealed_events_are_opened_and_shredded_ones_passed_over,
         );

@@ -6,7 +6,10 @@ use std::time::Duration;
 use super::TxModel;
 use super::kit::{Kit, REFUSE, run};
 use crate::conformance::support::{PROMPTLY, eventually};
-use crate::provider::TxProvider;
+use crate::provider::{TxHandler, TxProvider};
+
+/// How long a started handler may take to run a page: a stall, not a slow machine.
+const TEN_SECONDS: Duration = Duration::from_secs(10);
 
 /// With `tail_stream`, a new bookmark starts (and is saved) at the end of history; a handler
 /// whose bookmark exists resumes from it.
@@ -107,6 +110,84 @@ pub async fn an_always_tailing_standby_carries_on_from_the_bookmark<
         [first[0], second[0]],
         "2 was not passed over"
     );
+}
+
+/// A tailing handler whose first page (at the end of history) failed starts again from that
+/// same end: an event appended meanwhile is handled, not passed over.
+pub async fn a_tail_whose_page_failed_is_kept<P: TxProvider, M: TxModel<P>>(
+    provider: Arc<P>,
+    model: M,
+) {
+    let kit = Kit::new(provider, model);
+    kit.bump("c1", &[1]).await;
+    for always in [false, true] {
+        kit.refuse_bookmark_saves(true).await;
+        let name = format!("tailing-{always}");
+        let handler = kit.handler(&name, |b| b.tail_stream(true).always_tail_stream(always));
+        let failed = handler.run_once().await;
+        assert!(failed.is_err(), "the bookmark save is refused");
+        let meanwhile = kit.bump("c1", &[2]).await;
+        kit.refuse_bookmark_saves(false).await;
+        assert_eq!(
+            run(&handler).await,
+            1,
+            "the event appended after the failed tail is handled (always_tail_stream {always})"
+        );
+        assert!(kit.rows().await.contains(&meanwhile[0]));
+    }
+}
+
+/// A kept tail gives way to a bookmark another process saved past it: the retry carries on
+/// from that bookmark and applies nothing twice.
+pub async fn a_kept_tail_gives_way_to_a_later_bookmark<P: TxProvider, M: TxModel<P>>(
+    provider: Arc<P>,
+    model: M,
+) {
+    let kit = Kit::new(provider, model);
+    let kept = with_a_failed_tail(&kit, "moved").await;
+    kit.bump("c1", &[2]).await; // passed over by the other, which starts after it
+    kit.refuse_bookmark_saves(false).await;
+    let other = kit.handler("moved", |b| b.tail_stream(true));
+    assert_eq!(run(&other).await, 0, "the other starts at the end");
+    let later = kit.bump("c1", &[3]).await;
+    assert_eq!(run(&other).await, 1);
+    assert_eq!(
+        run(&kept).await,
+        0,
+        "the retry carries on from the other's bookmark"
+    );
+    assert_eq!(kit.rows().await, later, "each applied once, by the other");
+}
+
+/// A handler named `name`, with `always_tail_stream`, whose first page (at the end of a
+/// history of one event) failed at its bookmark save; saves are refused still.
+async fn with_a_failed_tail<P: TxProvider, M: TxModel<P>>(
+    kit: &Kit<P, M>,
+    name: &str,
+) -> TxHandler<P> {
+    kit.bump("c1", &[1]).await;
+    kit.refuse_bookmark_saves(true).await;
+    let handler = kit.handler(name, |b| b.always_tail_stream(true));
+    let failed = handler.run_once().await;
+    assert!(failed.is_err(), "the bookmark save is refused");
+    handler
+}
+
+/// A start forgets the tail kept from a failed `run_once`: it begins at the end of history as
+/// it is then (`always_tail_stream`), not at the old one.
+pub async fn a_start_forgets_a_kept_tail<P: TxProvider, M: TxModel<P>>(provider: Arc<P>, model: M) {
+    let kit = Kit::new(provider, model);
+    let handler = with_a_failed_tail(&kit, "restarted").await;
+    kit.bump("c1", &[2]).await; // before the start
+    kit.refuse_bookmark_saves(false).await;
+    handler.start();
+    let tailed = || async { kit.bookmark("restarted").await.is_some() };
+    eventually("the start's first page commits", TEN_SECONDS, tailed).await;
+    let after = kit.bump("c1", &[3]).await;
+    let applied = || async { kit.rows().await.contains(&after[0]) };
+    eventually("the event after the start is applied", TEN_SECONDS, applied).await;
+    handler.stop().await;
+    assert_eq!(kit.rows().await, after, "only the event after the start");
 }
 
 /// `before_run` and `after_run` run around each page (transaction), after with (events read,
