@@ -148,7 +148,7 @@ impl MysqlProvider {
     }
 
     /// Saves the lease's bookmark and clears `ask` if it still holds `asked`, through the
-    /// `<events>_ask` procedure (see `procedures::ask_procedure`).
+    /// `evtstore_ask_…` procedure of these tables (see `procedures::ask_procedure`).
     pub(crate) async fn apply_ask(
         &self,
         lease: &Lease,

@@ -46,15 +46,17 @@
 //! W1 1,620–1,726/s → 2,049–2,088/s single-threaded and 1,533–1,564/s → 1,801–1,895/s
 //! multi-threaded in interleaved runs, W2 unchanged within the noise.
 //! Against the original TypeScript library (which trusts insert order: a read, then an
-//! insert committed alone) on the same server in the same minutes, the last `compare.sh` run
-//! (2026-11-28, a sixth machine) gave, against the original's 1,037/s for sequential commands
+//! insert committed alone) on the same server in the same minutes, the sixth machine's
+//! `compare.sh` run (2026-11-28) gave, against the original's 1,037/s for sequential commands
 //! (W1), 1,305/s multi-threaded and 1,521/s single-threaded (1.26×, 1.47×), with the same read
 //! and insert done raw through sqlx at 2,257–2,336/s and in one transaction at 1,317–1,643/s;
 //! against its 3,493/s for 16 concurrent callers (W2), 9,878/s and 11,488/s (2.83×, 3.29×),
 //! with 16 raw connections at 8,353–8,680/s. Three more rounds: W1 1.39–1.68× multi-threaded
 //! and 1.38–1.71× single-threaded, W2 2.19–3.12× and 2.88–3.23×. Earlier runs, on five other
 //! machines: W1 0.96–2.35×, W2 1.98–4.01×; the original's own W1 moved by 60% between two runs
-//! minutes apart, and ran 1,037–1,272/s on this machine against 513–821/s on the last two.
+//! minutes apart, and ran 1,037–1,272/s on that machine against 513–821/s on the two before.
+//! On a seventh machine (README, footnote ³ of "Figures") W1 ran 1.37× single-threaded and 1.33×
+//! multi-threaded, W2 4.13× and 2.73×.
 //! Since schema version 8 the append's plain checks and its look for waiting events are one
 //! statement (they were two or three) and events placed at their positions are inserted
 //! unsorted; grouped loads are unsorted by the server too (`sql::aggregates_events`). Three
