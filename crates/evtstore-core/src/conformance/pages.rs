@@ -2,9 +2,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::domain::*;
-use super::support::{Counting, Log, Outcome, all_events, bookmark, domain, run};
+use super::support::{
+    Counting, Log, Outcome, all_events, bookmark, domain, eventually, positions, run,
+};
 use crate::{Domain, Handler, Position, Provider};
 
 /// The (read, handled) of each page when the events fail as `fails` says.
@@ -136,5 +139,40 @@ pub async fn bookmark_saved_once_per_page(provider: Arc<dyn Provider>, page: usi
         counting.bookmark_saves(),
         5_usize.div_ceil(page),
         "no save when nothing is read"
+    );
+}
+
+/// A page whose bookmark save fails (a save finishes while the next page is handled) is
+/// handled again at the next run, with every event after it: none is passed over.
+pub async fn a_page_whose_save_failed_is_handled_again(provider: Arc<dyn Provider>, page: usize) {
+    let (counting, handler, log) = five_users_paged(&provider, "refused", page.min(2)).await;
+    counting.fail_next_bookmark_save();
+    assert!(handler.run_once().await.is_err(), "the first save fails");
+    let first_run = log.positions().len();
+    assert_eq!(run(&handler).await, 5, "again from the first page");
+    let stored = all_events(&provider, &["users"]).await;
+    assert_eq!(log.positions()[first_run..], positions(&stored), "in order");
+    let last = stored.last().map(|e| e.meta.position);
+    assert_eq!(bookmark(&provider, "refused").await, last);
+}
+
+/// A `set_position` during a run takes effect between pages once the save of the page before
+/// it is made: no save of the run lands after it with an older page's position.
+pub async fn set_position_comes_after_the_runs_save(provider: Arc<dyn Provider>, _page: usize) {
+    let (counting, handler, log) = five_users_paged(&provider, "moved", 1).await;
+    counting.delay_forward_saves(Duration::from_millis(200));
+    let running = handler.clone();
+    let running = tokio::spawn(async move { running.run_once().await });
+    let two_handled = || async { log.positions().len() >= 2 };
+    eventually("two events handled", Duration::from_secs(10), two_handled).await;
+    handler.set_position(0).await.expect("moving to 0");
+    running.await.expect("the run").expect("the run's result");
+    let saves = counting.leased_saves();
+    let moved = saves.iter().position(|&p| p == 0).expect("a save of 0");
+    let stored = positions(&all_events(&provider, &["users"]).await);
+    assert_eq!(
+        saves[moved + 1..],
+        stored,
+        "each page again, in order: {saves:?}"
     );
 }

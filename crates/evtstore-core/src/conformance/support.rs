@@ -226,6 +226,10 @@ pub(super) struct Counting {
     failing_bookmark_save: AtomicBool,
     losing_ask_answer: AtomicBool,
     write_after_read: Mutex<Option<(String, Position, Position)>>,
+    /// How long each leased save of a position above 0 waits before it is made.
+    forward_save_delay: Mutex<Duration>,
+    /// The positions of the leased saves made, in the order they were made.
+    leased_saves: Arc<Mutex<Vec<Position>>>,
 }
 
 impl Counting {
@@ -241,12 +245,28 @@ impl Counting {
             failing_bookmark_save: AtomicBool::new(false),
             losing_ask_answer: AtomicBool::new(false),
             write_after_read: Mutex::new(None),
+            forward_save_delay: Mutex::new(Duration::ZERO),
+            leased_saves: Arc::default(),
         })
     }
 
     /// The next bookmark save (leased or not) fails, and writes nothing.
     pub(super) fn fail_next_bookmark_save(&self) {
         self.failing_bookmark_save.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on each leased save of a position above 0 waits `delay` before it is made.
+    pub(super) fn delay_forward_saves(&self, delay: Duration) {
+        *self
+            .forward_save_delay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = delay;
+    }
+
+    /// The positions of the leased saves made so far, in the order they were made.
+    pub(super) fn leased_saves(&self) -> Vec<Position> {
+        let saves = self.leased_saves.lock();
+        saves.unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The next application of an ask is made, and then answered with an error, as when the
@@ -438,7 +458,22 @@ impl Provider for Counting {
         if let Some(failed) = self.failed_save() {
             return failed;
         }
-        self.inner.set_bookmark_leased(lease, position)
+        let delay = *self
+            .forward_save_delay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let made = self.leased_saves.clone();
+        async move {
+            if position > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            self.inner.set_bookmark_leased(lease, position).await?;
+            made.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(position);
+            Ok(())
+        }
+        .boxed()
     }
 
     fn apply_ask_leased<'a>(

@@ -56,16 +56,9 @@ impl<S: Send + 'static> Handler<S> {
     /// Holds the lease for the next page: true when held, false when another process holds it.
     /// A new holder forgets its cached position, and applies a pending `set_position`.
     pub(super) async fn hold_lease(&self, cursor: &mut Cursor<S>) -> Result<bool> {
-        let Some(ttl) = self.lease_time() else {
+        let Some(ttl) = self.lease_time().filter(|_| self.lease_call_due(cursor)) else {
             return Ok(true);
         };
-        if cursor
-            .lease
-            .as_ref()
-            .is_some_and(|h| Instant::now() < h.renew_at)
-        {
-            return Ok(true);
-        }
         let parts = &self.inner.parts;
         let taken = parts
             .provider
@@ -91,6 +84,13 @@ impl<S: Send + 'static> Handler<S> {
         cursor.lease = Some(Held { lease, renew_at });
         self.apply_requested_position(cursor).await?;
         Ok(true)
+    }
+
+    /// True when [`hold_lease`](Self::hold_lease) would call the store: the handler takes a
+    /// lease, and holds none or is due to renew it.
+    pub(super) fn lease_call_due(&self, cursor: &Cursor<S>) -> bool {
+        let due = |held: &Held| Instant::now() >= held.renew_at;
+        self.lease_time().is_some() && cursor.lease.as_ref().is_none_or(due)
     }
 
     /// Renews the lease in the middle of a page once its time has come, so that a page that
@@ -159,7 +159,7 @@ impl<S: Send + 'static> Handler<S> {
         if self.inner.runner.is_running() {
             return;
         }
-        let mut cursor = self.inner.cursor.lock().await;
+        let mut cursor = self.lock_cursor().await;
         if let Err(error) = self.release_lease(&mut cursor).await {
             tracing::warn!(handler = %self.name(), %error, "lease not released: it will expire");
         }

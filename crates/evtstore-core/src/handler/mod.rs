@@ -3,9 +3,9 @@
 //! A handler reads its bookmark, reads a page of events after it, gives each event of a kind it
 //! handles to its state (a type implementing [`Handles`]) or to a closure, saves the bookmark
 //! once per page, and repeats while pages come full, reading the next page while it handles
-//! this one (`ahead`). [`Handler::run_once`] does that until
-//! nothing is pending; [`Handler::start`] keeps doing it in the background, woken at once by
-//! appends in this process and polling for other writers.
+//! this one (`ahead`) and finishing this page's save while it handles the next (`saving`).
+//! [`Handler::run_once`] does that until nothing is pending; [`Handler::start`] keeps doing it
+//! in the background, woken at once by appends in this process and polling for other writers.
 
 mod ahead;
 mod builder;
@@ -16,6 +16,7 @@ mod page;
 mod partition;
 mod run;
 mod runner;
+mod saving;
 mod tx;
 mod worker;
 
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::ops::DerefMut;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 
@@ -141,6 +143,8 @@ struct Inner<S> {
     runner: Runner,
     /// The position the handler has passed (handled and saved), for `wait_for`.
     passed: tokio::sync::watch::Sender<Position>,
+    /// Callers waiting for `cursor`: a run lets go of it between pages while any do.
+    waiting: AtomicUsize,
 }
 
 struct Cursor<S> {
@@ -177,10 +181,24 @@ impl<S: Send + 'static> Handler<S> {
             cursor: tokio::sync::Mutex::new(cursor),
             runner: Runner::default(),
             passed: tokio::sync::watch::channel(0).0,
+            waiting: AtomicUsize::new(0),
         };
         Handler {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Locks the cursor, and has a run waiting between pages let go of it.
+    async fn lock_cursor(&self) -> tokio::sync::MutexGuard<'_, Cursor<S>> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.inner.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.inner.waiting);
+        self.inner.cursor.lock().await
     }
 
     /// The handler's (and its bookmark's) name.
@@ -195,7 +213,7 @@ impl<S: Send + 'static> Handler<S> {
 
     /// The handler's state, between pages: waits for a page being handled to finish.
     pub async fn state(&self) -> impl DerefMut<Target = S> + '_ {
-        let cursor = self.inner.cursor.lock().await;
+        let cursor = self.lock_cursor().await;
         tokio::sync::MutexGuard::map(cursor, |cursor| &mut cursor.state)
     }
 
@@ -220,7 +238,7 @@ impl<S: Send + 'static> Handler<S> {
     /// # Errors
     /// When the bookmark cannot be read.
     pub async fn position(&self) -> Result<Position> {
-        let mut cursor = self.inner.cursor.lock().await;
+        let mut cursor = self.lock_cursor().await;
         self.resolve_position(&mut cursor).await
     }
 
@@ -241,7 +259,7 @@ impl<S: Send + 'static> Handler<S> {
                 reason: "stores give positions below 2^63 - 1",
             });
         }
-        let mut cursor = self.inner.cursor.lock().await;
+        let mut cursor = self.lock_cursor().await;
         let moved = self.move_bookmark(&mut cursor, position).await;
         drop(cursor);
         self.release_unless_started().await;
@@ -279,7 +297,7 @@ impl<S: Send + 'static> Handler<S> {
     /// Forgets the cached position: the next run reads the bookmark again, or, with
     /// `always_tail_stream`, starts at the end of history.
     pub async fn reset(&self) {
-        let mut cursor = self.inner.cursor.lock().await;
+        let mut cursor = self.lock_cursor().await;
         cursor.position = None;
         cursor.tail_next = self.inner.parts.options.always_tail_stream;
     }
