@@ -160,7 +160,7 @@ pub async fn a_page_whose_save_failed_is_handled_again(provider: Arc<dyn Provide
 /// it is made: no save of the run lands after it with an older page's position.
 pub async fn set_position_comes_after_the_runs_save(provider: Arc<dyn Provider>, _page: usize) {
     let (counting, handler, log) = five_users_paged(&provider, "moved", 1).await;
-    counting.delay_forward_saves(Duration::from_millis(200));
+    counting.delay_forward_saves(Duration::from_millis(300));
     let running = handler.clone();
     let running = tokio::spawn(async move { running.run_once().await });
     let two_handled = || async { log.positions().len() >= 2 };

@@ -464,7 +464,7 @@ impl Provider for Counting {
             .unwrap_or_else(|e| e.into_inner());
         let made = self.leased_saves.clone();
         async move {
-            if position > 0 {
+            if position > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             self.inner.set_bookmark_leased(lease, position).await?;

@@ -59,6 +59,7 @@ impl<S: Send + 'static> Handler<S> {
         let Some(ttl) = self.lease_time().filter(|_| self.lease_call_due(cursor)) else {
             return Ok(true);
         };
+        self.settle(cursor).await?; // a save in flight lands before the lease changes hands
         let parts = &self.inner.parts;
         let taken = parts
             .provider
@@ -86,9 +87,9 @@ impl<S: Send + 'static> Handler<S> {
         Ok(true)
     }
 
-    /// True when [`hold_lease`](Self::hold_lease) would call the store: the handler takes a
-    /// lease, and holds none or is due to renew it.
-    pub(super) fn lease_call_due(&self, cursor: &Cursor<S>) -> bool {
+    /// True when `hold_lease` calls the store: the handler takes a lease, and holds none or is
+    /// due to renew it.
+    fn lease_call_due(&self, cursor: &Cursor<S>) -> bool {
         let due = |held: &Held| Instant::now() >= held.renew_at;
         self.lease_time().is_some() && cursor.lease.as_ref().is_none_or(due)
     }
@@ -130,6 +131,7 @@ impl<S: Send + 'static> Handler<S> {
     /// ask of another process, which this move overrides), else by asking the process that
     /// holds it, which moves it at its next renewal.
     pub(super) async fn move_bookmark(&self, cursor: &mut Cursor<S>, at: Position) -> Result<()> {
+        self.settle_or_warn(cursor).await; // the run's save in flight lands first
         if self.lease_time().is_none() || self.hold_lease(cursor).await? {
             if self.lease_time().is_some() {
                 self.apply_requested_position(cursor).await?;
@@ -148,6 +150,7 @@ impl<S: Send + 'static> Handler<S> {
 
     /// Releases the lease, so that another process takes over at once.
     pub(super) async fn release_lease(&self, cursor: &mut Cursor<S>) -> Result<()> {
+        self.settle_or_warn(cursor).await;
         match cursor.lease.take() {
             Some(held) => self.inner.parts.provider.release_lease(&held.lease).await,
             None => Ok(()),
@@ -159,7 +162,7 @@ impl<S: Send + 'static> Handler<S> {
         if self.inner.runner.is_running() {
             return;
         }
-        let mut cursor = self.lock_cursor().await;
+        let mut cursor = self.inner.cursor.lock().await;
         if let Err(error) = self.release_lease(&mut cursor).await {
             tracing::warn!(handler = %self.name(), %error, "lease not released: it will expire");
         }

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::ops::DerefMut;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 
@@ -143,8 +142,6 @@ struct Inner<S> {
     runner: Runner,
     /// The position the handler has passed (handled and saved), for `wait_for`.
     passed: tokio::sync::watch::Sender<Position>,
-    /// Callers waiting for `cursor`: a run lets go of it between pages while any do.
-    waiting: AtomicUsize,
 }
 
 struct Cursor<S> {
@@ -157,6 +154,8 @@ struct Cursor<S> {
     /// first run, a start and a `reset`, cleared once it has, or when another process
     /// holds the lease, so that taking over later carries on from the bookmark).
     tail_next: bool,
+    /// The last page's bookmark save, while it is in flight (see `saving`).
+    saving: Option<saving::Saving>,
 }
 
 impl<S> Cursor<S> {
@@ -174,6 +173,7 @@ impl<S: Send + 'static> Handler<S> {
             state,
             lease: None,
             tail_next: parts.options.always_tail_stream,
+            saving: None,
         };
         let inner = Inner {
             parts,
@@ -181,24 +181,10 @@ impl<S: Send + 'static> Handler<S> {
             cursor: tokio::sync::Mutex::new(cursor),
             runner: Runner::default(),
             passed: tokio::sync::watch::channel(0).0,
-            waiting: AtomicUsize::new(0),
         };
         Handler {
             inner: Arc::new(inner),
         }
-    }
-
-    /// Locks the cursor, and has a run waiting between pages let go of it.
-    async fn lock_cursor(&self) -> tokio::sync::MutexGuard<'_, Cursor<S>> {
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        self.inner.waiting.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Waiting(&self.inner.waiting);
-        self.inner.cursor.lock().await
     }
 
     /// The handler's (and its bookmark's) name.
@@ -213,7 +199,7 @@ impl<S: Send + 'static> Handler<S> {
 
     /// The handler's state, between pages: waits for a page being handled to finish.
     pub async fn state(&self) -> impl DerefMut<Target = S> + '_ {
-        let cursor = self.lock_cursor().await;
+        let cursor = self.inner.cursor.lock().await;
         tokio::sync::MutexGuard::map(cursor, |cursor| &mut cursor.state)
     }
 
@@ -238,7 +224,7 @@ impl<S: Send + 'static> Handler<S> {
     /// # Errors
     /// When the bookmark cannot be read.
     pub async fn position(&self) -> Result<Position> {
-        let mut cursor = self.lock_cursor().await;
+        let mut cursor = self.inner.cursor.lock().await;
         self.resolve_position(&mut cursor).await
     }
 
@@ -259,7 +245,7 @@ impl<S: Send + 'static> Handler<S> {
                 reason: "stores give positions below 2^63 - 1",
             });
         }
-        let mut cursor = self.lock_cursor().await;
+        let mut cursor = self.inner.cursor.lock().await;
         let moved = self.move_bookmark(&mut cursor, position).await;
         drop(cursor);
         self.release_unless_started().await;
@@ -297,7 +283,8 @@ impl<S: Send + 'static> Handler<S> {
     /// Forgets the cached position: the next run reads the bookmark again, or, with
     /// `always_tail_stream`, starts at the end of history.
     pub async fn reset(&self) {
-        let mut cursor = self.lock_cursor().await;
+        let mut cursor = self.inner.cursor.lock().await;
+        self.settle_or_warn(&mut cursor).await;
         cursor.position = None;
         cursor.tail_next = self.inner.parts.options.always_tail_stream;
     }

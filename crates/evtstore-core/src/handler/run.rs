@@ -1,14 +1,12 @@
 //! One run of a handler: pages of events, callbacks, bookmark saves.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
 
 use tracing::Instrument;
 
 use super::ahead::NextPage;
 use super::leasing::Held;
 use super::page::{Handled, PageEvents};
-use super::saving::Saving;
 use super::{Cursor, Handler};
 use crate::error::{Error, Result};
 use crate::event::{Position, StoredEvent};
@@ -19,6 +17,7 @@ impl<S: Send + 'static> Handler<S> {
         if let Some(position) = cursor.position {
             return Ok(position);
         }
+        self.settle(cursor).await?; // a save in flight first: the bookmark is read next
         let options = &self.inner.parts.options;
         let position = if cursor.tail_next {
             // Kept before it is saved, so that a failed save is not followed by a later end;
@@ -78,22 +77,19 @@ impl<S: Send + 'static> Handler<S> {
     }
 
     /// Reads and handles pages until one comes back short or `stop()` says so between pages;
-    /// returns how many were handled, or `None` when another process holds the lease.
+    /// returns how many were handled, or `None` when another process holds the lease. Ends
+    /// with the last page's bookmark saved.
     ///
-    /// The run holds the position lock from page to page, and lets go of it between pages
-    /// when another caller waits for it, so a `reset` or `set_position` takes effect from the
-    /// next page. Each page's bookmark save is finished while the next page is handled
-    /// (`saving`), and always before the lock is let go.
+    /// Each page holds the position lock only while it runs, so a `reset` or `set_position`
+    /// takes effect from the next page (after the save in flight: see `saving`).
     pub(super) async fn run_pages(
         &self,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Option<usize>> {
-        let (mut total, mut next, mut saving) = (0, None, None);
-        let mut cursor = self.inner.cursor.lock().await;
+        let (mut total, mut next) = (0, None);
         let ran = loop {
             let span = tracing::debug_span!("handler page", handler = %self.inner.parts.name);
-            let page = self.run_page(&mut cursor, &mut next, &mut saving);
-            let (read, handled) = match page.instrument(span).await {
+            let (read, handled) = match self.run_page(&mut next).instrument(span).await {
                 Ok(Some(ran)) => ran,
                 Ok(None) => break Ok((total > 0).then_some(total)),
                 Err(error) => break Err(error),
@@ -102,37 +98,23 @@ impl<S: Send + 'static> Handler<S> {
             if read < self.inner.parts.options.page_size || stop() {
                 break Ok(Some(total));
             }
-            // Lets a set_position, reset or stop waiting on this runtime's thread ask first.
+            // Lets a set_position, reset or stop waiting on this runtime's thread go first.
             tokio::task::yield_now().await;
-            if self.inner.waiting.load(Ordering::Acquire) > 0 {
-                if let Err(error) = self.settle(&mut cursor, &mut saving).await {
-                    break Err(error);
-                }
-                drop(cursor);
-                cursor = self.inner.cursor.lock().await;
-            }
         };
-        let settled = self.settle(&mut cursor, &mut saving).await;
+        let settled = self.settle(&mut *self.inner.cursor.lock().await).await;
         let ran = ran?;
         settled.map(|()| ran)
     }
 
     /// Reads and handles one page, and starts saving the bookmark after it once the previous
-    /// page's save (awaited while this page is handled) has succeeded; returns (read,
+    /// page's save (awaited after this page's callbacks) has succeeded; returns (read,
     /// handled), or `None` when another process holds the lease. After a full page, starts
     /// reading the next one into `next`; takes this one from there when it was read ahead.
-    async fn run_page(
-        &self,
-        cursor: &mut Cursor<S>,
-        next: &mut Option<NextPage>,
-        saving: &mut Option<Saving>,
-    ) -> Result<Option<(usize, usize)>> {
+    async fn run_page(&self, next: &mut Option<NextPage>) -> Result<Option<(usize, usize)>> {
         let parts = &self.inner.parts;
         let page_size = parts.options.page_size;
-        if cursor.position.is_none() || self.lease_call_due(cursor) {
-            // The bookmark or the lease is about to be read: the save first.
-            self.settle(cursor, saving).await?;
-        }
+        let mut cursor = self.inner.cursor.lock().await;
+        let cursor = &mut *cursor;
         if !self.hold_lease(cursor).await? {
             return Ok(None);
         }
@@ -150,11 +132,18 @@ impl<S: Send + 'static> Handler<S> {
         crate::seal::open_page(&*parts.provider, &mut page).await?;
         crate::telemetry::page_read(&parts.name, &page);
         let start = position;
-        let (handled, outcome) = self
-            .handle_page(cursor, saving, &page, &mut position)
-            .await?;
+        let mut events = StateEvents {
+            handler: self,
+            state: &mut cursor.state,
+            lease: &mut cursor.lease,
+        };
+        let policy = parts.policy();
+        let (handled, outcome) = policy.handle_page(&mut events, &page, &mut position).await;
+        // The previous page's save: when it failed, the handler goes back to that page, and
+        // this page's outcome comes again with it.
+        self.settle(cursor).await?;
         if position != start {
-            *saving = self.start_save(cursor, start, position).await;
+            self.start_save(cursor, start, position).await;
         }
         crate::telemetry::page_done(
             &parts.name,
@@ -170,26 +159,6 @@ impl<S: Send + 'static> Handler<S> {
             ));
         }
         Ok(Some((page.len(), handled)))
-    }
-
-    /// Gives a page's events to the callbacks while the previous page's save runs in its task,
-    /// then waits for that save; fails when it failed (this page is then handled again).
-    async fn handle_page(
-        &self,
-        cursor: &mut Cursor<S>,
-        saving: &mut Option<Saving>,
-        page: &[StoredEvent],
-        position: &mut Position,
-    ) -> Result<(usize, Result<()>)> {
-        let mut events = StateEvents {
-            handler: self,
-            state: &mut cursor.state,
-            lease: &mut cursor.lease,
-        };
-        let policy = self.inner.parts.policy();
-        let handled = policy.handle_page(&mut events, page, position).await;
-        self.settle(cursor, saving).await?;
-        Ok(handled)
     }
 }
 

@@ -1,11 +1,13 @@
 //! A page's bookmark save, made while the handler works through the next page.
 //!
-//! After a page, the handler starts saving its bookmark in a task of its own and goes on with
-//! the next page; the save is awaited after that page's callbacks (and before the run ends,
-//! before the lease is renewed or the bookmark read, and before another caller takes the
-//! handler's cursor), and the next save starts only once it has succeeded. So a save's round
-//! trip overlaps the callbacks instead of adding to them, and each save is of a position whose
-//! events were all handled: a failed save replays (from the page it was for), never skips.
+//! After a page, the handler starts saving its bookmark in a task of its own, keeps it in the
+//! cursor, and goes on with the next page. Whoever holds the cursor next waits for that save
+//! before anything that reads or writes the bookmark or the lease: the run after the next
+//! page's callbacks (then the next save starts), before a lease call, a bookmark read and at
+//! its end; `set_position`, `reset`, `stop` and the release after `run_once` before theirs.
+//! So a save's round trip overlaps the callbacks instead of adding to them, saves land in
+//! order, and each is of a position whose events were all handled: a failed save replays
+//! from the page it was for, never skips.
 
 use tokio::task::JoinHandle;
 
@@ -20,26 +22,16 @@ pub(super) struct Saving {
     task: JoinHandle<Result<()>>,
 }
 
-impl Drop for Saving {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl<S: Send + 'static> Handler<S> {
     /// Starts saving the bookmark at `at` after a page that started at `from` (fenced by the
     /// lease when the handler holds one), caches `at`, and lets the save send its query.
-    pub(super) async fn start_save(
-        &self,
-        cursor: &mut Cursor<S>,
-        from: Position,
-        at: Position,
-    ) -> Option<Saving> {
+    /// Called with no save in flight.
+    pub(super) async fn start_save(&self, cursor: &mut Cursor<S>, from: Position, at: Position) {
         let parts = &self.inner.parts;
         cursor.place(at);
         if parts.options.in_memory_bookmark {
             self.inner.passed.send_replace(at);
-            return None;
+            return;
         }
         let provider = parts.provider.clone();
         let task = match &cursor.lease {
@@ -52,22 +44,22 @@ impl<S: Send + 'static> Handler<S> {
                 tokio::spawn(async move { provider.set_bookmark(&name, at).await })
             }
         };
+        cursor.saving = Some(Saving { from, at, task });
         tokio::task::yield_now().await;
-        Some(Saving { from, at, task })
     }
 
     /// Waits for the save in flight, if any. Saved, the handler has passed its position;
     /// failed, the handler goes back to the start of its page (or, when the lease was lost,
     /// forgets its place and lease).
-    pub(super) async fn settle(
-        &self,
-        cursor: &mut Cursor<S>,
-        saving: &mut Option<Saving>,
-    ) -> Result<()> {
-        let Some(mut save) = saving.take() else {
+    pub(super) async fn settle(&self, cursor: &mut Cursor<S>) -> Result<()> {
+        let Some(save) = &mut cursor.saving else {
             return Ok(());
         };
-        let saved = match (&mut save.task).await {
+        let (from, at) = (save.from, save.at);
+        // Dropped once done: a settle that is cancelled leaves the save to the next one.
+        let done = (&mut save.task).await;
+        cursor.saving = None;
+        let saved = match done {
             Ok(saved) => saved,
             Err(error) => Err(Error::backend(
                 format!("handler {:?}: save the bookmark", self.inner.parts.name),
@@ -76,11 +68,19 @@ impl<S: Send + 'static> Handler<S> {
         };
         match &saved {
             Ok(()) => {
-                self.inner.passed.send_replace(save.at);
+                self.inner.passed.send_replace(at);
             }
             Err(Error::LeaseLost { .. }) => (cursor.lease, cursor.position) = (None, None),
-            Err(_) => cursor.position = Some(save.from),
+            Err(_) => cursor.position = Some(from),
         }
         saved
+    }
+
+    /// [`settle`](Self::settle) before another caller's change, which the save's outcome
+    /// does not stop: a failure is logged (the handler has gone back as `settle` says).
+    pub(super) async fn settle_or_warn(&self, cursor: &mut Cursor<S>) {
+        if let Err(error) = self.settle(cursor).await {
+            tracing::warn!(handler = %self.name(), %error, "a page's bookmark save failed");
+        }
     }
 }

@@ -74,7 +74,7 @@ impl<S: Send + 'static> Handler<S> {
     /// same name in another process takes over at once.
     pub async fn stop(&self) {
         self.inner.runner.stop().await;
-        let mut cursor = self.lock_cursor().await;
+        let mut cursor = self.inner.cursor.lock().await;
         if let Err(error) = self.release_lease(&mut cursor).await {
             tracing::warn!(handler = %self.name(), %error, "lease not released: it will expire");
         }
