@@ -68,9 +68,10 @@
 //! callers to come back (`append::LINGER`), so 16 callers that each load and append share
 //! each call. The README has the figures.
 //!
-//! Catching-up handlers read two pages ahead (`readahead`), besides the next page core's
-//! handler reads ahead itself (W4 in one session: 0.31–0.33 M events/s with both, 0.27–0.30 M
-//! with core's alone, 0.23–0.28 M with this one alone). In the run above a handler caught
+//! Catching-up handlers read two pages ahead (core's handler does, for every provider; this
+//! provider read two pages ahead by itself before, which with core's two thrashed: W4 on a
+//! store of 15,000 events, medians of nine runs, 40.0 ms with this provider's two and core's
+//! one, 44.5 ms with core's two alone, 63.9 ms with both). In the run above a handler caught
 //! up on 25,000 events (W4) at 0.33 M events/s multi-threaded and 0.26 M single-threaded,
 //! 146× and 116× the original, whose handler commits its bookmark after every event (earlier
 //! runs: 0.15–0.33 M, 96–137×).
@@ -106,7 +107,7 @@
 //! - `schema`: versioned migrations under `GET_LOCK`; `procedures`: the append and the pass.
 //! - `sequencer`: how positions are given, and why no event is ever skipped.
 //! - `append`: appends, grouped ([`GroupCommit`](evtstore_core::provider::GroupCommit));
-//!   `read`, `readahead`, `loads`: reads; `errors`: driver errors as evtstore errors;
+//!   `read`, `loads`: reads; `errors`: driver errors as evtstore errors;
 //!   `kept`: the connections loads and appends keep out of the pool.
 //! - `lease`: leases, each change one statement or one transaction that locks the lease row.
 //! - `transaction`: appends inside your own transaction, and transactional handlers.
@@ -119,7 +120,6 @@ mod lease;
 mod loads;
 mod procedures;
 mod read;
-mod readahead;
 mod retire;
 mod schema;
 mod sequencer;
@@ -160,7 +160,6 @@ pub struct MysqlProvider {
     kept: kept::Kept,
     loads: loads::Loads,
     waiting: Waiting,
-    ahead: readahead::ReadAhead,
     timer: JoinHandle<()>,
     /// The server, for messages (never the password), and the time limits on it.
     limits: errors::Limits,
@@ -239,7 +238,6 @@ impl MysqlProvider {
         let timer = tokio::spawn(sequencer.clone().run_every(options.sequence_interval));
         let sql = Arc::new(Sql::new(&tables));
         Ok(MysqlProvider {
-            ahead: readahead::ReadAhead::new(pool.clone(), sql.clone(), limits.server.clone()),
             kept: kept::Kept::new(pool.clone(), options.pool_size),
             pool,
             sql,
@@ -366,7 +364,10 @@ impl Provider for MysqlProvider {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        let page = self.ahead.page(streams, after, limit);
+        let page = async move {
+            let mut conn = self.conn().await?;
+            self.read_page_on(&mut conn, streams, after, limit).await
+        };
         self.within("read events", page).boxed()
     }
 

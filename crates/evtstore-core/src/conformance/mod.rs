@@ -180,6 +180,7 @@ macro_rules! conformance_tests {
                 a_failed_read_ahead_is_read_again,
                 a_page_whose_save_failed_is_handled_again,
                 set_position_comes_after_the_runs_save,
+                a_run_fails_when_its_last_save_failed_elsewhere,
                 tail_stream_starts_at_the_end,
                 an_always_tailing_standby_takes_over_from_the_bookmark,
                 a_tail_whose_save_failed_is_kept,

@@ -106,9 +106,9 @@ async fn five_users_paged(
 
 /// A page read ahead that fails is read again: every event is handled once, in order.
 pub async fn a_failed_read_ahead_is_read_again(provider: Arc<dyn Provider>, page: usize) {
-    // Pages of at most 2: after each full page the next is read ahead, and that read fails.
+    // Pages of at most 2: after each full page the next are read ahead, and those reads fail.
     let (counting, handler, log) = five_users_paged(&provider, "ahead", page.min(2)).await;
-    counting.fail_every_second_page_read();
+    counting.fail_first_reads_ahead();
     assert_eq!(run(&handler).await, 5, "every event handled");
     let stored = all_events(&provider, &["users"]).await;
     let positions: Vec<Position> = stored.iter().map(|e| e.meta.position).collect();
@@ -175,4 +175,36 @@ pub async fn set_position_comes_after_the_runs_save(provider: Arc<dyn Provider>,
         stored,
         "each page again, in order: {saves:?}"
     );
+}
+
+/// A run whose last page's save fails fails, though another caller (a `reset` here) waited
+/// for that save and met its error first.
+pub async fn a_run_fails_when_its_last_save_failed_elsewhere(
+    provider: Arc<dyn Provider>,
+    _page: usize,
+) {
+    let counting = Counting::new(provider.clone());
+    let domain = Domain::<Tests>::with_provider(counting.clone());
+    for id in ["u1", "u2", "u3"] {
+        let created = domain.execute(id, CreateUser { name: id.into() }).await;
+        created.expect("creating a user");
+    }
+    let handled = Arc::new(AtomicUsize::new(0));
+    let seen = handled.clone();
+    let handler = domain.handler("reported").page_size(10);
+    let handler = handler.handle::<User, _>(move |_, _, _| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 2 {
+            std::thread::sleep(Duration::from_millis(300)); // the reset queues meanwhile
+        }
+        Ok(())
+    });
+    let handler = handler.build().expect("build");
+    counting.fail_next_bookmark_save();
+    let running = handler.clone();
+    let running = tokio::spawn(async move { running.run_once().await });
+    let three = || async { handled.load(Ordering::SeqCst) == 3 };
+    eventually("three events handled", Duration::from_secs(10), three).await;
+    handler.reset().await;
+    let ran = running.await.expect("the run");
+    assert!(ran.is_err(), "the run's last save failed: {ran:?}");
 }

@@ -215,14 +215,15 @@ where
     }
 }
 
-/// A provider that passes everything through and counts some calls; it can fail every
-/// second page read, or the next bookmark save, or lose the answer to an applied ask.
+/// A provider that passes everything through and counts some calls; it can fail the first
+/// read of each page ahead, or the next bookmark save, or lose the answer to an applied ask.
 pub(super) struct Counting {
     inner: Arc<dyn Provider>,
     bookmark_saves: AtomicUsize,
     aggregate_reads: Mutex<Vec<u64>>,
-    page_reads: AtomicUsize,
     failing_page_reads: AtomicBool,
+    /// The pages (by the position they start after) read once already.
+    pages_read: Mutex<std::collections::HashSet<Position>>,
     failing_bookmark_save: AtomicBool,
     losing_ask_answer: AtomicBool,
     write_after_read: Mutex<Option<(String, Position, Position)>>,
@@ -240,8 +241,8 @@ impl Counting {
             inner,
             bookmark_saves: AtomicUsize::new(0),
             aggregate_reads,
-            page_reads: AtomicUsize::new(0),
             failing_page_reads: AtomicBool::new(false),
+            pages_read: Mutex::default(),
             failing_bookmark_save: AtomicBool::new(false),
             losing_ask_answer: AtomicBool::new(false),
             write_after_read: Mutex::new(None),
@@ -295,8 +296,9 @@ impl Counting {
             .unwrap_or_else(|e| e.into_inner()) = armed;
     }
 
-    /// From now on, the second, fourth, sixth… page read fails.
-    pub(super) fn fail_every_second_page_read(&self) {
+    /// From now on the first read of each page but the first (a read ahead, as a handler
+    /// catching up makes) fails; a read of the same page again succeeds.
+    pub(super) fn fail_first_reads_ahead(&self) {
         self.failing_page_reads.store(true, Ordering::SeqCst);
     }
 
@@ -382,8 +384,11 @@ impl Provider for Counting {
         after: Position,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
-        let read = self.page_reads.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.failing_page_reads.load(Ordering::SeqCst) && read.is_multiple_of(2) {
+        let first_read = || {
+            let mut read = self.pages_read.lock().unwrap_or_else(|e| e.into_inner());
+            read.insert(after)
+        };
+        if self.failing_page_reads.load(Ordering::SeqCst) && after > 0 && first_read() {
             let error = Error::backend("conformance", "a page read failing on purpose");
             return Box::pin(async move { Err(error) });
         }

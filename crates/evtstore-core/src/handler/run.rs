@@ -4,9 +4,10 @@ use std::panic::AssertUnwindSafe;
 
 use tracing::Instrument;
 
-use super::ahead::NextPage;
+use super::ahead::Ahead;
 use super::leasing::Held;
 use super::page::{Handled, PageEvents};
+use super::saving::{SaveOutcome, check_saved};
 use super::{Cursor, Handler};
 use crate::error::{Error, Result};
 use crate::event::{Position, StoredEvent};
@@ -86,10 +87,11 @@ impl<S: Send + 'static> Handler<S> {
         &self,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Option<usize>> {
-        let (mut total, mut next) = (0, None);
+        let (mut total, mut ahead, mut last_save) = (0, Ahead::default(), None);
         let ran = loop {
             let span = tracing::debug_span!("handler page", handler = %self.inner.parts.name);
-            let (read, handled) = match self.run_page(&mut next).instrument(span).await {
+            let page = self.run_page(&mut ahead, &mut last_save);
+            let (read, handled) = match page.instrument(span).await {
                 Ok(Some(ran)) => ran,
                 Ok(None) => break Ok((total > 0).then_some(total)),
                 Err(error) => break Err(error),
@@ -103,14 +105,20 @@ impl<S: Send + 'static> Handler<S> {
         };
         let settled = self.settle(&mut *self.inner.cursor.lock().await).await;
         let ran = ran?;
-        settled.map(|()| ran)
+        settled?;
+        check_saved(last_save.as_ref(), &self.inner.parts.name)?;
+        Ok(ran)
     }
 
     /// Reads and handles one page, and starts saving the bookmark after it once the previous
     /// page's save (awaited after this page's callbacks) has succeeded; returns (read,
     /// handled), or `None` when another process holds the lease. After a full page, starts
-    /// reading the next one into `next`; takes this one from there when it was read ahead.
-    async fn run_page(&self, next: &mut Option<NextPage>) -> Result<Option<(usize, usize)>> {
+    /// reading the next ones (`ahead`); takes this one from there when it was read ahead.
+    async fn run_page(
+        &self,
+        ahead: &mut Ahead,
+        last_save: &mut Option<SaveOutcome>,
+    ) -> Result<Option<(usize, usize)>> {
         let parts = &self.inner.parts;
         let page_size = parts.options.page_size;
         let mut cursor = self.inner.cursor.lock().await;
@@ -120,14 +128,15 @@ impl<S: Send + 'static> Handler<S> {
         }
         let mut position = self.resolve_position(cursor).await?;
         parts.hooks.before_run().await;
-        let mut page = match NextPage::take(next.take(), position).await {
+        let mut page = match ahead.take(position).await {
             Some(page) => page,
             None => (parts.provider.events(&parts.streams, position, page_size)).await?,
         };
-        if let Some(last) = page.last().filter(|_| page.len() == page_size) {
-            let after = last.meta.position;
-            let started = NextPage::start(&parts.provider, &parts.streams, after, page_size);
-            *next = Some(started.await);
+        if page.len() == page_size {
+            let streams = &parts.streams;
+            ahead
+                .start(&parts.provider, streams, &page, page_size)
+                .await;
         }
         crate::seal::open_page(&*parts.provider, &mut page).await?;
         crate::telemetry::page_read(&parts.name, &page);
@@ -141,9 +150,9 @@ impl<S: Send + 'static> Handler<S> {
         let (handled, outcome) = policy.handle_page(&mut events, &page, &mut position).await;
         // The previous page's save: when it failed, the handler goes back to that page, and
         // this page's outcome comes again with it.
-        self.settle(cursor).await?;
-        if position != start {
-            self.start_save(cursor, start, position).await;
+        let settled = self.settle(cursor).await;
+        if position != start && settled.is_ok() {
+            *last_save = self.start_save(cursor, start, position).await;
         }
         crate::telemetry::page_done(
             &parts.name,
@@ -151,6 +160,7 @@ impl<S: Send + 'static> Handler<S> {
             page.len() < page_size && outcome.is_ok(),
         );
         parts.hooks.after_run(page.len(), handled).await;
+        settled?;
         outcome?;
         if page.len() >= page_size && position == start {
             return Err(Error::backend(

@@ -9,6 +9,9 @@
 //! order, and each is of a position whose events were all handled: a failed save replays
 //! from the page it was for, never skips.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::task::JoinHandle;
 
 use super::{Cursor, Handler};
@@ -20,18 +23,39 @@ pub(super) struct Saving {
     from: Position,
     at: Position,
     task: JoinHandle<Result<()>>,
+    /// Set when it failed, for the run that started it, whoever waited for it.
+    failed: Arc<AtomicBool>,
+}
+
+/// The outcome of the last save a run started: failed or not, once waited for.
+pub(super) type SaveOutcome = Arc<AtomicBool>;
+
+/// Fails when the save of `outcome` failed (waited for by another caller, who got its error).
+pub(super) fn check_saved(outcome: Option<&SaveOutcome>, name: &str) -> Result<()> {
+    match outcome.is_some_and(|failed| failed.load(Ordering::Acquire)) {
+        true => Err(Error::backend(
+            format!("handler {name:?}: save the bookmark"),
+            "the save after the run's last page failed; its events will be handled again",
+        )),
+        false => Ok(()),
+    }
 }
 
 impl<S: Send + 'static> Handler<S> {
     /// Starts saving the bookmark at `at` after a page that started at `from` (fenced by the
     /// lease when the handler holds one), caches `at`, and lets the save send its query.
-    /// Called with no save in flight.
-    pub(super) async fn start_save(&self, cursor: &mut Cursor<S>, from: Position, at: Position) {
+    /// Called with no save in flight; gives the save's outcome, once it is waited for.
+    pub(super) async fn start_save(
+        &self,
+        cursor: &mut Cursor<S>,
+        from: Position,
+        at: Position,
+    ) -> Option<SaveOutcome> {
         let parts = &self.inner.parts;
         cursor.place(at);
         if parts.options.in_memory_bookmark {
             self.inner.passed.send_replace(at);
-            return;
+            return None;
         }
         let provider = parts.provider.clone();
         let task = match &cursor.lease {
@@ -44,8 +68,16 @@ impl<S: Send + 'static> Handler<S> {
                 tokio::spawn(async move { provider.set_bookmark(&name, at).await })
             }
         };
-        cursor.saving = Some(Saving { from, at, task });
+        let failed = SaveOutcome::default();
+        let outcome = failed.clone();
+        cursor.saving = Some(Saving {
+            from,
+            at,
+            task,
+            failed,
+        });
         tokio::task::yield_now().await;
+        Some(outcome)
     }
 
     /// Waits for the save in flight, if any. Saved, the handler has passed its position;
@@ -55,7 +87,7 @@ impl<S: Send + 'static> Handler<S> {
         let Some(save) = &mut cursor.saving else {
             return Ok(());
         };
-        let (from, at) = (save.from, save.at);
+        let (from, at, failed) = (save.from, save.at, save.failed.clone());
         // Dropped once done: a settle that is cancelled leaves the save to the next one.
         let done = (&mut save.task).await;
         cursor.saving = None;
@@ -73,6 +105,7 @@ impl<S: Send + 'static> Handler<S> {
             Err(Error::LeaseLost { .. }) => (cursor.lease, cursor.position) = (None, None),
             Err(_) => cursor.position = Some(from),
         }
+        failed.store(saved.is_err(), Ordering::Release);
         saved
     }
 
