@@ -2,7 +2,7 @@
 //!
 //! A handler reads its bookmark, reads a page of events after it, gives each event of a kind it
 //! handles to its state (a type implementing [`Handles`]) or to a closure, saves the bookmark
-//! once per page, and repeats while pages come full, reading the next page while it handles
+//! once per page, and repeats while pages come full, reading the next pages while it handles
 //! this one (`ahead`) and finishing this page's save while it handles the next (`saving`).
 //! [`Handler::run_once`] does that until nothing is pending; [`Handler::start`] keeps doing it
 //! in the background, woken at once by appends in this process and polling for other writers.
