@@ -207,9 +207,12 @@ impl<S: Send + 'static> Handler<S> {
     ///
     /// A handler with a stored bookmark takes its lease first (see
     /// [`lease_time`](HandlerBuilder::lease_time)), and releases it afterwards unless started.
+    /// It returns with the bookmark saved. Call it on a Tokio runtime: pages are read ahead
+    /// and bookmarks saved in tasks of their own.
     ///
     /// # Errors
     /// [`Error::LeaseHeld`](crate::Error::LeaseHeld) when another process runs the handler.
+    /// A failed bookmark save fails the run; its last page is handled again at the next.
     /// Without `continue_on_error`, the first failing event stops the run with its error
     /// ([`Error::Handler`](crate::Error::Handler), or the decode error); the bookmark stays
     /// just before it, so the next run retries it. A failing store fails the run too.
