@@ -108,10 +108,21 @@ pub async fn kill_and_pause(provider: Arc<dyn Provider>, start: &dyn Fn() -> Pro
     assert!(took < LEASE * 4, "the takeover took {took:?}");
 
     let watcher = watch_bookmark(provider.clone());
+    let before = children.count();
     for _ in 0..5 {
         bump(&domain).await;
     }
-    tokio::time::sleep(Duration::from_millis(150)).await; // the second child is mid-event
+    // Paused mid-event, 50 ms into a callback: past its page's reads and the save of the page
+    // before, so it holds no write lock (SQLite's would stop every writer until it resumed).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !children.records()[before..].iter().any(|l| l.0 == second) {
+        assert!(
+            Instant::now() < deadline,
+            "the second child handles the new events"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
     children.signal(second, "-STOP");
     let paused_at = Instant::now();
     let (third, took) = until_another_runs(
