@@ -10,6 +10,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
 use super::{Cursor, Handler};
 use crate::error::{Error, Result};
 use crate::event::Position;
@@ -119,12 +122,34 @@ impl<S: Send + 'static> Handler<S> {
     /// Saves the bookmark: fenced by the lease when the handler takes one. A lost lease is
     /// forgotten, with the cached position.
     pub(super) async fn save_leased(&self, cursor: &mut Cursor<S>, at: Position) -> Result<()> {
+        match self.bookmark_save(cursor, at) {
+            Some(save) => forget_if_lost(cursor, save.await),
+            None => Ok(()),
+        }
+    }
+
+    /// The store's call that saves the bookmark at `at`, fenced by the lease when the handler
+    /// holds one; `None` for an in-memory bookmark.
+    pub(super) fn bookmark_save(
+        &self,
+        cursor: &Cursor<S>,
+        at: Position,
+    ) -> Option<BoxFuture<'static, Result<()>>> {
         let parts = &self.inner.parts;
-        let Some(held) = &cursor.lease else {
-            return self.save_position(at).await;
-        };
-        let saved = parts.provider.set_bookmark_leased(&held.lease, at).await;
-        forget_if_lost(cursor, saved)
+        if parts.options.in_memory_bookmark {
+            return None;
+        }
+        let provider = parts.provider.clone();
+        Some(match &cursor.lease {
+            Some(held) => {
+                let lease = held.lease.clone();
+                async move { provider.set_bookmark_leased(&lease, at).await }.boxed()
+            }
+            None => {
+                let name = parts.name.clone();
+                async move { provider.set_bookmark(&name, at).await }.boxed()
+            }
+        })
     }
 
     /// Moves the bookmark: through the lease when this handler can hold it (after any earlier

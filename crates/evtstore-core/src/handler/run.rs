@@ -55,14 +55,6 @@ impl<S: Send + 'static> Handler<S> {
         });
     }
 
-    pub(super) async fn save_position(&self, position: Position) -> Result<()> {
-        let parts = &self.inner.parts;
-        if parts.options.in_memory_bookmark {
-            return Ok(());
-        }
-        parts.provider.set_bookmark(&parts.name, position).await
-    }
-
     async fn load_position(&self) -> Result<Option<Position>> {
         let parts = &self.inner.parts;
         if parts.options.in_memory_bookmark {

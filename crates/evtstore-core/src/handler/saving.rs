@@ -51,23 +51,12 @@ impl<S: Send + 'static> Handler<S> {
         from: Position,
         at: Position,
     ) -> Option<SaveOutcome> {
-        let parts = &self.inner.parts;
         cursor.place(at);
-        if parts.options.in_memory_bookmark {
+        let Some(save) = self.bookmark_save(cursor, at) else {
             self.inner.passed.send_replace(at);
             return None;
-        }
-        let provider = parts.provider.clone();
-        let task = match &cursor.lease {
-            Some(held) => {
-                let lease = held.lease.clone();
-                tokio::spawn(async move { provider.set_bookmark_leased(&lease, at).await })
-            }
-            None => {
-                let name = parts.name.clone();
-                tokio::spawn(async move { provider.set_bookmark(&name, at).await })
-            }
         };
+        let task = tokio::spawn(save);
         let failed = SaveOutcome::default();
         let outcome = failed.clone();
         cursor.saving = Some(Saving {
