@@ -20,7 +20,7 @@ pub use crate::seal::AggregateKey;
 pub use crate::shared_str::SharedNames;
 pub use crate::timed_out::TimedOut;
 pub use crate::upcast::decode_stored;
-pub use crate::waiting::Waiting;
+pub use crate::waiting::{Drive, Waiting};
 
 use std::time::Duration;
 

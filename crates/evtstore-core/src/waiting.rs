@@ -44,23 +44,77 @@ impl Waiting {
 
     /// Awaits `work`, polling it without sleeping for a while when no other caller waits.
     pub async fn poll<F: Future>(&self, work: F) -> F::Output {
+        self.poll_driving(work, &Undriven).await
+    }
+
+    /// As [`poll`](Self::poll), with `driver` moving the provider's connections on from the
+    /// polling caller's thread between polls.
+    pub async fn poll_driving<F: Future>(&self, work: F, driver: &impl Drive) -> F::Output {
         let others = self.callers.fetch_add(1, Ordering::AcqRel);
         let _done = Done(&self.callers);
         let mut work = std::pin::pin!(work);
-        if others == 0 && !self.window.is_zero() {
-            let until = Instant::now() + self.window;
-            // Until the window ends or another caller comes.
-            while Instant::now() < until && self.callers.load(Ordering::Acquire) == 1 {
-                let polled = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx)));
-                if let Poll::Ready(done) = polled.await {
-                    return done;
-                }
-                // The answering thread may share this CPU: let it run.
-                std::thread::yield_now();
-                tokio::task::yield_now().await
-            }
+        if others == 0
+            && !self.window.is_zero()
+            && let Some(done) = self.poll_alone(work.as_mut(), driver).await
+        {
+            return done;
         }
         work.await
+    }
+
+    /// Polls `work` until the window ends or another caller comes.
+    async fn poll_alone<F: Future>(
+        &self,
+        mut work: std::pin::Pin<&mut F>,
+        driver: &impl Drive,
+    ) -> Option<F::Output> {
+        driver.start();
+        let _stop = Stop(driver);
+        let until = Instant::now() + self.window;
+        while Instant::now() < until && self.callers.load(Ordering::Acquire) == 1 {
+            // Polled, then polled again once the provider has moved its connections on.
+            for driven in [false, true] {
+                if driven {
+                    driver.drive();
+                }
+                let polled = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx)));
+                if let Poll::Ready(done) = polled.await {
+                    return Some(done);
+                }
+            }
+            // The answering thread may share this CPU: let it run.
+            std::thread::yield_now();
+            tokio::task::yield_now().await
+        }
+        None
+    }
+}
+
+/// A provider's way to move its connections on from the thread of a caller polling for its
+/// answer alone ([`Waiting::poll_driving`]), rather than through other threads.
+pub trait Drive {
+    /// A caller starts polling: it calls [`drive`](Self::drive) between polls until it calls
+    /// [`stop`](Self::stop).
+    fn start(&self) {}
+    /// Moves the connections on.
+    fn drive(&self);
+    /// The caller stopped polling: answered, about to sleep, or cancelled.
+    fn stop(&self) {}
+}
+
+/// No connections to move on.
+struct Undriven;
+
+impl Drive for Undriven {
+    fn drive(&self) {}
+}
+
+/// Stops a driver when polling ends or is cancelled.
+struct Stop<'a, D: Drive>(&'a D);
+
+impl<D: Drive> Drop for Stop<'_, D> {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 
@@ -123,6 +177,58 @@ mod tests {
             alone > 10,
             "the next caller is alone and polls: {alone} polls"
         );
+    }
+
+    /// Counts the calls of each of a driver's methods: start, drive and stop.
+    #[derive(Default)]
+    struct Counted([AtomicUsize; 3]);
+
+    impl Drive for Counted {
+        fn start(&self) {
+            self.0[0].fetch_add(1, Ordering::SeqCst);
+        }
+        fn drive(&self) {
+            self.0[1].fetch_add(1, Ordering::SeqCst);
+        }
+        fn stop(&self) {
+            self.0[2].fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Counted {
+        fn calls(&self) -> [usize; 3] {
+            self.0.each_ref().map(|c| c.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_alone_drives_between_polls_and_one_with_others_does_not() {
+        let waiting = Waiting::new(Duration::from_millis(50));
+        let alone = Counted::default();
+        waiting.poll_driving(counted(Arc::default()), &alone).await;
+        let [started, drove, stopped] = alone.calls();
+        assert_eq!((started, stopped), (1, 1));
+        assert!(drove > 10, "a caller alone drove {drove} times");
+        waiting.callers.store(1, Ordering::SeqCst);
+        let together = Counted::default();
+        waiting
+            .poll_driving(counted(Arc::default()), &together)
+            .await;
+        assert_eq!(together.calls(), [0, 0, 0], "a caller with another slept");
+    }
+
+    #[tokio::test]
+    async fn a_driver_is_stopped_when_its_caller_is_cancelled() {
+        let waiting = Waiting::new(Duration::from_secs(1));
+        let driver = Counted::default();
+        let never = std::future::pending::<()>();
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(5),
+            waiting.poll_driving(never, &driver),
+        );
+        assert!(cancelled.await.is_err(), "the wait was cut short");
+        let [started, _, stopped] = driver.calls();
+        assert_eq!((started, stopped), (1, 1));
     }
 
     #[tokio::test]

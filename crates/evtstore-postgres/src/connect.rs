@@ -16,6 +16,7 @@ use evtstore_core::{Error, Result};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::PgOptions;
+use crate::driven::{DrivenConnect, Drivers};
 use crate::failure::{Limits, with_details};
 use crate::tls::{PgSslMode, connector};
 
@@ -98,11 +99,22 @@ impl Target {
 
     /// A pool of connections with generic plans, within the time limits: a caller waits at
     /// most `statement_timeout` for a free connection, and `connect_timeout` for a new one.
-    pub(crate) fn pool(&self, size: usize, renewal: &Renewal, checks: Hook) -> Result<Pool> {
+    /// Its connections are driven by polling callers where they can be (see `driven`).
+    pub(crate) fn pool(
+        &self,
+        size: usize,
+        renewal: &Renewal,
+        checks: Hook,
+        drivers: Drivers,
+    ) -> Result<Pool> {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = Manager::from_config(pooled(&self.config), self.tls.clone(), manager_config);
+        let connect = DrivenConnect {
+            tls: self.tls.clone(),
+            drivers,
+        };
+        let manager = Manager::from_connect(pooled(&self.config), connect, manager_config);
         let timeouts = Timeouts {
             wait: Some(self.limits.statement),
             create: Some(self.limits.connect),
