@@ -6,9 +6,9 @@
 //! the I/O driver, which runs the task again, which wakes the caller. A caller polling for its
 //! answer alone (core's `Waiting`) instead drives the pool's connections ([`Drivers`]): it
 //! polls them on its own thread, their sockets read what has arrived without waiting for the
-//! I/O driver to have seen it ([`Spin`]), and their wakes are left to it until it stops
-//! ([`Driven::wake`]). Each connection keeps its task, which moves it on whenever no caller
-//! does.
+//! I/O driver to have seen it ([`Spin`]), and their wakes during its rounds of polling are
+//! left to it ([`Driven::wake`]). Each connection keeps its task, which moves it on whenever
+//! no caller does.
 //!
 //! Only a connection to a single TCP host is made here. Any other (a Unix socket, several
 //! hosts, `target_session_attrs`, `hostaddr`) and any attempt that fails is made by the driver
@@ -16,6 +16,7 @@
 
 use std::future::{Future, poll_fn};
 use std::io::{self, Read};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -44,7 +45,7 @@ impl Connect for DrivenConnect {
         let config = config.clone();
         Box::pin(async move {
             if let Some(driven) = self.driven(&config).await {
-                return Ok(driven);
+                return driven;
             }
             let (client, connection) = config.connect(self.tls.clone()).await?;
             let task = tokio::spawn(async move {
@@ -60,19 +61,28 @@ impl Connect for DrivenConnect {
 type Error = tokio_postgres::Error;
 
 impl DrivenConnect {
-    /// A driven connection, when the settings allow one and it can be made.
-    async fn driven(&self, config: &Config) -> Option<(Client, JoinHandle<()>)> {
+    /// A driven connection, or its error; none when the settings name anything but one TCP
+    /// host, or when the TCP connection or TLS set-up could not start (the driver then tries
+    /// itself, and gives its own error).
+    async fn driven(&self, config: &Config) -> Option<Result<(Client, JoinHandle<()>), Error>> {
         let host = single_tcp_host(config)?;
         let tcp = connect_tcp(config, host).await.ok()?;
         let stream = Spin {
             tcp,
             awaiting: false,
+            answered: false,
         };
         let mut tls = self.tls.clone();
         let tls = MakeTlsConnect::<Spin>::make_tls_connect(&mut tls, host).ok()?;
-        let (client, connection) = config.connect_raw(stream, tls).await.ok()?;
-        let driven = self.drivers.add(Box::pin(connection));
-        Some((client, tokio::spawn(run(driven))))
+        Some(
+            config
+                .connect_raw(stream, tls)
+                .await
+                .map(|(client, connection)| {
+                    let driven = self.drivers.add(Box::pin(connection));
+                    (client, tokio::spawn(run(driven)))
+                }),
+        )
     }
 }
 
@@ -119,10 +129,16 @@ async fn connect_tcp(config: &Config, host: &str) -> io::Result<TcpStream> {
 /// which a driver asleep on another thread learns only once that thread wakes.
 struct Spin {
     tcp: TcpStream,
-    /// Set when a request is written, cleared once its answer has come: whether reads ask
-    /// the socket itself. Only a hint: a read that does not goes through Tokio's.
+    /// Set when a request is written, cleared once its answer has come, or once a read after
+    /// some of it found nothing more: whether reads ask the socket itself. Only a hint: a read
+    /// that does not goes through Tokio's.
     awaiting: bool,
+    /// Whether something was read since the last request.
+    answered: bool,
 }
+
+/// Most bytes one raw read takes: what it reads into is zeroed first.
+const READ_AT_MOST: usize = 64 * 1024;
 
 /// Whether bytes read end with the server's ReadyForQuery message, the end of an answer
 /// (`Z`, length 5, then the transaction's status: idle, in a transaction, or failed).
@@ -140,13 +156,18 @@ impl AsyncRead for Spin {
             return Pin::new(&mut self.tcp).poll_read(cx, buf); // no answer awaited
         }
         let start = buf.filled().len();
-        match (&*SockRef::from(&self.tcp)).read(buf.initialize_unfilled()) {
+        let room = buf.remaining().min(READ_AT_MOST);
+        match (&*SockRef::from(&self.tcp)).read(buf.initialize_unfilled_to(room)) {
             Ok(read) => {
                 buf.advance(read);
+                self.answered = true;
                 self.awaiting = !ends_an_answer(&buf.filled()[start..]);
                 Poll::Ready(Ok(()))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::mem::take(&mut self.answered) {
+                    self.awaiting = false; // all that came is read (under TLS, no `Z` shows)
+                }
                 Pin::new(&mut self.tcp).poll_read(cx, buf)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
@@ -165,7 +186,7 @@ impl AsyncWrite for Spin {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.tcp).poll_write(cx, data);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.awaiting = true;
+            (self.awaiting, self.answered) = (true, false);
         }
         written
     }
@@ -189,10 +210,10 @@ struct Driven {
     task: Mutex<Option<Waker>>,
     /// What the connection is polled with, whoever polls it ([`Forward`]).
     waker: Waker,
-    /// Callers driving the pool's connections now: while there are any, the connection's
-    /// wakes are left to them (a request queued, an answer arrived), and no other thread runs.
+    /// Callers in a round of driving the pool's connections (see core's `Drive`): meanwhile
+    /// the connection's wakes (a request queued, an answer arrived) are left to them.
     driving: Arc<AtomicUsize>,
-    /// A wake left to driving callers: the last to stop wakes the task.
+    /// A wake left to driving callers: the last to end its round wakes the task.
     deferred: AtomicBool,
     /// Set by the task when a caller was moving the connection: that caller wakes it after.
     missed: AtomicBool,
@@ -210,17 +231,19 @@ impl Driven {
         })
     }
 
-    /// Polls the connection; ready once it has ended.
+    /// Polls the connection; ready once it has ended. A panic in the driver ends it too, on
+    /// whichever thread polled it, as it would have ended its task alone.
     fn poll(&self, mut connection: MutexGuard<'_, Option<Connection>>) -> Poll<()> {
         let Some(running) = connection.as_mut() else {
             return Poll::Ready(());
         };
         let mut cx = Context::from_waker(&self.waker);
-        let Poll::Ready(ended) = running.as_mut().poll(&mut cx) else {
-            return Poll::Pending;
-        };
-        if let Err(error) = ended {
-            tracing::debug!(%error, "PostgreSQL connection ended");
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(&mut cx)));
+        match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(()))) => {}
+            Ok(Poll::Ready(Err(error))) => tracing::debug!(%error, "PostgreSQL connection ended"),
+            Err(_) => tracing::warn!("PostgreSQL connection ended: its driver panicked"),
         }
         *connection = None;
         Poll::Ready(())
@@ -231,6 +254,9 @@ impl Driven {
         let Ok(connection) = self.connection.try_lock() else {
             return;
         };
+        if connection.is_none() {
+            return; // ended: its task was woken then
+        }
         self.deferred.store(false, Ordering::SeqCst); // this poll sees what it was for
         let ended = self.poll(connection).is_ready();
         if ended || self.missed.swap(false, Ordering::SeqCst) {
@@ -251,7 +277,10 @@ impl Driven {
         }
         self.missed.store(true, Ordering::SeqCst);
         match self.connection.try_lock() {
-            Ok(connection) => self.poll(connection),
+            Ok(connection) => {
+                self.missed.store(false, Ordering::SeqCst);
+                self.poll(connection)
+            }
             Err(_) => Poll::Pending,
         }
     }
@@ -261,7 +290,7 @@ impl Driven {
         if self.driving.load(Ordering::SeqCst) > 0 {
             self.deferred.store(true, Ordering::SeqCst);
             if self.driving.load(Ordering::SeqCst) > 0 {
-                return; // the last to stop wakes the task
+                return; // the last to end its round wakes the task
             }
             if !self.deferred.swap(false, Ordering::SeqCst) {
                 return; // it has
@@ -333,7 +362,8 @@ impl Drive for Drivers {
         self.each(Driven::drive);
     }
 
-    /// The last caller to stop wakes the tasks of the connections it left wakes to.
+    /// The last caller to end its round wakes the tasks of the connections whose wakes were
+    /// left to it.
     fn stop(&self) {
         if self.driving.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.each(|driven| {
@@ -485,6 +515,17 @@ mod tests {
             2,
             "the caller's own poll saw what the wake was for"
         );
+    }
+
+    #[test]
+    fn a_connection_whose_driver_panics_ends_without_failing_the_caller_driving_it() {
+        let drivers = Drivers::default();
+        let panics = poll_fn(|_| -> Poll<Result<(), Error>> { panic!("a driver bug") });
+        let driven = drivers.add(Box::pin(panics));
+        drivers.drive();
+        assert!(lock(&driven.connection).is_none(), "the connection ended");
+        let task = Waker::from(Arc::new(Counting::default()));
+        assert!(driven.poll_task(&task).is_ready(), "its task ends");
     }
 
     #[tokio::test]

@@ -31,14 +31,13 @@
 //!   the runs' noise, ±20%).
 //! - **Driven connections.** While it polls, such a caller also moves the pool's
 //!   connections on itself (`driven`): it writes its request and reads the answer from the
-//!   socket on its own thread, and the connections' tasks are not woken meanwhile. On the
-//!   multi-threaded runtime that saves waking another worker for each request and answer
-//!   (context switches of 10,000 commands: 18,600 against 87,000). `evtstore-bench`, five
-//!   interleaved runs, medians: W1 multi-threaded 3,610/s against 3,002/s before,
-//!   single-threaded 4,139/s against 3,883/s; W1_cached 5,446/s against 3,758/s and 5,493/s
-//!   against 4,972/s. A connection to a single TCP host is driven; others (a Unix socket,
-//!   several hosts, `hostaddr`, `target_session_attrs`) are made and moved on by the driver
-//!   alone.
+//!   socket on its own thread, and wakes of the connections' tasks during each round of its
+//!   polling are left to it. On the multi-threaded runtime that saves waking other workers
+//!   for each request and answer. `evtstore-bench`, six interleaved runs, medians: W1
+//!   multi-threaded 3,597/s against 2,575/s before, single-threaded 3,620/s against 3,186/s;
+//!   W1_cached 4,861/s against 3,457/s and 4,980/s against 4,093/s. A connection to a single
+//!   TCP host is driven; others (a Unix socket, several hosts, `hostaddr`,
+//!   `target_session_attrs`) are made and moved on by the driver alone.
 //! - **TLS** with rustls: the URL's `sslmode` (disable, prefer, require, verify-ca,
 //!   verify-full, as libpq) and `sslrootcert`, or [`PgOptions::ssl_mode`] and
 //!   [`PgOptions::ssl_root_cert`]. Without a CA file the system's roots are trusted.
