@@ -47,7 +47,7 @@ impl Waiting {
         self.poll_driving(work, &Undriven).await
     }
 
-    /// As [`poll`](Self::poll), with `driver` moving the provider's connections on from the
+    /// As [`poll`](Self::poll), with `driver` polling the provider's connections on the
     /// polling caller's thread between polls.
     pub async fn poll_driving<F: Future>(&self, work: F, driver: &impl Drive) -> F::Output {
         let others = self.callers.fetch_add(1, Ordering::AcqRel);
@@ -70,14 +70,16 @@ impl Waiting {
     ) -> Option<F::Output> {
         let until = Instant::now() + self.window;
         while Instant::now() < until && self.callers.load(Ordering::Acquire) == 1 {
-            // Polled, then polled again once the provider has moved its connections on.
+            // Polled, then again if the provider has polled its connections.
             let polled = std::future::poll_fn(|cx| {
                 driver.start();
                 let _stop = Stop(driver);
                 if let Poll::Ready(done) = work.as_mut().poll(cx) {
                     return Poll::Ready(Some(done));
                 }
-                driver.drive();
+                if !driver.drive() {
+                    return Poll::Ready(None);
+                }
                 Poll::Ready(match work.as_mut().poll(cx) {
                     Poll::Ready(done) => Some(done),
                     Poll::Pending => None,
@@ -94,18 +96,18 @@ impl Waiting {
     }
 }
 
-/// A provider's way to move its connections on from the thread of a caller polling for its
-/// answer alone ([`Waiting::poll_driving`]), rather than through other threads.
+/// A provider's way to poll its connections on the thread of a caller polling for its answer
+/// alone ([`Waiting::poll_driving`]), rather than on other threads.
 ///
 /// Each round of polling is [`start`](Self::start), a poll of the caller's work,
-/// [`drive`](Self::drive), another poll, and [`stop`](Self::stop), all in one poll of the
-/// caller's future: between `start` and `stop` the caller never waits, so a provider may
-/// leave its connections' wakes to it meanwhile.
+/// [`drive`](Self::drive), another poll if it polled any connection, and
+/// [`stop`](Self::stop), all in one poll of the caller's future: between `start` and `stop`
+/// the caller never waits, so a provider may leave its connections' wakes to it meanwhile.
 pub trait Drive {
     /// A round of polling starts.
     fn start(&self) {}
-    /// Moves the connections on.
-    fn drive(&self);
+    /// Polls the provider's connections; true if it polled any.
+    fn drive(&self) -> bool;
     /// The round ended (or unwound).
     fn stop(&self) {}
 }
@@ -114,7 +116,9 @@ pub trait Drive {
 struct Undriven;
 
 impl Drive for Undriven {
-    fn drive(&self) {}
+    fn drive(&self) -> bool {
+        false
+    }
 }
 
 /// Stops a driver's round when it ends or unwinds.
@@ -195,10 +199,11 @@ mod tests {
         fn start(&self) {
             self.0[0].fetch_add(1, Ordering::SeqCst);
         }
-        fn drive(&self) {
+        fn drive(&self) -> bool {
             let [started, _, stopped] = self.calls();
             assert_eq!(started, stopped + 1, "a drive outside a round");
             self.0[1].fetch_add(1, Ordering::SeqCst);
+            true
         }
         fn stop(&self) {
             self.0[2].fetch_add(1, Ordering::SeqCst);

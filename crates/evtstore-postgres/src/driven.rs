@@ -1,4 +1,4 @@
-//! Connections that a caller polling for its answer moves on itself.
+//! Connections that a caller polling for its answer polls itself.
 //!
 //! On Tokio's multi-threaded runtime a request and its answer each go through another
 //! thread: the client wakes the connection's task, which a worker (woken for it, and waking
@@ -6,19 +6,21 @@
 //! the I/O driver, which runs the task again, which wakes the caller. A caller polling for its
 //! answer alone (core's `Waiting`) instead drives the pool's connections ([`Drivers`]): it
 //! polls them on its own thread, their sockets read what has arrived without waiting for the
-//! I/O driver to have seen it ([`Spin`]), and their wakes during its rounds of polling are
-//! left to it ([`Driven::wake`]). Each connection keeps its task, which moves it on whenever
-//! no caller does.
+//! I/O driver to have seen it ([`DirectRead`]), and their wakes during its rounds of polling are
+//! left to it ([`Driven::wake`]). Each connection keeps its task, which polls it whenever no
+//! caller does.
 //!
 //! Only a connection to a single TCP host is made here. Any other (a Unix socket, several
-//! hosts, `target_session_attrs`, `hostaddr`) and any attempt that fails is made by the driver
-//! itself, as before, with its own errors, and is left to its task.
+//! hosts, `hostaddr`, `target_session_attrs`, `load_balance_hosts`), and one whose TCP
+//! connection or TLS set-up cannot start, is made by tokio-postgres itself, with its own
+//! errors, and only its task polls it. (The client of a connection made here cannot cancel a
+//! running query: tokio-postgres knows no address for it. Nothing here cancels one.)
 
 use std::future::{Future, poll_fn};
 use std::io::{self, Read};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -29,7 +31,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -67,13 +69,13 @@ impl DrivenConnect {
     async fn driven(&self, config: &Config) -> Option<Result<(Client, JoinHandle<()>), Error>> {
         let host = single_tcp_host(config)?;
         let tcp = connect_tcp(config, host).await.ok()?;
-        let stream = Spin {
+        let stream = DirectRead {
             tcp,
             awaiting: false,
             answered: false,
         };
         let mut tls = self.tls.clone();
-        let tls = MakeTlsConnect::<Spin>::make_tls_connect(&mut tls, host).ok()?;
+        let tls = MakeTlsConnect::<DirectRead>::make_tls_connect(&mut tls, host).ok()?;
         Some(
             config
                 .connect_raw(stream, tls)
@@ -90,7 +92,8 @@ impl DrivenConnect {
 fn single_tcp_host(config: &Config) -> Option<&str> {
     let plain = config.get_hostaddrs().is_empty()
         && config.get_ports().len() <= 1
-        && config.get_target_session_attrs() == TargetSessionAttrs::Any;
+        && config.get_target_session_attrs() == TargetSessionAttrs::Any
+        && config.get_load_balance_hosts() == LoadBalanceHosts::Disable;
     match config.get_hosts() {
         [Host::Tcp(host)] if plain => Some(host),
         _ => None,
@@ -108,6 +111,7 @@ async fn connect_tcp(config: &Config, host: &str) -> io::Result<TcpStream> {
     };
     tcp.set_nodelay(true)?;
     let socket = SockRef::from(&tcp);
+    #[cfg(target_os = "linux")]
     if let Some(limit) = config.get_tcp_user_timeout() {
         socket.set_tcp_user_timeout(Some(*limit))?;
     }
@@ -127,7 +131,7 @@ async fn connect_tcp(config: &Config, host: &str) -> io::Result<TcpStream> {
 /// A TCP stream whose reads first ask the socket itself. Tokio's own read returns at once
 /// when the driver last found the socket empty, until the driver sees it readable again:
 /// which a driver asleep on another thread learns only once that thread wakes.
-struct Spin {
+struct DirectRead {
     tcp: TcpStream,
     /// Set when a request is written, cleared once its answer has come, or once a read after
     /// some of it found nothing more: whether reads ask the socket itself. Only a hint: a read
@@ -146,7 +150,7 @@ fn ends_an_answer(read: &[u8]) -> bool {
     matches!(read, [.., b'Z', 0, 0, 0, 5, b'I' | b'T' | b'E'])
 }
 
-impl AsyncRead for Spin {
+impl AsyncRead for DirectRead {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -178,7 +182,7 @@ impl AsyncRead for Spin {
     }
 }
 
-impl AsyncWrite for Spin {
+impl AsyncWrite for DirectRead {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -231,9 +235,9 @@ impl Driven {
         })
     }
 
-    /// Polls the connection; ready once it has ended. A panic in the driver ends it too, on
-    /// whichever thread polled it, as it would have ended its task alone.
-    fn poll(&self, mut connection: MutexGuard<'_, Option<Connection>>) -> Poll<()> {
+    /// Polls the connection; ready once it has ended. A panic in tokio-postgres ends it too,
+    /// on whichever thread polled it, as it would have ended its task alone.
+    fn poll(&self, connection: &mut Option<Connection>) -> Poll<()> {
         let Some(running) = connection.as_mut() else {
             return Poll::Ready(());
         };
@@ -243,25 +247,35 @@ impl Driven {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(()))) => {}
             Ok(Poll::Ready(Err(error))) => tracing::debug!(%error, "PostgreSQL connection ended"),
-            Err(_) => tracing::warn!("PostgreSQL connection ended: its driver panicked"),
+            Err(panic) => {
+                let text = panic.downcast_ref::<&str>().copied();
+                let text = text.or(panic.downcast_ref::<String>().map(String::as_str));
+                tracing::warn!(
+                    panic = text,
+                    "PostgreSQL connection ended: tokio-postgres panicked"
+                );
+            }
         }
         *connection = None;
         Poll::Ready(())
     }
 
-    /// Moves the connection on from a driving caller's thread, unless its task is.
-    fn drive(&self) {
-        let Ok(connection) = self.connection.try_lock() else {
-            return;
+    /// Polls the connection from a driving caller's thread, unless its task is polling it;
+    /// true if it did.
+    fn drive(&self) -> bool {
+        let Ok(mut connection) = self.connection.try_lock() else {
+            return false;
         };
-        if connection.is_none() {
-            return; // ended: its task was woken then
-        }
+        let running = connection.is_some();
         self.deferred.store(false, Ordering::SeqCst); // this poll sees what it was for
-        let ended = self.poll(connection).is_ready();
+        let ended = running && self.poll(&mut connection).is_ready();
+        drop(connection);
+        // Released: a task that found it taken meanwhile set `missed`, and is woken now.
+        fence(Ordering::SeqCst);
         if ended || self.missed.swap(false, Ordering::SeqCst) {
             self.wake_task(); // the task ends too, or polls what it was woken for
         }
+        running
     }
 
     /// The task's poll. It never waits for a caller moving the connection: it leaves that
@@ -272,16 +286,17 @@ impl Driven {
             *task = Some(waker.clone());
         }
         drop(task);
-        if let Ok(connection) = self.connection.try_lock() {
-            return self.poll(connection);
+        if let Ok(mut connection) = self.connection.try_lock() {
+            return self.poll(&mut connection);
         }
         self.missed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         match self.connection.try_lock() {
-            Ok(connection) => {
+            Ok(mut connection) => {
                 self.missed.store(false, Ordering::SeqCst);
-                self.poll(connection)
+                self.poll(&mut connection)
             }
-            Err(_) => Poll::Pending,
+            Err(_) => Poll::Pending, // the caller holding it wakes the task once done
         }
     }
 
@@ -346,9 +361,10 @@ impl Drivers {
         driven
     }
 
-    fn each(&self, what: impl Fn(&Driven)) {
-        let all = lock(&self.all);
-        all.iter().filter_map(Weak::upgrade).for_each(|d| what(&d));
+    /// The connections still open, taken from the list first: a connection being made
+    /// meanwhile is not kept waiting for their polls.
+    fn open(&self) -> Vec<Arc<Driven>> {
+        lock(&self.all).iter().filter_map(Weak::upgrade).collect()
     }
 }
 
@@ -357,20 +373,24 @@ impl Drive for Drivers {
         self.driving.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Moves on every connection that its task is not moving now.
-    fn drive(&self) {
-        self.each(Driven::drive);
+    /// Polls every connection that its task is not polling now.
+    fn drive(&self) -> bool {
+        let mut polled = false;
+        for driven in self.open() {
+            polled |= driven.drive();
+        }
+        polled
     }
 
     /// The last caller to end its round wakes the tasks of the connections whose wakes were
     /// left to it.
     fn stop(&self) {
         if self.driving.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.each(|driven| {
+            for driven in self.open() {
                 if driven.deferred.swap(false, Ordering::SeqCst) {
                     driven.wake_task();
                 }
-            });
+            }
         }
     }
 }
@@ -445,7 +465,9 @@ mod tests {
                 break row.unwrap();
             }
             assert!(Instant::now() < until, "no answer without the task");
+            connect.drivers.start();
             connect.drivers.drive();
+            connect.drivers.stop();
         };
         assert_eq!(row.get::<_, i32>(0), 42);
     }
@@ -522,7 +544,9 @@ mod tests {
         let drivers = Drivers::default();
         let panics = poll_fn(|_| -> Poll<Result<(), Error>> { panic!("a driver bug") });
         let driven = drivers.add(Box::pin(panics));
+        drivers.start();
         drivers.drive();
+        drivers.stop();
         assert!(lock(&driven.connection).is_none(), "the connection ended");
         let task = Waker::from(Arc::new(Counting::default()));
         assert!(driven.poll_task(&task).is_ready(), "its task ends");

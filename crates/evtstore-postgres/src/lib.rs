@@ -37,7 +37,7 @@
 //!   multi-threaded 3,597/s against 2,575/s before, single-threaded 3,620/s against 3,186/s;
 //!   W1_cached 4,861/s against 3,457/s and 4,980/s against 4,093/s. A connection to a single
 //!   TCP host is driven; others (a Unix socket, several hosts, `hostaddr`,
-//!   `target_session_attrs`) are made and moved on by the driver alone.
+//!   `target_session_attrs`, `load_balance_hosts`) are made and polled by tokio-postgres alone.
 //! - **TLS** with rustls: the URL's `sslmode` (disable, prefer, require, verify-ca,
 //!   verify-full, as libpq) and `sslrootcert`, or [`PgOptions::ssl_mode`] and
 //!   [`PgOptions::ssl_root_cert`]. Without a CA file the system's roots are trusted.
@@ -61,7 +61,7 @@
 //! # Layout
 //! - `tables`: [`PgOptions`] and configurable, validated table names.
 //! - `connect`: the URL, time limits, keepalives and the pool; `driven`: connections that a
-//!   polling caller moves on itself; `tls`: rustls as `sslmode` says; `failure`: driver
+//!   polling caller polls itself; `tls`: rustls as `sslmode` says; `failure`: driver
 //!   errors as kinds a caller acts on.
 //! - `schema`: versioned migrations under an advisory lock.
 //! - `sql`: the statements, and why no event is ever skipped (read its docs).
@@ -119,7 +119,7 @@ pub struct PgProvider {
     queue: group::AppendQueue,
     loads: loads::Loads,
     waiting: Waiting,
-    /// The pool's connections that a caller polling for its answer moves on itself.
+    /// The pool's connections, which a caller polling for its answer polls itself.
     drivers: driven::Drivers,
     tasks: [JoinHandle<()>; 2],
     /// `host:port/database`, for messages (never the password).
