@@ -361,10 +361,11 @@ impl Drivers {
         driven
     }
 
-    /// The connections still open, taken from the list first: a connection being made
-    /// meanwhile is not kept waiting for their polls.
-    fn open(&self) -> Vec<Arc<Driven>> {
-        lock(&self.all).iter().filter_map(Weak::upgrade).collect()
+    /// Runs `what` on each connection still open. (A connection being made meanwhile waits
+    /// for the list: taking the list first instead cost an allocation a round.)
+    fn each(&self, mut what: impl FnMut(&Driven)) {
+        let all = lock(&self.all);
+        all.iter().filter_map(Weak::upgrade).for_each(|d| what(&d));
     }
 }
 
@@ -376,9 +377,7 @@ impl Drive for Drivers {
     /// Polls every connection that its task is not polling now.
     fn drive(&self) -> bool {
         let mut polled = false;
-        for driven in self.open() {
-            polled |= driven.drive();
-        }
+        self.each(|driven| polled |= driven.drive());
         polled
     }
 
@@ -386,11 +385,11 @@ impl Drive for Drivers {
     /// left to it.
     fn stop(&self) {
         if self.driving.fetch_sub(1, Ordering::SeqCst) == 1 {
-            for driven in self.open() {
+            self.each(|driven| {
                 if driven.deferred.swap(false, Ordering::SeqCst) {
                     driven.wake_task();
                 }
-            }
+            });
         }
     }
 }
