@@ -112,7 +112,7 @@ pub trait Drive {
     fn stop(&self) {}
 }
 
-/// No connections to move on.
+/// No connections to poll.
 struct Undriven;
 
 impl Drive for Undriven {
@@ -237,7 +237,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_driver_is_stopped_when_its_caller_is_cancelled() {
+    async fn every_round_is_stopped_that_of_a_cancelled_caller_too() {
         let waiting = Waiting::new(Duration::from_secs(1));
         let driver = Counted::default();
         let never = std::future::pending::<()>();

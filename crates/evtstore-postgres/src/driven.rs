@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use deadpool_postgres::Connect;
+use deadpool_postgres::{ConfigConnectImpl, Connect};
 use evtstore_core::provider::Drive;
 use futures_util::future::BoxFuture;
 use socket2::{SockRef, TcpKeepalive};
@@ -36,7 +36,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// The pool's way to connect: driven connections where it can, the driver's otherwise.
+/// The pool's way to connect: driven connections where it can, deadpool's own otherwise.
 pub(crate) struct DrivenConnect {
     pub(crate) tls: MakeRustlsConnect,
     pub(crate) drivers: Drivers,
@@ -49,13 +49,8 @@ impl Connect for DrivenConnect {
             if let Some(driven) = self.driven(&config).await {
                 return driven;
             }
-            let (client, connection) = config.connect(self.tls.clone()).await?;
-            let task = tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "PostgreSQL connection ended");
-                }
-            });
-            Ok((client, task))
+            let tls = self.tls.clone();
+            ConfigConnectImpl { tls }.connect(&config).await
         })
     }
 }
@@ -64,8 +59,8 @@ type Error = tokio_postgres::Error;
 
 impl DrivenConnect {
     /// A driven connection, or its error; none when the settings name anything but one TCP
-    /// host, or when the TCP connection or TLS set-up could not start (the driver then tries
-    /// itself, and gives its own error).
+    /// host, or when the TCP connection or TLS set-up could not start (tokio-postgres then
+    /// tries itself, through deadpool's own `ConfigConnectImpl`, and gives its own error).
     async fn driven(&self, config: &Config) -> Option<Result<(Client, JoinHandle<()>), Error>> {
         let host = single_tcp_host(config)?;
         let tcp = connect_tcp(config, host).await.ok()?;
@@ -206,7 +201,7 @@ impl AsyncWrite for DirectRead {
 
 type Connection = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
-/// A connection that its task and driving callers both move on, one at a time.
+/// A connection that its task and driving callers both poll, one at a time.
 struct Driven {
     /// None once it has ended.
     connection: Mutex<Option<Connection>>,
@@ -219,7 +214,7 @@ struct Driven {
     driving: Arc<AtomicUsize>,
     /// A wake left to driving callers: the last to end its round wakes the task.
     deferred: AtomicBool,
-    /// Set by the task when a caller was moving the connection: that caller wakes it after.
+    /// Set by the task when a caller was polling the connection: that caller wakes it after.
     missed: AtomicBool,
 }
 
@@ -278,7 +273,7 @@ impl Driven {
         running
     }
 
-    /// The task's poll. It never waits for a caller moving the connection: it leaves that
+    /// The task's poll. It never waits for a caller polling the connection: it leaves that
     /// caller to wake it again once done.
     fn poll_task(&self, waker: &Waker) -> Poll<()> {
         let mut task = lock(&self.task);

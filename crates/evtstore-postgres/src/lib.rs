@@ -29,8 +29,8 @@
 //!   2,135–2,243/s → 2,615–2,885/s single-threaded, 1,916–2,107/s → 2,087–2,384/s
 //!   multi-threaded; W2's 16 callers share calls and do not poll (their figures moved within
 //!   the runs' noise, ±20%).
-//! - **Driven connections.** While it polls, such a caller also moves the pool's
-//!   connections on itself (`driven`): it writes its request and reads the answer from the
+//! - **Driven connections.** While it polls, such a caller also polls the pool's
+//!   connections itself (`driven`): it writes its request and reads the answer from the
 //!   socket on its own thread, and wakes of the connections' tasks during each round of its
 //!   polling are left to it. On the multi-threaded runtime that saves waking other workers
 //!   for each request and answer. `evtstore-bench`, six interleaved runs, medians: W1
