@@ -89,15 +89,18 @@ impl Sql {
                 "SELECT {EVENT_COLUMNS} FROM {events}
                  WHERE stream = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version"
             ),
-            // Several aggregates at once; `n` says which request each row answers.
+            // Several aggregates at once; `n` says which request each row answers. Each
+            // aggregate's events come from the version index (LATERAL): with a plain join, a
+            // statement prepared while the table was small kept a hash join over a scan of
+            // every event (41 ms a read at 300,000 events, against 0.1 ms).
             aggregates_events: format!(
-                "SELECT e.stream, e.aggregate_id, e.version, e.position, e.timestamp_ms,
-                        e.data::text, e.event_id, e.correlation_id, e.causation_id, e.metadata,
-                        e.revision, x.n
+                "SELECT e.*, x.n
                  FROM unnest($1::text[], $2::text[], $3::bigint[])
-                    WITH ORDINALITY AS x(stream, aggregate_id, after, n)
-                 JOIN {events} e ON e.stream = x.stream AND e.aggregate_id = x.aggregate_id
-                    AND e.version > x.after
+                    WITH ORDINALITY AS x(stream, aggregate_id, after, n),
+                 LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
+                    WHERE stream = x.stream AND aggregate_id = x.aggregate_id
+                        AND version > x.after
+                    ORDER BY version OFFSET 0) AS e
                  ORDER BY x.n, e.version"
             ),
             // Each stream's page comes in order from the (stream, position) index; the pages
@@ -258,4 +261,60 @@ fn append(t: &Tables, offset: &str, fresh_transaction: bool) -> String {
         )
         SELECT position, timestamp_ms FROM inserted ORDER BY position"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::NoTls;
+
+    use super::*;
+    use crate::{PgOptions, PgProvider};
+
+    /// A grouped load planned while the table was empty, as a pooled connection's cached
+    /// statement may be, still reads each aggregate through the version index once the table
+    /// has grown: it never scans every event.
+    #[tokio::test]
+    async fn grouped_loads_planned_on_an_empty_table_read_through_the_index() {
+        let Ok(url) = std::env::var("EVTSTORE_PG_URL") else {
+            eprintln!("skipped: EVTSTORE_PG_URL is not set");
+            return;
+        };
+        let schema = format!("evt_t_plan_{}", std::process::id());
+        let options = PgOptions {
+            schema: schema.clone(),
+            ..PgOptions::default()
+        };
+        drop(
+            PgProvider::connect_with(&url, options.clone())
+                .await
+                .unwrap(),
+        ); // the tables
+        let tables = Tables::new(&options).unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let plan = format!(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE grouped(text[], text[], bigint[]) AS {};
+             EXECUTE grouped('{{counter}}', '{{a1}}', '{{0}}');
+             INSERT INTO {} (position, stream, aggregate_id, version, data)
+                SELECT i, 'counter', 'a' || (i % 1000), i / 1000 + 1, '{{}}'
+                FROM generate_series(1, 50000) i",
+            Sql::new(&tables).aggregates_events,
+            tables.events
+        );
+        client.batch_execute(&plan).await.unwrap();
+        let explained = client
+            .query(
+                "EXPLAIN EXECUTE grouped('{counter,counter}', '{a1,a2}', '{0,0}')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let explained: Vec<String> = explained.iter().map(|row| row.get(0)).collect();
+        let drop_schema = format!("DROP SCHEMA \"{schema}\" CASCADE");
+        client.batch_execute(&drop_schema).await.unwrap();
+        let explained = explained.join("\n");
+        assert!(explained.contains("Index Scan"), "{explained}");
+        assert!(!explained.contains("Seq Scan"), "{explained}");
+    }
 }
