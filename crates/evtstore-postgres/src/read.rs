@@ -81,9 +81,11 @@ impl PgProvider {
     ) -> Result<Vec<StoredEvent>> {
         let what = "read events";
         let mut wait = HorizonWait::new();
-        let events = self
-            .run(what, client.prepare_cached(&self.sql.events))
-            .await?;
+        let sql = match streams {
+            [_] => &self.sql.events_of_one,
+            _ => &self.sql.events,
+        };
+        let events = self.run(what, client.prepare_cached(sql)).await?;
         loop {
             let params: [&(dyn ToSql + Sync); 3] = [&(after as i64), &streams, &(limit as i64)];
             let rows = self.run(what, client.query(&events, &params)).await?;

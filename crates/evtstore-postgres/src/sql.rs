@@ -38,6 +38,7 @@ pub(crate) struct Sql {
     pub(crate) aggregate_events: String,
     pub(crate) aggregates_events: String,
     pub(crate) events: String,
+    pub(crate) events_of_one: String,
     pub(crate) last_event: String,
     pub(crate) last_visible_event: String,
     pub(crate) last_aggregate_event: String,
@@ -114,6 +115,14 @@ impl Sql {
                     WHERE stream = s.stream AND position > $1
                     ORDER BY position LIMIT $3) AS e
                  ORDER BY e.position LIMIT $3"
+            ),
+            // The same for one stream (`$2` holds one name), straight from the index: no merge
+            // to sort, 6% less server time a page of 1,000 (`pgbench -M prepared`).
+            events_of_one: format!(
+                "SELECT {EVENT_COLUMNS}, position < h.below AS visible
+                 FROM (SELECT {horizon} AS below) AS h, {events}
+                 WHERE stream = ($2::text[])[1] AND position > $1
+                 ORDER BY position LIMIT $3"
             ),
             // The last committed event, marked whether it is below the horizon yet.
             last_event: format!(
@@ -270,51 +279,81 @@ mod tests {
     use super::*;
     use crate::{PgOptions, PgProvider};
 
-    /// A grouped load planned while the table was empty, as a pooled connection's cached
-    /// statement may be, still reads each aggregate through the version index once the table
-    /// has grown: it never scans every event.
+    /// Statements planned while the table was empty, as a pooled connection's cached
+    /// statements may be, still read through an index once the table has grown: a grouped
+    /// load through the version index, never a scan of every event; a page of one stream
+    /// from the stream's index in order, never a sort of every later event.
     #[tokio::test]
-    async fn grouped_loads_planned_on_an_empty_table_read_through_the_index() {
+    async fn statements_planned_on_an_empty_table_read_through_an_index() {
         let Ok(url) = std::env::var("EVTSTORE_PG_URL") else {
             eprintln!("skipped: EVTSTORE_PG_URL is not set");
             return;
         };
+        let [grouped, page] = plans_once_grown(&url, |sql| {
+            [
+                ("grouped", "text[], text[], bigint[]", sql.aggregates_events),
+                ("page", "bigint, text[], bigint", sql.events_of_one),
+            ]
+        })
+        .await;
+        assert!(grouped.contains("Index Scan"), "{grouped}");
+        assert!(!grouped.contains("Seq Scan"), "{grouped}");
+        assert!(page.contains("Index Scan"), "{page}");
+        assert!(
+            !page.contains("Seq Scan") && !page.contains("Sort"),
+            "{page}"
+        );
+    }
+
+    /// The plans of `statements` (name, parameter types, SQL), each prepared and run once on
+    /// an empty store, then explained once 50,000 events are in it.
+    async fn plans_once_grown<const N: usize>(
+        url: &str,
+        statements: impl FnOnce(Sql) -> [(&'static str, &'static str, String); N],
+    ) -> [String; N] {
         let schema = format!("evt_t_plan_{}", std::process::id());
         let options = PgOptions {
             schema: schema.clone(),
             ..PgOptions::default()
         };
         drop(
-            PgProvider::connect_with(&url, options.clone())
+            PgProvider::connect_with(url, options.clone())
                 .await
                 .unwrap(),
         ); // the tables
         let tables = Tables::new(&options).unwrap();
-        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
         tokio::spawn(connection);
-        let plan = format!(
-            "SET plan_cache_mode = force_generic_plan;
-             PREPARE grouped(text[], text[], bigint[]) AS {};
-             EXECUTE grouped('{{counter}}', '{{a1}}', '{{0}}');
-             INSERT INTO {} (position, stream, aggregate_id, version, data)
-                SELECT i, 'counter', 'a' || (i % 1000), i / 1000 + 1, '{{}}'
-                FROM generate_series(1, 50000) i",
-            Sql::new(&tables).aggregates_events,
+        let statements = statements(Sql::new(&tables));
+        let args = |types: &str| match types {
+            "text[], text[], bigint[]" => "('{counter,counter}', '{a1,a2}', '{0,0}')",
+            _ => "(0, '{counter}', 1000)",
+        };
+        let mut setup = String::from("SET plan_cache_mode = force_generic_plan;");
+        for (name, types, sql) in &statements {
+            let args = args(types);
+            setup += &format!("PREPARE {name}({types}) AS {sql}; EXECUTE {name}{args};");
+        }
+        setup += &format!(
+            "INSERT INTO {} (position, stream, aggregate_id, version, data)
+             SELECT i, 'counter', 'a' || (i % 1000), i / 1000 + 1, '{{}}'
+             FROM generate_series(1, 50000) i",
             tables.events
         );
-        client.batch_execute(&plan).await.unwrap();
-        let explained = client
-            .query(
-                "EXPLAIN EXECUTE grouped('{counter,counter}', '{a1,a2}', '{0,0}')",
-                &[],
-            )
-            .await
-            .unwrap();
-        let explained: Vec<String> = explained.iter().map(|row| row.get(0)).collect();
+        client.batch_execute(&setup).await.unwrap();
+        let mut plans = Vec::new();
+        for (name, types, _) in &statements {
+            let explain = format!("EXPLAIN EXECUTE {name}{}", args(types));
+            let rows = client.query(&explain, &[]).await.unwrap();
+            plans.push(
+                rows.iter()
+                    .map(|row| row.get(0))
+                    .collect::<Vec<String>>()
+                    .join("\n"),
+            );
+        }
         let drop_schema = format!("DROP SCHEMA \"{schema}\" CASCADE");
         client.batch_execute(&drop_schema).await.unwrap();
-        let explained = explained.join("\n");
-        assert!(explained.contains("Index Scan"), "{explained}");
-        assert!(!explained.contains("Seq Scan"), "{explained}");
+        plans.try_into().unwrap()
     }
 }
