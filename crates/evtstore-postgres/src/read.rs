@@ -81,13 +81,13 @@ impl PgProvider {
     ) -> Result<Vec<StoredEvent>> {
         let what = "read events";
         let mut wait = HorizonWait::new();
-        let sql = match streams {
-            [_] => &self.sql.events_of_one,
-            _ => &self.sql.events,
-        };
-        let events = self.run(what, client.prepare_cached(sql)).await?;
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = self.sql.page(streams)?;
+        let events = self.run(what, client.prepare_cached(&sql)).await?;
         loop {
-            let params: [&(dyn ToSql + Sync); 3] = [&(after as i64), &streams, &(limit as i64)];
+            let params: [&(dyn ToSql + Sync); 2] = [&(after as i64), &(limit as i64)];
             let rows = self.run(what, client.query(&events, &params)).await?;
             // Visible events come first; the others are committed but held back.
             let visible = rows
