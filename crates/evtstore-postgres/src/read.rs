@@ -81,14 +81,16 @@ impl PgProvider {
     ) -> Result<Vec<StoredEvent>> {
         let what = "read events";
         let mut wait = HorizonWait::new();
-        if streams.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = self.sql.page(streams)?;
-        let events = self.run(what, client.prepare_cached(&sql)).await?;
+        let page = self.sql.page(streams);
+        let events = self.run(what, client.prepare_cached(&page.sql)).await?;
         loop {
-            let params: [&(dyn ToSql + Sync); 2] = [&(after as i64), &(limit as i64)];
-            let rows = self.run(what, client.query(&events, &params)).await?;
+            let listed: [&(dyn ToSql + Sync); 3] = [&(after as i64), &(limit as i64), &streams];
+            let params = if page.lists_streams {
+                &listed[..]
+            } else {
+                &listed[..2]
+            };
+            let rows = self.run(what, client.query(&events, params)).await?;
             // Visible events come first; the others are committed but held back.
             let visible = rows
                 .iter()

@@ -103,6 +103,14 @@ pub async fn events_are_read_in_position_order(provider: Arc<dyn Provider>, page
     let after = every[3].meta.position;
     let later = read_paged(&provider, &["users", "counters", "groups"], after, page).await;
     assert_eq!(later, every[4..], "only events after the position");
+    let twice = read_paged(&provider, &["users", "users"], 0, page).await;
+    assert_eq!(twice, only_users, "a stream named twice, read once");
+    // Many streams at once, as a whole store's export names them.
+    let empty: Vec<String> = (0..40).map(|n| format!("empty-{n}")).collect();
+    let mut many: Vec<&str> = empty.iter().map(String::as_str).collect();
+    many.extend(["groups", "users", "counters"]);
+    let all = read_paged(&provider, &many, 0, page).await;
+    assert_eq!(all, every, "forty-three streams, paged");
     let none = read_paged(&provider, &["posts"], 0, page).await;
     assert!(none.is_empty(), "a stream without events: {none:?}");
 }
