@@ -130,18 +130,21 @@ impl PgProvider {
     ) -> Result<Option<StoredEvent>> {
         let what = "read last event";
         let mut wait = HorizonWait::new();
+        let listed: [&(dyn ToSql + Sync); 1] = [&streams];
+        let last = |visible_only| {
+            let last = self.sql.last(streams, visible_only);
+            let params = if last.lists_streams { &listed[..] } else { &[] };
+            async move { self.run(what, client.query_opt(&*last.sql, params)).await }
+        };
         loop {
-            let last = &self.sql.last_event;
-            let row = self.run(what, client.query_opt(last, &[&streams])).await?;
-            match row {
+            match last(false).await? {
                 None => return Ok(None),
                 Some(row) if row.get::<_, bool>(AFTER_EVENT) => {
                     return Ok(Some(event_from_row(&mut SharedNames::new(streams), &row)));
                 }
                 Some(_) if wait.again().await => {}
                 Some(_) => {
-                    let sql = &self.sql.last_visible_event;
-                    let row = self.run(what, client.query_opt(sql, &[&streams])).await?;
+                    let row = last(true).await?;
                     let mut names = SharedNames::new(streams);
                     return Ok(row.map(|row| event_from_row(&mut names, &row)));
                 }

@@ -41,8 +41,6 @@ pub(crate) struct Sql {
     pub(crate) current_version: String,
     pub(crate) aggregate_events: String,
     pub(crate) aggregates_events: String,
-    pub(crate) last_event: String,
-    pub(crate) last_visible_event: String,
     pub(crate) last_aggregate_event: String,
     pub(crate) streams: String,
     pub(crate) bookmark: String,
@@ -60,6 +58,8 @@ pub(crate) struct Sql {
     pub(crate) retire: RetireSql,
     /// A page of streams given as `$3` (see [`Sql::page`]).
     events_listed: String,
+    /// The last event, and the last visible one, of streams given as `$1` (see [`Sql::last`]).
+    last_listed: [String; 2],
     /// The events table, and the horizon's expression, for [`Sql::page`].
     events: String,
     horizon: String,
@@ -110,21 +110,6 @@ impl Sql {
                         AND version > x.after
                     ORDER BY version OFFSET 0) AS e
                  ORDER BY x.n, e.version"
-            ),
-            // The last committed event, marked whether it is below the horizon yet.
-            last_event: format!(
-                "SELECT e.*, e.position < h.below AS visible
-                 FROM unnest($1::text[]) AS s(stream), (SELECT {horizon} AS below) AS h,
-                 LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
-                    WHERE stream = s.stream ORDER BY position DESC LIMIT 1) AS e
-                 ORDER BY e.position DESC LIMIT 1"
-            ),
-            last_visible_event: format!(
-                "SELECT e.* FROM unnest($1::text[]) AS s(stream), (SELECT {horizon} AS below) AS h,
-                 LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
-                    WHERE stream = s.stream AND position < h.below
-                    ORDER BY position DESC LIMIT 1) AS e
-                 ORDER BY e.position DESC LIMIT 1"
             ),
             last_aggregate_event: format!(
                 "SELECT {EVENT_COLUMNS} FROM {events}
@@ -194,26 +179,41 @@ impl Sql {
                     ORDER BY position LIMIT $2) AS e
                  ORDER BY e.position LIMIT $2"
             ),
+            last_listed: [false, true].map(|visible_only| {
+                let below = if visible_only {
+                    " AND position < h.below"
+                } else {
+                    ""
+                };
+                format!(
+                    "SELECT e.*, e.position < h.below AS visible
+                     FROM unnest($1::text[]) AS s(stream), (SELECT {horizon} AS below) AS h,
+                     LATERAL (SELECT {EVENT_COLUMNS} FROM {events}
+                        WHERE stream = s.stream{below} ORDER BY position DESC LIMIT 1) AS e
+                     ORDER BY e.position DESC LIMIT 1"
+                )
+            }),
             events: events.clone(),
             horizon,
         }
     }
 }
 
-/// Most streams a page's statement names (see [`Sql::page`]); more are given as a parameter.
+/// Most streams a statement names (see [`Sql::page`]); more are given as a parameter.
 const NAMED_STREAMS: usize = 32;
 
-/// A page's statement: `$1` the position after which it reads, `$2` the most events, and
-/// `$3` the streams when `lists_streams`.
-pub(crate) struct PageSql<'a> {
+/// A read of streams: its statement, and whether it takes the streams as its last parameter
+/// (else it names them).
+pub(crate) struct StreamsSql<'a> {
     pub(crate) sql: Cow<'a, str>,
     pub(crate) lists_streams: bool,
 }
 
 impl Sql {
-    /// A page of the events of `streams` after a position, in position order, each marked
-    /// whether it lies below the horizon. Events at or beyond it come too: the reader stops
-    /// before them, and knows from this same snapshot that committed events wait.
+    /// A page of the events of `streams` after position `$1`, at most `$2`, in position order,
+    /// each marked whether it lies below the horizon; `$3` holds the streams when the statement
+    /// lists them. Events at or beyond the horizon come too: the reader stops before them, and
+    /// knows from this same snapshot that committed events wait.
     ///
     /// Up to [`NAMED_STREAMS`] streams whose names are names (letters, digits, `_`, `-`, `.`)
     /// are written into the statement, so that the plan a connection keeps for it is made for
@@ -223,20 +223,10 @@ impl Sql {
     /// page comes in order from the (stream, position) index; several are merged (`UNION ALL`
     /// under `ORDER BY`: a merge, no sort). Other lists (a whole store's streams, or a name
     /// that no append could have stored) go as a parameter, one statement for all.
-    pub(crate) fn page(&self, streams: &[String]) -> PageSql<'_> {
-        let mut names: Vec<&str> = streams.iter().map(String::as_str).collect();
-        names.sort_unstable();
-        names.dedup();
-        let named = !names.is_empty()
-            && names.len() <= NAMED_STREAMS
-            && names.iter().all(|name| check_stream(name).is_ok());
-        if !named {
-            let sql = Cow::Borrowed(self.events_listed.as_str());
-            return PageSql {
-                sql,
-                lists_streams: true,
-            };
-        }
+    pub(crate) fn page(&self, streams: &[String]) -> StreamsSql<'_> {
+        let Some(names) = named(streams) else {
+            return listed(&self.events_listed);
+        };
         let (events, horizon) = (&self.events, &self.horizon);
         let sql = match names.as_slice() {
             [one] => format!(
@@ -244,29 +234,78 @@ impl Sql {
                  FROM (SELECT {horizon} AS below) AS h, {events}
                  WHERE stream = '{one}' AND position > $1 ORDER BY position LIMIT $2"
             ),
-            several => {
-                let pages: Vec<String> = several
-                    .iter()
-                    .map(|name| {
-                        format!(
-                            "(SELECT {EVENT_COLUMNS} FROM {events} WHERE stream = '{name}'
-                              AND position > $1 ORDER BY position LIMIT $2)"
-                        )
-                    })
-                    .collect();
-                format!(
-                    "SELECT e.*, e.position < h.below AS visible
-                     FROM (SELECT {horizon} AS below) AS h, ({}) AS e
-                     ORDER BY e.position LIMIT $2",
-                    pages.join(" UNION ALL ")
-                )
-            }
+            several => format!(
+                "SELECT e.*, e.position < h.below AS visible
+                 FROM (SELECT {horizon} AS below) AS h, ({}) AS e
+                 ORDER BY e.position LIMIT $2",
+                each(several, |name| format!(
+                    "SELECT {EVENT_COLUMNS} FROM {events}
+                     WHERE stream = '{name}' AND position > $1 ORDER BY position LIMIT $2"
+                ))
+            ),
         };
-        PageSql {
+        StreamsSql {
             sql: Cow::Owned(sql),
             lists_streams: false,
         }
     }
+
+    /// The last committed event of `streams` (of those below the horizon when
+    /// `visible_only`), marked whether it lies below the horizon; `$1` holds the streams when
+    /// the statement lists them. Named as in [`Sql::page`], and for the same reason: from the
+    /// end of the primary key, a rare stream's last event is found only after every later event
+    /// of the others.
+    pub(crate) fn last(&self, streams: &[String], visible_only: bool) -> StreamsSql<'_> {
+        let Some(names) = named(streams) else {
+            return listed(&self.last_listed[usize::from(visible_only)]);
+        };
+        let (events, horizon) = (&self.events, &self.horizon);
+        let below = if visible_only {
+            " AND position < h.below"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT e.*, e.position < h.below AS visible
+             FROM (SELECT {horizon} AS below) AS h, LATERAL ({}) AS e
+             ORDER BY e.position DESC LIMIT 1",
+            each(&names, |name| format!(
+                "SELECT {EVENT_COLUMNS} FROM {events}
+                 WHERE stream = '{name}'{below} ORDER BY position DESC LIMIT 1"
+            ))
+        );
+        StreamsSql {
+            sql: Cow::Owned(sql),
+            lists_streams: false,
+        }
+    }
+}
+
+/// The streams a statement may name: sorted, without repeats, at most [`NAMED_STREAMS`], each
+/// a name; none when the statement must take them as a parameter.
+fn named(streams: &[String]) -> Option<Vec<&str>> {
+    let mut names: Vec<&str> = streams.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let fits = !names.is_empty() && names.len() <= NAMED_STREAMS;
+    (fits && names.iter().all(|name| check_stream(name).is_ok())).then_some(names)
+}
+
+/// The statement that lists its streams.
+fn listed(sql: &str) -> StreamsSql<'_> {
+    StreamsSql {
+        sql: Cow::Borrowed(sql),
+        lists_streams: true,
+    }
+}
+
+/// Each name's query, in brackets, joined by `UNION ALL`.
+fn each(names: &[&str], query: impl Fn(&str) -> String) -> String {
+    let queries: Vec<String> = names
+        .iter()
+        .map(|name| format!("({})", query(name)))
+        .collect();
+    queries.join(" UNION ALL ")
 }
 
 /// [`append`] for one event in a transaction of its own, with plain parameters: no arrays to
@@ -350,7 +389,7 @@ mod tests {
     /// or on an analysed table where one stream holds almost every event: a grouped load
     /// through the version index, never a scan of every event; a page of a rare stream from
     /// the stream's index, never the primary key filtered by stream, nor a sort; a page of
-    /// several streams merged, not sorted.
+    /// several streams merged, not sorted; a rare stream's last event from its index too.
     #[tokio::test]
     async fn reads_use_their_index_on_a_grown_or_skewed_table() {
         let Ok(url) = std::env::var("EVTSTORE_PG_URL") else {
@@ -358,6 +397,7 @@ mod tests {
             return;
         };
         let named = |sql: &Sql, names: &[&str]| sql.page(&strings(names)).sql.into_owned();
+        let last = |sql: &Sql| sql.last(&strings(&["rare"]), false).sql.into_owned();
         let plans = plans_once_grown(&url, |sql| {
             [
                 (
@@ -367,10 +407,13 @@ mod tests {
                 ),
                 ("page", "bigint, bigint", named(&sql, &["rare"])),
                 ("pages", "bigint, bigint", named(&sql, &["rare", "counter"])),
+                ("last", "", last(&sql)),
             ]
         })
         .await;
-        for [grouped, page, pages] in plans {
+        for [grouped, page, pages, last] in plans {
+            assert!(last.contains("events_stream_position_idx"), "{last}");
+            assert!(!last.contains("events_pkey"), "{last}");
             assert!(grouped.contains("Index Scan"), "{grouped}");
             assert!(!grouped.contains("Seq Scan"), "{grouped}");
             assert!(page.contains("events_stream_position_idx"), "{page}");
@@ -386,10 +429,10 @@ mod tests {
         }
     }
 
-    /// Only names are written into a page's statement, at most [`NAMED_STREAMS`] of them;
+    /// Only names are written into a read's statement, at most [`NAMED_STREAMS`] of them;
     /// anything else goes as a parameter. The same streams in any order make one statement.
     #[test]
-    fn a_page_names_only_a_few_streams_that_are_names() {
+    fn reads_name_only_a_few_streams_that_are_names() {
         let sql = Sql::new(&Tables::new(&PgOptions::default()).unwrap());
         let page = |names: &[&str]| sql.page(&strings(names));
         assert!(!page(&["counter"]).lists_streams);
@@ -399,6 +442,8 @@ mod tests {
         assert!(sql.page(&many).lists_streams);
         assert!(page(&[]).lists_streams);
         assert_eq!(page(&["b", "a", "b"]).sql, page(&["a", "b"]).sql);
+        let last = |names: &[&str]| sql.last(&strings(names), true);
+        assert!(!last(&["counter"]).lists_streams && last(&["x' --"]).lists_streams);
     }
 
     fn strings(names: &[&str]) -> Vec<String> {
@@ -428,12 +473,18 @@ mod tests {
         let statements = statements(Sql::new(&tables));
         let args = |types: &str| match types {
             "text[], text[], bigint[]" => "('{counter,counter}', '{a1,a2}', '{0,0}')",
+            "" => "",
             _ => "(0, 1000)",
         };
         let mut setup = String::from("SET plan_cache_mode = force_generic_plan;");
         for (name, types, sql) in &statements {
             let args = args(types);
-            setup += &format!("PREPARE {name}({types}) AS {sql}; EXECUTE {name}{args};");
+            let types = if types.is_empty() {
+                String::new()
+            } else {
+                format!("({types})")
+            };
+            setup += &format!("PREPARE {name}{types} AS {sql}; EXECUTE {name}{args};");
         }
         setup += &format!(
             "INSERT INTO {} (position, stream, aggregate_id, version, data)
