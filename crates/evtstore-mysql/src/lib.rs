@@ -131,10 +131,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evtstore_core::provider::{AggregateKey, Retire, Waiting, check_bookmark, shorten};
+use evtstore_core::provider::{AggregateKey, Retire, Visitor, Waiting, check_bookmark, shorten};
 use evtstore_core::{
-    CommandRecord, Error, EventMeta, Lease, NewEvent, Position, Provider, Result, Snapshot,
-    StoredEvent, Uuid,
+    CommandRecord, Error, EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr,
+    Snapshot, StoredEvent, Uuid,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -348,6 +348,22 @@ impl Provider for MysqlProvider {
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         let load = self.loads.load(self, stream, aggregate_id, after_version);
+        let what = format!("load {stream}/{}", shorten(aggregate_id));
+        self.waiting
+            .poll(async move { self.within(&what, load).await })
+            .boxed()
+    }
+
+    fn visit_aggregate<'a>(
+        &'a self,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
+        after_version: u64,
+        visit: &'a mut Visitor<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let load = self
+            .loads
+            .visit(self, stream, aggregate_id, after_version, visit);
         let what = format!("load {stream}/{}", shorten(aggregate_id));
         self.waiting
             .poll(async move { self.within(&what, load).await })

@@ -1,8 +1,9 @@
 //! Grouped reads: aggregate loads from concurrent callers in this process share one query
-//! ([`LoadQueue`]); a load alone uses the plain statement.
+//! ([`LoadQueue`]); a load alone uses the plain statement, and a fold alone streams its rows.
 
-use evtstore_core::provider::{Load, LoadMany, LoadQueue, SharedNames};
+use evtstore_core::provider::{Load, LoadMany, LoadQueue, SharedNames, Visitor};
 use evtstore_core::{Result, StoredEvent};
+use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use crate::MysqlProvider;
@@ -20,6 +21,26 @@ impl LoadMany for MysqlProvider {
     async fn load_one(&self, load: &Load) -> Result<Vec<StoredEvent>> {
         self.read_aggregate(&load.stream, &load.aggregate_id, load.after)
             .await
+    }
+
+    /// Streams the rows: an aggregate of a million events is folded as it arrives, never held
+    /// whole. A fold that stops part way closes the connection, rows unread.
+    async fn visit_one(&self, load: &Load, visit: &mut Visitor<'_>) -> Result<()> {
+        let fail = |e| self.fail("read aggregate", e);
+        let mut conn = self.kept.take().await.map_err(fail)?;
+        let mut names = SharedNames::new(&[&load.stream]);
+        let mut rows = sqlx::query(&self.sql.aggregate_events)
+            .bind(&load.stream)
+            .bind(&load.aggregate_id)
+            .bind(load.after as i64)
+            .fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await.map_err(fail)? {
+            let event = event_from_row(&mut names, &row).map_err(fail)?;
+            visit(&event.meta, &event.data)?;
+        }
+        drop(rows);
+        conn.keep();
+        Ok(())
     }
 
     async fn load_many(&self, loads: &[Load]) -> Result<Vec<Vec<StoredEvent>>> {

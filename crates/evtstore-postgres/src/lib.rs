@@ -92,10 +92,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Hook, HookError, Object, Pool};
-use evtstore_core::provider::{AggregateKey, Retire, Waiting, check_bookmark};
+use evtstore_core::provider::{AggregateKey, Retire, Visitor, Waiting, check_bookmark};
 use evtstore_core::{
     CommandRecord, Error, ErrorKind, EventMeta, Lease, NewEvent, Position, Provider, Result,
-    Snapshot, StoredEvent, Uuid,
+    SharedStr, Snapshot, StoredEvent, Uuid,
 };
 use futures_util::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
@@ -368,6 +368,19 @@ impl Provider for PgProvider {
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
         let load = self.loads.load(self, stream, aggregate_id, after_version);
+        self.waiting.poll_driving(load, &self.drivers).boxed()
+    }
+
+    fn visit_aggregate<'a>(
+        &'a self,
+        stream: &'a SharedStr,
+        aggregate_id: &'a SharedStr,
+        after_version: u64,
+        visit: &'a mut Visitor<'_>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let load = self
+            .loads
+            .visit(self, stream, aggregate_id, after_version, visit);
         self.waiting.poll_driving(load, &self.drivers).boxed()
     }
 

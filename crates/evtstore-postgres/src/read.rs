@@ -18,7 +18,15 @@ pub(crate) const AFTER_EVENT: usize = 11;
 
 /// An event of a row, its names shared with the read's other events.
 pub(crate) fn event_from_row(names: &mut SharedNames, row: &Row) -> StoredEvent {
-    let meta = EventMeta {
+    StoredEvent {
+        meta: meta_from_row(names, row),
+        data: row.get(5),
+    }
+}
+
+/// The envelope of an event's row (its body is column 5).
+pub(crate) fn meta_from_row(names: &mut SharedNames, row: &Row) -> EventMeta {
+    EventMeta {
         stream: names.stream(row.get(0)),
         aggregate_id: names.aggregate_id(row.get(1)),
         version: row.get::<_, i64>(2) as u64,
@@ -29,10 +37,6 @@ pub(crate) fn event_from_row(names: &mut SharedNames, row: &Row) -> StoredEvent 
         causation_id: row.get(8),
         metadata: row.get::<_, Option<&str>>(9).map(SharedStr::from),
         revision: row.get::<_, i32>(10) as u32,
-    };
-    StoredEvent {
-        meta,
-        data: row.get(5),
     }
 }
 

@@ -205,6 +205,7 @@ macro_rules! conformance_tests {
                 invalid_names_are_refused,
                 bad_bodies_are_refused_at_append,
                 events_are_read_in_position_order,
+                a_fold_stopped_part_way_leaves_the_store_readable,
                 last_event_of_streams_and_aggregate,
                 bookmarks_round_trip,
                 stop_takes_effect_within_a_page,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::domain::*;
 use super::support::{all_events, domain, positions, streams};
-use crate::{Provider, StoredEvent};
+use crate::{Error, EventMeta, NewEvent, Provider, SharedStr, StoredEvent};
 
 /// Fills the store: users u1..u3, counter c1 (two events), group g1, interleaved.
 async fn fill(provider: &Arc<dyn Provider>) {
@@ -261,4 +261,51 @@ pub async fn concurrent_loads_get_their_own_events(provider: Arc<dyn Provider>, 
             "load-{n} after {after}"
         );
     }
+}
+
+/// A fold that stops part way through an aggregate (an event it cannot take) gets its own
+/// error and no later event; the store reads on: more stopped folds than a pool holds
+/// connections, then a fold that gets every event in version order.
+pub async fn a_fold_stopped_part_way_leaves_the_store_readable(
+    provider: Arc<dyn Provider>,
+    _page: usize,
+) {
+    const EVENTS: u64 = 2_000;
+    for first in (1..=EVENTS).step_by(500) {
+        let batch = (first..first + 500)
+            .map(|v| NewEvent::new("counters", "long", v, r#"{"type":"Bumped","by":1}"#))
+            .collect();
+        provider.append(batch).await.expect("appending");
+    }
+    let (stream, id): (SharedStr, SharedStr) = ("counters".into(), "long".into());
+    for _ in 0..20 {
+        let mut seen = 0;
+        let mut stop_at_ten = |meta: &EventMeta, _: &str| {
+            seen += 1;
+            match meta.version {
+                10 => Err(Error::backend("fold", "stopped here")),
+                _ => Ok(()),
+            }
+        };
+        let stopped = provider
+            .visit_aggregate(&stream, &id, 0, &mut stop_at_ten)
+            .await;
+        assert!(
+            stopped
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("stopped here")),
+            "the fold's own error, got {stopped:?}"
+        );
+        assert_eq!(seen, 10, "no event after the fold's error");
+    }
+    let mut versions = Vec::new();
+    let mut all = |meta: &EventMeta, _: &str| {
+        versions.push(meta.version);
+        Ok(())
+    };
+    provider
+        .visit_aggregate(&stream, &id, 100, &mut all)
+        .await
+        .expect("a fold after the stopped ones");
+    assert_eq!(versions, (101..=EVENTS).collect::<Vec<_>>());
 }
