@@ -57,6 +57,7 @@ mod slow_pages;
 mod snapshots;
 pub mod stalls;
 mod stopping;
+pub mod streaming;
 mod support;
 pub mod tx;
 mod unknown;

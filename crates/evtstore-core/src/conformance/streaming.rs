@@ -1,0 +1,76 @@
+//! For providers' tests that loads stream: a large aggregate, and a fold held at its first
+//! event while the test looks at the server (the statement still sending rows shows that the
+//! provider did not read them all first).
+//!
+//! ```no_run
+//! # async fn run(provider: std::sync::Arc<dyn evtstore_core::Provider>) {
+//! use evtstore_core::conformance::streaming::{check_at_first_event, fill_big};
+//! fill_big(&*provider).await;
+//! let seen = check_at_first_event(&*provider, async { "ask the server here" }).await;
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{EventMeta, NewEvent, Provider, SharedStr};
+
+/// The events of aggregate `big` of stream `counters`: of about 1 KiB each, 20 MiB in all,
+/// more than the sockets between a client and its server hold.
+pub const EVENTS: u64 = 20_000;
+
+/// Appends the [`EVENTS`] of `counters/big`, 500 to an append.
+pub async fn fill_big(provider: &dyn Provider) {
+    let body = format!(r#"{{"type":"Added","by":1,"pad":"{}"}}"#, "x".repeat(1000));
+    for first in (1..=EVENTS).step_by(500) {
+        let batch = (first..first + 500)
+            .map(|v| NewEvent::new("counters", "big", v, body.clone()))
+            .collect();
+        provider.append(batch).await.expect("appending");
+    }
+}
+
+/// Folds `counters/big` (filled by [`fill_big`]), holding the fold's thread at the first
+/// event until `check`, spawned meanwhile, has answered (at most 10 s); returns its answer.
+/// Needs a runtime of two threads or more.
+pub async fn check_at_first_event<T: Send + 'static>(
+    provider: &dyn Provider,
+    check: impl Future<Output = T> + Send + 'static,
+) -> T {
+    let (at_first, checked) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let checker = {
+        let (at_first, checked) = (at_first.clone(), checked.clone());
+        tokio::spawn(async move {
+            while !at_first.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let answer = check.await;
+            checked.store(true, Ordering::Release);
+            answer
+        })
+    };
+    let mut folded = 0;
+    let mut fold = |_: &EventMeta, _: &str| {
+        if folded == 0 {
+            at_first.store(true, Ordering::Release);
+            let until = Instant::now() + Duration::from_secs(10);
+            while !checked.load(Ordering::Acquire) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        folded += 1;
+        Ok(())
+    };
+    let (stream, id): (SharedStr, SharedStr) = ("counters".into(), "big".into());
+    provider
+        .visit_aggregate(&stream, &id, 0, &mut fold)
+        .await
+        .expect("folding counters/big");
+    assert_eq!(folded, EVENTS, "every event folded");
+    checker.await.expect("the check panicked")
+}
