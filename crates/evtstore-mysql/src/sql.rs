@@ -168,9 +168,19 @@ impl Sql {
     }
 
     /// At most `?` events of `streams` streams after position `?`, in position order.
+    ///
+    /// One stream's page is read from `by_stream` by force: left to itself, the optimizer
+    /// switched the range on `(stream, position)` to a lookup of the stream alone (to skip the
+    /// sort), which walks the stream's every event up to the page: 28 ms a page at 125,000
+    /// events against 2.8 ms, a catch-up's cost growing with the square of the store.
     pub(crate) fn page(&self, streams: usize) -> String {
+        let by_stream = if streams == 1 {
+            "FORCE INDEX (by_stream)"
+        } else {
+            ""
+        };
         format!(
-            "SELECT {COLUMNS} FROM {} WHERE position > ? AND stream IN ({})
+            "SELECT {COLUMNS} FROM {} {by_stream} WHERE position > ? AND stream IN ({})
              ORDER BY position LIMIT ?",
             self.events,
             marks(streams)
@@ -195,4 +205,66 @@ impl Sql {
 
 fn marks(n: usize) -> String {
     vec!["?"; n.max(1)].join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::mysql::MySqlConnectOptions;
+    use sqlx::{ConnectOptions, Connection, Executor};
+
+    use super::*;
+    use crate::{MysqlOptions, MysqlProvider};
+
+    /// A page of one stream, deep in a grown store, reads its range of `by_stream` (both key
+    /// parts): not the stream's every event from its first, filtered by position.
+    #[tokio::test]
+    async fn a_page_of_one_stream_reads_only_its_range() {
+        let Ok(url) = std::env::var("EVTSTORE_MYSQL_URL") else {
+            eprintln!("skipped: EVTSTORE_MYSQL_URL is not set");
+            return;
+        };
+        let database = format!("evt_t_plan_{}", std::process::id());
+        let options = MySqlConnectOptions::from_str(&url).unwrap();
+        let mut admin = options.connect().await.unwrap();
+        admin
+            .execute(format!("CREATE OR REPLACE DATABASE {database}").as_str())
+            .await
+            .unwrap();
+        let store = options.clone().database(&database);
+        let provider = MysqlProvider::connect_config(store.clone(), MysqlOptions::default());
+        drop(provider.await.unwrap()); // the tables
+        let sql = Sql::new(&Tables::new(&MysqlOptions::default()).unwrap());
+        let mut conn = store.connect().await.unwrap();
+        let fill = format!(
+            "INSERT INTO {} (position, stream, aggregate_id, version, timestamp_ms, data,
+                event_id)
+             SELECT seq, 'counter', CONCAT('a', seq % 1000), seq DIV 1000 + 1, 0, '{{}}',
+                UNHEX(MD5(seq)) FROM seq_1_to_30000",
+            sql.events
+        );
+        conn.execute(fill.as_str()).await.unwrap();
+        let page = sql
+            .page(1)
+            .replacen('?', "20000", 1)
+            .replacen('?', "'counter'", 1);
+        let page = page.replacen('?', "1000", 1);
+        let analysed = format!("ANALYZE FORMAT=JSON {page}");
+        let plan: String = sqlx::query_scalar(&analysed)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let plan: String = plan.split_whitespace().collect();
+        conn.close().await.unwrap();
+        admin
+            .execute(format!("DROP DATABASE {database}").as_str())
+            .await
+            .unwrap();
+        assert!(plan.contains(r#""access_type":"range""#), "{plan}");
+        assert!(
+            plan.contains(r#""used_key_parts":["stream","position"]"#),
+            "{plan}"
+        );
+    }
 }
