@@ -28,7 +28,8 @@ for provider in "${@:-memory sqlite postgres mysql}"; do
       mysql)
         # On the MariaDB server, beside the original's knex (mysql2) provider above.
         "$bench" --provider mysql --raw
-        "$bench" --provider mysql --runtime multi ;;
+        "$bench" --provider mysql --runtime multi
+        for scale in 1 10; do "$bench" --provider mysql --growth --scale "$scale"; done ;;
       *) "$bench" --provider "$p" ;;
     esac
   done
