@@ -183,13 +183,16 @@ impl LoadQueue {
                     batch_done.await;
                     continue;
                 };
-                let _reading = Reading(self);
+                let reading = Reading(self);
                 if let (Some(visit), [(own, ..)]) = (visit.as_deref_mut(), &loads[..])
                     && *own == ticket
                 {
+                    // Its own connection: the queue is free for others while it streams.
+                    drop(reading);
                     return provider.visit_one(&load, visit).await.map(|()| None);
                 }
                 read(provider, loads).await;
+                drop(reading);
             }
         }
     }

@@ -18,7 +18,7 @@ pub use crate::names::{
 pub use crate::retire::Retire;
 pub use crate::seal::AggregateKey;
 pub use crate::shared_str::SharedNames;
-pub use crate::timed_out::TimedOut;
+pub use crate::timed_out::{TimedOut, WaitLimit};
 pub use crate::upcast::decode_stored;
 pub use crate::waiting::{Drive, Waiting};
 

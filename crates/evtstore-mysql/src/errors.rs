@@ -60,14 +60,17 @@ impl Limits {
     ) -> evtstore_core::Result<T> {
         match tokio::time::timeout(self.statement, work).await {
             Ok(done) => done,
-            Err(_) => {
-                let late = TimedOut {
-                    limit: "statement_timeout",
-                    after: self.statement,
-                };
-                Err(Error::unavailable(self.context(what), late))
-            }
+            Err(_) => Err(self.late(what)),
         }
+    }
+
+    /// The error of work that passed `statement_timeout`.
+    pub(crate) fn late(&self, what: &str) -> Error {
+        let late = TimedOut {
+            limit: "statement_timeout",
+            after: self.statement,
+        };
+        Error::unavailable(self.context(what), late)
     }
 
     /// The session setting that makes InnoDB give up a lock wait (error 1205, `Contention`)

@@ -131,7 +131,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use evtstore_core::provider::{AggregateKey, Retire, Visitor, Waiting, check_bookmark, shorten};
+use evtstore_core::provider::{AggregateKey, Retire, Visitor, Waiting, check_bookmark};
 use evtstore_core::{
     CommandRecord, Error, EventMeta, Lease, NewEvent, Position, Provider, Result, SharedStr,
     Snapshot, StoredEvent, Uuid,
@@ -347,11 +347,9 @@ impl Provider for MysqlProvider {
         aggregate_id: &'a str,
         after_version: u64,
     ) -> BoxFuture<'a, Result<Vec<StoredEvent>>> {
+        // Each read within `statement_timeout` (in `loads`).
         let load = self.loads.load(self, stream, aggregate_id, after_version);
-        let what = format!("load {stream}/{}", shorten(aggregate_id));
-        self.waiting
-            .poll(async move { self.within(&what, load).await })
-            .boxed()
+        self.waiting.poll(load).boxed()
     }
 
     fn visit_aggregate<'a>(
@@ -361,13 +359,11 @@ impl Provider for MysqlProvider {
         after_version: u64,
         visit: &'a mut Visitor<'_>,
     ) -> BoxFuture<'a, Result<()>> {
+        // Each read within `statement_timeout` (in `loads`); the fold not.
         let load = self
             .loads
             .visit(self, stream, aggregate_id, after_version, visit);
-        let what = format!("load {stream}/{}", shorten(aggregate_id));
-        self.waiting
-            .poll(async move { self.within(&what, load).await })
-            .boxed()
+        self.waiting.poll(load).boxed()
     }
 
     fn streams(&self) -> BoxFuture<'_, Result<Vec<String>>> {

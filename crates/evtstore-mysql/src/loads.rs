@@ -1,7 +1,11 @@
 //! Grouped reads: aggregate loads from concurrent callers in this process share one query
 //! ([`LoadQueue`]); a load alone uses the plain statement, and a fold alone streams its rows.
 
-use evtstore_core::provider::{Load, LoadMany, LoadQueue, SharedNames, Visitor};
+use std::pin::pin;
+
+use evtstore_core::provider::{
+    Load, LoadMany, LoadQueue, SharedNames, Visitor, WaitLimit, shorten,
+};
 use evtstore_core::{Result, StoredEvent};
 use futures_util::TryStreamExt;
 use sqlx::Row;
@@ -19,24 +23,40 @@ impl LoadMany for MysqlProvider {
     const BACKEND: &'static str = "MariaDB";
 
     async fn load_one(&self, load: &Load) -> Result<Vec<StoredEvent>> {
-        self.read_aggregate(&load.stream, &load.aggregate_id, load.after)
-            .await
+        let read = self.read_aggregate(&load.stream, &load.aggregate_id, load.after);
+        self.within(&what(load), read).await
     }
 
     /// Streams the rows: an aggregate of a million events is folded as it arrives, never held
-    /// whole. A fold that stops part way closes the connection, rows unread.
+    /// whole. The waits for rows are bounded by `statement_timeout`, the folds not. A fold that
+    /// stops part way leaves its connection drained, or closes it.
     async fn visit_one(&self, load: &Load, visit: &mut Visitor<'_>) -> Result<()> {
+        let what = what(load);
         let fail = |e| self.fail("read aggregate", e);
-        let mut conn = self.kept.take().await.map_err(fail)?;
+        let limit = pin!(tokio::time::sleep(self.limits.statement));
+        let mut waits = WaitLimit::new(limit);
+        let taken = waits.wait(self.kept.take()).await;
+        let mut conn = taken
+            .ok_or_else(|| self.limits.late(&what))?
+            .map_err(fail)?;
         let mut names = SharedNames::new(&[&load.stream]);
         let mut rows = sqlx::query(&self.sql.aggregate_events)
             .bind(&load.stream)
             .bind(&load.aggregate_id)
             .bind(load.after as i64)
             .fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(fail)? {
+        loop {
+            let next = waits.wait(rows.try_next()).await;
+            let Some(row) = next.ok_or_else(|| self.limits.late(&what))?.map_err(fail)? else {
+                break;
+            };
             let event = event_from_row(&mut names, &row).map_err(fail)?;
-            visit(&event.meta, &event.data)?;
+            if let Err(stopped) = waits.fold(|| visit(&event.meta, &event.data)) {
+                if waits.drain(rows, DRAINED).await {
+                    conn.keep();
+                }
+                return Err(stopped);
+            }
         }
         drop(rows);
         conn.keep();
@@ -44,6 +64,14 @@ impl LoadMany for MysqlProvider {
     }
 
     async fn load_many(&self, loads: &[Load]) -> Result<Vec<Vec<StoredEvent>>> {
+        self.within("read aggregates", self.read_aggregates(loads))
+            .await
+    }
+}
+
+impl MysqlProvider {
+    /// Several aggregates' events in one statement, each in version order.
+    async fn read_aggregates(&self, loads: &[Load]) -> Result<Vec<Vec<StoredEvent>>> {
         let fail = |e| self.fail("read aggregates", e);
         let list: Vec<(&str, &str, u64)> = loads
             .iter()
@@ -71,3 +99,12 @@ impl LoadMany for MysqlProvider {
         Ok(events)
     }
 }
+
+/// What a load's time limit names: `load <stream>/<id>`.
+fn what(load: &Load) -> String {
+    format!("load {}/{}", load.stream, shorten(&load.aggregate_id))
+}
+
+/// Rows a stopped fold's read still takes, to give its connection back clean; a longer rest
+/// closes the connection instead.
+const DRAINED: usize = 1000;

@@ -281,12 +281,17 @@ impl PgProvider {
     ) -> Result<T> {
         match tokio::time::timeout(self.limits.statement, work).await {
             Ok(done) => done,
-            Err(_) => {
-                let context = format!("PostgreSQL {}: {what}", self.server);
-                let late = Error::unavailable(context, self.limits.statement_timed_out());
-                Err(self.noted(late))
-            }
+            Err(_) => Err(self.late(what)),
         }
+    }
+
+    /// The error of work that passed `statement_timeout`.
+    pub(crate) fn late(&self, what: &str) -> Error {
+        let context = format!("PostgreSQL {}: {what}", self.server);
+        self.noted(Error::unavailable(
+            context,
+            self.limits.statement_timed_out(),
+        ))
     }
 
     /// A read, tried once more (on a fresh connection) when the server dropped the first.

@@ -3,8 +3,9 @@
 
 use std::pin::pin;
 
-use evtstore_core::provider::{Load, LoadMany, LoadQueue, SharedNames, Visitor};
-use evtstore_core::{Result, StoredEvent};
+use deadpool_postgres::Object;
+use evtstore_core::provider::{Load, LoadMany, LoadQueue, SharedNames, Visitor, WaitLimit};
+use evtstore_core::{Error, Result, StoredEvent};
 use futures_util::TryStreamExt;
 use tokio_postgres::types::ToSql;
 
@@ -28,13 +29,14 @@ impl LoadMany for PgProvider {
     }
 
     /// Streams the rows: an aggregate of a million events is folded as it arrives, never held
-    /// whole. A connection the server dropped before the first row is tried once more.
+    /// whole. A connection the server dropped part way is read again after the last event
+    /// folded, once.
     async fn visit_one(&self, load: &Load, visit: &mut Visitor<'_>) -> Result<()> {
-        let mut visited = false;
-        match self.stream_aggregate(load, visit, &mut visited).await {
-            Err(error) if !visited && failure::connection_lost(&error) => {
-                tracing::debug!(%error, "PostgreSQL read retried on a fresh connection");
-                self.stream_aggregate(load, visit, &mut visited).await
+        let mut folded = None;
+        match self.stream_aggregate(load, visit, &mut folded).await {
+            Err(error) if failure::connection_lost(&error) => {
+                tracing::debug!(%error, "PostgreSQL read resumed on a fresh connection");
+                self.stream_aggregate(load, visit, &mut folded).await
             }
             done => done,
         }
@@ -63,14 +65,20 @@ impl LoadMany for PgProvider {
     }
 }
 
+/// Rows a stopped fold's read still takes, to give its connection back clean; a longer rest
+/// closes the connection instead.
+const DRAINED: usize = 1000;
+
 impl PgProvider {
-    /// Gives `visit` each event of the load as its row arrives; `visited` tells whether any
-    /// was given.
+    /// Gives `visit` each event of the load after `folded` (the version of the last event
+    /// folded, if any) as its row arrives, setting `folded`. The waits for rows are bounded by
+    /// `statement_timeout`, the folds not. A fold that stops part way leaves its connection
+    /// drained, or closed.
     async fn stream_aggregate(
         &self,
         load: &Load,
         visit: &mut Visitor<'_>,
-        visited: &mut bool,
+        folded: &mut Option<u64>,
     ) -> Result<()> {
         let Load {
             stream,
@@ -79,19 +87,33 @@ impl PgProvider {
         } = load;
         let what = format!("read aggregate {stream}/{aggregate_id}");
         let fail = |e| self.fail(&what, e);
-        let read = async {
+        let limit = pin!(tokio::time::sleep(self.limits.statement));
+        let mut waits = WaitLimit::new(limit);
+        let started = waits.wait(async {
             let client = self.client().await?;
             let statement = client.prepare_cached(&self.sql.aggregate_events).await;
-            let params: [&(dyn ToSql + Sync); 3] = [stream, aggregate_id, &(*after as i64)];
+            let after = folded.unwrap_or(*after) as i64;
+            let params: [&(dyn ToSql + Sync); 3] = [stream, aggregate_id, &after];
             let rows = client.query_raw(&statement.map_err(fail)?, params).await;
-            let mut rows = pin!(rows.map_err(fail)?);
-            let mut names = SharedNames::new(&[stream]);
-            while let Some(row) = rows.try_next().await.map_err(fail)? {
-                *visited = true;
-                visit(&meta_from_row(&mut names, &row), row.get(5))?;
+            Ok::<_, Error>((client, rows.map_err(fail)?))
+        });
+        let (client, rows) = started.await.ok_or_else(|| self.late(&what))??;
+        let mut rows = pin!(rows);
+        let mut names = SharedNames::new(&[stream]);
+        loop {
+            let next = waits.wait(rows.try_next()).await;
+            let Some(row) = next.ok_or_else(|| self.late(&what))?.map_err(fail)? else {
+                return Ok(());
+            };
+            let meta = meta_from_row(&mut names, &row);
+            let version = meta.version;
+            if let Err(stopped) = waits.fold(|| visit(&meta, row.get(5))) {
+                if !waits.drain(rows, DRAINED).await {
+                    drop(Object::take(client)); // closes it: the server may still be sending
+                }
+                return Err(stopped);
             }
-            Ok(())
-        };
-        self.within(&what, read).await
+            *folded = Some(version);
+        }
     }
 }
