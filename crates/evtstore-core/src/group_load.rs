@@ -2,10 +2,9 @@
 //! share one query. Whoever finds no read in flight reads the queued loads (its own and any
 //! queued meanwhile); a load alone takes the provider's plain read, and a visit alone
 //! ([`LoadQueue::visit`]) streams its events to the visitor without collecting them. Reads
-//! are idempotent, so a
-//! load whose reader was cancelled is simply queued again. A caller yields once between
-//! queueing its load and reading, so that callers woken together share the first read (PG W2
-//! +20%: 16 callers' loads went one alone and then fifteen).
+//! are idempotent, so a load whose reader was cancelled is simply queued again. A caller
+//! yields once between queueing its load and reading, so that callers woken together share
+//! the first read (PG W2 +20%: 16 callers' loads went one alone and then fifteen).
 
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};

@@ -63,6 +63,9 @@ pub struct WaitLimit<'s> {
 const MOVE_AFTER: Duration = Duration::from_millis(1);
 
 impl<'s> WaitLimit<'s> {
+    /// Most rows [`drain`](Self::drain) reads.
+    pub const DRAINED: usize = 1000;
+
     /// A limit that ends when `sleep` does, give or take the folds.
     pub fn new(sleep: Pin<&'s mut Sleep>) -> Self {
         WaitLimit {
@@ -96,11 +99,12 @@ impl<'s> WaitLimit<'s> {
         folded
     }
 
-    /// Reads what is left of `rows`, at most `most` of them, within the limit: whether they
-    /// ended (a connection whose read a fold stopped is then clean to use again).
-    pub async fn drain<S: TryStream>(&mut self, rows: S, most: usize) -> bool {
+    /// Reads what is left of `rows`, at most [`DRAINED`](Self::DRAINED) of them, within the
+    /// limit: whether they ended (a connection whose read a fold stopped is then clean to use
+    /// again; a longer rest is better closed).
+    pub async fn drain<S: TryStream>(&mut self, rows: S) -> bool {
         let mut rows = pin!(rows.into_stream());
-        for _ in 0..=most {
+        for _ in 0..=Self::DRAINED {
             match self.wait(rows.next()).await {
                 Some(Some(Ok(_))) => {}
                 Some(None) => return true,

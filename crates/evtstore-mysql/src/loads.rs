@@ -52,7 +52,7 @@ impl LoadMany for MysqlProvider {
             };
             let event = event_from_row(&mut names, &row).map_err(fail)?;
             if let Err(stopped) = waits.fold(|| visit(&event.meta, &event.data)) {
-                if waits.drain(rows, DRAINED).await {
+                if waits.drain(rows).await {
                     conn.keep();
                 }
                 return Err(stopped);
@@ -104,7 +104,3 @@ impl MysqlProvider {
 fn what(load: &Load) -> String {
     format!("load {}/{}", load.stream, shorten(&load.aggregate_id))
 }
-
-/// Rows a stopped fold's read still takes, to give its connection back clean; a longer rest
-/// closes the connection instead.
-const DRAINED: usize = 1000;

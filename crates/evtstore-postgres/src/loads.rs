@@ -65,10 +65,6 @@ impl LoadMany for PgProvider {
     }
 }
 
-/// Rows a stopped fold's read still takes, to give its connection back clean; a longer rest
-/// closes the connection instead.
-const DRAINED: usize = 1000;
-
 impl PgProvider {
     /// Gives `visit` each event of the load after `folded` (the version of the last event
     /// folded, if any) as its row arrives, setting `folded`. The waits for rows are bounded by
@@ -108,7 +104,7 @@ impl PgProvider {
             let meta = meta_from_row(&mut names, &row);
             let version = meta.version;
             if let Err(stopped) = waits.fold(|| visit(&meta, row.get(5))) {
-                if !waits.drain(rows, DRAINED).await {
+                if !waits.drain(rows).await {
                     drop(Object::take(client)); // closes it: the server may still be sending
                 }
                 return Err(stopped);
