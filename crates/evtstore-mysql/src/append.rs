@@ -1,6 +1,8 @@
 //! Appends: concurrent appends of this process share one call of the `<events>_add`
 //! procedure ([`GroupCommit`]), which checks every version, inserts the events, numbers them
-//! and commits: one round trip and one durable commit for the whole group.
+//! and commits: one round trip and one durable commit for the whole group. A lone event is
+//! first tried in one statement (`Sql::append_one`, 0.2–0.3 ms less than the procedure's
+//! eight), which declines whenever the procedure must decide.
 //!
 //! An append whose events carry a command id records it in the same transaction: it takes a
 //! transaction of its own (as `append_in` does in the caller's), which inserts the command
@@ -14,13 +16,13 @@ use evtstore_core::provider::now_millis;
 use evtstore_core::provider::{
     Expectation, GroupAppend, GroupCommit, append_to, command_records, expectations,
 };
-use evtstore_core::{CommandRecord, Error, EventMeta, NewEvent, Result, Uuid};
+use evtstore_core::{CommandRecord, Error, EventMeta, NewEvent, Position, Result, Uuid};
 use sqlx::mysql::MySqlArguments;
 use sqlx::query::Query;
-use sqlx::{Connection, MySql, MySqlConnection};
+use sqlx::{Connection, MySql, MySqlConnection, Row};
 
 use crate::MysqlProvider;
-use crate::errors::{DEADLOCK, DUPLICATE_KEY, number};
+use crate::errors::{DEADLOCK, DUPLICATE_KEY, number, position_taken};
 
 type Q<'q> = Query<'q, MySql, MySqlArguments>;
 
@@ -30,6 +32,10 @@ const ROWS_PER_INSERT: usize = 1000;
 /// The largest append (its events as JSON) that takes the procedure; a larger one is inserted
 /// in a transaction of its own, and then numbered by a sequencer pass.
 const ADD_BYTES: usize = 1 << 20;
+
+/// How many times an append is tried when a deadlock (the procedure's call) or a position
+/// another one-statement append took first (the statement) rolled it back.
+const TRIES: usize = 3;
 
 /// Appends waiting to be committed.
 pub(crate) type AppendQueue = GroupCommit;
@@ -153,6 +159,12 @@ impl MysqlProvider {
         let what = append_to(&events);
         // One event goes in scalar arguments; several as JSON (see `procedures`).
         let one = events.first().filter(|_| events.len() == 1);
+        if let Some(event) = one {
+            let appended = self.append_one(event, &expected[0], timestamp);
+            if let Some(meta) = self.within(&what, appended).await? {
+                return Ok(vec![meta]);
+            }
+        }
         let json = one.is_none().then(|| as_json(&events, &expected));
         let fits = json
             .as_ref()
@@ -183,7 +195,7 @@ impl MysqlProvider {
             // A deadlock (with a sequencer pass, say) rolled the whole call back: call again.
             let calls = async {
                 let mut added = call().await;
-                for _ in 0..2 {
+                for _ in 1..TRIES {
                     match &added {
                         Err(e) if number(e) == Some(DEADLOCK) => added = call().await,
                         _ => break,
@@ -206,6 +218,49 @@ impl MysqlProvider {
         };
         self.within(&what, commit).await?;
         self.positioned_later(&events, &expected, timestamp).await
+    }
+
+    /// One event in one statement (`Sql::append_one`); `None` when the procedure must
+    /// append it: an event waits for a position, the aggregate is not at the version expected
+    /// (the procedure tells a conflict from a version not committed yet), or other writers
+    /// kept taking the position first.
+    async fn append_one(
+        &self,
+        event: &NewEvent,
+        expected: &Expectation<'_>,
+        timestamp: i64,
+    ) -> Result<Option<EventMeta>> {
+        let current = expected.current as i64;
+        for _ in 0..TRIES {
+            let mut conn = self.kept.take().await.map_err(|e| self.fail("append", e))?;
+            let insert = sqlx::query(&self.sql.append_one);
+            let inserted = bind_events(insert, std::slice::from_ref(event), timestamp)
+                .bind(current)
+                .bind(expected.stream)
+                .bind(expected.aggregate_id)
+                .bind(current)
+                .fetch_optional(&mut *conn)
+                .await;
+            let position = inserted.and_then(|row| row.map(|r| r.try_get::<i64, _>(0)).transpose());
+            match position {
+                Ok(Some(position)) => {
+                    conn.keep();
+                    self.sequencer.advance(position as Position);
+                    return Ok(Some(event.meta(position as Position, timestamp)));
+                }
+                Ok(None) => {
+                    conn.keep();
+                    return Ok(None);
+                }
+                Err(e) if position_taken(&e) => conn.keep(),
+                Err(e) if e.as_database_error().is_some() => {
+                    conn.keep();
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.fail("append", e)),
+            }
+        }
+        Ok(None)
     }
 
     /// The envelopes from the procedure's answer (see `procedures::add_procedure`), or the

@@ -24,6 +24,13 @@ pub(crate) fn number(error: &sqlx::Error) -> Option<u16> {
     Some(database.try_downcast_ref::<MySqlDatabaseError>()?.number())
 }
 
+/// True when a one-statement append found its position taken (error 1062 on `by_position`)
+/// by another that committed first: nothing was written, and it may run again.
+pub(crate) fn position_taken(error: &sqlx::Error) -> bool {
+    number(error) == Some(DUPLICATE_KEY)
+        && (error.as_database_error()).is_some_and(|e| e.message().contains("'by_position'"))
+}
+
 /// Wraps a driver error with what was being done on which server (`host:port/database`):
 /// contention for a deadlock or lock wait timeout, unavailable when the server cannot be
 /// reached or is shutting down, a backend error otherwise (with the server's own words, e.g. access denied).

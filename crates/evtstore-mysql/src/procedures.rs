@@ -12,6 +12,11 @@
 //! those rows only. (`SELECT … INTO`, not `IF EXISTS (SELECT …)`: in a routine, a subquery of
 //! an expression is a locking read, and would wait for open writers' rows.)
 //!
+//! An error of that multi-table `UPDATE` (checked on MariaDB 10.11 with a duplicate
+//! position, error 1062) runs no handler of the routine: the transaction stays open, holding
+//! the counter's lock, until its connection ends. So a connection whose call failed is
+//! closed, never given back to the pool.
+//!
 //! A migration that changes a procedure replaces it in one statement (`CREATE OR REPLACE`,
 //! MariaDB's): other processes' calls meanwhile find the old one or the new one, never none
 //! (a `DROP` then a `CREATE` failed their appends in between: "PROCEDURE does not exist").
@@ -34,22 +39,25 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
           DECLARE last_pos BIGINT;
           DECLARE numbered BIGINT DEFAULT 0;
           DECLARE waiting BIGINT DEFAULT NULL;
+          DECLARE top_pos BIGINT;
           DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END;
           {session_table}
           SELECT id INTO waiting FROM {events} WHERE position IS NULL LIMIT 1;
           IF waiting IS NOT NULL THEN
             SET TRANSACTION ISOLATION LEVEL READ COMMITTED;
             START TRANSACTION;
-            SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
+            {last_pos}
             {number}
             UPDATE {seq} SET last = last_pos + numbered WHERE id = 1;
             COMMIT;
           END IF;
-          SELECT numbered, last FROM {seq} WHERE id = 1;
+          SELECT COALESCE(MAX(position), 0) INTO top_pos FROM {events};
+          SELECT numbered, GREATEST(last, top_pos) FROM {seq} WHERE id = 1;
         END",
         pass = t.pass,
         events = t.events,
         seq = t.sequence,
+        last_pos = last_position(t),
         session_table = session_table(t),
         number = number(t),
     )
@@ -175,7 +183,8 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
             END IF;
           ELSE
             SET added = COALESCE(JSON_LENGTH(evts), 1);
-            UPDATE {seq} SET last = (@evtstore_last := last) + added WHERE id = 1;
+            UPDATE {seq} SET last = (@evtstore_last := GREATEST(last, ({top}))) + added
+              WHERE id = 1;
             SET last_pos = @evtstore_last;
             IF waiting IS NULL THEN
               IF evts IS NULL THEN
@@ -217,6 +226,7 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
         END",
         add = t.add,
         seq = t.sequence,
+        top = top_position(t),
         one_version = version_of("one_s", "one_a"),
         x_version = version_of("x.s", "x.a"),
         session_table = session_table(t),
@@ -257,6 +267,26 @@ pub(crate) fn ask_procedure(t: &Tables) -> String {
         bookmarks = t.bookmarks,
         now = crate::lease::NOW_MS,
     )
+}
+
+/// Sets `last_pos` to the last position given, under the counter's row lock: the counter's,
+/// or the last event's when one-statement appends went past it (see [`top_position`]).
+fn last_position(t: &Tables) -> String {
+    format!(
+        "SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
+            SELECT GREATEST(last_pos, COALESCE(MAX(position), 0)) INTO last_pos FROM {events};",
+        seq = t.sequence,
+        events = t.events,
+    )
+}
+
+/// The last committed event's position. One-statement appends (`sql::Sql::append_one`) give
+/// positions after it without moving the counter, so the last position given is the larger
+/// of the two. Read without locks (READ COMMITTED) once the counter is locked: the
+/// one-statement appends that started before hold the counter's row in share mode until they
+/// commit, and none starts while it is locked, so the read is final.
+fn top_position(t: &Tables) -> String {
+    format!("SELECT COALESCE(MAX(position), 0) FROM {}", t.events)
 }
 
 /// The session's table of the events a pass numbers, emptied.

@@ -30,6 +30,9 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
     let fewer_statements = vec![add_procedure(t)];
     // The locking read joins from the JSON rows by force.
     let from_the_json_rows = vec![add_procedure(t)];
+    // One-statement appends give positions past the counter: the procedures number after
+    // the larger of the two, and a deletion keeps the counter past every deleted event.
+    let one_statement = vec![pass_procedure(t), add_procedure(t), deleted_trigger(t)];
     vec![
         tables,
         pass,
@@ -40,7 +43,22 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
         positioned,
         fewer_statements,
         from_the_json_rows,
+        one_statement,
     ]
+}
+
+/// Before an event is deleted (a retirement), moves the counter to its position if it is
+/// behind: one-statement appends (`sql::Sql::append_one`) number after the last event, and
+/// take a position only while it is at or past the counter, so no position is given twice.
+/// In READ COMMITTED, a counter already past it is read, not locked.
+fn deleted_trigger(t: &Tables) -> String {
+    format!(
+        "CREATE OR REPLACE TRIGGER {deleted} BEFORE DELETE ON {events} FOR EACH ROW
+           UPDATE {seq} SET last = OLD.position WHERE id = 1 AND last < OLD.position",
+        deleted = t.deleted,
+        events = t.events,
+        seq = t.sequence,
+    )
 }
 
 /// The archive (every column of the events table; an aggregate's versions are unique there

@@ -17,11 +17,16 @@
 //! its version `n` is committed (the append checks it), so it has a larger id and a larger
 //! position.
 //!
-//! An append through the provider gives its own events positions under the same lock, in its
-//! own transaction (`<events>_add`, see `procedures`): it inserts them at their positions when
-//! no committed event waits for one, else numbers them after those this way. So it makes one
-//! durable commit and returns its positions. A pass runs every `sequence_interval` in every process, so events of `append_in`
-//! and of appends too large for one procedure call get positions too.
+//! An append through the provider gives its own events positions as it inserts them. One
+//! event, when no committed event waits for a position, is one statement
+//! (`sql::Sql::append_one`): the position after the last committed event's, made unique by
+//! `by_position`, without the counter. Otherwise the append takes the counter's lock in its
+//! own transaction (`<events>_add`, see `procedures`): it inserts its events at their
+//! positions when no committed event waits for one, else numbers them after those this way.
+//! Either makes one durable commit and returns its positions. Passes and the procedure number
+//! after the larger of the counter and the last event's position. A pass runs every
+//! `sequence_interval` in every process, so events of `append_in` and of appends too large for
+//! one procedure call get positions too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,11 +100,26 @@ impl Sequencer {
     /// position moved. Returns the last position and how many events it numbered.
     async fn pass_once(&self) -> Result<(Position, usize)> {
         let what = "sequencer pass";
-        let pass = sqlx::query_as(&self.call).fetch_one(&self.pool);
-        let passed = async { pass.await.map_err(|e| fail(&self.limits.server, what, e)) };
+        let passed = async {
+            self.call()
+                .await
+                .map_err(|e| fail(&self.limits.server, what, e))
+        };
         let (numbered, last): (i64, i64) = self.limits.within(what, passed).await?;
         self.advance(last as Position);
         Ok((last as Position, numbered as usize))
+    }
+
+    /// One call of the pass procedure. A connection whose call failed is closed, not given
+    /// back: an error in the numbering's multi-table `UPDATE` escapes the procedure's handler
+    /// (see `procedures`) and would leave its transaction open, holding the counter's lock.
+    async fn call(&self) -> Result<(i64, i64), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let answer = sqlx::query_as(&self.call).fetch_one(&mut *conn).await;
+        if answer.is_err() {
+            drop(conn.detach());
+        }
+        answer
     }
 
     /// Signals new positions: this process's and, within the interval, other processes'.

@@ -12,6 +12,27 @@ pub(crate) struct Sql {
     events: String,
     /// Calls the procedure that appends and numbers events (see `procedures`).
     pub(crate) add: String,
+    /// Appends one event at the next position in one statement, when no committed event
+    /// waits for a position and its aggregate is at the version expected; returns the
+    /// position, or no row (the procedure decides then). Parameters: the event's ten columns
+    /// (`procedures::INSERTED`), then `(current version, stream, aggregate id, current
+    /// version)`.
+    ///
+    /// Its reads of events are consistent (READ COMMITTED): the position follows the last
+    /// committed event's, and `by_position` is unique, so a position is only ever taken after
+    /// the one before it committed: readers never see a gap close behind them. It reads the
+    /// counter's row in share mode, held to its commit: one-statement appends run side by side,
+    /// but never while a numbering (a procedure's, a pass's) holds the counter, and a numbering
+    /// waits for those running, so it numbers after them. It never waits for a lock
+    /// (`innodb_lock_wait_timeout = 0`): where a numbering holds the counter, or another
+    /// writer holds its position or its version uncommitted, it fails at once (error 1205;
+    /// 1062 once that writer committed) and the procedure appends. Waiting here would hold a
+    /// gap lock of the unique check that stops other aggregates' inserts (the procedure waits
+    /// in a locking read first). The counter is left as it is (a statement that inserts
+    /// cannot also update it); the procedures number after the larger of it and the last
+    /// event's position. Taken only while the last event is at or past the counter: a
+    /// deletion of the last events (a retirement) leaves the counter past them.
+    pub(crate) append_one: String,
     pub(crate) version: String,
     pub(crate) positions: String,
     pub(crate) aggregate_events: String,
@@ -53,6 +74,18 @@ impl Sql {
         let (events, bookmarks, snapshots) = (&t.events, &t.bookmarks, &t.snapshots);
         Sql {
             add: format!("CALL {}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", t.add),
+            append_one: format!(
+                "SET STATEMENT innodb_lock_wait_timeout = 0 FOR
+                 INSERT INTO {events} (position, {INSERTED})
+                 SELECT m.p + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                 FROM (SELECT COALESCE(MAX(position), 0) p FROM {events}) m
+                 WHERE m.p >= (SELECT last FROM {seq} WHERE id = 1 LOCK IN SHARE MODE)
+                   AND NOT EXISTS (SELECT 1 FROM {events} WHERE position IS NULL)
+                   AND (? = 0 OR EXISTS (SELECT 1 FROM {events} FORCE INDEX (by_version)
+                     WHERE stream = ? AND aggregate_id = ? AND version = ?))
+                 RETURNING position",
+                seq = t.sequence
+            ),
             version: format!(
                 "SELECT MAX(version) FROM {events} WHERE stream = ? AND aggregate_id = ?"
             ),

@@ -103,6 +103,8 @@ pub(crate) struct Tables {
     pub(crate) pass: String,
     /// The stored procedure that appends and numbers events in one transaction.
     pub(crate) add: String,
+    /// The trigger that keeps the counter at or past the position of every deleted event.
+    pub(crate) deleted: String,
     /// The stored procedure that applies an ask to move a leased bookmark (see
     /// [`ask_procedure_name`]), quoted, and as stored.
     pub(crate) ask: String,
@@ -130,6 +132,7 @@ impl Tables {
         let sequence = format!("{}_seq", options.events_table);
         let pass = format!("{}_pass", options.events_table);
         let add = format!("{}_add", options.events_table);
+        let deleted = format!("{}_deleted", options.events_table);
         let ask = ask_procedure_name(&options.bookmarks_table, &options.leases_table);
         let beside = |table: &Option<String>, suffix: &str| {
             (table.clone()).unwrap_or_else(|| format!("{}_{suffix}", options.events_table))
@@ -148,6 +151,7 @@ impl Tables {
             &sequence,
             &pass,
             &add,
+            &deleted,
             &ask,
         ] {
             check_table(name)?;
@@ -164,6 +168,7 @@ impl Tables {
             sequence: quoted(&sequence),
             pass: quoted(&pass),
             add: quoted(&add),
+            deleted: quoted(&deleted),
             ask: quoted(&ask),
             ask_name: ask.clone(),
             migrations: quoted("evtstore_migrations"),

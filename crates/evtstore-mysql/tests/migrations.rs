@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The schema version of this release: the number of migrations.
-const LATEST: i32 = 9;
+const LATEST: i32 = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_starting_together_migrate_once() {

@@ -1,7 +1,8 @@
 //! No event is ever skipped, under 16 writers committing out of order (random delays between
 //! insert and commit, one transaction in ten rolled back), whose events get positions only
-//! from two other processes' sequencers, while 4 more writers append through the provider
-//! (each append numbers its own events in its transaction, concurrent ones share it), read
+//! from two other processes' sequencers, while 4 more writers append through two providers
+//! (each append numbers its own events, in one statement or in the procedure's transaction;
+//! concurrent ones of a provider share it; the two race for positions), read
 //! by two handlers: each handler sees exactly the committed events, once each, in order, at
 //! positions 1..N with no gap.
 
@@ -166,7 +167,10 @@ async fn handlers_see_every_committed_event_once_in_order() {
         sequence_interval: Duration::from_secs(3600),
         ..MysqlOptions::default()
     };
-    let provider = db.provider(options).await;
+    let provider = db.provider(options.clone()).await;
+    // Half the direct writers append through a second provider, as another process would:
+    // its one-statement appends and procedure calls race this provider's for positions.
+    let second = db.provider(options).await;
     let _sequencers = [sequencer_process(&db.name), sequencer_process(&db.name)];
     let domain = Domain::<Clocks>::with_provider(provider.clone());
     let seen: Vec<Seen> = (0..2).map(|_| Seen::default()).collect();
@@ -179,7 +183,9 @@ async fn handlers_see_every_committed_event_once_in_order() {
         .map(|w| tokio::spawn(writer(provider.clone(), w)))
         .collect();
     let direct: Vec<_> = (0..DIRECT_WRITERS)
-        .map(|w| tokio::spawn(direct_writer(provider.clone(), w)))
+        .map(|w| [&provider, &second][w % 2].clone())
+        .enumerate()
+        .map(|(w, provider)| tokio::spawn(direct_writer(provider, w)))
         .collect();
     let mut committed = BTreeSet::new();
     for w in writers {

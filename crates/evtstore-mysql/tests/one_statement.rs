@@ -1,0 +1,98 @@
+//! One-statement appends (an event alone, nothing waiting for a position) number after the
+//! last committed event and leave the counter behind; these are the paths where that meets
+//! the counter: a retirement that deletes the last events, and a numbering (a procedure's, a
+//! pass's) that holds the counter.
+
+mod support;
+
+use std::time::Duration;
+
+use evtstore_core::provider::Retire;
+use evtstore_core::{NewEvent, Provider};
+use sqlx::{Connection, MySqlConnection};
+
+fn event(id: &str, version: u64) -> NewEvent {
+    NewEvent::new("notes", id, version, r#"{"type":"noted"}"#)
+}
+
+async fn counter(conn: &mut MySqlConnection) -> i64 {
+    let last = sqlx::query_scalar("SELECT last FROM events_seq WHERE id = 1");
+    last.fetch_one(conn).await.unwrap()
+}
+
+/// Positions of the events after `after`, in order.
+async fn positions_after(provider: &dyn Provider, after: u64) -> Vec<(String, u64)> {
+    let events = provider
+        .events(&["notes".into()], after, 100)
+        .await
+        .unwrap();
+    let seen = events
+        .iter()
+        .map(|e| (e.meta.aggregate_id.to_string(), e.meta.position));
+    seen.collect()
+}
+
+/// A deletion of the last events moves the counter past them, so the next positions are new:
+/// a handler that read up to them sees the marker and what follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_deleted_by_a_retirement_are_never_given_again() {
+    let Some(url) = support::url() else { return };
+    let (provider, db) = support::fresh(&url).await;
+    for version in 1..=3 {
+        provider.append(vec![event("a", version)]).await.unwrap();
+    }
+    let mut conn = db.connection().await;
+    assert_eq!(
+        counter(&mut conn).await,
+        0,
+        "one-statement appends leave the counter"
+    );
+    let mut marker = NewEvent::new("notes", "a", 4, r#"{"type":"$deleted"}"#);
+    marker.revision = 0;
+    let retired = provider.retire(marker, Retire::Delete).await.unwrap();
+    assert_eq!(retired.position, 4, "the marker after the deleted events");
+    let next = provider.append(vec![event("b", 1)]).await.unwrap();
+    assert_eq!(next[0].position, 5);
+    let seen = positions_after(&*provider, 3).await;
+    assert_eq!(seen, [("a".to_owned(), 4), ("b".to_owned(), 5)]);
+}
+
+/// While a numbering holds the counter (here the test, as a procedure or a pass would, about
+/// to number after the last event), a one-statement append takes no position: it falls back
+/// to the procedure, which waits for the counter and appends after the numbered event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_position_is_taken_while_a_numbering_holds_the_counter() {
+    let Some(url) = support::url() else { return };
+    let (provider, db) = support::fresh(&url).await;
+    provider.append(vec![event("a", 1)]).await.unwrap();
+    let mut conn = db.connection().await;
+    let mut numbering = conn.begin().await.unwrap();
+    let locked = "SELECT last FROM events_seq WHERE id = 1 FOR UPDATE";
+    sqlx::query(locked).execute(&mut *numbering).await.unwrap();
+    let append = tokio::spawn({
+        let provider = provider.clone();
+        async move { provider.append(vec![event("b", 1)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !append.is_finished(),
+        "the append took a position: {append:?}"
+    );
+    sqlx::query(
+        "INSERT INTO events (position, stream, aggregate_id, version, timestamp_ms, data, event_id)
+         VALUES (2, 'notes', 'numbered', 1, 0, '{\"type\":\"noted\"}', UNHEX(REPLACE(UUID(), '-', '')))",
+    )
+    .execute(&mut *numbering)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE events_seq SET last = 2")
+        .execute(&mut *numbering)
+        .await
+        .unwrap();
+    numbering.commit().await.unwrap();
+    let appended = append.await.unwrap().unwrap();
+    assert_eq!(appended[0].position, 3);
+    let seen = positions_after(&*provider, 0).await;
+    let expected = [("a", 1), ("numbered", 2), ("b", 3)].map(|(id, p)| (id.to_owned(), p));
+    assert_eq!(seen, expected);
+}
