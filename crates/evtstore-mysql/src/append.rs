@@ -1,7 +1,7 @@
 //! Appends: concurrent appends of this process share one call of the `<events>_add`
 //! procedure ([`GroupCommit`]), which checks every version, inserts the events, numbers them
 //! and commits: one round trip and one durable commit for the whole group. A lone event is
-//! first tried in one statement (`Sql::append_one`, 0.2–0.3 ms less than the procedure's
+//! first tried in one statement (`Sql::append_one`, about 0.2 ms less than the procedure's
 //! eight), which declines whenever the procedure must decide.
 //!
 //! An append whose events carry a command id records it in the same transaction: it takes a

@@ -28,7 +28,8 @@ pub(crate) fn number(error: &sqlx::Error) -> Option<u16> {
 /// by another that committed first: nothing was written, and it may run again.
 pub(crate) fn position_taken(error: &sqlx::Error) -> bool {
     number(error) == Some(DUPLICATE_KEY)
-        && (error.as_database_error()).is_some_and(|e| e.message().contains("'by_position'"))
+        && (error.as_database_error())
+            .is_some_and(|e| e.message().ends_with("for key 'by_position'"))
 }
 
 /// Wraps a driver error with what was being done on which server (`host:port/database`):

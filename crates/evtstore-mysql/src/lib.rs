@@ -12,12 +12,16 @@
 //! which replaces a procedure while other processes call it); it is tested on 10.11.
 //!
 //! # Positions
-//! Insert order is not commit order in MariaDB, so positions are given under a lock on a
-//! counter, held until commit: an append through the provider locks it and inserts its events
-//! at their positions (or, when committed events wait for positions, inserts its own without
-//! one and numbers them all); events of `append_in` are inserted without a position and numbered
-//! by a sequencer pass once committed: read `sequencer`'s docs. So a command returns the
-//! position it wrote; concurrent appends of a process share one transaction (group commit).
+//! Insert order is not commit order in MariaDB, so a position is only ever given after the
+//! one before it committed. An event appended alone, when no committed event waits for a
+//! position, is one statement that takes the position after the last committed event's
+//! (`by_position` is unique), holding the counter's row in share mode so that no numbering
+//! runs beside it. Otherwise positions are given under a lock on a counter, held until
+//! commit: an append through the provider locks it and inserts its events at their positions
+//! (or, when committed events wait for positions, inserts its own without one and numbers
+//! them all); events of `append_in` are inserted without a position and numbered by a
+//! sequencer pass once committed: read `sequencer`'s docs. So a command returns the position
+//! it wrote; concurrent appends of a process share one transaction (group commit).
 //!
 //! # Driver
 //! sqlx's MySQL driver (0.8) with its pool, chosen over `mysql_async` (0.37) by measuring on
@@ -57,6 +61,13 @@
 //! minutes apart, and ran 1,037–1,272/s on that machine against 513–821/s on the two before.
 //! On a seventh machine (README, footnote ³ of "Figures") W1 ran 1.37× single-threaded and 1.33×
 //! multi-threaded, W2 4.13× and 2.73×.
+//! Since schema version 10 an event appended alone is one statement
+//! (`sql::Sql::append_one`) before it is the procedure's eight: timed by `mariadb-slap` with
+//! the log flushed once a second (the CPU's share alone), 0.52 ms a call against the
+//! procedure's 0.72–0.78 ms and a bare insert's 0.30 ms; in six interleaved pairs of bench
+//! runs (the eleventh machine, 2026-11-28) W1 ran 1,045–1,384/s against 946–1,150/s (the
+//! new run above the old in all six, by 5–44%) and W1_cached 1,384–1,800/s against
+//! 1,348–1,565/s (above in five, by 3–29%; 10% below in one).
 //! Since schema version 8 the append's plain checks and its look for waiting events are one
 //! statement (they were two or three) and events placed at their positions are inserted
 //! unsorted; grouped loads are unsorted by the server too (`sql::aggregates_events`). Three

@@ -183,9 +183,8 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
             END IF;
           ELSE
             SET added = COALESCE(JSON_LENGTH(evts), 1);
-            UPDATE {seq} SET last = (@evtstore_last := GREATEST(last, ({top}))) + added
-              WHERE id = 1;
-            SET last_pos = @evtstore_last;
+            {last_pos}
+            UPDATE {seq} SET last = last_pos + added WHERE id = 1;
             IF waiting IS NULL THEN
               IF evts IS NULL THEN
                 INSERT INTO {events} (position, {INSERTED})
@@ -226,7 +225,7 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
         END",
         add = t.add,
         seq = t.sequence,
-        top = top_position(t),
+        last_pos = last_position(t),
         one_version = version_of("one_s", "one_a"),
         x_version = version_of("x.s", "x.a"),
         session_table = session_table(t),
@@ -270,7 +269,12 @@ pub(crate) fn ask_procedure(t: &Tables) -> String {
 }
 
 /// Sets `last_pos` to the last position given, under the counter's row lock: the counter's,
-/// or the last event's when one-statement appends went past it (see [`top_position`]).
+/// or the last event's when one-statement appends (`sql::Sql::append_one`) went past it. The
+/// event's is read without locks (READ COMMITTED) in a statement of its own, once the counter
+/// is locked: the one-statement appends that started before hold the counter's row in share
+/// mode until they commit, none starts while it is locked, and a statement's read view is
+/// taken as it starts (read in the locking statement, it would miss the appends that
+/// committed while it waited for the lock).
 fn last_position(t: &Tables) -> String {
     format!(
         "SELECT last INTO last_pos FROM {seq} WHERE id = 1 FOR UPDATE;
@@ -278,15 +282,6 @@ fn last_position(t: &Tables) -> String {
         seq = t.sequence,
         events = t.events,
     )
-}
-
-/// The last committed event's position. One-statement appends (`sql::Sql::append_one`) give
-/// positions after it without moving the counter, so the last position given is the larger
-/// of the two. Read without locks (READ COMMITTED) once the counter is locked: the
-/// one-statement appends that started before hold the counter's row in share mode until they
-/// commit, and none starts while it is locked, so the read is final.
-fn top_position(t: &Tables) -> String {
-    format!("SELECT COALESCE(MAX(position), 0) FROM {}", t.events)
 }
 
 /// The session's table of the events a pass numbers, emptied.

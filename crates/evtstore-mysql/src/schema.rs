@@ -50,11 +50,21 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
 /// Before an event is deleted (a retirement), moves the counter to its position if it is
 /// behind: one-statement appends (`sql::Sql::append_one`) number after the last event, and
 /// take a position only while it is at or past the counter, so no position is given twice.
-/// In READ COMMITTED, a counter already past it is read, not locked.
+/// The counter is read first without a lock, so a deletion below it (or of an event still
+/// waiting for a position) takes no lock on it. Creating the trigger waits for transactions
+/// that use the events table, and holds up every statement on it meanwhile: for 10 s at
+/// most, then the migration fails, and the next start tries it again.
 fn deleted_trigger(t: &Tables) -> String {
     format!(
-        "CREATE OR REPLACE TRIGGER {deleted} BEFORE DELETE ON {events} FOR EACH ROW
-           UPDATE {seq} SET last = OLD.position WHERE id = 1 AND last < OLD.position",
+        "SET STATEMENT lock_wait_timeout = 10 FOR
+         CREATE OR REPLACE TRIGGER {deleted} BEFORE DELETE ON {events} FOR EACH ROW
+         BEGIN
+           DECLARE last_pos BIGINT;
+           SELECT last INTO last_pos FROM {seq} WHERE id = 1;
+           IF OLD.position > last_pos THEN
+             UPDATE {seq} SET last = OLD.position WHERE id = 1 AND last < OLD.position;
+           END IF;
+         END",
         deleted = t.deleted,
         events = t.events,
         seq = t.sequence,

@@ -11,7 +11,8 @@
 //! procedure `<events>_pass`, one round trip) locks the one-row counter `<events>_seq` with
 //! `SELECT … FOR UPDATE`, finds committed rows without a position with consistent,
 //! non-locking reads in `id` order (a locking read would wait for open transactions' rows),
-//! gives them positions `last + 1…` and commits. Passes are serialised by the counter lock,
+//! gives them the positions after the last one given (the counter's, or the last event's
+//! when one-statement appends went past it) and commits. Passes are serialised by the counter lock,
 //! so the positions a reader sees are gap-free and only ever grow: a reader reading
 //! `position > bookmark` misses nothing. An aggregate's version `n + 1` is inserted only after
 //! its version `n` is committed (the append checks it), so it has a larger id and a larger
@@ -33,7 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use evtstore_core::{Position, Result};
-use sqlx::MySqlPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{MySql, MySqlPool};
 use tokio::sync::{Mutex, watch};
 
 use crate::errors::{Limits, fail};
@@ -110,16 +112,17 @@ impl Sequencer {
         Ok((last as Position, numbered as usize))
     }
 
-    /// One call of the pass procedure. A connection whose call failed is closed, not given
-    /// back: an error in the numbering's multi-table `UPDATE` escapes the procedure's handler
-    /// (see `procedures`) and would leave its transaction open, holding the counter's lock.
+    /// One call of the pass procedure. A connection whose call failed, or was dropped part
+    /// way (past `statement_timeout`), is closed, not given back: an error in the numbering's
+    /// multi-table `UPDATE` escapes the procedure's handler (see `procedures`) and would leave
+    /// its transaction open, holding the counter's lock.
     async fn call(&self) -> Result<(i64, i64), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let answer = sqlx::query_as(&self.call).fetch_one(&mut *conn).await;
-        if answer.is_err() {
-            drop(conn.detach());
-        }
-        answer
+        let mut conn = Closing(Some(self.pool.acquire().await?));
+        let answer = sqlx::query_as(&self.call)
+            .fetch_one(conn.0.as_deref_mut().expect("held"))
+            .await?;
+        conn.0.take();
+        Ok(answer)
     }
 
     /// Signals new positions: this process's and, within the interval, other processes'.
@@ -143,6 +146,18 @@ impl Sequencer {
             if let Err(error) = self.sequence().await {
                 tracing::warn!(%error, "MariaDB sequencer pass failed; retrying");
             }
+        }
+    }
+}
+
+/// A pooled connection that is closed when dropped, unless taken out first (then it goes back
+/// to the pool).
+struct Closing(Option<PoolConnection<MySql>>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
         }
     }
 }

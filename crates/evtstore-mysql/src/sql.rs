@@ -25,8 +25,9 @@ pub(crate) struct Sql {
     /// but never while a numbering (a procedure's, a pass's) holds the counter, and a numbering
     /// waits for those running, so it numbers after them. It never waits for a lock
     /// (`innodb_lock_wait_timeout = 0`): where a numbering holds the counter, or another
-    /// writer holds its position or its version uncommitted, it fails at once (error 1205;
-    /// 1062 once that writer committed) and the procedure appends. Waiting here would hold a
+    /// writer holds its position or its version uncommitted, it fails at once (error 1205)
+    /// and the procedure appends; a position another one-statement append committed first
+    /// (1062) is tried again, a few times, before the procedure. Waiting here would hold a
     /// gap lock of the unique check that stops other aggregates' inserts (the procedure waits
     /// in a locking read first). The counter is left as it is (a statement that inserts
     /// cannot also update it); the procedures number after the larger of it and the last

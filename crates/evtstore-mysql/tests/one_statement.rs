@@ -32,6 +32,19 @@ async fn positions_after(provider: &dyn Provider, after: u64) -> Vec<(String, u6
     seen.collect()
 }
 
+/// Inserts an event of aggregate `id` at `position`, in the caller's transaction.
+async fn insert_at(conn: &mut MySqlConnection, position: u64, id: &str) {
+    sqlx::query(
+        "INSERT INTO events (position, stream, aggregate_id, version, timestamp_ms, data, event_id)
+         VALUES (?, 'notes', ?, 1, 0, '{\"type\":\"noted\"}', UNHEX(REPLACE(UUID(), '-', '')))",
+    )
+    .bind(position as i64)
+    .bind(id)
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
 /// A deletion of the last events moves the counter past them, so the next positions are new:
 /// a handler that read up to them sees the marker and what follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,13 +91,7 @@ async fn no_position_is_taken_while_a_numbering_holds_the_counter() {
         !append.is_finished(),
         "the append took a position: {append:?}"
     );
-    sqlx::query(
-        "INSERT INTO events (position, stream, aggregate_id, version, timestamp_ms, data, event_id)
-         VALUES (2, 'notes', 'numbered', 1, 0, '{\"type\":\"noted\"}', UNHEX(REPLACE(UUID(), '-', '')))",
-    )
-    .execute(&mut *numbering)
-    .await
-    .unwrap();
+    insert_at(&mut numbering, 2, "numbered").await;
     sqlx::query("UPDATE events_seq SET last = 2")
         .execute(&mut *numbering)
         .await
@@ -95,4 +102,53 @@ async fn no_position_is_taken_while_a_numbering_holds_the_counter() {
     let seen = positions_after(&*provider, 0).await;
     let expected = [("a", 1), ("numbered", 2), ("b", 3)].map(|(id, p)| (id.to_owned(), p));
     assert_eq!(seen, expected);
+}
+
+/// An append through the procedure (two events) while a one-statement append is in flight
+/// (here the test's open transaction, holding what it holds: the counter's row in share mode
+/// and the next position) waits for the counter, then numbers after that append: no position
+/// taken twice, no version conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_procedure_numbers_after_a_one_statement_append_in_flight() {
+    let Some(url) = support::url() else { return };
+    let (provider, db) = support::fresh(&url).await;
+    provider.append(vec![event("a", 1)]).await.unwrap();
+    let mut conn = db.connection().await;
+    let mut in_flight = conn.begin().await.unwrap();
+    let shared = "SELECT last FROM events_seq WHERE id = 1 LOCK IN SHARE MODE";
+    sqlx::query(shared).execute(&mut *in_flight).await.unwrap();
+    insert_at(&mut in_flight, 2, "flying").await;
+    let append = tokio::spawn({
+        let provider = provider.clone();
+        async move { provider.append(vec![event("b", 1), event("b", 2)]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !append.is_finished(),
+        "the procedure did not wait: {append:?}"
+    );
+    in_flight.commit().await.unwrap();
+    let positions: Vec<u64> = append
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|m| m.position)
+        .collect();
+    assert_eq!(positions, [3, 4]);
+}
+
+/// The newest event deleted by hand (as a retirement deletes events) keeps its position
+/// taken: the next append goes past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_position_of_a_deleted_newest_event_is_not_given_again() {
+    let Some(url) = support::url() else { return };
+    let (provider, db) = support::fresh(&url).await;
+    provider.append(vec![event("a", 1)]).await.unwrap();
+    provider.append(vec![event("a", 2)]).await.unwrap();
+    let mut conn = db.connection().await;
+    let deleted = sqlx::query("DELETE FROM events WHERE position = 2").execute(&mut conn);
+    assert_eq!(deleted.await.unwrap().rows_affected(), 1);
+    let next = provider.append(vec![event("b", 1)]).await.unwrap();
+    assert_eq!(next[0].position, 3);
 }

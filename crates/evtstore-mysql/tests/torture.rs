@@ -2,7 +2,8 @@
 //! insert and commit, one transaction in ten rolled back), whose events get positions only
 //! from two other processes' sequencers, while 4 more writers append through two providers
 //! (each append numbers its own events, in one statement or in the procedure's transaction;
-//! concurrent ones of a provider share it; the two race for positions), read
+//! concurrent ones of a provider share it; the two race for positions), then those 4 alone
+//! (their appends one statement each, as no event waits for a position), read
 //! by two handlers: each handler sees exactly the committed events, once each, in order, at
 //! positions 1..N with no gap.
 
@@ -113,13 +114,17 @@ async fn writer(provider: Arc<MysqlProvider>, w: usize) -> BTreeSet<(String, u64
     committed
 }
 
-/// Appends through the provider, one event at a time with 0–2 ms between; returns the
-/// (aggregate, version) pairs appended.
-async fn direct_writer(provider: Arc<MysqlProvider>, w: usize) -> BTreeSet<(String, u64)> {
-    let mut random = 0x2545_F491_4F6C_DD1D ^ (w as u64 + 1);
+/// Appends `versions` through the provider, one event at a time with 0–2 ms between;
+/// returns the (aggregate, version) pairs appended.
+async fn direct_writer(
+    provider: Arc<MysqlProvider>,
+    w: usize,
+    versions: std::ops::RangeInclusive<u64>,
+) -> BTreeSet<(String, u64)> {
+    let mut random = 0x2545_F491_4F6C_DD1D ^ (w as u64 + *versions.start());
     let id = format!("direct-{w}");
     let mut appended = BTreeSet::new();
-    for version in 1..=TRANSACTIONS_PER_WRITER as u64 {
+    for version in versions {
         let event = NewEvent::new("clock", id.as_str(), version, r#"{"type":"Tick"}"#);
         let metas = Provider::append(&*provider, vec![event]).await.unwrap();
         assert!(metas[0].position > 0, "an append returns its position");
@@ -182,11 +187,16 @@ async fn handlers_see_every_committed_event_once_in_order() {
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| tokio::spawn(writer(provider.clone(), w)))
         .collect();
-    let direct: Vec<_> = (0..DIRECT_WRITERS)
-        .map(|w| [&provider, &second][w % 2].clone())
-        .enumerate()
-        .map(|(w, provider)| tokio::spawn(direct_writer(provider, w)))
-        .collect();
+    let providers = [&provider, &second];
+    let direct_round = |versions: std::ops::RangeInclusive<u64>| -> Vec<_> {
+        (0..DIRECT_WRITERS)
+            .map(|w| {
+                let provider = providers[w % 2].clone();
+                tokio::spawn(direct_writer(provider, w, versions.clone()))
+            })
+            .collect()
+    };
+    let direct = direct_round(1..=TRANSACTIONS_PER_WRITER as u64);
     let mut committed = BTreeSet::new();
     for w in writers {
         committed.extend(w.await.unwrap());
@@ -199,6 +209,22 @@ async fn handlers_see_every_committed_event_once_in_order() {
     for w in direct {
         committed.extend(w.await.unwrap());
     }
+    // Then the direct writers alone: with no event waiting for a position, their appends
+    // take the one-statement path and race each other for positions.
+    let more = TRANSACTIONS_PER_WRITER as u64;
+    for w in direct_round(more + 1..=more + 50) {
+        committed.extend(w.await.unwrap());
+    }
+    let mut conn = db.connection().await;
+    let (counter, last): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT last FROM events_seq), (SELECT MAX(position) FROM events)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        counter < last,
+        "no one-statement append: counter {counter}, last {last}"
+    );
     for seen in &seen {
         wait_for(seen, committed.len()).await;
     }
