@@ -18,12 +18,16 @@ pub(crate) struct Sql {
     /// (`procedures::INSERTED`), then `(current version, stream, aggregate id, current
     /// version)`.
     ///
-    /// Its reads of events are consistent (READ COMMITTED): the position follows the last
-    /// committed event's, and `by_position` is unique, so a position is only ever taken after
-    /// the one before it committed: readers never see a gap close behind them. It reads the
-    /// counter's row in share mode, held to its commit: one-statement appends run side by side,
-    /// but never while a numbering (a procedure's, a pass's) holds the counter, and a numbering
-    /// waits for those running, so it numbers after them. It never waits for a lock
+    /// Its reads of events (in subqueries) are consistent (READ COMMITTED): the position
+    /// follows the last committed event's, and `by_position` is unique, so a position is only
+    /// ever taken after the one before it committed: readers never see a gap close behind
+    /// them. It reads the counter's row in share mode (`LOCK IN SHARE MODE` locks the
+    /// outer `FROM` only), held to its commit: one-statement appends run side by side, but
+    /// never while a numbering (a procedure's, a pass's) holds the counter, and a numbering
+    /// waits for those running, so it numbers after them; one that committed after this
+    /// statement's read view was taken left the counter past its last event, so this one
+    /// declines. Selecting from the counter, not from the events table, spares the
+    /// temporary table an `INSERT … SELECT` from its own table takes. It never waits for a lock
     /// (`innodb_lock_wait_timeout = 0`): where a numbering holds the counter, or another
     /// writer holds its position or its version uncommitted, it fails at once (error 1205)
     /// and the procedure appends; a position another one-statement append committed first
@@ -78,14 +82,16 @@ impl Sql {
             append_one: format!(
                 "SET STATEMENT innodb_lock_wait_timeout = 0 FOR
                  INSERT INTO {events} (position, {INSERTED})
-                 SELECT m.p + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-                 FROM (SELECT COALESCE(MAX(position), 0) p FROM {events}) m
-                 WHERE m.p >= (SELECT last FROM {seq} WHERE id = 1 LOCK IN SHARE MODE)
+                 SELECT ({last}) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                 FROM {seq} s
+                 WHERE s.id = 1 AND ({last}) >= s.last
                    AND NOT EXISTS (SELECT 1 FROM {events} WHERE position IS NULL)
                    AND (? = 0 OR EXISTS (SELECT 1 FROM {events} FORCE INDEX (by_version)
                      WHERE stream = ? AND aggregate_id = ? AND version = ?))
+                 LOCK IN SHARE MODE
                  RETURNING position",
-                seq = t.sequence
+                seq = t.sequence,
+                last = format!("SELECT COALESCE(MAX(position), 0) FROM {events}"),
             ),
             version: format!(
                 "SELECT MAX(version) FROM {events} WHERE stream = ? AND aggregate_id = ?"

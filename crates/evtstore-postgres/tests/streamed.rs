@@ -1,5 +1,6 @@
 //! A load alone streams its rows to the fold: a large aggregate is folded as its rows arrive,
-//! never held whole in memory.
+//! never held whole in memory, and a connection lost part way is read again from where the
+//! fold stopped.
 
 mod support;
 
@@ -12,26 +13,44 @@ use tokio_postgres::NoTls;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_alone_is_folded_as_its_rows_arrive() {
     let Some(url) = support::url() else { return };
+    let active = at_first_event(&url, "count(*)").await;
+    assert_eq!(
+        active, 1,
+        "the load's statement was still sending rows at the first event"
+    );
+}
+
+/// A load whose connection the server drops part way (its backend terminated while the fold
+/// holds the first event) is read again after the last event folded, on a fresh connection:
+/// every event is folded once, in order (`check_at_first_event` asserts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_cut_off_part_way_goes_on_after_the_last_event_folded() {
+    let Some(url) = support::url() else { return };
+    let terminated = at_first_event(&url, "count(pg_terminate_backend(pid))").await;
+    assert_eq!(terminated, 1, "the load's backend was terminated");
+}
+
+/// Folds a large aggregate on a new store and, at its first event, runs `what` (an aggregate
+/// over the load's statement, still active) from a connection of its own: none of the
+/// pool's, which the fold's caller may be driving.
+async fn at_first_event(url: &str, what: &str) -> i64 {
     let schema = support::unique_schema();
     let options = PgOptions {
         schema: schema.clone(),
         pool_size: 8,
         ..PgOptions::default()
     };
-    let provider = PgProvider::connect_with(&url, options).await.unwrap();
+    let provider = PgProvider::connect_with(url, options).await.unwrap();
     fill_big(&provider).await;
-    // A connection of its own: none of the pool's, which the fold's caller may be driving.
-    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
     tokio::spawn(connection);
-    let active = check_at_first_event(&provider, async move {
-        let active = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'
-            AND query LIKE '%' || $1 || '%' AND query LIKE '%ORDER BY version%'";
-        let row = client.query_one(active, &[&schema]).await.unwrap();
+    let query = format!(
+        "SELECT {what} FROM pg_stat_activity WHERE state = 'active'
+         AND query LIKE '%' || $1 || '%' AND query LIKE '%ORDER BY version%'"
+    );
+    check_at_first_event(&provider, async move {
+        let row = client.query_one(&query, &[&schema]).await.unwrap();
         row.get::<_, i64>(0)
     })
-    .await;
-    assert_eq!(
-        active, 1,
-        "the load's statement was still sending rows at the first event"
-    );
+    .await
 }

@@ -34,6 +34,7 @@ pub async fn fill_big(provider: &dyn Provider) {
 
 /// Folds `counters/big` (filled by [`fill_big`]), holding the fold's thread at the first
 /// event until `check`, spawned meanwhile, has answered (at most 10 s); returns its answer.
+/// Asserts that every event was folded once, in version order.
 /// Needs a runtime of two threads or more.
 pub async fn check_at_first_event<T: Send + 'static>(
     provider: &dyn Provider,
@@ -54,8 +55,9 @@ pub async fn check_at_first_event<T: Send + 'static>(
             answer
         })
     };
-    let mut folded = 0;
-    let mut fold = |_: &EventMeta, _: &str| {
+    let (mut folded, mut in_order) = (0, true);
+    let mut fold = |meta: &EventMeta, _: &str| {
+        in_order &= meta.version == folded + 1;
         if folded == 0 {
             at_first.store(true, Ordering::Release);
             let until = Instant::now() + Duration::from_secs(10);
@@ -71,6 +73,7 @@ pub async fn check_at_first_event<T: Send + 'static>(
         .visit_aggregate(&stream, &id, 0, &mut fold)
         .await
         .expect("folding counters/big");
+    assert!(in_order, "each event folded once, in version order");
     assert_eq!(folded, EVENTS, "every event folded");
     checker.await.expect("the check panicked")
 }
