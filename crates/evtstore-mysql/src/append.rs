@@ -1,8 +1,9 @@
 //! Appends: concurrent appends of this process share one call of the `<events>_add`
 //! procedure ([`GroupCommit`]), which checks every version, inserts the events, numbers them
-//! and commits: one round trip and one durable commit for the whole group. A lone event is
-//! first tried in one statement (`Sql::append_one`, about 0.2 ms less than the procedure's
-//! eight), which declines whenever the procedure must decide.
+//! and commits: one round trip and one durable commit for the whole group. Each group is first
+//! tried in one statement (`Sql::append_one`, `Sql::append_rows`: for one event 0.52 ms of the
+//! server's time against the procedure's 0.72–0.78 ms), which declines whenever the procedure
+//! must decide.
 //!
 //! An append whose events carry a command id records it in the same transaction: it takes a
 //! transaction of its own (as `append_in` does in the caller's), which inserts the command
@@ -17,6 +18,7 @@ use evtstore_core::provider::{
     Expectation, GroupAppend, GroupCommit, append_to, command_records, expectations,
 };
 use evtstore_core::{CommandRecord, Error, EventMeta, NewEvent, Position, Result, Uuid};
+use futures_util::FutureExt;
 use sqlx::mysql::MySqlArguments;
 use sqlx::query::Query;
 use sqlx::{Connection, MySql, MySqlConnection, Row};
@@ -159,17 +161,28 @@ impl MysqlProvider {
         let what = append_to(&events);
         // One event goes in scalar arguments; several as JSON (see `procedures`).
         let one = events.first().filter(|_| events.len() == 1);
-        if let Some(event) = one {
-            let appended = self.append_one(event, &expected[0], timestamp);
-            if let Some(meta) = self.within(&what, appended).await? {
-                return Ok(vec![meta]);
-            }
-        }
         let json = one.is_none().then(|| as_json(&events, &expected));
         let fits = json
             .as_ref()
             .is_none_or(|(rows, _)| events.len() <= ROWS_PER_INSERT && rows.len() <= ADD_BYTES);
         if fits {
+            // First in one statement; the procedure when that declines.
+            let first = match &json {
+                None => self.append_one(&events[0], &expected[0], timestamp).boxed(),
+                Some((rows, versions)) => {
+                    let insert = || {
+                        let insert = sqlx::query(&self.sql.append_rows).bind(timestamp);
+                        insert.bind(rows.as_str()).bind(versions.as_str())
+                    };
+                    self.one_statement(insert).boxed()
+                }
+            };
+            if let Some(first) = self.within(&what, first).await? {
+                let placed = events.iter().zip(first..);
+                let metas: Vec<_> = placed.map(|(e, p)| e.meta(p, timestamp)).collect();
+                self.sequencer.advance(first + events.len() as Position - 1);
+                return Ok(metas);
+            }
             let (rows, versions) = json.unzip();
             let call = || async {
                 let mut conn = self.kept.take().await?;
@@ -220,37 +233,43 @@ impl MysqlProvider {
         self.positioned_later(&events, &expected, timestamp).await
     }
 
-    /// One event in one statement (`Sql::append_one`); `None` when the procedure must
-    /// append it: an event waits for a position, the aggregate is not at the version expected
-    /// (the procedure tells a conflict from a version not committed yet), or other writers
-    /// kept taking the position first.
+    /// One event in one statement (`Sql::append_one`): its position, or `None` when the
+    /// procedure must append it (see [`one_statement`](Self::one_statement)).
     async fn append_one(
         &self,
         event: &NewEvent,
         expected: &Expectation<'_>,
         timestamp: i64,
-    ) -> Result<Option<EventMeta>> {
+    ) -> Result<Option<Position>> {
         let current = expected.current as i64;
-        for _ in 0..TRIES {
-            let mut conn = self.kept.take().await.map_err(|e| self.fail("append", e))?;
+        let insert = || {
             let insert = sqlx::query(&self.sql.append_one);
-            let inserted = bind_events(insert, std::slice::from_ref(event), timestamp)
+            bind_events(insert, std::slice::from_ref(event), timestamp)
                 .bind(current)
                 .bind(expected.stream)
                 .bind(expected.aggregate_id)
                 .bind(current)
-                .fetch_optional(&mut *conn)
-                .await;
-            let position = inserted.and_then(|row| row.map(|r| r.try_get::<i64, _>(0)).transpose());
-            match position {
-                Ok(Some(position)) => {
+        };
+        self.one_statement(insert).await
+    }
+
+    /// Runs a one-statement append (`Sql::append_one`, `Sql::append_rows`), again when another
+    /// one took its position first; returns the first position it gave, or `None` when the
+    /// procedure must append: an event waits for a position, an aggregate is not at the
+    /// version expected (the procedure tells a conflict from a version not committed yet), a
+    /// numbering holds the counter, or other writers kept taking the position first.
+    async fn one_statement<'q>(&self, insert: impl Fn() -> Q<'q>) -> Result<Option<Position>> {
+        for _ in 0..TRIES {
+            let mut conn = self.kept.take().await.map_err(|e| self.fail("append", e))?;
+            let inserted = insert().fetch_all(&mut *conn).await;
+            let positions = inserted.and_then(|rows| {
+                let positions = rows.iter().map(|row| row.try_get::<i64, _>(0));
+                positions.collect::<Result<Vec<_>, _>>()
+            });
+            match positions {
+                Ok(positions) => {
                     conn.keep();
-                    self.sequencer.advance(position as Position);
-                    return Ok(Some(event.meta(position as Position, timestamp)));
-                }
-                Ok(None) => {
-                    conn.keep();
-                    return Ok(None);
+                    return Ok(positions.into_iter().min().map(|p| p as Position));
                 }
                 Err(e) if position_taken(&e) => conn.keep(),
                 Err(e) if e.as_database_error().is_some() => {

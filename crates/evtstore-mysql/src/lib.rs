@@ -13,8 +13,9 @@
 //!
 //! # Positions
 //! Insert order is not commit order in MariaDB, so a position is only ever given after the
-//! one before it committed. An event appended alone, when no committed event waits for a
-//! position, is one statement that takes the position after the last committed event's
+//! one before it committed. An append (of this process's concurrent callers together), when
+//! no committed event waits for a position, is one statement that takes the positions after
+//! the last committed event's
 //! (`by_position` is unique), holding the counter's row in share mode so that no numbering
 //! runs beside it. Otherwise positions are given under a lock on a counter, held until
 //! commit: an append through the provider locks it and inserts its events at their positions
@@ -61,8 +62,8 @@
 //! minutes apart, and ran 1,037–1,272/s on that machine against 513–821/s on the two before.
 //! On a seventh machine (README, footnote ³ of "Figures") W1 ran 1.37× single-threaded and 1.33×
 //! multi-threaded, W2 4.13× and 2.73×.
-//! Since schema version 10 an event appended alone is one statement
-//! (`sql::Sql::append_one`) before it is the procedure's eight: timed by `mariadb-slap` with
+//! Since schema version 10 an append is first one statement (`sql::Sql::append_one`, and
+//! `append_rows` for several events) before it is the procedure's eight: timed by `mariadb-slap` with
 //! the log flushed once a second (the CPU's share alone), 0.52 ms a call against the
 //! procedure's 0.72–0.78 ms and a bare insert's 0.30 ms; in six interleaved pairs of bench
 //! runs (the eleventh machine, 2026-11-28) W1 ran 1,045–1,384/s against 946–1,150/s (the

@@ -117,14 +117,8 @@ pub(crate) fn pass_procedure(t: &Tables) -> String {
 /// not only those of its aggregates.
 pub(crate) fn add_procedure(t: &Tables) -> String {
     let events = &t.events;
-    let expected = "JSON_TABLE(expected, '$[*]' COLUMNS (n FOR ORDINALITY,
-        s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', c BIGINT PATH '$[2]')) x";
-    let new = "JSON_TABLE(evts, '$[*]' COLUMNS (n FOR ORDINALITY,
-        s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', v BIGINT PATH '$[2]',
-        d LONGTEXT CHARACTER SET utf8mb4 PATH '$[3]', i CHAR(32) PATH '$[4]',
-        co CHAR(32) PATH '$[5]', ca CHAR(32) PATH '$[6]',
-        m LONGTEXT CHARACTER SET utf8mb4 PATH '$[7]', r INT UNSIGNED PATH '$[8]',
-        t BIGINT PATH '$[9]')) j";
+    let expected = json_expected("expected");
+    let new = json_events("evts");
     let version_of = |s: &str, a: &str| {
         format!(
             "(SELECT COALESCE(MAX(version), 0) FROM {events} e FORCE INDEX (by_version)
@@ -231,6 +225,29 @@ pub(crate) fn add_procedure(t: &Tables) -> String {
         session_table = session_table(t),
         number = number(t),
         waiting = format!("SELECT id FROM {events} WHERE position IS NULL LIMIT 1"),
+    )
+}
+
+/// The rows of `source`, JSON of each aggregate's `[stream, aggregate id, current version]`,
+/// as table `x` (`n`, `s`, `a`, `c`).
+pub(crate) fn json_expected(source: &str) -> String {
+    format!(
+        "JSON_TABLE({source}, '$[*]' COLUMNS (n FOR ORDINALITY,
+        s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', c BIGINT PATH '$[2]')) x"
+    )
+}
+
+/// The rows of `source`, JSON of each event's `[stream, aggregate id, version, data, event id,
+/// correlation id, causation id, metadata, revision, own timestamp]` (ids as 32 hex digits), as
+/// table `j` (`n`, `s`, `a`, `v`, `d`, `i`, `co`, `ca`, `m`, `r`, `t`).
+pub(crate) fn json_events(source: &str) -> String {
+    format!(
+        "JSON_TABLE({source}, '$[*]' COLUMNS (n FOR ORDINALITY,
+        s VARBINARY(1020) PATH '$[0]', a VARBINARY(1020) PATH '$[1]', v BIGINT PATH '$[2]',
+        d LONGTEXT CHARACTER SET utf8mb4 PATH '$[3]', i CHAR(32) PATH '$[4]',
+        co CHAR(32) PATH '$[5]', ca CHAR(32) PATH '$[6]',
+        m LONGTEXT CHARACTER SET utf8mb4 PATH '$[7]', r INT UNSIGNED PATH '$[8]',
+        t BIGINT PATH '$[9]')) j"
     )
 }
 

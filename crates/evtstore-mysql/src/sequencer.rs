@@ -18,9 +18,9 @@
 //! its version `n` is committed (the append checks it), so it has a larger id and a larger
 //! position.
 //!
-//! An append through the provider gives its own events positions as it inserts them. One
-//! event, when no committed event waits for a position, is one statement
-//! (`sql::Sql::append_one`): the position after the last committed event's, made unique by
+//! An append through the provider gives its own events positions as it inserts them. When
+//! no committed event waits for a position, it is one statement (`sql::Sql::append_one`,
+//! `append_rows`): the positions after the last committed event's, made unique by
 //! `by_position`, without the counter. Otherwise the append takes the counter's lock in its
 //! own transaction (`<events>_add`, see `procedures`): it inserts its events at their
 //! positions when no committed event waits for one, else numbers them after those this way.

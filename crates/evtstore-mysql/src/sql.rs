@@ -1,7 +1,7 @@
 //! The statements, written once per provider with its checked table names.
 
 use crate::lease::LeaseSql;
-use crate::procedures::INSERTED;
+use crate::procedures::{INSERTED, json_events, json_expected};
 use crate::tables::Tables;
 
 /// The columns every event read returns, in `read::event_from_row` order.
@@ -38,6 +38,11 @@ pub(crate) struct Sql {
     /// event's position. Taken only while the last event is at or past the counter: a
     /// deletion of the last events (a retirement) leaves the counter past them.
     pub(crate) append_one: String,
+    /// [`append_one`](Self::append_one) for several events, as JSON (`procedures::json_events`,
+    /// `procedures::json_expected`): all inserted, at consecutive positions in their order,
+    /// or none. Parameters: the timestamp of events without their own, the events, the
+    /// aggregates' expected versions.
+    pub(crate) append_rows: String,
     pub(crate) version: String,
     pub(crate) positions: String,
     pub(crate) aggregate_events: String,
@@ -92,6 +97,24 @@ impl Sql {
                  RETURNING position",
                 seq = t.sequence,
                 last = format!("SELECT COALESCE(MAX(position), 0) FROM {events}"),
+            ),
+            append_rows: format!(
+                "SET STATEMENT innodb_lock_wait_timeout = 0 FOR
+                 INSERT INTO {events} (position, {INSERTED})
+                 SELECT ({last}) + j.n, j.s, j.a, j.v, COALESCE(j.t, ?), j.d, UNHEX(j.i),
+                   UNHEX(j.co), UNHEX(j.ca), j.m, j.r
+                 FROM {seq} s, {rows}
+                 WHERE s.id = 1 AND ({last}) >= s.last
+                   AND NOT EXISTS (SELECT 1 FROM {events} WHERE position IS NULL)
+                   AND NOT EXISTS (SELECT 1 FROM {expected} WHERE x.c > 0 AND NOT EXISTS (
+                     SELECT 1 FROM {events} e FORCE INDEX (by_version)
+                     WHERE e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c))
+                 LOCK IN SHARE MODE
+                 RETURNING position",
+                seq = t.sequence,
+                last = format!("SELECT COALESCE(MAX(position), 0) FROM {events}"),
+                rows = json_events("?"),
+                expected = json_expected("?"),
             ),
             version: format!(
                 "SELECT MAX(version) FROM {events} WHERE stream = ? AND aggregate_id = ?"

@@ -152,3 +152,32 @@ async fn the_position_of_a_deleted_newest_event_is_not_given_again() {
     let next = provider.append(vec![event("b", 1)]).await.unwrap();
     assert_eq!(next[0].position, 3);
 }
+
+/// Several events, of several aggregates, are one statement too (the counter stays where it
+/// was): all at consecutive positions in their order, or, when one aggregate is not at its
+/// expected version, none (the procedure then says which).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_events_are_appended_in_one_statement_or_not_at_all() {
+    let Some(url) = support::url() else { return };
+    let (provider, db) = support::fresh(&url).await;
+    let appended = provider
+        .append(vec![event("a", 1), event("a", 2), event("b", 1)])
+        .await
+        .unwrap();
+    let positions: Vec<u64> = appended.iter().map(|m| m.position).collect();
+    assert_eq!(positions, [1, 2, 3]);
+    let mut conn = db.connection().await;
+    assert_eq!(
+        counter(&mut conn).await,
+        0,
+        "one statement leaves the counter"
+    );
+    let stale = provider.append(vec![event("c", 1), event("a", 2)]).await;
+    assert!(
+        matches!(stale, Err(evtstore_core::Error::VersionConflict { .. })),
+        "{stale:?}"
+    );
+    let seen = positions_after(&*provider, 0).await;
+    let ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a", "a", "b"], "the conflicting append wrote nothing");
+}
