@@ -69,7 +69,8 @@
 //! runs (the eleventh machine, 2026-11-28) W1 ran 1,045–1,384/s against 946–1,150/s (the
 //! new run above the old in all six, by 5–44%) and W1_cached 1,384–1,800/s against
 //! 1,348–1,565/s (above in five, by 3–29%; 10% below in one). A group as one statement
-//! (`append_rows`), four interleaved pairs: W2 5,685–7,589/s before, 6,948–9,196/s after.
+//! (`append_rows`): W2 5,685–7,589/s before and 6,948–9,196/s after in four pairs with the
+//! new binary second, 6,068–7,889/s and 5,902–6,872/s in two with it first (README).
 //! Since schema version 8 the append's plain checks and its look for waiting events are one
 //! statement (they were two or three) and events placed at their positions are inserted
 //! unsorted; grouped loads are unsorted by the server too (`sql::aggregates_events`). Three
