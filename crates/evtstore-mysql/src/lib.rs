@@ -14,8 +14,8 @@
 //! # Positions
 //! Insert order is not commit order in MariaDB, so a position is only ever given after the
 //! one before it committed. An append (of this process's concurrent callers together), when
-//! no committed event waits for a position, is one statement that takes the positions after
-//! the last committed event's
+//! each aggregate's previous version has its position, is one statement that takes the
+//! positions after the last committed event's
 //! (`by_position` is unique), holding the counter's row in share mode so that no numbering
 //! runs beside it. Otherwise positions are given under a lock on a counter, held until
 //! commit: an append through the provider locks it and inserts its events at their positions

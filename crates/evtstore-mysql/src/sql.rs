@@ -12,8 +12,8 @@ pub(crate) struct Sql {
     events: String,
     /// Calls the procedure that appends and numbers events (see `procedures`).
     pub(crate) add: String,
-    /// Appends one event at the next position in one statement, when no committed event
-    /// waits for a position and its aggregate is at the version expected; returns the
+    /// Appends one event at the next position in one statement, when its aggregate is at the
+    /// version expected and that version has its position; returns the
     /// position, or no row (the procedure decides then). Parameters: the event's ten columns
     /// (`procedures::INSERTED`), then `(current version, stream, aggregate id, current
     /// version)`.
@@ -25,8 +25,8 @@ pub(crate) struct Sql {
     /// outer `FROM` only), held to its commit: one-statement appends run side by side, but
     /// never while a numbering (a procedure's, a pass's) holds the counter, and a numbering
     /// waits for those running, so it numbers after them; one that committed after this
-    /// statement's read view was taken left the counter past its last event, so this one
-    /// declines. Selecting from the counter, not from the events table, spares the
+    /// statement's read view was taken left the counter at its last event, so this one numbers
+    /// after the larger of the counter and the last event it sees. Selecting from the counter, not from the events table, spares the
     /// temporary table an `INSERT … SELECT` from its own table takes. It never waits for a lock
     /// (`innodb_lock_wait_timeout = 0`): where a numbering holds the counter, or another
     /// writer holds its position or its version uncommitted, it fails at once (error 1205)
@@ -35,8 +35,10 @@ pub(crate) struct Sql {
     /// gap lock of the unique check that stops other aggregates' inserts (the procedure waits
     /// in a locking read first). The counter is left as it is (a statement that inserts
     /// cannot also update it); the procedures number after the larger of it and the last
-    /// event's position. Taken only while the last event is at or past the counter: a
-    /// deletion of the last events (a retirement) leaves the counter past them.
+    /// event's position too, and a deletion of the last events (a retirement) leaves the
+    /// counter past them. It declines when the aggregate's previous version has no position
+    /// yet (committed by `append_in`, waiting for a pass), so versions stay in position order;
+    /// other aggregates' waiting events are numbered after it, by the next pass.
     pub(crate) append_one: String,
     /// [`append_one`](Self::append_one) for several events, as JSON (`procedures::json_events`,
     /// `procedures::json_expected`): all inserted, at consecutive positions in their order,
@@ -82,37 +84,36 @@ pub(crate) struct Sql {
 impl Sql {
     pub(crate) fn new(t: &Tables) -> Self {
         let (events, bookmarks, snapshots) = (&t.events, &t.bookmarks, &t.snapshots);
+        let last = format!("SELECT COALESCE(MAX(position), 0) FROM {events}");
         Sql {
             add: format!("CALL {}(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", t.add),
             append_one: format!(
                 "SET STATEMENT innodb_lock_wait_timeout = 0 FOR
                  INSERT INTO {events} (position, {INSERTED})
-                 SELECT ({last}) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+                 SELECT GREATEST(({last}), s.last) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
                  FROM {seq} s
-                 WHERE s.id = 1 AND ({last}) >= s.last
-                   AND NOT EXISTS (SELECT 1 FROM {events} WHERE position IS NULL)
+                 WHERE s.id = 1
                    AND (? = 0 OR EXISTS (SELECT 1 FROM {events} FORCE INDEX (by_version)
-                     WHERE stream = ? AND aggregate_id = ? AND version = ?))
+                     WHERE stream = ? AND aggregate_id = ? AND version = ?
+                       AND position IS NOT NULL))
                  LOCK IN SHARE MODE
                  RETURNING position",
                 seq = t.sequence,
-                last = format!("SELECT COALESCE(MAX(position), 0) FROM {events}"),
             ),
             append_rows: format!(
                 "SET STATEMENT innodb_lock_wait_timeout = 0 FOR
                  INSERT INTO {events} (position, {INSERTED})
-                 SELECT ({last}) + j.n, j.s, j.a, j.v, COALESCE(j.t, ?), j.d, UNHEX(j.i),
-                   UNHEX(j.co), UNHEX(j.ca), j.m, j.r
+                 SELECT GREATEST(({last}), s.last) + j.n, j.s, j.a, j.v, COALESCE(j.t, ?), j.d,
+                   UNHEX(j.i), UNHEX(j.co), UNHEX(j.ca), j.m, j.r
                  FROM {seq} s, {rows}
-                 WHERE s.id = 1 AND ({last}) >= s.last
-                   AND NOT EXISTS (SELECT 1 FROM {events} WHERE position IS NULL)
+                 WHERE s.id = 1
                    AND NOT EXISTS (SELECT 1 FROM {expected} WHERE x.c > 0 AND NOT EXISTS (
                      SELECT 1 FROM {events} e FORCE INDEX (by_version)
-                     WHERE e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c))
+                     WHERE e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c
+                       AND e.position IS NOT NULL))
                  LOCK IN SHARE MODE
                  RETURNING position",
                 seq = t.sequence,
-                last = format!("SELECT COALESCE(MAX(position), 0) FROM {events}"),
                 rows = json_events("?"),
                 expected = json_expected("?"),
             ),
