@@ -43,7 +43,11 @@ pub(crate) struct Sql {
     /// [`append_one`](Self::append_one) for several events, as JSON (`procedures::json_events`,
     /// `procedures::json_expected`): all inserted, at consecutive positions in their order,
     /// or none. Parameters: the timestamp of events without their own, the events, the
-    /// aggregates' expected versions.
+    /// aggregates' expected versions. The last position and the versions are read in derived
+    /// tables, each materialized first as one row: a subquery of the events table in the
+    /// `SELECT` itself makes MariaDB collect the inserted rows in a temporary table first, on
+    /// disk as they hold `LONGTEXT` (16 events: 630–700 µs a statement against 490–540 µs
+    /// without, this project's machine).
     pub(crate) append_rows: String,
     pub(crate) version: String,
     pub(crate) positions: String,
@@ -103,14 +107,14 @@ impl Sql {
             append_rows: format!(
                 "SET STATEMENT innodb_lock_wait_timeout = 0 FOR
                  INSERT INTO {events} (position, {INSERTED})
-                 SELECT GREATEST(({last}), s.last) + j.n, j.s, j.a, j.v, COALESCE(j.t, ?), j.d,
+                 SELECT GREATEST(l.last, s.last) + j.n, j.s, j.a, j.v, COALESCE(j.t, ?), j.d,
                    UNHEX(j.i), UNHEX(j.co), UNHEX(j.ca), j.m, j.r
-                 FROM {seq} s, {rows}
-                 WHERE s.id = 1
-                   AND NOT EXISTS (SELECT 1 FROM {expected} WHERE x.c > 0 AND NOT EXISTS (
+                 FROM {seq} s, (SELECT COALESCE(MAX(position), 0) AS last FROM {events}) l, {rows},
+                   (SELECT COUNT(*) AS missing FROM {expected} WHERE x.c > 0 AND NOT EXISTS (
                      SELECT 1 FROM {events} e FORCE INDEX (by_version)
                      WHERE e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c
-                       AND e.position IS NOT NULL))
+                       AND e.position IS NOT NULL)) c
+                 WHERE s.id = 1 AND c.missing = 0
                  LOCK IN SHARE MODE
                  RETURNING position",
                 seq = t.sequence,
