@@ -55,7 +55,7 @@ impl Kept {
             None => (self.pool.acquire().await?, Instant::now()),
         };
         Ok(KeptConn {
-            conn: Some(conn),
+            conn: Closing::new(conn),
             since,
             home: self,
         })
@@ -91,7 +91,7 @@ impl Drop for Kept {
 /// A connection taken from [`Kept`]: call [`keep`](Self::keep) once its statement succeeded;
 /// dropped without it, it is closed.
 pub(crate) struct KeptConn<'k> {
-    conn: Option<PoolConnection<MySql>>,
+    conn: Closing,
     /// When it was first kept.
     since: Instant,
     home: &'k Kept,
@@ -100,10 +100,8 @@ pub(crate) struct KeptConn<'k> {
 impl KeptConn<'_> {
     /// Gives the connection back for the next statement (to the pool when enough are kept,
     /// when it was kept too long, or when the pool is closed).
-    pub(crate) fn keep(mut self) {
-        let Some(conn) = self.conn.take() else {
-            return;
-        };
+    pub(crate) fn keep(self) {
+        let conn = self.conn.release();
         if self.home.pool.is_closed() || self.since.elapsed() >= LIFETIME {
             return;
         }
@@ -114,25 +112,53 @@ impl KeptConn<'_> {
     }
 }
 
-impl Drop for KeptConn<'_> {
-    /// Not kept: its statement failed or was dropped part way; closed (see the module docs).
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            drop(conn.detach());
-        }
-    }
-}
-
 impl Deref for KeptConn<'_> {
     type Target = MySqlConnection;
 
     fn deref(&self) -> &MySqlConnection {
-        self.conn.as_ref().expect("taken until kept")
+        &self.conn
     }
 }
 
 impl DerefMut for KeptConn<'_> {
     fn deref_mut(&mut self) -> &mut MySqlConnection {
-        self.conn.as_mut().expect("taken until kept")
+        &mut self.conn
+    }
+}
+
+/// A pooled connection closed when dropped, unless [released](Self::release) first: one whose
+/// statement failed or was dropped part way (see the module docs).
+pub(crate) struct Closing(Option<PoolConnection<MySql>>);
+
+impl Closing {
+    pub(crate) fn new(conn: PoolConnection<MySql>) -> Self {
+        Closing(Some(conn))
+    }
+
+    /// The connection, no longer to be closed: dropped, it goes back to the pool.
+    pub(crate) fn release(mut self) -> PoolConnection<MySql> {
+        self.0.take().expect("held until released")
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+impl Deref for Closing {
+    type Target = MySqlConnection;
+
+    fn deref(&self) -> &MySqlConnection {
+        self.0.as_deref().expect("held until released")
+    }
+}
+
+impl DerefMut for Closing {
+    fn deref_mut(&mut self) -> &mut MySqlConnection {
+        self.0.as_deref_mut().expect("held until released")
     }
 }

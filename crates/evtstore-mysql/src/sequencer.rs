@@ -35,11 +35,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use evtstore_core::{Position, Result};
-use sqlx::pool::PoolConnection;
-use sqlx::{MySql, MySqlPool};
+use sqlx::MySqlPool;
 use tokio::sync::{Mutex, watch};
 
 use crate::errors::{Limits, fail};
+use crate::kept::Closing;
 use crate::procedures::PASS_ROWS;
 
 /// Runs passes for one provider; concurrent requests share them.
@@ -118,11 +118,9 @@ impl Sequencer {
     /// multi-table `UPDATE` escapes the procedure's handler (see `procedures`) and would leave
     /// its transaction open, holding the counter's lock.
     async fn call(&self) -> Result<(i64, i64), sqlx::Error> {
-        let mut conn = Closing(Some(self.pool.acquire().await?));
-        let answer = sqlx::query_as(&self.call)
-            .fetch_one(conn.0.as_deref_mut().expect("held"))
-            .await?;
-        conn.0.take();
+        let mut conn = Closing::new(self.pool.acquire().await?);
+        let answer = sqlx::query_as(&self.call).fetch_one(&mut *conn).await?;
+        drop(conn.release());
         Ok(answer)
     }
 
@@ -147,18 +145,6 @@ impl Sequencer {
             if let Err(error) = self.sequence().await {
                 tracing::warn!(%error, "MariaDB sequencer pass failed; retrying");
             }
-        }
-    }
-}
-
-/// A pooled connection that is closed when dropped, unless taken out first (then it goes back
-/// to the pool).
-struct Closing(Option<PoolConnection<MySql>>);
-
-impl Drop for Closing {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            drop(conn.detach());
         }
     }
 }
