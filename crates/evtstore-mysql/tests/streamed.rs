@@ -1,9 +1,15 @@
 //! A load alone streams its rows to the fold: a large aggregate is folded as its rows arrive,
-//! never held whole in memory.
+//! never held whole in memory, and a fold stopped part way leaves its connection drained and
+//! kept, or closed.
 
 mod support;
 
-use evtstore_core::conformance::streaming::{check_at_first_event, fill_big};
+use std::time::Duration;
+
+use evtstore_core::Provider;
+use evtstore_core::conformance::streaming::{
+    check_at_first_event, fill_big, fill_small, stop_at_first_event,
+};
 
 /// While the fold takes the first event, the server is still sending the rest: the statement
 /// is still running. (Read whole first, it would have ended.)
@@ -29,4 +35,48 @@ async fn a_load_alone_is_folded_as_its_rows_arrive() {
         running, 1,
         "the load's statement was still sending rows at the first event"
     );
+}
+
+/// The ids of the server's threads serving the provider (every connection to the test's
+/// database but `conn`).
+async fn provider_threads(conn: &mut sqlx::MySqlConnection, db: &support::TestDb) -> Vec<i64> {
+    let threads = "SELECT ID FROM information_schema.PROCESSLIST
+        WHERE DB = ? AND ID <> CONNECTION_ID() ORDER BY ID";
+    let ids = sqlx::query_scalar(threads).bind(&db.name);
+    ids.fetch_all(conn).await.unwrap()
+}
+
+/// Loads `counters/<id>` whole, then stopping at the first event. Returns whether every
+/// thread serving the provider after the first load is still there 300 ms after the second.
+async fn stopped_load_keeps_threads(
+    provider: &dyn Provider,
+    db: &support::TestDb,
+    id: &str,
+) -> bool {
+    let mut conn = db.connection().await;
+    let before = stop_at_first_event(provider, id, provider_threads(&mut conn, db)).await;
+    // A closed connection's thread leaves the list within milliseconds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = provider_threads(&mut conn, db).await;
+    before.iter().all(|thread| after.contains(thread))
+}
+
+/// A fold that stops part way (its visitor's error) with at most `WaitLimit::DRAINED` rows
+/// left reads them and keeps its connection; with more left, the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_stopped_part_way_keeps_its_connection_when_little_is_left() {
+    let Some(url) = support::url() else { return };
+    let (provider, db) = support::fresh(&url).await;
+    fill_small(&*provider).await;
+    assert!(
+        stopped_load_keeps_threads(&*provider, &db, "small").await,
+        "499 rows left: drained, the connection kept"
+    );
+    fill_big(&*provider).await;
+    assert!(
+        !stopped_load_keeps_threads(&*provider, &db, "big").await,
+        "19,999 rows left: the connection closed"
+    );
+    let loaded = provider.events(&["counters".into()], 0, 10).await.unwrap();
+    assert_eq!(loaded.len(), 10, "the next read goes on");
 }

@@ -1,6 +1,6 @@
-//! For providers' tests that loads stream: a large aggregate, and a fold held at its first
+//! For providers' tests that loads stream: a large aggregate, a fold held at its first
 //! event while the test looks at the server (the statement still sending rows shows that the
-//! provider did not read them all first).
+//! provider did not read them all first), and a fold stopped there.
 //!
 //! ```no_run
 //! # async fn run(provider: std::sync::Arc<dyn evtstore_core::Provider>) {
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{EventMeta, NewEvent, Provider, SharedStr};
+use crate::{Error, EventMeta, NewEvent, Provider, SharedStr};
 
 /// The events of aggregate `big` of stream `counters`: of about 1 KiB each, 20 MiB in all,
 /// more than the sockets between a client and its server hold.
@@ -76,4 +76,37 @@ pub async fn check_at_first_event<T: Send + 'static>(
     assert!(in_order, "each event folded once, in version order");
     assert_eq!(folded, EVENTS, "every event folded");
     checker.await.expect("the check panicked")
+}
+
+/// Appends 500 events to `counters/small`: fewer than a stopped load drains
+/// (`WaitLimit::DRAINED`).
+pub async fn fill_small(provider: &dyn Provider) {
+    let body = r#"{"type":"Added","by":1}"#;
+    let events = (1..=500).map(|v| NewEvent::new("counters", "small", v, body));
+    provider.append(events.collect()).await.expect("appending");
+}
+
+/// Folds `counters/<id>` whole, runs `between`, then folds it again stopping at the first
+/// event (the visitor's error, which the load must return), and returns `between`'s answer.
+pub async fn stop_at_first_event<T>(
+    provider: &dyn Provider,
+    id: &str,
+    between: impl Future<Output = T>,
+) -> T {
+    let (stream, id): (SharedStr, SharedStr) = ("counters".into(), id.into());
+    let mut whole = |_: &EventMeta, _: &str| Ok(());
+    let folded = provider.visit_aggregate(&stream, &id, 0, &mut whole).await;
+    folded.expect("folding whole");
+    let answer = between.await;
+    let mut stop = |_: &EventMeta, _: &str| {
+        Err(Error::Rejected {
+            source: "stopped".into(),
+        })
+    };
+    let stopped = provider.visit_aggregate(&stream, &id, 0, &mut stop).await;
+    assert!(
+        matches!(stopped, Err(Error::Rejected { .. })),
+        "{stopped:?}"
+    );
+    answer
 }
