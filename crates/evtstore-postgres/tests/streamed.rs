@@ -112,3 +112,18 @@ async fn a_fold_stopped_part_way_keeps_its_connection_when_little_is_left() {
     let loaded = provider.events(&["counters".into()], 0, 10).await.unwrap();
     assert_eq!(loaded.len(), 10, "the next read goes on");
 }
+
+/// A fold that holds a load for longer than `statement_timeout` does not cut it off: only the
+/// waits for the server count against the limit (the rest of the rows arrive after the fold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_longer_than_statement_timeout_is_not_cut_off() {
+    let Some(url) = support::url() else { return };
+    let options = PgOptions {
+        schema: support::unique_schema(),
+        statement_timeout: Duration::from_millis(300),
+        ..PgOptions::default()
+    };
+    let provider = PgProvider::connect_with(&url, options).await.unwrap();
+    fill_big(&provider).await;
+    check_at_first_event(&provider, tokio::time::sleep(Duration::from_millis(600))).await;
+}
