@@ -172,7 +172,7 @@ impl MysqlProvider {
                 Some((rows, versions)) => {
                     let insert = || {
                         let insert = sqlx::query(&self.sql.append_rows).bind(timestamp);
-                        insert.bind(rows.as_str()).bind(versions.as_str())
+                        insert.bind(versions.as_str()).bind(rows.as_str())
                     };
                     self.one_statement(insert).boxed()
                 }
@@ -255,7 +255,7 @@ impl MysqlProvider {
 
     /// Runs a one-statement append (`Sql::append_one`, `Sql::append_rows`), again when another
     /// one took its position first; returns the first position it gave, or `None` when the
-    /// procedure must append: an aggregate's version waits for a position, or is not at the
+    /// procedure must append: an event waits for a position, an aggregate is not at the
     /// version expected (the procedure tells a conflict from a version not committed yet), a
     /// numbering holds the counter, or other writers kept taking the position first.
     async fn one_statement<'q>(&self, insert: impl Fn() -> Q<'q>) -> Result<Option<Position>> {

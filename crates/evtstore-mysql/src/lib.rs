@@ -14,8 +14,8 @@
 //! # Positions
 //! Insert order is not commit order in MariaDB, so a position is only ever given after the
 //! one before it committed. An append (of this process's concurrent callers together), when
-//! each aggregate's previous version has its position, is one statement that takes the
-//! positions after the last committed event's
+//! no committed event waits for a position, is one statement that takes the positions after
+//! the last committed event's
 //! (`by_position` is unique), holding the counter's row in share mode so that no numbering
 //! runs beside it. Otherwise positions are given under a lock on a counter, held until
 //! commit: an append through the provider locks it and inserts its events at their positions
@@ -42,9 +42,9 @@
 //! # Cost
 //! An append makes one round trip and one durable commit (a group of concurrent appends
 //! shares them), where a store that trusts insert order makes the same, minus the numbering:
-//! in the one statement, a read of the last position and a check that each aggregate's
-//! previous version has its position, under the counter's row in share mode; when it
-//! declines, a stored procedure's statements that lock the counter. Loads and appends run on connections the provider keeps (`kept`),
+//! in the one statement, a read of the last position, a look for events waiting for a
+//! position and a check of each aggregate's version, under the counter's row in share mode;
+//! when it declines, a stored procedure's statements that lock the counter. Loads and appends run on connections the provider keeps (`kept`),
 //! and concurrent loads share one query (`loads`).
 //! An append or a load that is the provider's only call polls for the answer for up to
 //! [`MysqlOptions::poll_alone`] (1 ms) before its thread sleeps (core's `provider::Waiting`):
@@ -71,11 +71,11 @@
 //! 1,348–1,565/s (above in five, by 3–29%; 10% below in one). A group as one statement
 //! (`append_rows`): W2 5,685–7,589/s before and 6,948–9,196/s after in four pairs with the
 //! new binary second, 6,068–7,889/s and 5,902–6,872/s in two with it first (README).
-//! Since then a lone append checks only its own aggregate's previous version for a position
-//! (W1 above the old binary in 7 of 10 interleaved pairs, median +4%), and a group's
-//! statement reads the last position and the versions in derived tables, which spares the
-//! server a temporary table on disk (W2 17,932–20,311/s against 14,977–16,048/s, six pairs,
-//! the thirteenth machine: README, footnote ³ of "Figures").
+//! Since then a one-statement append numbers after the larger of the last event and the
+//! counter (it declined when the counter was ahead), and a group's statement reads the last
+//! position, the look for waiting events and the versions in derived tables, which spares
+//! the server a temporary table on disk (W2 17,932–20,311/s against 14,977–16,048/s, six
+//! pairs, the thirteenth machine: README, footnote ³ of "Figures").
 //! Since schema version 8 the append's plain checks and its look for waiting events are one
 //! statement (they were two or three) and events placed at their positions are inserted
 //! unsorted; grouped loads are unsorted by the server too (`sql::aggregates_events`). Three

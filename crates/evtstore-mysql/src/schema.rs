@@ -48,8 +48,8 @@ fn migrations(t: &Tables) -> Vec<Vec<String>> {
 }
 
 /// Before an event is deleted (a retirement), moves the counter to its position if it is
-/// behind: one-statement appends (`sql::Sql::append_one`) number after the last event, and
-/// take a position only while it is at or past the counter, so no position is given twice.
+/// behind: one-statement appends (`sql::Sql::append_one`) number after the larger of the
+/// last event and the counter, so no position is given twice.
 /// The counter is read first without a lock, so a deletion below it (or of an event still
 /// waiting for a position) takes no lock on it. Creating the trigger waits for transactions
 /// that use the events table, and holds up every statement on it meanwhile: for 10 s at

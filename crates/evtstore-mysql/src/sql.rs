@@ -12,8 +12,8 @@ pub(crate) struct Sql {
     events: String,
     /// Calls the procedure that appends and numbers events (see `procedures`).
     pub(crate) add: String,
-    /// Appends one event at the next position in one statement, when its aggregate is at the
-    /// version expected and that version has its position; returns the
+    /// Appends one event at the next position in one statement, when no committed event
+    /// waits for a position and its aggregate is at the version expected; returns the
     /// position, or no row (the procedure decides then). Parameters: the event's ten columns
     /// (`procedures::INSERTED`), then `(current version, stream, aggregate id, current
     /// version)`.
@@ -25,9 +25,10 @@ pub(crate) struct Sql {
     /// outer `FROM` only), held to its commit: one-statement appends run side by side, but
     /// never while a numbering (a procedure's, a pass's) holds the counter, and a numbering
     /// waits for those running, so it numbers after them; one that committed after this
-    /// statement's read view was taken left the counter at its last event, so this one numbers
-    /// after the larger of the counter and the last event it sees. Selecting from the counter, not from the events table, spares the
-    /// temporary table an `INSERT … SELECT` from its own table takes. It never waits for a lock
+    /// statement's read view was taken (before its lock on the counter) left the counter at
+    /// its last event, so this one numbers after the larger of the counter and the last event
+    /// it sees. Selecting from the counter, not from the events table, spares the temporary
+    /// table an `INSERT … SELECT` from its own table takes. It never waits for a lock
     /// (`innodb_lock_wait_timeout = 0`): where a numbering holds the counter, or another
     /// writer holds its position or its version uncommitted, it fails at once (error 1205)
     /// and the procedure appends; a position another one-statement append committed first
@@ -36,15 +37,16 @@ pub(crate) struct Sql {
     /// in a locking read first). The counter is left as it is (a statement that inserts
     /// cannot also update it); the procedures number after the larger of it and the last
     /// event's position too, and a deletion of the last events (a retirement) leaves the
-    /// counter past them. It declines when the aggregate's previous version has no position
-    /// yet (committed by `append_in`, waiting for a pass), so versions stay in position order;
-    /// other aggregates' waiting events are numbered after it, by the next pass.
+    /// counter past them. It declines while a committed event waits for a position (of
+    /// `append_in`, for a pass): the procedure numbers those first, so that an event follows
+    /// every event its caller could have seen committed.
     pub(crate) append_one: String,
     /// [`append_one`](Self::append_one) for several events, as JSON (`procedures::json_events`,
     /// `procedures::json_expected`): all inserted, at consecutive positions in their order,
-    /// or none. Parameters: the timestamp of events without their own, the events, the
-    /// aggregates' expected versions. The last position and the versions are read in derived
-    /// tables, each materialized first as one row: a subquery of the events table in the
+    /// or none. Parameters: the timestamp of events without their own, the aggregates'
+    /// expected versions, the events. The last position, the look for waiting
+    /// events and the versions are read in derived tables, each materialized first as one row
+    /// (and read before the events): a subquery of the events table in the
     /// `SELECT` itself makes MariaDB collect the inserted rows in a temporary table first, on
     /// disk as they hold `LONGTEXT` (16 events: 630–700 µs a statement against 490–540 µs
     /// without, this project's machine).
@@ -97,9 +99,9 @@ impl Sql {
                  SELECT GREATEST(({last}), s.last) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
                  FROM {seq} s
                  WHERE s.id = 1
+                   AND NOT EXISTS (SELECT 1 FROM {events} WHERE position IS NULL)
                    AND (? = 0 OR EXISTS (SELECT 1 FROM {events} FORCE INDEX (by_version)
-                     WHERE stream = ? AND aggregate_id = ? AND version = ?
-                       AND position IS NOT NULL))
+                     WHERE stream = ? AND aggregate_id = ? AND version = ?))
                  LOCK IN SHARE MODE
                  RETURNING position",
                 seq = t.sequence,
@@ -109,12 +111,15 @@ impl Sql {
                  INSERT INTO {events} (position, {INSERTED})
                  SELECT GREATEST(l.last, s.last) + j.n, j.s, j.a, j.v, COALESCE(j.t, ?), j.d,
                    UNHEX(j.i), UNHEX(j.co), UNHEX(j.ca), j.m, j.r
-                 FROM {seq} s, (SELECT COALESCE(MAX(position), 0) AS last FROM {events}) l, {rows},
+                 FROM {seq} s,
+                   (SELECT COALESCE(MAX(position), 0) AS last,
+                     EXISTS (SELECT 1 FROM {events} WHERE position IS NULL) AS waiting
+                     FROM {events}) l,
                    (SELECT COUNT(*) AS missing FROM {expected} WHERE x.c > 0 AND NOT EXISTS (
                      SELECT 1 FROM {events} e FORCE INDEX (by_version)
-                     WHERE e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c
-                       AND e.position IS NOT NULL)) c
-                 WHERE s.id = 1 AND c.missing = 0
+                     WHERE e.stream = x.s AND e.aggregate_id = x.a AND e.version = x.c)) c,
+                   {rows}
+                 WHERE s.id = 1 AND l.waiting = 0 AND c.missing = 0
                  LOCK IN SHARE MODE
                  RETURNING position",
                 seq = t.sequence,

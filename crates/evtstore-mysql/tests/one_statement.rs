@@ -1,7 +1,7 @@
-//! One-statement appends (an aggregate whose previous version has its position) number after
-//! the last committed event and leave the counter behind; these are the paths where that
-//! meets the counter: a retirement that deletes the last events, a numbering (a procedure's,
-//! a pass's) that holds the counter, and events that wait for a pass.
+//! One-statement appends (no committed event waiting for a position) number after the last
+//! committed event and leave the counter behind; these are the paths where that meets the
+//! counter: a retirement that deletes the last events, a numbering (a procedure's, a pass's)
+//! that holds the counter, and events that wait for a pass.
 
 mod support;
 
@@ -182,10 +182,12 @@ async fn several_events_are_appended_in_one_statement_or_not_at_all() {
     assert_eq!(ids, ["a", "a", "b"], "the conflicting append wrote nothing");
 }
 
-/// Events of `append_in` waiting for a pass hold up no other aggregate's one-statement append:
-/// it takes the next position, the pass numbers them after it, and a reader sees them all.
+/// Events of `append_in` waiting for a pass, of any aggregate, are numbered before an
+/// append that follows them: an event a caller saw committed (say, the cause of its command)
+/// never comes after the events it then appends. One event and several take their own
+/// statements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_waiting_for_a_pass_hold_up_no_other_aggregate() {
+async fn events_waiting_for_a_pass_are_numbered_before_a_later_append() {
     let Some(url) = support::url() else { return };
     let db = support::TestDb::create(&url).await;
     let options = evtstore_mysql::MysqlOptions {
@@ -194,15 +196,23 @@ async fn events_waiting_for_a_pass_hold_up_no_other_aggregate() {
     };
     let provider = db.provider(options).await;
     let mut conn = db.connection().await;
-    let mut tx = conn.begin().await.unwrap();
-    let waiting = vec![event("w", 1), event("w", 2)];
-    provider.append_in(&mut tx, waiting).await.unwrap();
-    tx.commit().await.unwrap();
-    let other = provider.append(vec![event("o", 1)]).await.unwrap();
-    assert_eq!(other[0].position, 1, "before the waiting events");
-    assert_eq!(counter(&mut conn).await, 0, "in one statement");
-    assert_eq!(provider.sequence().await.unwrap(), 3);
+    let mut expected = Vec::new();
+    for (cause, effects) in [
+        ("w", vec![event("o", 1)]),
+        ("v", vec![event("p", 1), event("q", 1)]),
+    ] {
+        let mut tx = conn.begin().await.unwrap();
+        let waiting = vec![event(cause, 1), event(cause, 2)];
+        provider.append_in(&mut tx, waiting).await.unwrap();
+        tx.commit().await.unwrap();
+        let names: Vec<String> = effects.iter().map(|e| e.aggregate_id.to_string()).collect();
+        provider.append(effects).await.unwrap();
+        expected.extend([cause.to_owned(), cause.to_owned()]);
+        expected.extend(names);
+    }
     let seen = positions_after(&*provider, 0).await;
-    let expected = [("o", 1), ("w", 2), ("w", 3)].map(|(id, p)| (id.to_owned(), p));
-    assert_eq!(seen, expected);
+    let ids: Vec<String> = seen.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids, expected, "the waiting events first");
+    let positions: Vec<u64> = seen.iter().map(|(_, p)| *p).collect();
+    assert_eq!(positions, (1..=7).collect::<Vec<u64>>());
 }
