@@ -547,7 +547,58 @@ pub(crate) fn deadlocked(error: &Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
+    use sqlx::mysql::MySqlConnectOptions;
+    use sqlx::{ConnectOptions, Executor};
+
     use super::*;
+    use crate::MysqlOptions;
+    use crate::sql::Sql;
+    use crate::tables::Tables;
+
+    async fn disk_tables(conn: &mut MySqlConnection) -> String {
+        let status = sqlx::query_as("SHOW SESSION STATUS LIKE 'Created_tmp_disk_tables'");
+        let (_, count): (String, String) = status.fetch_one(conn).await.unwrap();
+        count
+    }
+
+    /// A group's statement copies no rows to a temporary table on disk first (they hold
+    /// `LONGTEXT`): its reads of the events table are derived tables, materialized first. A
+    /// subquery of the events table in its `SELECT` brings the copy back.
+    #[tokio::test]
+    async fn a_group_statement_makes_no_temporary_table_on_disk() {
+        let Ok(url) = std::env::var("EVTSTORE_MYSQL_URL") else {
+            eprintln!("skipped: EVTSTORE_MYSQL_URL is not set");
+            return;
+        };
+        let database = format!("evt_t_tmp_{}", std::process::id());
+        let options = MySqlConnectOptions::from_str(&url).unwrap();
+        let mut admin = options.connect().await.unwrap();
+        let create = format!("CREATE OR REPLACE DATABASE {database}");
+        admin.execute(create.as_str()).await.unwrap();
+        let store = options.clone().database(&database);
+        let provider = MysqlProvider::connect_config(store.clone(), MysqlOptions::default());
+        drop(provider.await.unwrap()); // the tables
+        let sql = Sql::new(&Tables::new(&MysqlOptions::default()).unwrap());
+        let mut conn = store.connect().await.unwrap();
+        let events = vec![
+            NewEvent::new("counter", "a", 1, r#"{"type":"one"}"#),
+            NewEvent::new("counter", "b", 1, r#"{"type":"one"}"#),
+        ];
+        let (rows, versions) = as_json(&events, &expectations(&events).unwrap());
+        let before = disk_tables(&mut conn).await;
+        let insert = sqlx::query_scalar(&sql.append_rows)
+            .bind(0i64)
+            .bind(versions);
+        let positions: Vec<i64> = insert.bind(rows).fetch_all(&mut conn).await.unwrap();
+        let after = disk_tables(&mut conn).await;
+        conn.close().await.unwrap();
+        let drop_database = format!("DROP DATABASE {database}");
+        admin.execute(drop_database.as_str()).await.unwrap();
+        assert_eq!(positions, [1, 2]);
+        assert_eq!(after, before, "temporary tables on disk, before and after");
+    }
 
     #[test]
     fn an_error_after_the_commit_is_not_retryable() {
