@@ -21,9 +21,10 @@
 //! An append through the provider gives its own events positions as it inserts them. When
 //! no committed event waits for a position, it is one statement (`sql::Sql::append_one`,
 //! `append_rows`): the positions after the last committed event's (or the counter's, if
-//! larger), made unique by `by_position`, without the counter's lock. Otherwise the append takes the counter's lock in its
-//! own transaction (`<events>_add`, see `procedures`): it inserts its events at their
-//! positions when no committed event waits for one, else numbers them after those this way.
+//! larger), made unique by `by_position`, without the counter's lock. Otherwise the append
+//! takes the counter's lock in its own transaction (`<events>_add`, see `procedures`): it
+//! inserts its events at their positions when no committed event waits for one, else numbers
+//! them after those this way.
 //! Either makes one durable commit and returns its positions. Passes and the procedure number
 //! after the larger of the counter and the last event's position. A pass runs every
 //! `sequence_interval` in every process, so events of `append_in` and of appends too large for

@@ -6,10 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use evtstore_core::Provider;
-use evtstore_core::conformance::streaming::{
-    check_at_first_event, fill_big, fill_small, stop_at_first_event,
-};
+use evtstore_core::conformance::streaming::{check_at_first_event, check_stopped_loads, fill_big};
 
 /// While the fold takes the first event, the server is still sending the rest: the statement
 /// is still running. (Read whole first, it would have ended.)
@@ -37,48 +34,21 @@ async fn a_load_alone_is_folded_as_its_rows_arrive() {
     );
 }
 
-/// The ids of the server's threads serving the provider (every connection to the test's
-/// database but `conn`).
-async fn provider_threads(conn: &mut sqlx::MySqlConnection, db: &support::TestDb) -> Vec<i64> {
-    let threads = "SELECT ID FROM information_schema.PROCESSLIST
-        WHERE DB = ? AND ID <> CONNECTION_ID() ORDER BY ID";
-    let ids = sqlx::query_scalar(threads).bind(&db.name);
-    ids.fetch_all(conn).await.unwrap()
-}
-
-/// Loads `counters/<id>` whole, then stopping at the first event. Returns whether every
-/// thread serving the provider after the first load is still there 300 ms after the second.
-async fn stopped_load_keeps_threads(
-    provider: &dyn Provider,
-    db: &support::TestDb,
-    id: &str,
-) -> bool {
-    let mut conn = db.connection().await;
-    let before = stop_at_first_event(provider, id, provider_threads(&mut conn, db)).await;
-    // A closed connection's thread leaves the list within milliseconds.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = provider_threads(&mut conn, db).await;
-    before.iter().all(|thread| after.contains(thread))
-}
-
 /// A fold that stops part way (its visitor's error) with at most `WaitLimit::DRAINED` rows
-/// left reads them and keeps its connection; with more left, the connection is closed.
+/// left reads them and keeps its connection; with more left, the connection is closed. The
+/// provider's connections are the server's threads on the test's database (but the test's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fold_stopped_part_way_keeps_its_connection_when_little_is_left() {
     let Some(url) = support::url() else { return };
     let (provider, db) = support::fresh(&url).await;
-    fill_small(&*provider).await;
-    assert!(
-        stopped_load_keeps_threads(&*provider, &db, "small").await,
-        "499 rows left: drained, the connection kept"
-    );
-    fill_big(&*provider).await;
-    assert!(
-        !stopped_load_keeps_threads(&*provider, &db, "big").await,
-        "19,999 rows left: the connection closed"
-    );
-    let loaded = provider.events(&["counters".into()], 0, 10).await.unwrap();
-    assert_eq!(loaded.len(), 10, "the next read goes on");
+    let conn = tokio::sync::Mutex::new(db.connection().await);
+    let threads = || async {
+        let threads = "SELECT ID FROM information_schema.PROCESSLIST
+            WHERE DB = ? AND ID <> CONNECTION_ID() ORDER BY ID";
+        let ids = sqlx::query_scalar(threads).bind(&db.name);
+        ids.fetch_all(&mut *conn.lock().await).await.unwrap()
+    };
+    check_stopped_loads(&*provider, threads).await;
 }
 
 /// A fold that holds a load for longer than `statement_timeout` does not cut it off: only the

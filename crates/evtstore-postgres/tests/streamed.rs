@@ -6,10 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use evtstore_core::Provider;
-use evtstore_core::conformance::streaming::{
-    check_at_first_event, fill_big, fill_small, stop_at_first_event,
-};
+use evtstore_core::conformance::streaming::{check_at_first_event, check_stopped_loads, fill_big};
 use evtstore_postgres::{PgOptions, PgProvider};
 use tokio_postgres::NoTls;
 
@@ -60,35 +57,10 @@ async fn at_first_event(url: &str, what: &str) -> i64 {
     .await
 }
 
-/// The backends serving the provider of `schema` (whose last statement named it).
-async fn provider_backends(client: &tokio_postgres::Client, schema: &str) -> Vec<i32> {
-    let backends = "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()
-        AND query LIKE '%' || $1 || '%' ORDER BY pid";
-    let rows = client.query(backends, &[&schema]).await.unwrap();
-    rows.iter().map(|row| row.get(0)).collect()
-}
-
-/// Loads `counters/<id>` whole, then stopping at the first event. Returns whether every
-/// backend serving the provider after the first load is still there 300 ms after the second.
-async fn stopped_load_keeps_backends(
-    url: &str,
-    provider: &PgProvider,
-    schema: &str,
-    id: &str,
-) -> bool {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    let before = stop_at_first_event(provider, id, provider_backends(&client, schema)).await;
-    assert!(!before.is_empty(), "the provider's backends are found");
-    // A closed connection's backend leaves the list within milliseconds.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = provider_backends(&client, schema).await;
-    before.iter().all(|backend| after.contains(backend))
-}
-
 /// A fold that stops part way (its visitor's error) with at most `WaitLimit::DRAINED` rows
 /// left reads them and gives its connection back to the pool; with more left, the connection
-/// is closed.
+/// is closed. The provider's connections are the backends whose last statement named its
+/// schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fold_stopped_part_way_keeps_its_connection_when_little_is_left() {
     let Some(url) = support::url() else { return };
@@ -99,18 +71,17 @@ async fn a_fold_stopped_part_way_keeps_its_connection_when_little_is_left() {
         ..PgOptions::default()
     };
     let provider = PgProvider::connect_with(&url, options).await.unwrap();
-    fill_small(&provider).await;
-    assert!(
-        stopped_load_keeps_backends(&url, &provider, &schema, "small").await,
-        "499 rows left: drained, the connection kept"
-    );
-    fill_big(&provider).await;
-    assert!(
-        !stopped_load_keeps_backends(&url, &provider, &schema, "big").await,
-        "19,999 rows left: the connection closed"
-    );
-    let loaded = provider.events(&["counters".into()], 0, 10).await.unwrap();
-    assert_eq!(loaded.len(), 10, "the next read goes on");
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let backends = || async {
+        let backends = "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()
+            AND query LIKE '%' || $1 || '%' ORDER BY pid";
+        let rows = client.query(backends, &[&schema]).await.unwrap();
+        rows.iter()
+            .map(|row| i64::from(row.get::<_, i32>(0)))
+            .collect()
+    };
+    check_stopped_loads(&provider, backends).await;
 }
 
 /// A fold that holds a load for longer than `statement_timeout` does not cut it off: only the

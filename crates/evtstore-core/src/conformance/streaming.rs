@@ -78,26 +78,42 @@ pub async fn check_at_first_event<T: Send + 'static>(
     checker.await.expect("the check panicked")
 }
 
-/// Appends 500 events to `counters/small`: fewer than a stopped load drains
-/// (`WaitLimit::DRAINED`).
-pub async fn fill_small(provider: &dyn Provider) {
+/// Checks that a fold stopped part way (its visitor's error) with at most
+/// `WaitLimit::DRAINED` rows left reads them and keeps its connection for the next call, and
+/// with more left closes it (the server may still be sending). `connections` lists the
+/// server's ids of the connections serving the provider: a closed one leaves the list within
+/// milliseconds.
+pub async fn check_stopped_loads<F, Fut>(provider: &dyn Provider, connections: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Vec<i64>>,
+{
     let body = r#"{"type":"Added","by":1}"#;
-    let events = (1..=500).map(|v| NewEvent::new("counters", "small", v, body));
-    provider.append(events.collect()).await.expect("appending");
+    let small = (1..=500).map(|v| NewEvent::new("counters", "small", v, body));
+    provider.append(small.collect()).await.expect("appending");
+    let kept = stopped_load_keeps(provider, "small", &connections).await;
+    assert!(kept, "499 rows left: drained, the connection kept");
+    fill_big(provider).await;
+    let kept = stopped_load_keeps(provider, "big", &connections).await;
+    assert!(!kept, "19,999 rows left: the connection closed");
+    let loaded = provider.events(&["counters".into()], 0, 10).await;
+    assert_eq!(loaded.expect("reading").len(), 10, "the next read goes on");
 }
 
-/// Folds `counters/<id>` whole, runs `between`, then folds it again stopping at the first
-/// event (the visitor's error, which the load must return), and returns `between`'s answer.
-pub async fn stop_at_first_event<T>(
-    provider: &dyn Provider,
-    id: &str,
-    between: impl Future<Output = T>,
-) -> T {
+/// Folds `counters/<id>` whole, then again stopping at the first event (the load must return
+/// the visitor's error): whether every connection listed after the first is still listed
+/// 300 ms after the second.
+async fn stopped_load_keeps<F, Fut>(provider: &dyn Provider, id: &str, connections: &F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Vec<i64>>,
+{
     let (stream, id): (SharedStr, SharedStr) = ("counters".into(), id.into());
     let mut whole = |_: &EventMeta, _: &str| Ok(());
     let folded = provider.visit_aggregate(&stream, &id, 0, &mut whole).await;
     folded.expect("folding whole");
-    let answer = between.await;
+    let before = connections().await;
+    assert!(!before.is_empty(), "the provider's connections are listed");
     let mut stop = |_: &EventMeta, _: &str| {
         Err(Error::Rejected {
             source: "stopped".into(),
@@ -108,5 +124,7 @@ pub async fn stop_at_first_event<T>(
         matches!(stopped, Err(Error::Rejected { .. })),
         "{stopped:?}"
     );
-    answer
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = connections().await;
+    before.iter().all(|connection| after.contains(connection))
 }
